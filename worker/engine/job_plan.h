@@ -1,0 +1,101 @@
+#pragma once
+
+// JobPlan: a JobSpec compiled for execution. It resolves every field path used
+// by the job (key, event time, filter, rules, aggregates) to a slot the decoder
+// fills per event, parses every expression once, and fixes the window and rule
+// operators. Immutable once built; shared by all tasks of a job.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "proto/sluice.pb.h"
+#include "worker/engine/expr.h"
+
+namespace sluice::engine {
+
+// The aggregate functions of the job language.
+enum class AggFn : uint8_t {
+  kCount,
+  kSum,
+  kMin,
+  kMax,
+  kAvg,
+  kCountDistinct,
+  kFirst,
+  kLast
+};
+
+struct AggregateDef {
+  std::string name;
+  AggFn fn = AggFn::kCount;
+  std::optional<uint32_t> field_slot;  // absent for count()
+};
+
+enum class WindowKind : uint8_t { kNone, kTumbling, kSliding, kSession, kRolling };
+
+struct WindowDef {
+  WindowKind kind = WindowKind::kNone;
+  int64_t size_ms = 0;   // tumbling, sliding, rolling
+  int64_t every_ms = 0;  // sliding
+  int64_t gap_ms = 0;    // session
+  int64_t allowed_lateness_ms = 0;
+};
+
+struct RuleDef {
+  std::string name;
+  WindowDef window;  // kNone or kRolling
+  std::vector<AggregateDef> aggregates;
+  Expr when;
+  // For new_value(f): the field slot of each new_value slot, in slot order.
+  std::vector<uint32_t> new_value_fields;
+};
+
+class JobPlan {
+ public:
+  // Compiles `spec`. Errors name the part of the job at fault first, as a path
+  // into the job file, then what is wrong:
+  //   "filter: column 8: expected an expression, got end of input"
+  //   "rules[1].when: unknown name 'm' (aggregates here: n)"
+  //   "having: ..." / "window: ..." / "aggregates[2]: ..."
+  // The job loader turns the path into a file line.
+  static Result<std::shared_ptr<const JobPlan>> Compile(const proto::JobSpec& spec);
+
+  const proto::JobSpec& spec() const { return spec_; }
+  const std::string& name() const { return spec_.name(); }
+
+  // Field paths the decoder extracts, split on '.', by slot.
+  const std::vector<std::vector<std::string>>& field_paths() const { return field_paths_; }
+  const std::vector<std::string>& field_names() const { return field_names_; }
+
+  const std::optional<Expr>& filter() const { return filter_; }
+
+  bool is_rule_job() const { return !rules_.empty(); }
+  const std::vector<RuleDef>& rules() const { return rules_; }
+  // The largest rolling window of any rule (0 if none).
+  int64_t max_rolling_ms() const { return max_rolling_ms_; }
+  bool has_rolling_rules() const { return max_rolling_ms_ > 0; }
+
+  const WindowDef& window() const { return window_; }
+  const std::vector<AggregateDef>& aggregates() const { return aggregates_; }
+  const std::optional<Expr>& having() const { return having_; }
+
+ private:
+  JobPlan() = default;
+  uint32_t FieldSlot(const std::string& path);
+
+  proto::JobSpec spec_;
+  std::vector<std::vector<std::string>> field_paths_;
+  std::vector<std::string> field_names_;
+  std::optional<Expr> filter_;
+  std::vector<RuleDef> rules_;
+  int64_t max_rolling_ms_ = 0;
+  WindowDef window_;
+  std::vector<AggregateDef> aggregates_;
+  std::optional<Expr> having_;
+};
+
+}  // namespace sluice::engine
