@@ -1,1 +1,267 @@
-// placeholder
+#include "worker/engine/job_plan.h"
+
+#include <algorithm>
+
+namespace sluice::engine {
+
+namespace {
+
+// Every name is a field path; new_value is not allowed. Used for `filter`.
+class FieldScope : public ExprScope {
+ public:
+  explicit FieldScope(std::function<uint32_t(std::string_view)> field_slot)
+      : field_slot_(std::move(field_slot)) {}
+  std::optional<ExprRef> Resolve(std::string_view name) override {
+    return ExprRef{ExprRef::Kind::kField, field_slot_(name)};
+  }
+  std::optional<uint32_t> ResolveNewValue(std::string_view) override { return std::nullopt; }
+
+ protected:
+  std::function<uint32_t(std::string_view)> field_slot_;
+};
+
+// Aggregate names first, then (if allowed) fields; new_value when allowed.
+class AggregateScope : public FieldScope {
+ public:
+  AggregateScope(std::function<uint32_t(std::string_view)> field_slot,
+                 const std::vector<AggregateDef>* aggregates, bool allow_fields,
+                 std::vector<uint32_t>* new_value_fields)
+      : FieldScope(std::move(field_slot)),
+        aggregates_(aggregates),
+        allow_fields_(allow_fields),
+        new_value_fields_(new_value_fields) {}
+
+  std::optional<ExprRef> Resolve(std::string_view name) override {
+    for (size_t i = 0; i < aggregates_->size(); ++i) {
+      if ((*aggregates_)[i].name == name) {
+        return ExprRef{ExprRef::Kind::kAggregate, static_cast<uint32_t>(i)};
+      }
+    }
+    if (!allow_fields_) return std::nullopt;
+    return FieldScope::Resolve(name);
+  }
+
+  std::optional<uint32_t> ResolveNewValue(std::string_view path) override {
+    if (new_value_fields_ == nullptr) return std::nullopt;
+    new_value_fields_->push_back(field_slot_(path));
+    return static_cast<uint32_t>(new_value_fields_->size() - 1);
+  }
+
+  std::string UnknownNameHint() const override {
+    std::string hint = " (aggregates here:";
+    for (const AggregateDef& a : *aggregates_) hint += " " + a.name;
+    if (aggregates_->empty()) hint += " none";
+    return hint + ")";
+  }
+
+ private:
+  const std::vector<AggregateDef>* aggregates_;
+  bool allow_fields_;
+  std::vector<uint32_t>* new_value_fields_;
+};
+
+Status Prefixed(const std::string& path, const Status& s) {
+  return Status(s.code(), path + ": " + s.message());
+}
+
+Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
+                                      const std::function<uint32_t(std::string_view)>& slot) {
+  AggregateDef def;
+  def.name = spec.name();
+  if (def.name.empty()) return Status::InvalidArgument("an aggregate needs a name");
+  switch (spec.function()) {
+    case proto::AggregateSpec::COUNT: def.fn = AggFn::kCount; break;
+    case proto::AggregateSpec::SUM: def.fn = AggFn::kSum; break;
+    case proto::AggregateSpec::MIN: def.fn = AggFn::kMin; break;
+    case proto::AggregateSpec::MAX: def.fn = AggFn::kMax; break;
+    case proto::AggregateSpec::AVG: def.fn = AggFn::kAvg; break;
+    case proto::AggregateSpec::COUNT_DISTINCT: def.fn = AggFn::kCountDistinct; break;
+    case proto::AggregateSpec::FIRST: def.fn = AggFn::kFirst; break;
+    case proto::AggregateSpec::LAST: def.fn = AggFn::kLast; break;
+    default:
+      return Status::InvalidArgument("aggregate '" + def.name + "' has no function");
+  }
+  if (def.fn == AggFn::kCount) {
+    if (!spec.field().empty()) def.field_slot = slot(spec.field());
+  } else {
+    if (spec.field().empty()) {
+      return Status::InvalidArgument("aggregate '" + def.name + "' needs a field");
+    }
+    def.field_slot = slot(spec.field());
+  }
+  return def;
+}
+
+}  // namespace
+
+uint32_t JobPlan::FieldSlot(std::string_view path) {
+  for (size_t i = 0; i < field_names_.size(); ++i) {
+    if (field_names_[i] == path) return static_cast<uint32_t>(i);
+  }
+  field_names_.emplace_back(path);
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    parts.emplace_back(path.substr(start, dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  field_paths_.push_back(std::move(parts));
+  return static_cast<uint32_t>(field_names_.size() - 1);
+}
+
+int32_t JobPlan::RollingIndex(uint32_t field_slot) {
+  auto it = std::find(rolling_slots_.begin(), rolling_slots_.end(), field_slot);
+  if (it != rolling_slots_.end()) return static_cast<int32_t>(it - rolling_slots_.begin());
+  rolling_slots_.push_back(field_slot);
+  return static_cast<int32_t>(rolling_slots_.size() - 1);
+}
+
+Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
+  const std::string path = "rules[" + std::to_string(index) + "]";
+  auto slot = [this](std::string_view p) { return FieldSlot(p); };
+  RuleDef rule;
+  rule.name = spec.name();
+  if (rule.name.empty()) return Status::InvalidArgument(path + ": a rule needs a name");
+  for (const RuleDef& other : rules_) {
+    if (other.name == rule.name) {
+      return Status::InvalidArgument(path + ": duplicate rule name '" + rule.name + "'");
+    }
+  }
+  const proto::WindowSpec& w = spec.window();
+  switch (w.kind_case()) {
+    case proto::WindowSpec::KIND_NOT_SET: break;
+    case proto::WindowSpec::kRollingMs:
+      if (w.rolling_ms() <= 0) {
+        return Status::InvalidArgument(path + ".window: rolling window must be longer than 0");
+      }
+      rule.window.kind = WindowKind::kRolling;
+      rule.window.size_ms = w.rolling_ms();
+      max_rolling_ms_ = std::max(max_rolling_ms_, w.rolling_ms());
+      break;
+    default:
+      return Status::InvalidArgument(path +
+                                     ".window: a rule's window must be rolling, e.g. {rolling: 5m}");
+  }
+  for (int i = 0; i < spec.aggregates_size(); ++i) {
+    auto agg = CompileAggregate(spec.aggregates(i), slot);
+    if (!agg.ok()) {
+      return Prefixed(path + ".aggregates[" + std::to_string(i) + "]", agg.status());
+    }
+    rule.aggregates.push_back(std::move(agg).value());
+  }
+  if (!rule.aggregates.empty() && rule.window.kind != WindowKind::kRolling) {
+    return Status::InvalidArgument(path +
+                                   ": an aggregate needs a rolling window, e.g. {rolling: 5m}");
+  }
+  if (spec.when().empty()) return Status::InvalidArgument(path + ".when: a rule needs a condition");
+  std::vector<uint32_t> new_value_fields;
+  AggregateScope scope(slot, &rule.aggregates, /*allow_fields=*/true,
+                       rule.window.kind == WindowKind::kRolling ? &new_value_fields : nullptr);
+  auto when = Expr::Parse(spec.when(), scope);
+  if (!when.ok()) return Prefixed(path + ".when", when.status());
+  rule.when = std::move(when).value();
+  if (rule.window.kind == WindowKind::kRolling) {
+    for (AggregateDef& a : rule.aggregates) {
+      if (a.field_slot) a.rolling_index = RollingIndex(*a.field_slot);
+    }
+    for (uint32_t f : new_value_fields) rule.new_value_rolling_index.push_back(RollingIndex(f));
+  }
+  rules_.push_back(std::move(rule));
+  return Status::Ok();
+}
+
+Status JobPlan::CompileWindowJob() {
+  const proto::WindowSpec& w = spec_.window();
+  window_.allowed_lateness_ms = w.allowed_lateness_ms();
+  if (window_.allowed_lateness_ms < 0) {
+    return Status::InvalidArgument("window: allowed_lateness must not be negative");
+  }
+  switch (w.kind_case()) {
+    case proto::WindowSpec::kTumblingMs:
+      window_.kind = WindowKind::kTumbling;
+      window_.size_ms = w.tumbling_ms();
+      if (window_.size_ms <= 0) return Status::InvalidArgument("window: tumbling size must be > 0");
+      break;
+    case proto::WindowSpec::kSliding:
+      window_.kind = WindowKind::kSliding;
+      window_.size_ms = w.sliding().size_ms();
+      window_.every_ms = w.sliding().every_ms();
+      if (window_.size_ms <= 0 || window_.every_ms <= 0 || window_.every_ms > window_.size_ms) {
+        return Status::InvalidArgument("window: sliding needs 0 < every <= size");
+      }
+      break;
+    case proto::WindowSpec::kSessionGapMs:
+      window_.kind = WindowKind::kSession;
+      window_.gap_ms = w.session_gap_ms();
+      if (window_.gap_ms <= 0) return Status::InvalidArgument("window: session gap must be > 0");
+      break;
+    case proto::WindowSpec::kRollingMs:
+      return Status::InvalidArgument(
+          "window: rolling windows belong to rules; a window job takes tumbling, sliding or "
+          "session");
+    case proto::WindowSpec::KIND_NOT_SET:
+      return Status::InvalidArgument("window: expected tumbling, sliding or session");
+  }
+  auto slot = [this](std::string_view p) { return FieldSlot(p); };
+  for (int i = 0; i < spec_.aggregates_size(); ++i) {
+    auto agg = CompileAggregate(spec_.aggregates(i), slot);
+    if (!agg.ok()) return Prefixed("aggregates[" + std::to_string(i) + "]", agg.status());
+    for (const AggregateDef& other : aggregates_) {
+      if (other.name == agg->name) {
+        return Status::InvalidArgument("aggregates[" + std::to_string(i) +
+                                       "]: duplicate aggregate name '" + agg->name + "'");
+      }
+    }
+    aggregates_.push_back(std::move(agg).value());
+  }
+  if (!spec_.having().empty()) {
+    AggregateScope scope(slot, &aggregates_, /*allow_fields=*/false, nullptr);
+    auto having = Expr::Parse(spec_.having(), scope);
+    if (!having.ok()) return Prefixed("having", having.status());
+    having_ = std::move(having).value();
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& spec) {
+  std::shared_ptr<JobPlan> plan(new JobPlan());
+  plan->spec_ = spec;
+  const proto::SourceSpec& src = spec.source();
+  if (spec.name().empty()) return Status::InvalidArgument("name: a job needs a name");
+  if (src.key().empty()) return Status::InvalidArgument("source.key: missing the key field");
+  if (src.event_time().empty()) {
+    return Status::InvalidArgument("source.event_time: missing the event time field");
+  }
+  if (src.max_out_of_orderness_ms() < 0 || src.idle_timeout_ms() < 0 ||
+      src.max_future_ms() < 0 || src.max_past_ms() < 0) {
+    return Status::InvalidArgument("source: durations must not be negative");
+  }
+  plan->key_slot_ = plan->FieldSlot(src.key());
+  plan->time_slot_ = plan->FieldSlot(src.event_time());
+
+  if (!spec.filter().empty()) {
+    FieldScope scope([p = plan.get()](std::string_view path) { return p->FieldSlot(path); });
+    auto filter = Expr::Parse(spec.filter(), scope);
+    if (!filter.ok()) return Prefixed("filter", filter.status());
+    plan->filter_ = std::move(filter).value();
+  }
+
+  const bool has_window = spec.window().kind_case() != proto::WindowSpec::KIND_NOT_SET;
+  if (spec.rules_size() > 0 && has_window) {
+    return Status::InvalidArgument("rules: a job has either rules or a window, not both");
+  }
+  if (spec.rules_size() > 0) {
+    for (int i = 0; i < spec.rules_size(); ++i) {
+      SLUICE_RETURN_IF_ERROR(plan->CompileRule(i, spec.rules(i)));
+    }
+  } else if (has_window) {
+    SLUICE_RETURN_IF_ERROR(plan->CompileWindowJob());
+  } else {
+    return Status::InvalidArgument("rules: a job needs rules or a window");
+  }
+  return std::shared_ptr<const JobPlan>(std::move(plan));
+}
+
+}  // namespace sluice::engine

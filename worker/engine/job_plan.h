@@ -6,6 +6,7 @@
 // operators. Immutable once built; shared by all tasks of a job.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,9 @@ struct AggregateDef {
   std::string name;
   AggFn fn = AggFn::kCount;
   std::optional<uint32_t> field_slot;  // absent for count()
+  // Rules only: where the field's value sits among the values a rolling rule
+  // keeps per event (JobPlan::rolling_slots()); -1 when none.
+  int32_t rolling_index = -1;
 };
 
 enum class WindowKind : uint8_t { kNone, kTumbling, kSliding, kSession, kRolling };
@@ -50,8 +54,9 @@ struct RuleDef {
   WindowDef window;  // kNone or kRolling
   std::vector<AggregateDef> aggregates;
   Expr when;
-  // For new_value(f): the field slot of each new_value slot, in slot order.
-  std::vector<uint32_t> new_value_fields;
+  // For new_value(f): the rolling index (see AggregateDef) of f, by new_value
+  // slot.
+  std::vector<int32_t> new_value_rolling_index;
 };
 
 class JobPlan {
@@ -71,6 +76,9 @@ class JobPlan {
   const std::vector<std::vector<std::string>>& field_paths() const { return field_paths_; }
   const std::vector<std::string>& field_names() const { return field_names_; }
 
+  uint32_t key_slot() const { return key_slot_; }
+  uint32_t time_slot() const { return time_slot_; }
+
   const std::optional<Expr>& filter() const { return filter_; }
 
   bool is_rule_job() const { return !rules_.empty(); }
@@ -78,6 +86,8 @@ class JobPlan {
   // The largest rolling window of any rule (0 if none).
   int64_t max_rolling_ms() const { return max_rolling_ms_; }
   bool has_rolling_rules() const { return max_rolling_ms_ > 0; }
+  // The field slots whose values rolling rules keep per event.
+  const std::vector<uint32_t>& rolling_slots() const { return rolling_slots_; }
 
   const WindowDef& window() const { return window_; }
   const std::vector<AggregateDef>& aggregates() const { return aggregates_; }
@@ -85,11 +95,17 @@ class JobPlan {
 
  private:
   JobPlan() = default;
-  uint32_t FieldSlot(const std::string& path);
+  uint32_t FieldSlot(std::string_view path);
+  int32_t RollingIndex(uint32_t field_slot);
+  Status CompileRule(int index, const proto::RuleSpec& spec);
+  Status CompileWindowJob();
 
   proto::JobSpec spec_;
   std::vector<std::vector<std::string>> field_paths_;
   std::vector<std::string> field_names_;
+  uint32_t key_slot_ = 0;
+  uint32_t time_slot_ = 0;
+  std::vector<uint32_t> rolling_slots_;
   std::optional<Expr> filter_;
   std::vector<RuleDef> rules_;
   int64_t max_rolling_ms_ = 0;

@@ -1,1 +1,99 @@
-// placeholder
+#include "worker/engine/job_plan.h"
+
+#include <catch2/catch.hpp>
+
+#include "worker/engine/testing.h"
+
+namespace sluice::engine {
+namespace {
+
+using testing::Agg;
+using testing::BaseSpec;
+
+std::string CompileError(const proto::JobSpec& spec) {
+  auto plan = JobPlan::Compile(spec);
+  return plan.ok() ? "ok" : plan.status().message();
+}
+
+TEST_CASE("a plan resolves every field the job reads to a slot") {
+  proto::JobSpec spec = BaseSpec();
+  spec.set_filter("amount > 0 && user.tier == \"gold\"");
+  proto::RuleSpec* r = spec.add_rules();
+  r->set_name("big");
+  r->mutable_window()->set_rolling_ms(60'000);
+  *r->add_aggregates() = Agg("total", proto::AggregateSpec::SUM, "amount");
+  r->set_when("total > 100 && new_value(country)");
+  auto plan = JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  const auto& names = (*plan)->field_names();
+  REQUIRE(names == std::vector<std::string>{"user", "ts", "amount", "user.tier", "country"});
+  REQUIRE((*plan)->field_paths()[3] == std::vector<std::string>{"user", "tier"});
+  REQUIRE((*plan)->max_rolling_ms() == 60'000);
+  REQUIRE((*plan)->rolling_slots() == std::vector<uint32_t>{2, 4});
+}
+
+TEST_CASE("compile errors name the part of the job at fault") {
+  proto::JobSpec base = BaseSpec();
+  proto::RuleSpec* r = base.add_rules();
+  r->set_name("ok");
+  r->set_when("true");
+
+  proto::JobSpec spec = base;
+  spec.set_filter("amount >");
+  REQUIRE(CompileError(spec).rfind("filter: column", 0) == 0);
+
+  spec = base;
+  spec.mutable_rules(0)->set_when("n > 3");
+  spec.mutable_rules(0)->mutable_window()->set_rolling_ms(1000);
+  *spec.mutable_rules(0)->add_aggregates() = Agg("m", proto::AggregateSpec::COUNT);
+  // Without aggregate n, n is a field: fine. new_value outside rolling is not.
+  REQUIRE(CompileError(spec) == "ok");
+
+  spec = base;
+  spec.mutable_rules(0)->set_when("new_value(country)");
+  REQUIRE(CompileError(spec).rfind("rules[0].when: column 1:", 0) == 0);
+
+  spec = base;
+  *spec.mutable_rules(0)->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  REQUIRE(CompileError(spec) == "rules[0]: an aggregate needs a rolling window, e.g. {rolling: 5m}");
+
+  spec = base;
+  *spec.add_rules() = spec.rules(0);
+  REQUIRE(CompileError(spec) == "rules[1]: duplicate rule name 'ok'");
+
+  spec = base;
+  spec.mutable_rules(0)->mutable_window()->set_tumbling_ms(1000);
+  REQUIRE(CompileError(spec) == "rules[0].window: a rule's window must be rolling, e.g. {rolling: 5m}");
+
+  spec = base;
+  spec.mutable_window()->set_tumbling_ms(1000);
+  REQUIRE(CompileError(spec) == "rules: a job has either rules or a window, not both");
+
+  spec = BaseSpec();
+  REQUIRE(CompileError(spec) == "rules: a job needs rules or a window");
+
+  spec = BaseSpec();
+  spec.mutable_window()->set_rolling_ms(1000);
+  REQUIRE(CompileError(spec).rfind("window: rolling windows belong to rules", 0) == 0);
+
+  spec = BaseSpec();
+  spec.mutable_window()->mutable_sliding()->set_size_ms(1000);
+  spec.mutable_window()->mutable_sliding()->set_every_ms(2000);
+  REQUIRE(CompileError(spec) == "window: sliding needs 0 < every <= size");
+
+  spec = BaseSpec();
+  spec.mutable_window()->set_session_gap_ms(1000);
+  *spec.add_aggregates() = Agg("events", proto::AggregateSpec::COUNT);
+  *spec.add_aggregates() = Agg("total", proto::AggregateSpec::SUM);
+  REQUIRE(CompileError(spec) == "aggregates[1]: aggregate 'total' needs a field");
+
+  spec = BaseSpec();
+  spec.mutable_window()->set_session_gap_ms(1000);
+  *spec.add_aggregates() = Agg("events", proto::AggregateSpec::COUNT);
+  spec.set_having("amount > 3");
+  REQUIRE(CompileError(spec).find("having: column 1: unknown name 'amount'") == 0);
+  REQUIRE(CompileError(spec).find("(aggregates here: events)") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::engine

@@ -1,1 +1,34 @@
-// placeholder
+#include "worker/engine/state_store.h"
+
+namespace sluice::engine {
+
+Status InMemoryStateStore::Write(const WriteBatch& batch) {
+  for (const auto& [key, value] : batch.ops()) {
+    if (value) {
+      data_[key] = *value;
+    } else {
+      data_.erase(key);
+    }
+  }
+  ++writes_;
+  last_batch_size_ = batch.ops().size();
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> InMemoryStateStore::Get(std::string_view key) const {
+  auto it = data_.find(key);
+  if (it == data_.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+
+Status InMemoryStateStore::Scan(
+    std::string_view prefix,
+    const std::function<Status(std::string_view, std::string_view)>& fn) const {
+  for (auto it = data_.lower_bound(prefix); it != data_.end(); ++it) {
+    if (std::string_view(it->first).substr(0, prefix.size()) != prefix) break;
+    SLUICE_RETURN_IF_ERROR(fn(it->first, it->second));
+  }
+  return Status::Ok();
+}
+
+}  // namespace sluice::engine

@@ -1,1 +1,901 @@
-// placeholder
+#include "worker/engine/task_processor.h"
+
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+#include <vector>
+
+#include <simdjson.h>
+#include <xxhash.h>
+
+#include "common/check.h"
+#include "worker/engine/aggregate.h"
+#include "worker/engine/codec.h"
+#include "worker/engine/event_decoder.h"
+#include "worker/engine/json_writer.h"
+#include "worker/engine/time_util.h"
+
+namespace sluice::engine {
+
+namespace {
+
+constexpr uint64_t kStateVersion = 1;
+constexpr std::string_view kMetaKey = "m";
+constexpr std::string_view kPendingKey = "p";
+constexpr std::string_view kKeyPrefix = "k/";
+
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
+};
+
+// One window of one key.
+struct WindowState {
+  int64_t start = 0;
+  int64_t end = 0;
+  bool fired = false;    // emitted at least once
+  bool changed = false;  // changed since it was last emitted
+  uint32_t revision = 0;  // updates emitted so far
+  std::vector<Accumulator> accs;
+};
+
+struct RollingEntry {
+  int64_t time;
+  int64_t offset;
+};
+
+// Everything the task keeps for one key.
+struct KeyState {
+  std::vector<WindowState> windows;  // window jobs; sorted by start
+  // Rolling rules: the events of the key within the largest rolling window,
+  // in (time, offset) order, and their values of JobPlan::rolling_slots()
+  // (`stride` values per event).
+  std::deque<RollingEntry> rolling;
+  std::deque<OwnedValue> rolling_values;
+  bool dirty = false;  // changed since the last checkpoint
+};
+
+enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
+
+struct Timer {
+  int64_t time;
+  std::string key;
+  int64_t start;
+  int64_t end;
+  TimerKind kind;
+};
+
+// Orders a min-heap by (time, key, start, kind): the order windows fire in.
+struct TimerLater {
+  bool operator()(const Timer& a, const Timer& b) const {
+    if (a.time != b.time) return a.time > b.time;
+    int c = a.key.compare(b.key);
+    if (c != 0) return c > 0;
+    if (a.start != b.start) return a.start > b.start;
+    return a.kind > b.kind;
+  }
+};
+
+// An event waiting for the watermark to reach its time (rolling rules).
+struct PendingEvent {
+  int64_t time = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string payload;
+};
+
+void AppendBase64(std::string* out, std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out->push_back(kAlphabet[(n >> 18) & 63]);
+    out->push_back(kAlphabet[(n >> 12) & 63]);
+    out->push_back(kAlphabet[(n >> 6) & 63]);
+    out->push_back(kAlphabet[n & 63]);
+  }
+  if (i + 1 == in.size()) {
+    uint32_t n = uint8_t(in[i]) << 16;
+    out->push_back(kAlphabet[(n >> 18) & 63]);
+    out->push_back(kAlphabet[(n >> 12) & 63]);
+    out->append("==");
+  } else if (i + 2 == in.size()) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out->push_back(kAlphabet[(n >> 18) & 63]);
+    out->push_back(kAlphabet[(n >> 12) & 63]);
+    out->push_back(kAlphabet[(n >> 6) & 63]);
+    out->push_back('=');
+  }
+}
+
+}  // namespace
+
+class TaskProcessor::Impl {
+ public:
+  Impl(std::shared_ptr<const JobPlan> plan, const Clock& clock, RecordSink& sink)
+      : plan_(std::move(plan)),
+        clock_(clock),
+        sink_(sink),
+        decoder_(*plan_),
+        job_(plan_->name()),
+        ooo_(plan_->spec().source().max_out_of_orderness_ms()),
+        idle_timeout_(plan_->spec().source().idle_timeout_ms()),
+        lateness_(plan_->window().allowed_lateness_ms),
+        stride_(plan_->rolling_slots().size()) {
+    size_t max_aggs = plan_->aggregates().size();
+    size_t max_new_values = 0;
+    for (const RuleDef& r : plan_->rules()) {
+      max_aggs = std::max(max_aggs, r.aggregates.size());
+      max_new_values = std::max(max_new_values, r.new_value_rolling_index.size());
+    }
+    agg_values_.resize(max_aggs);
+    new_values_ = std::make_unique<bool[]>(std::max<size_t>(max_new_values, 1));
+    for (const RuleDef& r : plan_->rules()) {
+      std::vector<Accumulator> accs;
+      for (const AggregateDef& a : r.aggregates) accs.emplace_back(a.fn);
+      rule_accs_.push_back(std::move(accs));
+    }
+  }
+
+  void ProcessBatch(std::span<const SourceRecord> records) {
+    if (records.empty()) return;
+    const int64_t now = clock_.NowMillis();
+    if (topic_.empty()) {
+      topic_.assign(records.front().position.topic);
+      partition_ = records.front().position.partition;
+    }
+    for (const SourceRecord& r : records) ProcessOne(r, now);
+  }
+
+  void OnProcessingTime() {
+    if (idle_timeout_ <= 0 || !seen_event_) return;
+    const int64_t now = clock_.NowMillis();
+    const int64_t idle_for = now - last_event_proc_time_;
+    if (idle_for < idle_timeout_) return;
+    // Continue from where the events left the watermark, at the rate of
+    // processing time.
+    AdvanceWatermark(SaturatingAdd(EventWatermark(), idle_for - idle_timeout_));
+  }
+
+  void Drain() { AdvanceWatermark(kMaxTime); }
+
+  Status Checkpoint(StateStore& store);
+  Status Restore(const StateStore& store);
+
+  int64_t watermark() const { return watermark_; }
+  int64_t next_offset() const { return next_offset_; }
+  const TaskCounters& counters() const { return counters_; }
+  size_t open_windows() const {
+    size_t n = 0;
+    for (const auto& [k, ks] : keys_) n += ks.windows.size();
+    return n;
+  }
+  size_t queued_rule_events() const { return pending_heap_.size(); }
+
+ private:
+  // The watermark the events alone give.
+  int64_t EventWatermark() const {
+    return max_event_time_ == kMinTime ? kMinTime : SaturatingAdd(max_event_time_, -ooo_ - 1);
+  }
+
+  void ProcessOne(const SourceRecord& rec, int64_t now) {
+    ++counters_.consumed;
+    next_offset_ = rec.position.offset + 1;
+    DecodedEvent ev;
+    if (!decoder_.Decode(rec.payload, now, /*check_time_bounds=*/true, &ev, &reason_)) {
+      ++counters_.dead_lettered;
+      EmitDeadLetter(rec, reason_);
+      return;
+    }
+    seen_event_ = true;
+    last_event_proc_time_ = now;
+
+    const EvalInput input{ev.fields, {}, {}};
+    const bool pass = !plan_->filter() || plan_->filter()->EvalBool(input, scratch_);
+    if (!pass) {
+      ++counters_.processed;
+      ++counters_.filtered;
+    } else if (plan_->is_rule_job()) {
+      OnRuleEvent(rec, ev);
+    } else {
+      OnWindowEvent(rec, ev);
+    }
+
+    if (ev.event_time > max_event_time_) max_event_time_ = ev.event_time;
+    AdvanceWatermark(EventWatermark());
+  }
+
+  // ---- Rule jobs ---------------------------------------------------------
+
+  void OnRuleEvent(const SourceRecord& rec, const DecodedEvent& ev) {
+    // Rules without a window judge the event as it arrives, late or not.
+    for (size_t i = 0; i < plan_->rules().size(); ++i) {
+      const RuleDef& rule = plan_->rules()[i];
+      if (rule.window.kind != WindowKind::kNone) continue;
+      if (rule.when.EvalBool(EvalInput{ev.fields, {}, {}}, scratch_)) {
+        EmitAlert(rule, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
+      }
+    }
+    if (!plan_->has_rolling_rules()) {
+      ++counters_.processed;
+      return;
+    }
+    if (ev.event_time <= watermark_) {
+      ++counters_.late;
+      EmitLate(rec.payload, ev.key, ev.event_time, rec.position.offset);
+      return;
+    }
+    ++counters_.processed;
+    // Queue until the watermark reaches the event's time.
+    uint32_t idx;
+    if (!free_pending_.empty()) {
+      idx = free_pending_.back();
+      free_pending_.pop_back();
+    } else {
+      idx = static_cast<uint32_t>(pending_.size());
+      pending_.emplace_back();
+    }
+    PendingEvent& p = pending_[idx];
+    p.time = ev.event_time;
+    p.offset = rec.position.offset;
+    p.key.assign(ev.key);
+    p.payload.assign(rec.payload);
+    pending_heap_.push_back(idx);
+    std::push_heap(pending_heap_.begin(), pending_heap_.end(), PendingLater{&pending_});
+  }
+
+  struct PendingLater {
+    const std::vector<PendingEvent>* events = nullptr;
+    bool operator()(uint32_t a, uint32_t b) const;
+  };
+
+  // Evaluates the rolling rules for a queued event whose time the watermark
+  // has reached, then adds it to its key's rolling state.
+  void EvaluateRolling(const PendingEvent& p) {
+    DecodedEvent ev;
+    bool ok = decoder_.Decode(p.payload, 0, /*check_time_bounds=*/false, &ev, &reason_);
+    SLUICE_CHECK(ok) << "a queued event no longer decodes: " << reason_;
+    KeyState& ks = MutableKey(p.key);
+    // Forget events older than the largest rolling window.
+    const int64_t horizon = SaturatingAdd(p.time, -plan_->max_rolling_ms());
+    while (!ks.rolling.empty() && ks.rolling.front().time <= horizon) {
+      ks.rolling.pop_front();
+      for (size_t i = 0; i < stride_; ++i) ks.rolling_values.pop_front();
+    }
+    for (size_t r = 0; r < plan_->rules().size(); ++r) {
+      const RuleDef& rule = plan_->rules()[r];
+      if (rule.window.kind != WindowKind::kRolling) continue;
+      const int64_t from = SaturatingAdd(p.time, -rule.window.size_ms);  // exclusive
+      std::vector<Accumulator>& accs = rule_accs_[r];
+      for (size_t a = 0; a < accs.size(); ++a) accs[a] = Accumulator(rule.aggregates[a].fn);
+      const size_t nv = rule.new_value_rolling_index.size();
+      for (size_t j = 0; j < nv; ++j) {
+        const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
+        new_values_[j] = !cur.is_null();
+      }
+      // The events of the key in (t - size, t] seen before this one ...
+      for (size_t e = ks.rolling.size(); e-- > 0;) {
+        const RollingEntry& entry = ks.rolling[e];
+        if (entry.time <= from) break;
+        for (size_t a = 0; a < accs.size(); ++a) {
+          const AggregateDef& def = rule.aggregates[a];
+          Value v = def.rolling_index < 0
+                        ? Value::Bool(true)
+                        : ks.rolling_values[e * stride_ + def.rolling_index].view();
+          accs[a].Add(v, entry.time, entry.offset);
+        }
+        for (size_t j = 0; j < nv; ++j) {
+          if (!new_values_[j]) continue;
+          const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
+          if (ValuesEqual(ks.rolling_values[e * stride_ + rule.new_value_rolling_index[j]].view(),
+                          cur)) {
+            new_values_[j] = false;
+          }
+        }
+      }
+      // ... and this one.
+      for (size_t a = 0; a < accs.size(); ++a) {
+        const AggregateDef& def = rule.aggregates[a];
+        Value v = def.field_slot ? ev.fields[*def.field_slot] : Value::Bool(true);
+        accs[a].Add(v, p.time, p.offset);
+        agg_values_[a] = accs[a].Result();
+      }
+      EvalInput input{ev.fields, std::span<const Value>(agg_values_.data(), accs.size()),
+                      std::span<const bool>(new_values_.get(), nv)};
+      if (rule.when.EvalBool(input, scratch_)) {
+        EmitAlert(rule, p.key, p.time, p.payload, p.offset, accs.size());
+      }
+    }
+    ks.rolling.push_back({p.time, p.offset});
+    for (uint32_t slot : plan_->rolling_slots()) ks.rolling_values.emplace_back().Set(ev.fields[slot]);
+  }
+
+  // ---- Window jobs -------------------------------------------------------
+
+  void OnWindowEvent(const SourceRecord& rec, const DecodedEvent& ev) {
+    const WindowDef& w = plan_->window();
+    const int64_t t = ev.event_time;
+    bool updated = false;
+    switch (w.kind) {
+      case WindowKind::kTumbling: {
+        const int64_t start = FloorDiv(t, w.size_ms) * w.size_ms;
+        if (!Expired(start + w.size_ms)) {
+          UpdateWindow(ev, rec.position.offset, start, start + w.size_ms);
+          updated = true;
+        }
+        break;
+      }
+      case WindowKind::kSliding: {
+        // Every window [s, s + size) with s aligned to `every` and s <= t < s + size.
+        for (int64_t s = FloorDiv(t, w.every_ms) * w.every_ms; s > t - w.size_ms; s -= w.every_ms) {
+          if (Expired(s + w.size_ms)) continue;
+          UpdateWindow(ev, rec.position.offset, s, s + w.size_ms);
+          updated = true;
+        }
+        break;
+      }
+      case WindowKind::kSession:
+        updated = UpdateSession(ev, rec.position.offset);
+        break;
+      case WindowKind::kNone:
+      case WindowKind::kRolling:
+        break;
+    }
+    if (updated) {
+      ++counters_.processed;
+    } else {
+      ++counters_.late;
+      EmitLate(rec.payload, ev.key, t, rec.position.offset);
+    }
+  }
+
+  // A window [.., end) takes no more events once the watermark reaches
+  // end - 1 + allowed_lateness.
+  bool Expired(int64_t end) const {
+    return SaturatingAdd(end - 1, lateness_) <= watermark_;
+  }
+
+  void AddToWindow(WindowState& win, const DecodedEvent& ev, int64_t offset) {
+    const auto& aggs = plan_->aggregates();
+    for (size_t a = 0; a < aggs.size(); ++a) {
+      Value v = aggs[a].field_slot ? ev.fields[*aggs[a].field_slot] : Value::Bool(true);
+      win.accs[a].Add(v, ev.event_time, offset);
+    }
+    win.changed = true;
+  }
+
+  WindowState NewWindow(int64_t start, int64_t end) {
+    WindowState win;
+    win.start = start;
+    win.end = end;
+    for (const AggregateDef& a : plan_->aggregates()) win.accs.emplace_back(a.fn);
+    return win;
+  }
+
+  void UpdateWindow(const DecodedEvent& ev, int64_t offset, int64_t start, int64_t end) {
+    KeyState& ks = MutableKey(ev.key);
+    auto it = std::lower_bound(ks.windows.begin(), ks.windows.end(), start,
+                               [](const WindowState& w, int64_t s) { return w.start < s; });
+    if (it == ks.windows.end() || it->start != start) {
+      it = ks.windows.insert(it, NewWindow(start, end));
+      PushTimer(end - 1, ev.key, start, end, TimerKind::kFire);
+    }
+    AddToWindow(*it, ev, offset);
+    AfterUpdate(ev.key, *it);
+  }
+
+  // Sessions: the event opens [t, t + gap) and merges every session it
+  // overlaps (those less than a gap away). Returns false if the event is late.
+  bool UpdateSession(const DecodedEvent& ev, int64_t offset) {
+    const int64_t gap = plan_->window().gap_ms;
+    const int64_t t = ev.event_time;
+    const int64_t end = SaturatingAdd(t, gap);
+    auto found = keys_.find(ev.key);
+    size_t first = 0, last = 0;  // the range of sessions to merge
+    if (found != keys_.end()) {
+      auto& wins = found->second.windows;
+      while (first < wins.size() && wins[first].end <= t) ++first;
+      last = first;
+      while (last < wins.size() && wins[last].start < end) ++last;
+    }
+    if (first == last && Expired(end)) return false;
+
+    KeyState& ks = MutableKey(ev.key);
+    auto& wins = ks.windows;
+    WindowState merged = NewWindow(t, end);
+    for (size_t i = first; i < last; ++i) {
+      WindowState& w = wins[i];
+      merged.start = std::min(merged.start, w.start);
+      merged.end = std::max(merged.end, w.end);
+      merged.fired = merged.fired || w.fired;
+      merged.changed = merged.changed || w.changed;
+      merged.revision = std::max(merged.revision, w.revision);
+      for (size_t a = 0; a < merged.accs.size(); ++a) merged.accs[a].Merge(w.accs[a]);
+    }
+    const bool same_identity =
+        last - first == 1 && wins[first].start == merged.start && wins[first].end == merged.end;
+    wins.erase(wins.begin() + first, wins.begin() + last);
+    auto it = wins.insert(wins.begin() + first, std::move(merged));
+    if (!same_identity) PushTimer(it->end - 1, ev.key, it->start, it->end, TimerKind::kFire);
+    AddToWindow(*it, ev, offset);
+    AfterUpdate(ev.key, *it);
+    return true;
+  }
+
+  // A window that already fired and is complete re-emits at once.
+  void AfterUpdate(std::string_view key, WindowState& win) {
+    if (win.fired && watermark_ >= win.end - 1) EmitWindow(key, win);
+  }
+
+  void PushTimer(int64_t time, std::string_view key, int64_t start, int64_t end, TimerKind kind) {
+    timers_.push_back(Timer{time, std::string(key), start, end, kind});
+    std::push_heap(timers_.begin(), timers_.end(), TimerLater());
+  }
+
+  void OnTimer(const Timer& timer) {
+    auto found = keys_.find(timer.key);
+    if (found == keys_.end()) return;
+    KeyState& ks = found->second;
+    auto it = std::find_if(ks.windows.begin(), ks.windows.end(), [&](const WindowState& w) {
+      return w.start == timer.start && w.end == timer.end;
+    });
+    if (it == ks.windows.end()) return;  // merged away or purged already
+    if (timer.kind == TimerKind::kFire) {
+      if (!it->fired || it->changed) EmitWindow(timer.key, *it);
+      if (lateness_ > 0) {
+        PushTimer(SaturatingAdd(it->end - 1, lateness_), timer.key, it->start, it->end,
+                  TimerKind::kPurge);
+        return;
+      }
+    }
+    MarkDirty(ks, timer.key);
+    ks.windows.erase(it);
+    MaybeForget(found);
+  }
+
+  // ---- Watermark ---------------------------------------------------------
+
+  void AdvanceWatermark(int64_t wm) {
+    if (wm <= watermark_) return;
+    watermark_ = wm;
+    while (!timers_.empty() && timers_.front().time <= watermark_) {
+      std::pop_heap(timers_.begin(), timers_.end(), TimerLater());
+      Timer timer = std::move(timers_.back());
+      timers_.pop_back();
+      OnTimer(timer);
+    }
+    PendingLater later{&pending_};
+    while (!pending_heap_.empty() && pending_[pending_heap_.front()].time <= watermark_) {
+      std::pop_heap(pending_heap_.begin(), pending_heap_.end(), later);
+      uint32_t idx = pending_heap_.back();
+      pending_heap_.pop_back();
+      EvaluateRolling(pending_[idx]);
+      free_pending_.push_back(idx);
+    }
+  }
+
+  // ---- State -------------------------------------------------------------
+
+  KeyState& MutableKey(std::string_view key) {
+    auto it = keys_.find(key);
+    if (it == keys_.end()) it = keys_.emplace(std::string(key), KeyState()).first;
+    MarkDirty(it->second, key);
+    return it->second;
+  }
+
+  void MarkDirty(KeyState& ks, std::string_view key) {
+    if (ks.dirty) return;
+    ks.dirty = true;
+    touched_keys_.emplace_back(key);
+  }
+
+  void MaybeForget(std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>::iterator it) {
+    if (it->second.windows.empty() && it->second.rolling.empty()) keys_.erase(it);
+  }
+
+  static void EncodeKey(const KeyState& ks, size_t stride, std::string* out);
+  bool DecodeKey(std::string_view in, KeyState* ks) const;
+
+  // ---- Output ------------------------------------------------------------
+
+  // A deterministic id: a 128-bit hash of what identifies the record.
+  void WriteId(JsonWriter& w) {
+    XXH128_hash_t h = XXH3_128bits(id_buf_.data(), id_buf_.size());
+    char hex[33];
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; ++i) {
+      uint64_t part = i < 8 ? h.high64 : h.low64;
+      uint8_t byte = static_cast<uint8_t>(part >> (8 * (7 - (i % 8))));
+      hex[2 * i] = kHex[byte >> 4];
+      hex[2 * i + 1] = kHex[byte & 15];
+    }
+    w.Key("id");
+    w.String(std::string_view(hex, 32));
+  }
+
+  void IdPart(std::string_view s) {
+    Encoder(&id_buf_).Bytes(s);
+  }
+  void IdPart(int64_t v) { Encoder(&id_buf_).I64(v); }
+
+  void WriteSource(JsonWriter& w, int64_t offset) {
+    w.Key("source");
+    w.BeginObject();
+    w.Key("topic");
+    w.String(topic_);
+    w.Key("partition");
+    w.Int(partition_);
+    w.Key("offset");
+    w.Int(offset);
+    w.EndObject();
+  }
+
+  void EmitAlert(const RuleDef& rule, std::string_view key, int64_t time,
+                 std::string_view payload, int64_t offset, size_t num_aggs) {
+    ++counters_.alerts;
+    id_buf_.clear();
+    IdPart("alert");
+    IdPart(job_);
+    IdPart(rule.name);
+    IdPart(key);
+    IdPart(topic_);
+    IdPart(partition_);
+    IdPart(offset);
+    out_.clear();
+    JsonWriter w(&out_);
+    w.BeginObject();
+    WriteId(w);
+    w.Key("job");
+    w.String(job_);
+    w.Key("rule");
+    w.String(rule.name);
+    w.Key("key");
+    w.String(key);
+    w.Key("event_time");
+    w.Int(time);
+    for (size_t a = 0; a < num_aggs; ++a) {
+      w.Key(rule.aggregates[a].name);
+      WriteValue(w, agg_values_[a]);
+    }
+    w.Key("event");
+    w.Raw(decoder_.Minify(payload));
+    WriteSource(w, offset);
+    w.EndObject();
+    sink_.Emit(OutputStream::kOutput, key, out_);
+  }
+
+  void EmitWindow(std::string_view key, WindowState& win) {
+    const bool update = win.fired;
+    win.fired = true;
+    win.changed = false;
+    if (update) ++win.revision;
+    const auto& aggs = plan_->aggregates();
+    for (size_t a = 0; a < aggs.size(); ++a) agg_values_[a] = win.accs[a].Result();
+    if (plan_->having() &&
+        !plan_->having()->EvalBool(
+            EvalInput{{}, std::span<const Value>(agg_values_.data(), aggs.size()), {}},
+            scratch_)) {
+      return;
+    }
+    ++counters_.window_results;
+    id_buf_.clear();
+    IdPart("window");
+    IdPart(job_);
+    IdPart(key);
+    IdPart(win.start);
+    IdPart(win.end);
+    IdPart(static_cast<int64_t>(win.revision));
+    out_.clear();
+    JsonWriter w(&out_);
+    w.BeginObject();
+    WriteId(w);
+    w.Key("job");
+    w.String(job_);
+    w.Key("key");
+    w.String(key);
+    w.Key("window_start");
+    w.Int(win.start);
+    w.Key("window_end");
+    w.Int(win.end);
+    w.Key("kind");
+    w.String(update ? "update" : "final");
+    for (size_t a = 0; a < aggs.size(); ++a) {
+      w.Key(aggs[a].name);
+      WriteValue(w, agg_values_[a]);
+    }
+    w.EndObject();
+    sink_.Emit(OutputStream::kOutput, key, out_);
+  }
+
+  void EmitLate(std::string_view payload, std::string_view key, int64_t time, int64_t offset) {
+    out_.clear();
+    JsonWriter w(&out_);
+    w.BeginObject();
+    w.Key("job");
+    w.String(job_);
+    w.Key("reason");
+    w.String("late");
+    w.Key("key");
+    w.String(key);
+    w.Key("event_time");
+    w.Int(time);
+    w.Key("watermark");
+    w.Int(watermark_);
+    w.Key("event");
+    w.Raw(decoder_.Minify(payload));
+    WriteSource(w, offset);
+    w.EndObject();
+    sink_.Emit(OutputStream::kLate, key, out_);
+  }
+
+  void EmitDeadLetter(const SourceRecord& rec, const std::string& reason) {
+    out_.clear();
+    JsonWriter w(&out_);
+    w.BeginObject();
+    w.Key("job");
+    w.String(job_);
+    w.Key("reason");
+    w.String(reason);
+    WriteSource(w, rec.position.offset);
+    if (simdjson::validate_utf8(rec.payload.data(), rec.payload.size())) {
+      w.Key("raw");
+      w.String(rec.payload);
+    } else {
+      w.Key("raw_base64");
+      std::string b64;
+      AppendBase64(&b64, rec.payload);
+      w.String(b64);
+    }
+    w.EndObject();
+    sink_.Emit(OutputStream::kDeadLetter, rec.kafka_key, out_);
+  }
+
+  friend class TaskProcessor;
+
+  std::shared_ptr<const JobPlan> plan_;
+  const Clock& clock_;
+  RecordSink& sink_;
+  EventDecoder decoder_;
+  const std::string job_;
+  const int64_t ooo_;
+  const int64_t idle_timeout_;
+  const int64_t lateness_;
+  const size_t stride_;
+
+  // Position and time.
+  std::string topic_;
+  int32_t partition_ = 0;
+  int64_t next_offset_ = -1;
+  int64_t max_event_time_ = kMinTime;
+  int64_t watermark_ = kMinTime;
+  bool seen_event_ = false;
+  int64_t last_event_proc_time_ = 0;
+  TaskCounters counters_;
+
+  // State: the write-back cache of every key, and what fires next.
+  std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>> keys_;
+  std::vector<std::string> touched_keys_;  // keys to write at the next checkpoint
+  std::vector<Timer> timers_;              // heap
+  std::vector<PendingEvent> pending_;      // slab
+  std::vector<uint32_t> pending_heap_;
+  std::vector<uint32_t> free_pending_;
+  bool checkpointed_once_ = false;
+
+  // Scratch reused across events.
+  EvalScratch scratch_;
+  std::string reason_;
+  std::string out_;
+  std::string id_buf_;
+  std::vector<Value> agg_values_;
+  std::unique_ptr<bool[]> new_values_;
+  std::vector<std::vector<Accumulator>> rule_accs_;
+};
+
+bool TaskProcessor::Impl::PendingLater::operator()(uint32_t a, uint32_t b) const {
+  const PendingEvent& x = (*events)[a];
+  const PendingEvent& y = (*events)[b];
+  if (x.time != y.time) return x.time > y.time;
+  return x.offset > y.offset;
+}
+
+void TaskProcessor::Impl::EncodeKey(const KeyState& ks, size_t stride, std::string* out) {
+  out->clear();
+  Encoder e(out);
+  e.U64(ks.windows.size());
+  for (const WindowState& w : ks.windows) {
+    e.I64(w.start);
+    e.I64(w.end);
+    e.Bool(w.fired);
+    e.Bool(w.changed);
+    e.U64(w.revision);
+    e.U64(w.accs.size());
+    for (const Accumulator& a : w.accs) a.Encode(e);
+  }
+  e.U64(ks.rolling.size());
+  for (size_t i = 0; i < ks.rolling.size(); ++i) {
+    e.I64(ks.rolling[i].time);
+    e.I64(ks.rolling[i].offset);
+    for (size_t j = 0; j < stride; ++j) ks.rolling_values[i * stride + j].Encode(e);
+  }
+}
+
+bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
+  Decoder d(in);
+  uint64_t nw = d.U64();
+  for (uint64_t i = 0; i < nw && d.ok(); ++i) {
+    WindowState w;
+    w.start = d.I64();
+    w.end = d.I64();
+    w.fired = d.Bool();
+    w.changed = d.Bool();
+    w.revision = static_cast<uint32_t>(d.U64());
+    uint64_t na = d.U64();
+    if (na != plan_->aggregates().size()) return false;
+    for (uint64_t a = 0; a < na && d.ok(); ++a) w.accs.emplace_back().Decode(d);
+    ks->windows.push_back(std::move(w));
+  }
+  uint64_t nr = d.U64();
+  for (uint64_t i = 0; i < nr && d.ok(); ++i) {
+    RollingEntry entry;
+    entry.time = d.I64();
+    entry.offset = d.I64();
+    ks->rolling.push_back(entry);
+    for (size_t j = 0; j < stride_; ++j) ks->rolling_values.emplace_back().Decode(d);
+  }
+  return d.ok() && d.done();
+}
+
+Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
+  WriteBatch batch;
+  std::string buf;
+  if (!checkpointed_once_) {
+    // The store may hold state from an earlier run of this task: replace it.
+    SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view) {
+      if (keys_.find(k.substr(kKeyPrefix.size())) == keys_.end()) batch.Delete(std::string(k));
+      return Status::Ok();
+    }));
+    for (auto& [key, ks] : keys_) MarkDirty(ks, key);
+  }
+  for (const std::string& key : touched_keys_) {
+    auto it = keys_.find(key);
+    std::string store_key = std::string(kKeyPrefix) + key;
+    if (it == keys_.end()) {
+      batch.Delete(std::move(store_key));
+    } else if (it->second.dirty) {
+      EncodeKey(it->second, stride_, &buf);
+      batch.Put(std::move(store_key), buf);
+      it->second.dirty = false;
+    }
+  }
+  // Queued rule events, in (time, offset) order.
+  buf.clear();
+  {
+    Encoder e(&buf);
+    std::vector<uint32_t> order = pending_heap_;
+    PendingLater later{&pending_};
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return later(b, a); });
+    e.U64(order.size());
+    for (uint32_t idx : order) {
+      const PendingEvent& p = pending_[idx];
+      e.I64(p.time);
+      e.I64(p.offset);
+      e.Bytes(p.key);
+      e.Bytes(p.payload);
+    }
+  }
+  batch.Put(std::string(kPendingKey), buf);
+  buf.clear();
+  {
+    Encoder e(&buf);
+    e.U64(kStateVersion);
+    e.Bytes(plan_->name());
+    e.Bytes(topic_);
+    e.I64(partition_);
+    e.I64(next_offset_);
+    e.I64(max_event_time_);
+    e.I64(watermark_);
+    e.Bool(seen_event_);
+    e.I64(last_event_proc_time_);
+    for (int64_t c : {counters_.consumed, counters_.processed, counters_.filtered, counters_.late,
+                      counters_.dead_lettered, counters_.window_results, counters_.alerts}) {
+      e.I64(c);
+    }
+  }
+  batch.Put(std::string(kMetaKey), buf);
+  SLUICE_RETURN_IF_ERROR(store.Write(batch));
+  touched_keys_.clear();
+  checkpointed_once_ = true;
+  return Status::Ok();
+}
+
+Status TaskProcessor::Impl::Restore(const StateStore& store) {
+  SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> meta, store.Get(kMetaKey));
+  if (!meta) return Status::Ok();  // a new task
+  {
+    Decoder d(*meta);
+    if (d.U64() != kStateVersion) {
+      return Status::Corruption("task state has an unknown version");
+    }
+    std::string_view job = d.Bytes();
+    if (d.ok() && job != plan_->name()) {
+      return Status::FailedPrecondition("task state belongs to job '" + std::string(job) +
+                                        "', not '" + plan_->name() + "'");
+    }
+    topic_.assign(d.Bytes());
+    partition_ = static_cast<int32_t>(d.I64());
+    next_offset_ = d.I64();
+    max_event_time_ = d.I64();
+    watermark_ = d.I64();
+    seen_event_ = d.Bool();
+    last_event_proc_time_ = d.I64();
+    for (int64_t* c : {&counters_.consumed, &counters_.processed, &counters_.filtered,
+                       &counters_.late, &counters_.dead_lettered, &counters_.window_results,
+                       &counters_.alerts}) {
+      *c = d.I64();
+    }
+    if (!d.ok()) return Status::Corruption("task metadata does not decode");
+  }
+  SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view v) {
+    KeyState ks;
+    if (!DecodeKey(v, &ks)) {
+      return Status::Corruption("state of key '" + std::string(k.substr(kKeyPrefix.size())) +
+                                "' does not decode");
+    }
+    std::string key(k.substr(kKeyPrefix.size()));
+    // Timers follow from the windows.
+    for (const WindowState& w : ks.windows) {
+      if (!w.fired || w.changed) {
+        PushTimer(w.end - 1, key, w.start, w.end, TimerKind::kFire);
+      } else {
+        PushTimer(SaturatingAdd(w.end - 1, lateness_), key, w.start, w.end, TimerKind::kPurge);
+      }
+    }
+    keys_.emplace(std::move(key), std::move(ks));
+    return Status::Ok();
+  }));
+  SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> pending, store.Get(kPendingKey));
+  if (pending) {
+    Decoder d(*pending);
+    uint64_t n = d.U64();
+    for (uint64_t i = 0; i < n && d.ok(); ++i) {
+      PendingEvent p;
+      p.time = d.I64();
+      p.offset = d.I64();
+      p.key.assign(d.Bytes());
+      p.payload.assign(d.Bytes());
+      pending_.push_back(std::move(p));
+      pending_heap_.push_back(static_cast<uint32_t>(pending_.size() - 1));
+      std::push_heap(pending_heap_.begin(), pending_heap_.end(), PendingLater{&pending_});
+    }
+    if (!d.ok()) return Status::Corruption("queued rule events do not decode");
+  }
+  checkpointed_once_ = true;
+  return Status::Ok();
+}
+
+TaskProcessor::TaskProcessor(std::shared_ptr<const JobPlan> plan, const Clock& clock,
+                             RecordSink& sink)
+    : impl_(std::make_unique<Impl>(std::move(plan), clock, sink)) {}
+TaskProcessor::~TaskProcessor() = default;
+
+void TaskProcessor::ProcessBatch(std::span<const SourceRecord> records) {
+  impl_->ProcessBatch(records);
+}
+void TaskProcessor::OnProcessingTime() { impl_->OnProcessingTime(); }
+void TaskProcessor::Drain() { impl_->Drain(); }
+Status TaskProcessor::Checkpoint(StateStore& store) { return impl_->Checkpoint(store); }
+Status TaskProcessor::Restore(const StateStore& store) { return impl_->Restore(store); }
+int64_t TaskProcessor::watermark() const { return impl_->watermark(); }
+int64_t TaskProcessor::next_offset() const { return impl_->next_offset(); }
+const TaskCounters& TaskProcessor::counters() const { return impl_->counters(); }
+size_t TaskProcessor::open_windows() const { return impl_->open_windows(); }
+size_t TaskProcessor::queued_rule_events() const { return impl_->queued_rule_events(); }
+
+}  // namespace sluice::engine

@@ -1,0 +1,89 @@
+#pragma once
+
+// Accumulators: the running state of one aggregate function (count, sum, min,
+// max, avg, count_distinct, first, last) over the events of a window.
+//
+// Accumulators are commutative: adding the same events in any order, or
+// merging two partial accumulators (session merge), gives the same result.
+// first/last order events by event time, then by source offset. Every function
+// skips null values; sum and avg also skip non-numbers.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "worker/engine/codec.h"
+#include "worker/engine/job_plan.h"
+#include "worker/engine/json_writer.h"
+#include "worker/engine/value.h"
+
+namespace sluice::engine {
+
+// A Value that owns its string.
+struct OwnedValue {
+  ValueType type = ValueType::kNull;
+  bool boolean = false;
+  double number = 0;
+  std::string str;
+
+  void Set(const Value& v) {
+    type = v.type;
+    boolean = v.boolean;
+    number = v.number;
+    if (v.type == ValueType::kString) {
+      str.assign(v.str);
+    } else {
+      str.clear();
+    }
+  }
+  Value view() const {
+    Value v;
+    v.type = type;
+    v.boolean = boolean;
+    v.number = number;
+    if (type == ValueType::kString) v.str = str;
+    return v;
+  }
+  void Encode(Encoder& e) const;
+  void Decode(Decoder& d);
+};
+
+// Total order used by min/max: null < bool < number < string.
+int CompareValues(const Value& a, const Value& b);
+bool ValuesEqual(const Value& a, const Value& b);
+void WriteValue(JsonWriter& w, const Value& v);
+
+class Accumulator {
+ public:
+  explicit Accumulator(AggFn fn = AggFn::kCount) : fn_(fn) {}
+  Accumulator(const Accumulator& other);
+  Accumulator& operator=(const Accumulator& other);
+  Accumulator(Accumulator&&) noexcept = default;
+  Accumulator& operator=(Accumulator&&) noexcept = default;
+
+  AggFn fn() const { return fn_; }
+
+  // Adds one event's value. count() without a field passes Value::Bool(true).
+  void Add(const Value& v, int64_t time, int64_t offset);
+  void Merge(const Accumulator& other);
+  // The result; a string result points into this accumulator.
+  Value Result() const;
+
+  void Encode(Encoder& e) const;
+  void Decode(Decoder& d);
+
+ private:
+  AggFn fn_;
+  int64_t count_ = 0;
+  double sum_ = 0;
+  OwnedValue value_;  // min, max, first, last
+  int64_t at_time_ = 0;
+  int64_t at_offset_ = 0;
+  std::unique_ptr<std::unordered_set<std::string>> distinct_;
+};
+
+// A canonical byte form of a value for exact distinct counting.
+void DistinctKey(const Value& v, std::string* out);
+
+}  // namespace sluice::engine

@@ -1,0 +1,44 @@
+#pragma once
+
+// JsonWriter: appends one JSON document to a caller-owned string. Used for the
+// engine's output records, so the caller reuses one buffer for many records.
+//
+//   JsonWriter w(&buf);
+//   w.BeginObject(); w.Key("n"); w.Int(4); w.EndObject();
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sluice::engine {
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string* out) : out_(out) {}
+
+  void BeginObject();
+  void EndObject();
+  void BeginArray();
+  void EndArray();
+  void Key(std::string_view key);
+  void String(std::string_view s);
+  void Int(int64_t v);
+  // Integral values print as integers; others with the shortest exact form.
+  void Double(double v);
+  void Bool(bool v);
+  void Null();
+  // Appends already-valid JSON as one value.
+  void Raw(std::string_view json);
+
+  // Appends `s` JSON-escaped, without quotes.
+  static void AppendEscaped(std::string* out, std::string_view s);
+
+ private:
+  void BeforeValue();
+
+  std::string* out_;
+  bool need_comma_ = false;
+  bool after_key_ = false;
+};
+
+}  // namespace sluice::engine

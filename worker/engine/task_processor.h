@@ -1,0 +1,91 @@
+#pragma once
+
+// TaskProcessor: runs one job on one Kafka partition (a task). It is the data
+// path of Sluice, free of I/O: records come in through ProcessBatch, results
+// leave through a RecordSink, time comes from a Clock, and state is written to
+// and restored from a StateStore at checkpoints.
+//
+// The path of one event:
+//   decode (EventDecoder) ─ bad ──────────────────────────► dead letter
+//     │ judge lateness against the watermark left by the events before it
+//     ├─ filter (false: counted, no state change)
+//     ├─ rule job:   rules without a window alert now; rolling rules queue the
+//     │              event until the watermark reaches its time, then see it
+//     │              in (time, offset) order                 ► output (alerts)
+//     └─ window job: add to its tumbling / sliding / session windows; a window
+//                    fires when the watermark reaches end - 1 ► output (results)
+//     late events ──────────────────────────────────────────► late
+//   then: watermark = max event time - max_out_of_orderness - 1 ms, and
+//   everything due at the new watermark fires, in (time, key, window) order.
+//
+// Invariants:
+//   - counters: consumed = processed + late + dead_lettered.
+//   - Output depends only on the records and their order (and, for idle
+//     advance and max_future/max_past, on the Clock): a task restored from a
+//     checkpoint and fed the records after it emits the same bytes as one that
+//     never stopped.
+//
+// Thread safety: one thread owns a TaskProcessor.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "worker/engine/job_plan.h"
+#include "worker/engine/record.h"
+#include "worker/engine/state_store.h"
+
+namespace sluice::engine {
+
+struct TaskCounters {
+  int64_t consumed = 0;
+  int64_t processed = 0;  // includes filtered
+  int64_t filtered = 0;
+  int64_t late = 0;
+  int64_t dead_lettered = 0;
+  int64_t window_results = 0;  // emitted window records (final + update)
+  int64_t alerts = 0;
+};
+
+class TaskProcessor {
+ public:
+  TaskProcessor(std::shared_ptr<const JobPlan> plan, const Clock& clock, RecordSink& sink);
+  ~TaskProcessor();
+  TaskProcessor(const TaskProcessor&) = delete;
+  TaskProcessor& operator=(const TaskProcessor&) = delete;
+
+  // Processes records of this task's partition, in offset order. Reads the
+  // clock once per batch.
+  void ProcessBatch(std::span<const SourceRecord> records);
+
+  // Lets the watermark advance with processing time when the task has seen no
+  // event for idle_timeout. Call periodically (the worker: every second).
+  void OnProcessingTime();
+
+  // Moves the watermark to the end of time: every open window and queued rule
+  // evaluation fires. For `stop --drain` and bounded replays.
+  void Drain();
+
+  // Writes what changed since the last checkpoint (or everything, the first
+  // time) to `store` in one atomic batch.
+  Status Checkpoint(StateStore& store);
+  // Loads the task's state from `store`. Call before the first ProcessBatch.
+  Status Restore(const StateStore& store);
+
+  int64_t watermark() const;
+  // The offset of the next record to process (last processed + 1), or -1.
+  int64_t next_offset() const;
+  const TaskCounters& counters() const;
+  // Open windows and queued rule evaluations, for metrics.
+  size_t open_windows() const;
+  size_t queued_rule_events() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::engine
