@@ -1,0 +1,414 @@
+// sluice-engine-bench: the engine micro-benchmark. One thread, one
+// TaskProcessor, no Kafka and no storage: pre-encoded JSON events from the
+// generator sit in memory and go through ProcessBatch in batches; a sink counts
+// what comes out. A decode-only run (EventDecoder alone over the tumbling
+// events) shows what JSON decoding costs by itself.
+//
+// Events are generated before timing. The timed region is the ProcessBatch
+// loop plus the final Drain (which fires every open window and queued rule
+// evaluation). Each scenario runs --runs times on a fresh TaskProcessor; the
+// best run is reported. See BENCHMARKS.md for figures and bench/README.md for
+// how to run it.
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/check.h"
+#include "common/clock.h"
+#include "proto/sluice.pb.h"
+#include "tools/event_generator.h"
+#include "worker/engine/event_decoder.h"
+#include "worker/engine/job_plan.h"
+#include "worker/engine/record.h"
+#include "worker/engine/task_processor.h"
+
+namespace sluice::bench {
+namespace {
+
+using engine::OutputStream;
+using engine::SourceRecord;
+using F = proto::AggregateSpec;
+
+// Processing time for every run. With idle_timeout 0 and max_future/max_past
+// 0 the engine never compares it with event time, so its value does not matter.
+constexpr int64_t kNowMs = 1'700'000'000'000;
+constexpr double kTargetEventsPerSecond = 2'000'000;  // ARCHITECTURE.md, tumbling count
+
+// ---- Input ------------------------------------------------------------------
+
+// Pre-encoded events in one buffer, and the SourceRecords that view them with
+// consecutive offsets from 0.
+struct EventSet {
+  std::string bytes;
+  std::vector<SourceRecord> records;
+};
+
+EventSet Generate(const tools::GeneratorOptions& options, int64_t n) {
+  tools::EventGenerator gen(options);
+  EventSet set;
+  std::vector<std::pair<size_t, size_t>> spans;  // offset, length into bytes
+  spans.reserve(static_cast<size_t>(n));
+  std::string one;
+  for (int64_t i = 0; i < n; ++i) {
+    gen.Next(&one);
+    spans.emplace_back(set.bytes.size(), one.size());
+    set.bytes += one;
+  }
+  // Views are taken once `bytes` has stopped growing.
+  set.records.reserve(spans.size());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    set.records.push_back(SourceRecord{
+        std::string_view(set.bytes).substr(spans[i].first, spans[i].second), "",
+        engine::SourcePosition{"events", 0, static_cast<int64_t>(i)}});
+  }
+  return set;
+}
+
+tools::GeneratorOptions Payments(uint64_t seed, int fraud_every) {
+  tools::GeneratorOptions o;
+  o.kind = tools::EventKind::kPayments;
+  o.seed = seed;
+  o.users = 100'000;
+  o.fraud_every = fraud_every;
+  return o;
+}
+
+tools::GeneratorOptions Clicks(uint64_t seed) {
+  tools::GeneratorOptions o;
+  o.kind = tools::EventKind::kClicks;
+  o.seed = seed;
+  o.users = 100'000;
+  return o;
+}
+
+// ---- Jobs -------------------------------------------------------------------
+
+proto::AggregateSpec Agg(const std::string& name, F::Function fn, const std::string& field = "") {
+  proto::AggregateSpec a;
+  a.set_name(name);
+  a.set_function(fn);
+  a.set_field(field);
+  return a;
+}
+
+// Keyed by user_id, event time ts, no idle advance and no time bounds.
+proto::JobSpec BaseJob(const std::string& name, const std::string& topic) {
+  proto::JobSpec spec;
+  spec.set_name(name);
+  proto::SourceSpec* src = spec.mutable_source();
+  src->set_topic(topic);
+  src->set_format("json");
+  src->set_key("user_id");
+  src->set_event_time("ts");
+  src->set_idle_timeout_ms(0);
+  src->set_max_future_ms(0);
+  src->set_max_past_ms(0);
+  spec.mutable_sinks()->set_output(name + "-out");
+  spec.mutable_sinks()->set_late(name + "-late");
+  spec.mutable_sinks()->set_dead_letter(name + "-dlq");
+  spec.set_checkpoint_interval_ms(10'000);
+  return spec;
+}
+
+proto::JobSpec TumblingJob() {
+  proto::JobSpec spec = BaseJob("tumbling", "payments");
+  spec.mutable_window()->set_tumbling_ms(60'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  return spec;
+}
+
+proto::JobSpec SessionJob() {
+  proto::JobSpec spec = BaseJob("sessions", "clicks");
+  spec.mutable_window()->set_session_gap_ms(30 * 60'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  *spec.add_aggregates() = Agg("pages", F::COUNT_DISTINCT, "page");
+  *spec.add_aggregates() = Agg("first_page", F::FIRST, "page");
+  *spec.add_aggregates() = Agg("last_page", F::LAST, "page");
+  *spec.add_aggregates() = Agg("revenue", F::SUM, "amount");
+  return spec;
+}
+
+// The four rules of JOBS.md.
+proto::JobSpec FraudJob() {
+  proto::JobSpec spec = BaseJob("fraud", "payments");
+  spec.mutable_source()->set_max_out_of_orderness_ms(5'000);
+  proto::RuleSpec* large = spec.add_rules();
+  large->set_name("large_amount");
+  large->set_when("amount > 5000");
+  proto::RuleSpec* velocity = spec.add_rules();
+  velocity->set_name("velocity");
+  velocity->mutable_window()->set_rolling_ms(5 * 60'000);
+  *velocity->add_aggregates() = Agg("n", F::COUNT);
+  velocity->set_when("n > 3");
+  proto::RuleSpec* country = spec.add_rules();
+  country->set_name("new_country");
+  country->mutable_window()->set_rolling_ms(30LL * 24 * 3'600'000);
+  *country->add_aggregates() = Agg("n", F::COUNT);
+  country->set_when("n > 1 && new_value(country)");
+  proto::RuleSpec* burst = spec.add_rules();
+  burst->set_name("burst_spend");
+  burst->mutable_window()->set_rolling_ms(3'600'000);
+  *burst->add_aggregates() = Agg("total", F::SUM, "amount");
+  burst->set_when("total > 10000");
+  return spec;
+}
+
+std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
+  auto plan = engine::JobPlan::Compile(spec);
+  SLUICE_CHECK(plan.ok()) << spec.name() << ": " << plan.status().ToString();
+  return *plan;
+}
+
+// ---- Runs -------------------------------------------------------------------
+
+// Counts records by stream; keeps nothing.
+class CountingSink final : public engine::RecordSink {
+ public:
+  void Emit(OutputStream stream, std::string_view, std::string_view) override {
+    ++counts_[static_cast<size_t>(stream)];
+  }
+  int64_t count(OutputStream stream) const { return counts_[static_cast<size_t>(stream)]; }
+
+ private:
+  std::array<int64_t, 3> counts_{};
+};
+
+struct RunResult {
+  double seconds = 0;
+  int64_t output = 0;  // output records (or, decode-only, decoded events)
+  int64_t late = 0;
+  int64_t dead_lettered = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point start, Clock::time_point end) {
+  return std::chrono::duration<double>(end - start).count();
+}
+
+RunResult RunTask(const std::shared_ptr<const engine::JobPlan>& plan, const EventSet& events,
+                  size_t batch) {
+  ManualClock clock(kNowMs);
+  CountingSink sink;
+  auto task = std::make_unique<engine::TaskProcessor>(plan, clock, sink);
+  const std::span<const SourceRecord> all(events.records);
+
+  const auto start = Clock::now();
+  for (size_t i = 0; i < all.size(); i += batch) {
+    task->ProcessBatch(all.subspan(i, std::min(batch, all.size() - i)));
+  }
+  task->Drain();
+  const auto end = Clock::now();
+
+  RunResult r;
+  r.seconds = Seconds(start, end);
+  r.output = sink.count(OutputStream::kOutput);
+  r.late = sink.count(OutputStream::kLate);
+  r.dead_lettered = sink.count(OutputStream::kDeadLetter);
+  SLUICE_CHECK(task->counters().consumed == static_cast<int64_t>(all.size()));
+  return r;  // the task's state is freed here, outside the timed region
+}
+
+// The same decoding the task does first, and nothing else.
+RunResult RunDecodeOnly(const engine::JobPlan& plan, const EventSet& events) {
+  engine::EventDecoder decoder(plan);
+  engine::DecodedEvent decoded;
+  std::string reason;
+  int64_t ok = 0;
+  int64_t bad = 0;
+  uint64_t checksum = 0;
+
+  const auto start = Clock::now();
+  for (const SourceRecord& r : events.records) {
+    if (decoder.Decode(r.payload, kNowMs, /*check_time_bounds=*/true, &decoded, &reason)) {
+      ++ok;
+      checksum += static_cast<uint64_t>(decoded.event_time) + decoded.key.size();
+    } else {
+      ++bad;
+    }
+  }
+  const auto end = Clock::now();
+
+  // Keeps the loop's results observable.
+  static volatile uint64_t sink;
+  sink = checksum;
+  return RunResult{Seconds(start, end), ok, 0, bad};
+}
+
+// ---- Report -----------------------------------------------------------------
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        size_t begin = line.find_first_not_of(' ', colon + 1);
+        return begin == std::string::npos ? "" : line.substr(begin);
+      }
+    }
+  }
+  return "unknown";
+}
+
+struct Row {
+  std::string scenario;
+  int64_t events = 0;
+  RunResult best;
+};
+
+constexpr std::array<std::string_view, 4> kScenarios = {"decode", "tumbling", "sessions",
+                                                        "fraud"};
+
+std::string_view Describe(std::string_view scenario) {
+  if (scenario == "decode") return "EventDecoder alone over the tumbling events";
+  if (scenario == "tumbling") return "payments, 1m tumbling count() by user_id";
+  if (scenario == "sessions") return "clicks, 30m sessions, 5 aggregates";
+  return "payments (fraud_every=1000), 4 rules, 5s out-of-orderness";
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "sluice-engine-bench: single-threaded engine throughput over in-memory JSON events "
+      "(no Kafka, no storage). Prints the best of --runs runs per scenario."};
+  std::vector<std::string> scenarios;
+  int64_t n = 2'000'000;
+  uint64_t seed = 1;
+  size_t batch = 500;
+  int runs = 3;
+  app.add_option("--scenario", scenarios,
+                 "Scenarios to run, comma separated or repeated (default: all). "
+                 "decode: EventDecoder alone over the tumbling events (the baseline); "
+                 "tumbling: 1-minute tumbling count() over 100K users (payments); "
+                 "sessions: 30-minute sessions with count, count_distinct(page), first(page), "
+                 "last(page), sum(amount) over 100K users (clicks); "
+                 "fraud: the four JOBS.md rules over payments with fraud_every=1000, "
+                 "max_out_of_orderness 5s")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"all", "decode", "tumbling", "sessions", "fraud"}));
+  app.add_option("--events", n, "Events per scenario, generated before timing")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
+  app.add_option("--seed", seed, "Event generator seed; the same seed gives the same events")
+      ->capture_default_str();
+  app.add_option("--batch", batch, "Records per ProcessBatch call")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--runs", runs, "Timed runs per scenario; the fastest is reported")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  auto wanted = [&](std::string_view s) {
+    return scenarios.empty() ||
+           std::find(scenarios.begin(), scenarios.end(), "all") != scenarios.end() ||
+           std::find(scenarios.begin(), scenarios.end(), s) != scenarios.end();
+  };
+
+  std::printf("sluice-engine-bench\n");
+  std::printf("  cpu:     %s (%u logical cores visible)\n", CpuModel().c_str(),
+              std::thread::hardware_concurrency());
+#ifdef NDEBUG
+  std::printf("  build:   optimized, assertions off\n");
+#else
+  std::printf("  build:   ASSERTIONS ON (not a Release build; figures are not representative)\n");
+#endif
+  std::printf("  events:  %lld per scenario, seed %llu, batch %zu, best of %d runs, 1 thread\n",
+              static_cast<long long>(n), static_cast<unsigned long long>(seed), batch, runs);
+  std::printf("  users:   100000 (skewed), event time step 10 ms mean\n\n");
+  std::fflush(stdout);
+
+  const auto tumbling_plan = Compile(TumblingJob());
+  std::vector<Row> rows;
+  std::optional<EventSet> payments;  // shared by decode and tumbling
+
+  for (std::string_view scenario : kScenarios) {
+    if (!wanted(scenario)) continue;
+    std::printf("  %-9s %s ...", std::string(scenario).c_str(),
+                std::string(Describe(scenario)).c_str());
+    std::fflush(stdout);
+
+    std::optional<EventSet> own;
+    const EventSet* events = nullptr;
+    std::shared_ptr<const engine::JobPlan> plan = tumbling_plan;
+    if (scenario == "decode" || scenario == "tumbling") {
+      if (!payments) payments = Generate(Payments(seed, 0), n);
+      events = &*payments;
+    } else if (scenario == "sessions") {
+      own = Generate(Clicks(seed), n);
+      events = &*own;
+      plan = Compile(SessionJob());
+    } else {
+      own = Generate(Payments(seed, 1000), n);
+      events = &*own;
+      plan = Compile(FraudJob());
+    }
+
+    Row row{std::string(scenario), n, {}};
+    for (int i = 0; i < runs; ++i) {
+      RunResult r = scenario == "decode" ? RunDecodeOnly(*plan, *events)
+                                         : RunTask(plan, *events, batch);
+      if (i == 0 || r.seconds < row.best.seconds) row.best = r;
+    }
+    rows.push_back(row);
+    std::printf(" %.3f s\n", row.best.seconds);
+    std::fflush(stdout);
+  }
+
+  const Row* decode = nullptr;
+  for (const Row& r : rows) {
+    if (r.scenario == "decode") decode = &r;
+  }
+
+  std::printf("\n| scenario | events | seconds | events/s | output records | vs decode-only |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  for (const Row& r : rows) {
+    const double rate = static_cast<double>(r.events) / r.best.seconds;
+    std::string ratio = "-";
+    if (decode != nullptr) {
+      // How many times the time decoding alone takes for as many events.
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.2fx", r.best.seconds / decode->best.seconds);
+      ratio = buf;
+    }
+    std::printf("| %s | %lld | %.3f | %.0f | %lld | %s |\n", r.scenario.c_str(),
+                static_cast<long long>(r.events), r.best.seconds, rate,
+                static_cast<long long>(r.best.output), ratio.c_str());
+  }
+  for (const Row& r : rows) {
+    if (r.best.late > 0 || r.best.dead_lettered > 0) {
+      std::printf("note: %s had %lld late and %lld dead-lettered records\n", r.scenario.c_str(),
+                  static_cast<long long>(r.best.late),
+                  static_cast<long long>(r.best.dead_lettered));
+    }
+  }
+  for (const Row& r : rows) {
+    if (r.scenario != "tumbling") continue;
+    const double rate = static_cast<double>(r.events) / r.best.seconds;
+    std::printf("\ntarget: %.1fM events/s per core for the tumbling count incl. JSON decoding; "
+                "reached %.2fM (%.0f%%)\n",
+                kTargetEventsPerSecond / 1e6, rate / 1e6, 100 * rate / kTargetEventsPerSecond);
+  }
+  return 0;
+}
+
+}  // namespace sluice::bench
+
+int main(int argc, char** argv) { return sluice::bench::Main(argc, argv); }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds sluice-engine-bench in Release (build-bench/, at the repository root)
+# and runs it. Arguments are passed to the benchmark, e.g.
+#   bench/run_engine_bench.sh --scenario tumbling,decode --events 500000
+# Build parallelism: JOBS (default 2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${ROOT}/build-bench"
+cd "${ROOT}"
+
+bash scripts/setup.sh
+cmake -S "${ROOT}" -B "${BUILD}" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF \
+  -DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
+cmake --build "${BUILD}" --target sluice-engine-bench -j "${JOBS:-2}"
+"${BUILD}/bench/sluice-engine-bench" "$@"
