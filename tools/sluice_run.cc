@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   int64_t max_print = -1;
   double malformed = 0.0;
   double out_of_order = 0.0;
+  bool positions = false;
   app.add_option("--job", job_file, "Job file (YAML, see examples/jobs/)")->required();
   app.add_option("--input", input,
                  "Events, one JSON object per line; '-' for stdin. Event time is judged "
@@ -79,6 +81,10 @@ int main(int argc, char** argv) {
   app.add_option("--out-of-order", out_of_order,
                  "Generator: share of events up to 2 min out of order (0..1)")
       ->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--positions", positions,
+               "Input lines are PARTITION<TAB>OFFSET<TAB>JSON (a dump of the source topic): each "
+               "partition runs as its own task, as on a worker, so alert ids and results match "
+               "the cluster's");
   app.add_option("--max-print", max_print, "Print at most this many records per sink (-1: all)");
   CLI11_PARSE(app, argc, argv);
 
@@ -102,13 +108,20 @@ int main(int argc, char** argv) {
   const sluice::Clock& clock =
       generate > 0 ? static_cast<const sluice::Clock&>(sim_clock) : system_clock;
   PrintingSink sink(spec->sinks(), max_print);
-  sluice::engine::TaskProcessor task(*plan, clock, sink);
+  // One task per partition, created as partitions appear.
+  std::map<int32_t, std::unique_ptr<sluice::engine::TaskProcessor>> tasks;
   const std::string& topic = spec->source().topic();
   int64_t offset = 0;
 
+  auto feed_at = [&](int32_t partition, int64_t at, std::string_view payload,
+                     std::string_view key) {
+    auto& task = tasks[partition];
+    if (!task) task = std::make_unique<sluice::engine::TaskProcessor>(*plan, clock, sink);
+    sluice::engine::SourceRecord rec{payload, key, {topic, partition, at}};
+    task->ProcessBatch(std::span<const sluice::engine::SourceRecord>(&rec, 1));
+  };
   auto feed = [&](const std::string& payload, std::string_view key) {
-    sluice::engine::SourceRecord rec{payload, key, {topic, 0, offset++}};
-    task.ProcessBatch(std::span<const sluice::engine::SourceRecord>(&rec, 1));
+    feed_at(0, offset++, payload, key);
   };
 
   if (generate > 0) {
@@ -146,13 +159,38 @@ int main(int argc, char** argv) {
       in = &file;
     }
     std::string line;
+    int64_t line_no = 0;
     while (std::getline(*in, line)) {
-      if (!line.empty()) feed(line, "");
+      ++line_no;
+      if (!positions) {
+        if (!line.empty()) feed(line, "");
+        continue;
+      }
+      size_t t1 = line.find('\t');
+      size_t t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+      if (t2 == std::string::npos) {
+        std::cerr << "sluice-run: " << input << ":" << line_no
+                  << ": expected PARTITION<TAB>OFFSET<TAB>JSON\n";
+        return 1;
+      }
+      feed_at(static_cast<int32_t>(std::stol(line.substr(0, t1))),
+              std::stoll(line.substr(t1 + 1, t2 - t1 - 1)), std::string_view(line).substr(t2 + 1),
+              "");
     }
   }
-  task.Drain();
+  sluice::engine::TaskCounters c;
+  for (auto& [partition, task] : tasks) {
+    task->Drain();
+    const auto& tc = task->counters();
+    c.consumed += tc.consumed;
+    c.processed += tc.processed;
+    c.filtered += tc.filtered;
+    c.late += tc.late;
+    c.dead_lettered += tc.dead_lettered;
+    c.alerts += tc.alerts;
+    c.window_results += tc.window_results;
+  }
 
-  const auto& c = task.counters();
   std::cerr << "summary: job=" << spec->name() << " consumed=" << c.consumed
             << " processed=" << c.processed << " filtered=" << c.filtered << " late=" << c.late
             << " dead_lettered=" << c.dead_lettered << " alerts=" << c.alerts

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds Sluice and runs every test: the unit tests and system tests (ctest),
+# then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+#   scripts/test.sh               everything
+#   scripts/test.sh --no-sanitize skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SANITIZE=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-sanitize) SANITIZE=0 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument '$arg'" >&2; sed -n '2,6p' "$0" >&2; exit 2 ;;
+  esac
+done
+
+bash scripts/build.sh build
+(cd build && ctest --output-on-failure --timeout 600)
+
+if [ "$SANITIZE" = 1 ]; then
+  bash scripts/build.sh build-asan -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  (cd build-asan && ctest --output-on-failure --timeout 900 -L unit)
+fi

@@ -1,0 +1,304 @@
+"""Helpers for Sluice system tests: start the real processes (dev broker,
+workers), produce events, read topics back, and compute the expected output
+with sluice-run over the same records.
+
+Set SLUICE_BUILD_DIR to the build directory (default: <repo>/build) and
+SLUICE_TEST_BROKERS to run against a real Kafka instead of sluice-devbroker.
+"""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("SLUICE_BUILD_DIR", os.path.join(REPO, "build"))
+
+
+def binary(*parts):
+    path = os.path.join(BUILD, *parts)
+    assert os.path.exists(path), f"{path} is not built"
+    return path
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Polls `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Broker:
+    """sluice-devbroker on an ephemeral port, or the Kafka in SLUICE_TEST_BROKERS."""
+
+    def __init__(self, workdir):
+        self.external = os.environ.get("SLUICE_TEST_BROKERS")
+        self.proc = None
+        self.control_addr = None
+        if self.external:
+            self.bootstrap = self.external
+            return
+        bootstrap_file = os.path.join(workdir, "bootstrap")
+        self.log = open(os.path.join(workdir, "devbroker.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary("tools", "devbroker", "sluice-devbroker"), "--port", "0",
+             "--bootstrap-file", bootstrap_file],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(bootstrap_file), 20, "the dev broker's bootstrap file")
+        info = {}
+        with open(bootstrap_file) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.strip().split("=", 1)
+                    info[k] = v
+        self.bootstrap = info["bootstrap"]
+        self.control_addr = info.get("control")
+
+    def control(self, command):
+        assert self.control_addr, "fault injection needs sluice-devbroker"
+        host, port = self.control_addr.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall((command + "\n").encode())
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode().strip()
+
+    def create_topic(self, name, partitions):
+        if self.external:
+            from confluent_kafka.admin import AdminClient, NewTopic
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+                f.result()
+        else:
+            reply = self.control(f"create-topic {name} {partitions}")
+            assert reply == "ok", reply
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+def produce(bootstrap, topic, records):
+    """Produces (key, value) pairs in order and waits for every delivery."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                  "partitioner": "murmur2_random", "linger.ms": 5})
+    errors = []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    remaining = p.flush(120)
+    assert remaining == 0 and not errors, f"produce: {remaining} undelivered, errors {errors[:3]}"
+
+
+def read_topic(bootstrap, topic, partitions, expect=None, quiet=3.0, timeout=60):
+    """Reads a topic from the beginning: a list of (partition, offset, key, value).
+    Stops once `expect` records are read (then waits `quiet` s for extras), or
+    after `quiet` seconds without a new record when `expect` is None."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition(topic, p, -2) for p in range(partitions)])  # -2: beginning
+    out = []
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+    reached_at = None
+    while time.monotonic() < deadline:
+        msgs = c.consume(1000, 0.2)
+        for m in msgs:
+            if m.error():
+                continue
+            out.append((m.partition(), m.offset(), m.key(), m.value()))
+            last_new = time.monotonic()
+        if expect is not None and len(out) >= expect and reached_at is None:
+            reached_at = time.monotonic()
+        if reached_at is not None and time.monotonic() - reached_at > quiet:
+            break
+        if expect is None and time.monotonic() - last_new > quiet:
+            break
+    c.close()
+    if expect is not None:
+        assert len(out) >= expect, f"read {len(out)} of {expect} records from {topic}"
+    return out
+
+
+class Worker:
+    """One sluice-worker process."""
+
+    def __init__(self, workdir, job_file, bootstrap, name="worker", extra=()):
+        self.workdir = workdir
+        self.data_dir = os.path.join(workdir, name + "-data")
+        self.checkpoint_dir = os.path.join(workdir, "checkpoints")
+        self.status_file = os.path.join(workdir, name + "-status.json")
+        self.args = [binary("worker", "sluice-worker"), "--job", job_file, "--brokers", bootstrap,
+                     "--data-dir", self.data_dir, "--checkpoint-dir", self.checkpoint_dir,
+                     "--status-file", self.status_file, "--threads", "2",
+                     "--block-cache-mb", "16", "--write-buffer-mb", "16", *extra]
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.proc = None
+        self.starts = 0
+
+    def start(self, *extra):
+        if os.path.exists(self.status_file):
+            os.remove(self.status_file)
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(self.args + list(extra), stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.starts += 1
+
+    def status(self):
+        try:
+            with open(self.status_file) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def consumed(self):
+        st = self.status()
+        return sum(t["consumed"] for t in st["tasks"]) if st else 0
+
+    def wait_consumed(self, n, timeout=120):
+        def done():
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}: " + \
+                self.log_tail()
+            return self.consumed() >= n
+        wait_for(done, timeout, f"the worker to consume {n} records")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self, timeout=60):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code
+
+    def log_tail(self, n=30):
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-n:])
+
+
+def payments(seed, n, users=40, start_ms=None, malformed=0.0, disorder_ms=0):
+    """Deterministic payment events (key, value) with bursts, country switches
+    and large amounts."""
+    rng = random.Random(seed)
+    t = start_ms if start_ms is not None else int(time.time() * 1000) - n * 50
+    out = []
+    countries = ["DE", "FR", "NL", "ES"]
+    for i in range(n):
+        t += rng.randint(1, 100)
+        user = f"u{rng.randrange(users)}"
+        if malformed and rng.random() < malformed:
+            out.append((user.encode(), rng.choice([
+                b'{"user_id":"' + user.encode() + b'","amount":',
+                b'{"amount":1,"ts":' + str(t).encode() + b'}',
+                b'{"user_id":"' + user.encode() + b'","ts":"soon"}',
+                b'\xff\xfe',
+            ])))
+            continue
+        ts = t - (rng.randrange(disorder_ms) if disorder_ms and rng.random() < 0.2 else 0)
+        amount = rng.choice([12.5, 40, 99.99, 250, 7000]) if rng.random() < 0.05 else \
+            round(rng.uniform(1, 300), 2)
+        country = countries[int(user[1:]) % 4] if rng.random() < 0.97 else rng.choice(["BR", "JP"])
+        value = json.dumps({"user_id": user, "amount": amount, "country": country, "ts": ts,
+                            "transaction_id": f"t-{seed}-{i}"}, separators=(",", ":"))
+        out.append((user.encode(), value.encode()))
+    return out
+
+
+FRAUD_JOB = """
+name: {name}
+source:
+  topic: {topic}
+  key: user_id
+  event_time: ts
+  max_out_of_orderness: 2s
+  idle_timeout: 0s
+  max_future: 1h
+sinks:
+  output: {name}-alerts
+  late: {name}-late
+  dead_letter: {name}-dlq
+checkpoint_interval: {checkpoint}
+rules:
+  - name: large_amount
+    when: amount > 5000
+  - name: velocity
+    window: {{ rolling: 2s }}
+    aggregate: {{ n: count() }}
+    when: n > 3
+  - name: new_country
+    window: {{ rolling: 1h }}
+    aggregate: {{ n: count() }}
+    when: n > 1 && new_value(country)
+"""
+
+
+def write_job(workdir, template=FRAUD_JOB, checkpoint="1s", **kw):
+    name = "j" + uuid.uuid4().hex[:8]
+    fields = {"name": name, "topic": name + "-in", "checkpoint": checkpoint}
+    fields.update(kw)
+    path = os.path.join(workdir, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(template.format(**fields))
+    return path, fields
+
+
+def expected_output(job_file, dump):
+    """Runs sluice-run over a dump of the input topic: {"output"|"late"|"dlq": [records]}."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".tsv", delete=False) as f:
+        for partition, offset, _key, value in sorted(dump, key=lambda r: (r[0], r[1])):
+            # Payloads with tabs or newlines cannot go through this format.
+            assert b"\n" not in value
+            f.write(f"{partition}\t{offset}\t".encode() + value + b"\n")
+        path = f.name
+    proc = subprocess.run([binary("tools", "sluice-run"), "--job", job_file, "--input", path,
+                           "--positions"], capture_output=True, check=True)
+    os.remove(path)
+    out = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        topic, record = line.split(" ", 1)
+        out.setdefault(topic, []).append(record)
+    return out
+
+
+def by_id(records):
+    """{id: record}; fails if one id carries two different records."""
+    out = {}
+    for r in records:
+        rid = json.loads(r)["id"]
+        assert out.get(rid, r) == r, f"id {rid} has two contents:\n{out[rid]}\n{r}"
+        out[rid] = r
+    return out

@@ -1,0 +1,289 @@
+#include "worker/kafka/kafka_client.h"
+
+#include <chrono>
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+namespace sluice::worker {
+
+namespace {
+
+Status SetAll(rd_kafka_conf_t* conf, const std::map<std::string, std::string>& settings) {
+  char errstr[512];
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
+      return Status::InvalidArgument("kafka setting " + name + "=" + value + ": " + errstr);
+    }
+  }
+  return Status::Ok();
+}
+
+std::map<std::string, std::string> Merge(std::map<std::string, std::string> base,
+                                         const std::map<std::string, std::string>& extra) {
+  for (const auto& [k, v] : extra) base[k] = v;
+  return base;
+}
+
+Status FromKafka(rd_kafka_resp_err_t err, const std::string& what) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
+  return Status::Unavailable(what + ": " + rd_kafka_err2str(err));
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
+  auto* tracker = static_cast<DeliveryTracker*>(msg->_private);
+  if (tracker == nullptr) return;
+  if (msg->err) {
+    tracker->failed.fetch_add(1);
+    if (!tracker->has_error.load()) {
+      tracker->last_error = std::string("delivery to ") + rd_kafka_topic_name(msg->rkt) +
+                            " failed: " + rd_kafka_err2str(msg->err);
+      tracker->has_error.store(true);
+    }
+  } else {
+    tracker->delivered.fetch_add(1);
+  }
+  tracker->in_flight.fetch_sub(1);
+}
+
+void OnLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  if (level <= 3) {
+    spdlog::error("kafka {}: {}", fac, buf);
+  } else if (level <= 5) {
+    spdlog::warn("kafka {}: {}", fac, buf);
+  } else {
+    spdlog::debug("kafka {}: {}", fac, buf);
+  }
+}
+
+}  // namespace
+
+// ---- Producer ---------------------------------------------------------------
+
+Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(
+    const std::string& brokers, const std::map<std::string, std::string>& extra) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  Status s = SetAll(conf, Merge({{"bootstrap.servers", brokers},
+                                 {"enable.idempotence", "true"},
+                                 {"acks", "all"},
+                                 {"linger.ms", "5"},
+                                 {"compression.type", "lz4"},
+                                 // Same partition for a key as Kafka's Java clients.
+                                 {"partitioner", "murmur2_random"},
+                                 {"message.timeout.ms", "300000"}},
+                                extra));
+  if (!s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+  rd_kafka_conf_set_log_cb(conf, OnLog);
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("kafka producer: ") + errstr);
+  }
+  std::unique_ptr<KafkaProducer> p(new KafkaProducer());
+  p->rk_ = rk;
+  p->poller_ = std::thread([raw = p.get()] {
+    while (!raw->stop_.load()) rd_kafka_poll(raw->rk_, 100);
+  });
+  return p;
+}
+
+KafkaProducer::~KafkaProducer() {
+  stop_.store(true);
+  if (poller_.joinable()) poller_.join();
+  if (rk_ != nullptr) {
+    rd_kafka_flush(rk_, 10'000);
+    for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk_);
+  }
+}
+
+rd_kafka_topic_t* KafkaProducer::Topic(const std::string& name) {
+  std::lock_guard<std::mutex> lock(topics_mu_);
+  auto it = topics_.find(name);
+  if (it != topics_.end()) return it->second;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
+  topics_.emplace(name, rkt);
+  return rkt;
+}
+
+Status KafkaProducer::Produce(const std::string& topic, std::string_view key,
+                              std::string_view value, DeliveryTracker* tracker) {
+  rd_kafka_topic_t* rkt = Topic(topic);
+  if (tracker != nullptr) tracker->in_flight.fetch_add(1);
+  while (true) {
+    int rc = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                              const_cast<char*>(value.data()), value.size(),
+                              key.empty() ? nullptr : key.data(), key.size(), tracker);
+    if (rc == 0) return Status::Ok();
+    rd_kafka_resp_err_t err = rd_kafka_last_error();
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      // Back-pressure: the poller thread serves delivery reports meanwhile.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    if (tracker != nullptr) {
+      tracker->in_flight.fetch_sub(1);
+      tracker->failed.fetch_add(1);
+    }
+    return FromKafka(err, "produce to " + topic);
+  }
+}
+
+int64_t KafkaProducer::OutstandingRecords() const { return rd_kafka_outq_len(rk_); }
+
+Status KafkaProducer::Flush(int timeout_ms) {
+  return FromKafka(rd_kafka_flush(rk_, timeout_ms), "flush");
+}
+
+// ---- Consumer ---------------------------------------------------------------
+
+Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
+    const std::string& brokers, const std::string& group_id,
+    const std::map<std::string, std::string>& extra) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  Status s = SetAll(conf, Merge({{"bootstrap.servers", brokers},
+                                 {"group.id", group_id},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"isolation.level", "read_committed"},
+                                 {"enable.partition.eof", "false"},
+                                 {"queued.max.messages.kbytes", "16384"}},
+                                extra));
+  if (!s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
+  }
+  rd_kafka_conf_set_log_cb(conf, OnLog);
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("kafka consumer: ") + errstr);
+  }
+  rd_kafka_poll_set_consumer(rk);
+  std::unique_ptr<KafkaConsumer> c(new KafkaConsumer());
+  c->rk_ = rk;
+  c->queue_ = rd_kafka_queue_get_consumer(rk);
+  return c;
+}
+
+KafkaConsumer::~KafkaConsumer() {
+  ReleaseBatch();
+  if (queue_ != nullptr) rd_kafka_queue_destroy(queue_);
+  if (rk_ != nullptr) {
+    rd_kafka_assign(rk_, nullptr);
+    rd_kafka_consumer_close(rk_);
+    rd_kafka_destroy(rk_);
+  }
+}
+
+Result<int32_t> KafkaConsumer::PartitionCount(const std::string& topic, int timeout_ms) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk_, 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err) return FromKafka(err, "metadata for topic " + topic);
+  Result<int32_t> result = Status::NotFound("topic " + topic + " does not exist");
+  if (md->topic_cnt == 1) {
+    const rd_kafka_metadata_topic_t& t = md->topics[0];
+    if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
+      result = t.partition_cnt;
+    } else if (t.err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && t.err) {
+      result = FromKafka(t.err, "metadata for topic " + topic);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return result;
+}
+
+Status KafkaConsumer::Assign(const std::string& topic,
+                             std::span<const PartitionOffset> partitions) {
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  for (const PartitionOffset& p : partitions) {
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p.partition)->offset =
+        p.offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : p.offset;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_assign(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return FromKafka(err, "assign " + topic);
+}
+
+void KafkaConsumer::ReleaseBatch() {
+  for (rd_kafka_message_t* m : raw_) rd_kafka_message_destroy(m);
+  raw_.clear();
+  batch_.clear();
+}
+
+std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size_t max) {
+  ReleaseBatch();
+  raw_.resize(max);
+  ssize_t n = rd_kafka_consume_batch_queue(queue_, timeout_ms, raw_.data(), max);
+  raw_.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  for (rd_kafka_message_t* m : raw_) {
+    if (m->err) {
+      // Transport errors and the like: librdkafka retries by itself.
+      int64_t now = NowMs();
+      if (now - last_error_log_ms_ > 5000) {
+        last_error_log_ms_ = now;
+        spdlog::warn("consumer: {}", rd_kafka_message_errstr(m));
+      }
+      continue;
+    }
+    batch_.push_back(Message{
+        m->partition, m->offset,
+        std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0),
+        std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0)});
+  }
+  return batch_;
+}
+
+namespace {
+rd_kafka_topic_partition_list_t* PartitionList(const std::string& topic,
+                                               std::span<const int32_t> partitions) {
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  return list;
+}
+}  // namespace
+
+Status KafkaConsumer::Pause(const std::string& topic, std::span<const int32_t> partitions) {
+  rd_kafka_topic_partition_list_t* list = PartitionList(topic, partitions);
+  rd_kafka_resp_err_t err = rd_kafka_pause_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return FromKafka(err, "pause");
+}
+
+Status KafkaConsumer::Resume(const std::string& topic, std::span<const int32_t> partitions) {
+  rd_kafka_topic_partition_list_t* list = PartitionList(topic, partitions);
+  rd_kafka_resp_err_t err = rd_kafka_resume_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return FromKafka(err, "resume");
+}
+
+Status KafkaConsumer::Commit(const std::string& topic, std::span<const PartitionOffset> offsets) {
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+  for (const PartitionOffset& p : offsets) {
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p.partition)->offset = p.offset;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_commit(rk_, list, /*async=*/1);
+  rd_kafka_topic_partition_list_destroy(list);
+  return FromKafka(err, "commit offsets");
+}
+
+}  // namespace sluice::worker

@@ -1,0 +1,120 @@
+#pragma once
+
+// Kafka clients of the worker, over librdkafka. Sluice owns partition
+// assignment (the coordinator, or --partitions), so consumers use manual
+// assignment and never join a rebalancing group; the group id is used only
+// to commit offsets, so lag is visible to standard tools.
+//
+//   KafkaProducer  one per worker, shared by all task threads: idempotent,
+//                  delivery reports counted per task (DeliveryTracker).
+//   KafkaConsumer  one per task thread, for the partitions of its tasks.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+
+struct rd_kafka_s;
+struct rd_kafka_topic_s;
+struct rd_kafka_queue_s;
+struct rd_kafka_message_s;
+
+namespace sluice::worker {
+
+// Per task: records handed to the producer and not yet acknowledged, and
+// deliveries that failed for good. A checkpoint waits for in_flight to reach 0
+// and fails if failed > 0.
+struct DeliveryTracker {
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> delivered{0};
+  std::atomic<int64_t> failed{0};
+  std::atomic<bool> has_error{false};
+  std::string last_error;  // written by the delivery thread before has_error
+};
+
+class KafkaProducer {
+ public:
+  // `extra` are librdkafka settings that override the defaults.
+  static Result<std::unique_ptr<KafkaProducer>> Create(
+      const std::string& brokers, const std::map<std::string, std::string>& extra = {});
+  ~KafkaProducer();
+
+  // Queues one record. Blocks (serving delivery reports) while the producer's
+  // queue is full. Only an error librdkafka gives at once (e.g. a record
+  // larger than message.max.bytes) is returned; later failures are counted in
+  // `tracker`.
+  Status Produce(const std::string& topic, std::string_view key, std::string_view value,
+                 DeliveryTracker* tracker);
+
+  // Records queued or in flight, for back-pressure.
+  int64_t OutstandingRecords() const;
+
+  // Waits until every record is delivered or failed, up to `timeout_ms`.
+  Status Flush(int timeout_ms);
+
+ private:
+  KafkaProducer() = default;
+  rd_kafka_topic_s* Topic(const std::string& name);
+
+  rd_kafka_s* rk_ = nullptr;
+  std::mutex topics_mu_;
+  std::map<std::string, rd_kafka_topic_s*, std::less<>> topics_;
+  std::atomic<bool> stop_{false};
+  std::thread poller_;  // serves delivery reports
+};
+
+struct PartitionOffset {
+  int32_t partition;
+  int64_t offset;  // the next offset to read; < 0: from the beginning
+};
+
+class KafkaConsumer {
+ public:
+  static Result<std::unique_ptr<KafkaConsumer>> Create(
+      const std::string& brokers, const std::string& group_id,
+      const std::map<std::string, std::string>& extra = {});
+  ~KafkaConsumer();
+
+  // Reads the number of partitions of `topic`, waiting up to timeout_ms.
+  Result<int32_t> PartitionCount(const std::string& topic, int timeout_ms);
+
+  // Replaces the assignment: exactly these partitions, from these offsets.
+  Status Assign(const std::string& topic, std::span<const PartitionOffset> partitions);
+
+  // One consumed message, valid until the next Poll.
+  struct Message {
+    int32_t partition;
+    int64_t offset;
+    std::string_view key;
+    std::string_view payload;
+  };
+  // Waits up to timeout_ms for messages and returns up to `max` of them, in
+  // offset order per partition. Errors that librdkafka recovers from by itself
+  // (a broker down, for instance) are logged, not returned.
+  std::span<const Message> Poll(int timeout_ms, size_t max);
+
+  Status Pause(const std::string& topic, std::span<const int32_t> partitions);
+  Status Resume(const std::string& topic, std::span<const int32_t> partitions);
+  // Commits `next_offset` per partition to the group, asynchronously.
+  Status Commit(const std::string& topic, std::span<const PartitionOffset> offsets);
+
+ private:
+  KafkaConsumer() = default;
+  void ReleaseBatch();
+
+  rd_kafka_s* rk_ = nullptr;
+  rd_kafka_queue_s* queue_ = nullptr;
+  std::vector<rd_kafka_message_s*> raw_;
+  std::vector<Message> batch_;
+  int64_t last_error_log_ms_ = 0;
+};
+
+}  // namespace sluice::worker

@@ -1,0 +1,198 @@
+#include "worker/state/rocksdb_state_store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+#include <utility>
+
+#include "worker/state/rocksdb_status.h"
+
+namespace sluice::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using internal::FromRocksDb;
+
+Status FsError(const std::string& what, const std::error_code& ec) {
+  return Status::IoError(what + ": " + ec.message());
+}
+
+// Creates `dir` and checks that a file can be written in it, so a bad data
+// directory fails at startup with its name rather than at the first task.
+Status EnsureWritableDir(const std::string& dir, const std::string& role) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return FsError(role + " " + dir + " cannot be created", ec);
+  if (!fs::is_directory(dir, ec)) {
+    return Status::IoError(role + " " + dir + " is not a directory");
+  }
+  const fs::path probe = fs::path(dir) / ".sluice-write-probe";
+  {
+    std::ofstream out(probe, std::ios::trunc);
+    out << "probe\n";
+    out.flush();
+    if (!out) return Status::IoError(role + " " + dir + " is not writable");
+  }
+  fs::remove(probe, ec);
+  if (ec) return FsError(role + " " + dir + " is not writable", ec);
+  return Status::Ok();
+}
+
+// The smallest key greater than every key starting with `prefix`, or "" if
+// there is none (the prefix is empty or all 0xff).
+std::string PrefixSuccessor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty()) {
+    unsigned char last = static_cast<unsigned char>(s.back());
+    if (last != 0xff) {
+      s.back() = static_cast<char>(last + 1);
+      return s;
+    }
+    s.pop_back();
+  }
+  return s;
+}
+
+rocksdb::Options TaskOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                             const std::shared_ptr<rocksdb::WriteBufferManager>& wbm) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.write_buffer_manager = wbm;
+  // Many small databases per worker: keep their info logs small.
+  options.keep_log_file_num = 2;
+  options.max_log_file_size = 4 << 20;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Index and filter blocks count against the shared cache, so memory stays
+  // bounded however many tasks a worker runs.
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return options;
+}
+
+Status ValidTaskName(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." ||
+      name.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
+    return Status::InvalidArgument("task name '" + name +
+                                   "' is not a single directory name (empty, '.', '..' or "
+                                   "contains '/')");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ---- StateBackend ----
+
+StateBackend::StateBackend(std::string data_dir, const StateOptions& options)
+    : data_dir_(std::move(data_dir)),
+      block_cache_(rocksdb::NewLRUCache(options.block_cache_bytes)),
+      write_buffer_manager_(
+          std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes)) {}
+
+StateBackend::~StateBackend() = default;
+
+Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& data_dir,
+                                                         const StateOptions& options) {
+  if (data_dir.empty()) return Status::InvalidArgument("state data directory is empty");
+  SLUICE_RETURN_IF_ERROR(EnsureWritableDir(data_dir, "state directory"));
+  return std::unique_ptr<StateBackend>(new StateBackend(data_dir, options));
+}
+
+std::string StateBackend::TaskDir(const std::string& task_name) const {
+  return (fs::path(data_dir_) / task_name).string();
+}
+
+Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenTask(const std::string& task_name,
+                                                                  bool wipe) {
+  SLUICE_RETURN_IF_ERROR(ValidTaskName(task_name));
+  const std::string dir = TaskDir(task_name);
+  if (wipe) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) return FsError("wiping state of task " + task_name + " at " + dir, ec);
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(TaskOptions(block_cache_, write_buffer_manager_), dir, &raw);
+  std::unique_ptr<rocksdb::DB, RocksDbStateStore::DbDeleter> db(raw);
+  if (!s.ok()) return FromRocksDb(s, "opening state of task " + task_name + " at " + dir);
+  return std::unique_ptr<RocksDbStateStore>(
+      new RocksDbStateStore(dir, std::move(db), block_cache_, write_buffer_manager_));
+}
+
+// ---- RocksDbStateStore ----
+
+void RocksDbStateStore::DbDeleter::operator()(rocksdb::DB* db) const { delete db; }
+
+RocksDbStateStore::RocksDbStateStore(std::string dir, std::unique_ptr<rocksdb::DB, DbDeleter> db,
+                                     std::shared_ptr<rocksdb::Cache> cache,
+                                     std::shared_ptr<rocksdb::WriteBufferManager> wbm)
+    : dir_(std::move(dir)),
+      db_(std::move(db)),
+      block_cache_(std::move(cache)),
+      write_buffer_manager_(std::move(wbm)) {}
+
+RocksDbStateStore::~RocksDbStateStore() { Close().IgnoreError(); }
+
+Status RocksDbStateStore::Close() {
+  if (!db_) return Status::Ok();
+  rocksdb::Status s = db_->Close();
+  db_.reset();  // Deleted even when Close fails, as RocksDB requires.
+  return FromRocksDb(s, "closing state at " + dir_);
+}
+
+Status RocksDbStateStore::Write(const engine::WriteBatch& batch) {
+  if (!db_) return Status::FailedPrecondition("state at " + dir_ + " is closed");
+  rocksdb::WriteBatch wb;
+  for (const auto& [key, value] : batch.ops()) {
+    rocksdb::Status s = value ? wb.Put(key, *value) : wb.Delete(key);
+    if (!s.ok()) return FromRocksDb(s, "building a write batch for " + dir_);
+  }
+  return FromRocksDb(db_->Write(rocksdb::WriteOptions(), &wb), "writing state at " + dir_);
+}
+
+Result<std::optional<std::string>> RocksDbStateStore::Get(std::string_view key) const {
+  if (!db_) return Status::FailedPrecondition("state at " + dir_ + " is closed");
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+                               rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocksDb(s, "reading state at " + dir_);
+  return std::optional<std::string>(value.ToString());
+}
+
+Status RocksDbStateStore::Scan(
+    std::string_view prefix,
+    const std::function<Status(std::string_view, std::string_view)>& fn) const {
+  if (!db_) return Status::FailedPrecondition("state at " + dir_ + " is closed");
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read;
+  if (!upper.empty()) read.iterate_upper_bound = &upper_slice;
+  // Restores read everything once: do not churn the shared cache.
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    std::string_view key(k.data(), k.size());
+    if (key.substr(0, prefix.size()) != prefix) break;
+    rocksdb::Slice v = it->value();
+    SLUICE_RETURN_IF_ERROR(fn(key, std::string_view(v.data(), v.size())));
+  }
+  return FromRocksDb(it->status(), "scanning state at " + dir_);
+}
+
+}  // namespace sluice::worker
