@@ -95,7 +95,10 @@ def crash_and_recover(workdir, broker, lose_local_state):
     w.wait_consumed(len(events))
     assert w.stop() == 0
     check_against_reference(broker, job_file, job, len(events), exact=False)
-    # The checkpoint store keeps only the last few checkpoints per task.
+    # The restarts really restored checkpoints (rather than starting over).
+    with open(w.log_path) as f:
+        log = f.read()
+    assert log.count("restored checkpoint") >= 2 * PARTITIONS, log[-3000:]
     for p in range(PARTITIONS):
         task_dir = os.path.join(w.checkpoint_dir, job["name"], str(p))
         assert os.path.isdir(task_dir), task_dir
@@ -173,9 +176,11 @@ def test_bad_flags_and_unwritable_dirs_fail_clearly(workdir, broker):
     import subprocess
     from sluice_testlib import binary
     job_file, job = setup_job(workdir, broker)
-    r = subprocess.run([binary("worker", "sluice-worker"), "--job", job_file, "--bogus"],
-                       capture_output=True, text=True)
-    assert r.returncode != 0 and "bogus" in (r.stderr + r.stdout)
+    r = subprocess.run([binary("worker", "sluice-worker"), "--job", job_file, "--data-dir",
+                        os.path.join(workdir, "d"), "--checkpoint-dir", os.path.join(workdir, "c"),
+                        "--bogus"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "--bogus" in r.stderr and "--checkpoint-dir" in r.stderr  # the error, then usage
     r = subprocess.run([binary("worker", "sluice-worker"), "--job", job_file, "--brokers",
                         broker.bootstrap, "--data-dir", "/proc/sluice-no", "--checkpoint-dir",
                         os.path.join(workdir, "c"), "--partitions", "0"],

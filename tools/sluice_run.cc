@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
                "partition runs as its own task, as on a worker, so alert ids and results match "
                "the cluster's");
   app.add_option("--max-print", max_print, "Print at most this many records per sink (-1: all)");
+  app.failure_message(CLI::FailureMessage::help);
   CLI11_PARSE(app, argc, argv);
 
   if (input.empty() == (generate == 0)) {

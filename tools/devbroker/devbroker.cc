@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -45,11 +46,10 @@ Result<TopicSpec> ParseTopicSpec(const std::string& spec) {
     return Status::InvalidArgument("--topic wants NAME:PARTITIONS, got '" + spec + "'");
   }
   TopicSpec t{spec.substr(0, colon), 0};
-  try {
-    size_t used = 0;
-    t.partitions = std::stoi(spec.substr(colon + 1), &used);
-    if (used != spec.size() - colon - 1) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
+  const char* begin = spec.data() + colon + 1;
+  const char* end = spec.data() + spec.size();
+  auto [used, ec] = std::from_chars(begin, end, t.partitions);
+  if (ec != std::errc() || used != end) {
     return Status::InvalidArgument("--topic " + spec + ": PARTITIONS must be an integer");
   }
   if (t.partitions < 1) {
@@ -106,7 +106,6 @@ std::string Footer() {
 }
 
 int Fail(const std::string& what, const Status& st) {
-  spdlog::error("{}: {}", what, st.ToString());
   std::cerr << "sluice-devbroker: " << what << ": " << st.message() << "\n";
   return 1;
 }

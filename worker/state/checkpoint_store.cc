@@ -289,7 +289,7 @@ Result<std::optional<CheckpointMeta>> CheckpointStore::Latest() {
 }
 
 Status CheckpointStore::Restore(int64_t checkpoint_id, const std::string& db_dir,
-                               CheckpointMeta* restored) {
+                                CheckpointMeta* restored) {
   SLUICE_ASSIGN_OR_RETURN(CheckpointMeta meta, RestoreOne(checkpoint_id, db_dir));
   if (restored != nullptr) *restored = std::move(meta);
   return Status::Ok();
