@@ -71,9 +71,9 @@ EventSet Generate(const tools::GeneratorOptions& options, int64_t n) {
   // Views are taken once `bytes` has stopped growing.
   set.records.reserve(spans.size());
   for (size_t i = 0; i < spans.size(); ++i) {
-    set.records.push_back(SourceRecord{
-        std::string_view(set.bytes).substr(spans[i].first, spans[i].second), "",
-        engine::SourcePosition{"events", 0, static_cast<int64_t>(i)}});
+    set.records.push_back(
+        SourceRecord{std::string_view(set.bytes).substr(spans[i].first, spans[i].second), "",
+                     engine::SourcePosition{"events", 0, static_cast<int64_t>(i)}});
   }
   return set;
 }
@@ -273,8 +273,7 @@ struct Row {
   RunResult best;
 };
 
-constexpr std::array<std::string_view, 4> kScenarios = {"decode", "tumbling", "sessions",
-                                                        "fraud"};
+constexpr std::array<std::string_view, 4> kScenarios = {"decode", "tumbling", "sessions", "fraud"};
 
 std::string_view Describe(std::string_view scenario) {
   if (scenario == "decode") return "EventDecoder alone over the tumbling events";
@@ -371,8 +370,8 @@ int Main(int argc, char** argv) {
 
     Row row{std::string(scenario), n, {}};
     for (int i = 0; i < runs; ++i) {
-      RunResult r = scenario == "decode" ? RunDecodeOnly(*plan, *events)
-                                         : RunTask(plan, *events, batch);
+      RunResult r =
+          scenario == "decode" ? RunDecodeOnly(*plan, *events) : RunTask(plan, *events, batch);
       if (i == 0 || r.seconds < row.best.seconds) row.best = r;
     }
     rows.push_back(row);
@@ -410,9 +409,10 @@ int Main(int argc, char** argv) {
   for (const Row& r : rows) {
     if (r.scenario != "tumbling") continue;
     const double rate = static_cast<double>(r.events) / r.best.seconds;
-    std::printf("\ntarget: %.1fM events/s per core for the tumbling count incl. JSON decoding; "
-                "reached %.2fM (%.0f%%)\n",
-                kTargetEventsPerSecond / 1e6, rate / 1e6, 100 * rate / kTargetEventsPerSecond);
+    std::printf(
+        "\ntarget: %.1fM events/s per core for the tumbling count incl. JSON decoding; "
+        "reached %.2fM (%.0f%%)\n",
+        kTargetEventsPerSecond / 1e6, rate / 1e6, 100 * rate / kTargetEventsPerSecond);
   }
   return 0;
 }

@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libxxhash-dev
-  python3 python3-pytest python3-confluent-kafka
+  python3 python3-pytest python3-confluent-kafka python3-yaml docker-compose
 )
 
 missing=()

@@ -1,6 +1,10 @@
-// sluice-worker: runs the tasks of a job on Kafka partitions, with state in
-// RocksDB and checkpoints in a checkpoint store. Standalone mode: the job and
-// partitions are given on the command line.
+// sluice-worker: runs Sluice tasks (one job on one Kafka partition each) with
+// state in RocksDB and checkpoints in a checkpoint store.
+//
+//   cluster mode:    --coordinator HOST:PORT: tasks come from the coordinator
+//   standalone mode: --job FILE [--partitions 0-7]: for debugging and tests
+
+#include <unistd.h>
 
 #include <csignal>
 #include <iostream>
@@ -12,7 +16,11 @@
 
 #include "common/clock.h"
 #include "jobspec/job_loader.h"
-#include "worker/worker.h"
+#include "worker/coordinator_client.h"
+#include "worker/kafka/kafka_client.h"
+#include "worker/partitions.h"
+#include "worker/status_file.h"
+#include "worker/task_host.h"
 
 namespace {
 
@@ -20,29 +28,60 @@ std::atomic<bool> g_stop{false};
 
 extern "C" void OnSignal(int) { g_stop.store(true); }
 
+void SleepUnlessStopped(int ms) {
+  for (int i = 0; i < ms / 20 && !g_stop.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Standalone: the partition count of the job's topic, waiting visibly for the
+// brokers and the topic.
+sluice::Result<int32_t> WaitForTopic(const sluice::worker::HostOptions& options,
+                                     const std::string& topic) {
+  SLUICE_ASSIGN_OR_RETURN(auto probe, sluice::worker::KafkaConsumer::Create(
+                                          options.brokers, "sluice-probe",
+                                          options.kafka_settings));
+  while (!g_stop.load()) {
+    auto count = probe->PartitionCount(topic, 5'000);
+    if (count.ok()) return count;
+    spdlog::warn("waiting for topic {} at {}: {}", topic, options.brokers,
+                 count.status().message());
+    SleepUnlessStopped(2'000);
+  }
+  return sluice::Status::Unavailable("stopped while waiting for Kafka");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "sluice-worker: runs a Sluice job's tasks (one per Kafka partition) with state in "
-      "RocksDB, checkpointing state and offsets together; after a crash it restores the last "
-      "checkpoint and replays from its offsets. SIGTERM takes a final checkpoint and exits."};
-  std::string job_file, brokers, partitions = "all", data_dir, checkpoint_dir, log_level = "info";
+      "sluice-worker: runs Sluice tasks (one job on one Kafka partition each) with state in "
+      "RocksDB, checkpointing state and offsets together; after a crash a task restores its "
+      "last checkpoint and replays from its offset. Cluster mode takes its tasks from the "
+      "coordinator (--coordinator); standalone mode runs one job (--job). SIGTERM takes a "
+      "final checkpoint of every task and exits."};
+  std::string coordinator, worker_id, job_file, brokers, partitions = "all", data_dir,
+      checkpoint_dir, log_level = "info", status_file;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int keep = 3;
   size_t block_cache_mb = 256, write_buffer_mb = 128;
   bool drain_on_exit = false;
   std::vector<std::string> kafka_settings;
-  std::string status_file;
-  app.add_option("--job", job_file, "Job file (YAML)")->required();
+  auto* coord_opt = app.add_option("--coordinator", coordinator,
+                                   "Cluster mode: the coordinator's address HOST:PORT");
+  app.add_option("--worker-id", worker_id,
+                 "Cluster mode: this worker's stable id (default: the host name)");
+  auto* job_opt = app.add_option("--job", job_file, "Standalone mode: the job file (YAML)");
+  job_opt->excludes(coord_opt);
+  app.add_option("--partitions", partitions,
+                 "Standalone mode: partitions to run, 'all' or a list like 0-3,5")
+      ->default_val("all");
   app.add_option("--brokers", brokers,
                  "Kafka bootstrap servers (default: the job's source.brokers, else "
                  "127.0.0.1:9092)");
-  app.add_option("--partitions", partitions, "Partitions to run: 'all' or a list like 0-3,5")
-      ->default_val("all");
   app.add_option("--data-dir", data_dir, "Local directory for task state (RocksDB)")->required();
   app.add_option("--checkpoint-dir", checkpoint_dir,
-                 "Checkpoint store: a directory or file:// URI (a shared volume in a cluster)")
+                 "Checkpoint store: a directory or file:// URI, shared by all workers")
       ->required();
   app.add_option("--threads", threads, "Task threads (default: one per core)")
       ->check(CLI::Range(1, 1024));
@@ -55,47 +94,58 @@ int main(int argc, char** argv) {
                  "RocksDB memtable budget shared by all tasks")
       ->default_val(128);
   app.add_flag("--drain-on-exit", drain_on_exit,
-               "On SIGTERM, emit every open window before the final checkpoint (bounded "
-               "replays)");
+               "Standalone mode: on SIGTERM, emit every open window before the final "
+               "checkpoint (bounded replays)");
   app.add_option("--kafka", kafka_settings,
                  "Extra librdkafka setting KEY=VALUE for all clients (repeatable)");
   app.add_option("--status-file", status_file,
-                 "Write per-task status (offsets, watermark, counters) here as JSON every second");
+                 "Write the tasks' status (offsets, watermark, counters) here as JSON every "
+                 "second");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->default_val("info")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.failure_message(CLI::FailureMessage::help);
   CLI11_PARSE(app, argc, argv);
+  if (coordinator.empty() == job_file.empty()) {
+    std::cerr << "sluice-worker: give --coordinator (cluster mode) or --job (standalone)\n\n"
+              << app.help();
+    return 2;
+  }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("sluice-worker"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
-  auto spec = sluice::jobspec::LoadJobFile(job_file);
-  if (!spec.ok()) {
-    std::cerr << "sluice-worker: " << spec.status().message() << "\n";
-    return 1;
+  sluice::proto::JobSpec spec;
+  if (!job_file.empty()) {
+    auto loaded = sluice::jobspec::LoadJobFile(job_file);
+    if (!loaded.ok()) {
+      std::cerr << "sluice-worker: " << loaded.status().message() << "\n";
+      return 1;
+    }
+    spec = *loaded;
   }
   auto parts = sluice::worker::ParsePartitions(partitions);
   if (!parts.ok()) {
     std::cerr << "sluice-worker: " << parts.status().message() << "\n";
     return 2;
   }
+  if (worker_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    worker_id = host;
+  }
 
-  sluice::worker::WorkerOptions options;
-  options.job = *spec;
+  sluice::worker::HostOptions options;
   options.brokers = !brokers.empty()                   ? brokers
-                    : !spec->source().brokers().empty() ? spec->source().brokers()
-                                                        : "127.0.0.1:9092";
-  options.partitions = *parts;
+                    : !spec.source().brokers().empty() ? spec.source().brokers()
+                                                       : "127.0.0.1:9092";
   options.data_dir = data_dir;
   options.checkpoint_uri = checkpoint_dir;
   options.threads = threads;
   options.keep_checkpoints = keep;
   options.state.block_cache_bytes = block_cache_mb << 20;
   options.state.write_buffer_bytes = write_buffer_mb << 20;
-  options.drain_on_exit = drain_on_exit;
-  options.status_file = status_file;
   for (const std::string& kv : kafka_settings) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -111,9 +161,56 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
 
   sluice::SystemClock clock;
-  sluice::worker::Worker worker(options, clock);
-  sluice::Status s = worker.Run(g_stop);
-  if (!s.ok()) {
+  sluice::worker::TaskHost host(options, clock);
+  if (sluice::Status s = host.Start(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+
+  std::thread control;
+  if (!coordinator.empty()) {
+    // Cluster mode: no checkpoint until the coordinator confirms an assignment.
+    host.AllowCheckpointsUntil(0);
+    control = std::thread([&] {
+      sluice::worker::CoordinatorClient client(coordinator, worker_id, threads, host, clock);
+      client.Run(g_stop);
+    });
+  } else {
+    auto plan = sluice::engine::JobPlan::Compile(spec);
+    if (!plan.ok()) {
+      spdlog::error("{}: {}", job_file, plan.status().message());
+      return 1;
+    }
+    auto count = WaitForTopic(options, spec.source().topic());
+    if (!count.ok()) {
+      host.Shutdown(false);
+      return g_stop.load() ? 0 : 1;
+    }
+    std::vector<int32_t> run = *parts;
+    if (run.empty()) {
+      for (int32_t p = 0; p < *count; ++p) run.push_back(p);
+    }
+    for (int32_t p : run) {
+      if (p >= *count) {
+        spdlog::error("topic {} has {} partitions; there is no partition {}",
+                      spec.source().topic(), *count, p);
+        host.Shutdown(false);
+        return 1;
+      }
+    }
+    spdlog::info("job {}: {} of {} partitions of {} on {} thread(s)", spec.name(), run.size(),
+                 *count, spec.source().topic(), threads);
+    for (int32_t p : run) host.StartTask(*plan, 1, p, 0);
+  }
+
+  while (!g_stop.load()) {
+    sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
+    SleepUnlessStopped(500);
+  }
+  if (control.joinable()) control.join();
+  host.Shutdown(drain_on_exit);
+  sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
+  if (sluice::Status s = host.error(); !s.ok()) {
     spdlog::error("{}", s.message());
     return 1;
   }

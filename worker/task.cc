@@ -20,9 +20,10 @@ void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::st
   if (!s.ok() && error_.ok()) error_ = s;
 }
 
-Task::Task(const JobContext& job, int32_t partition, DeliveryTracker* tracker)
+Task::Task(const JobContext& job, int32_t partition, int64_t epoch, DeliveryTracker* tracker)
     : job_(job),
       partition_(partition),
+      epoch_(epoch),
       name_(job.plan->name() + "-" + std::to_string(partition)),
       tracker_(tracker),
       sink_(job, tracker) {}
@@ -30,14 +31,18 @@ Task::Task(const JobContext& job, int32_t partition, DeliveryTracker* tracker)
 Task::~Task() = default;
 
 Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition,
-                                         DeliveryTracker* tracker) {
-  std::unique_ptr<Task> task(new Task(job, partition, tracker));
+                                         int64_t epoch, DeliveryTracker* tracker) {
+  std::unique_ptr<Task> task(new Task(job, partition, epoch, tracker));
   SLUICE_ASSIGN_OR_RETURN(task->checkpoints_,
                           CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition,
                                                 job.keep_checkpoints));
   SLUICE_ASSIGN_OR_RETURN(std::optional<CheckpointMeta> latest, task->checkpoints_->Latest());
   if (latest) {
-    SLUICE_RETURN_IF_ERROR(task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_)));
+    CheckpointMeta restored;
+    SLUICE_RETURN_IF_ERROR(
+        task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_), &restored));
+    latest = restored;
+    task->last_checkpoint_id_ = restored.checkpoint_id;
     SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/false));
   } else {
     SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/true));
@@ -79,11 +84,23 @@ Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
   meta.partition = partition_;
   meta.next_offset = processor_->next_offset();
   meta.watermark = processor_->watermark();
-  meta.epoch = job_.epoch;
+  meta.epoch = epoch_;
   meta.created_ms = now_ms;
   SLUICE_ASSIGN_OR_RETURN(CheckpointMeta saved, checkpoints_->Save(*store_, meta));
+  last_checkpoint_id_ = saved.checkpoint_id;
   spdlog::debug("task {}: checkpoint {} at offset {}", name_, saved.checkpoint_id,
                 saved.next_offset);
+  return Status::Ok();
+}
+
+Status Task::SwapPlan(std::shared_ptr<const engine::JobPlan> plan, int64_t now_ms,
+                      int flush_timeout_ms) {
+  SLUICE_RETURN_IF_ERROR(Checkpoint(now_ms, flush_timeout_ms));
+  auto next = std::make_unique<engine::TaskProcessor>(plan, *job_.clock, sink_);
+  SLUICE_RETURN_IF_ERROR(next->Restore(*store_));
+  job_.plan = std::move(plan);
+  processor_ = std::move(next);
+  spdlog::info("task {}: now runs the updated job", name_);
   return Status::Ok();
 }
 

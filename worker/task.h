@@ -30,7 +30,7 @@
 
 namespace sluice::worker {
 
-// What the tasks of one job on one worker share.
+// What a task needs from its worker.
 struct JobContext {
   std::shared_ptr<const engine::JobPlan> plan;
   const Clock* clock = nullptr;
@@ -38,18 +38,24 @@ struct JobContext {
   StateBackend* state = nullptr;
   std::string checkpoint_uri;
   int keep_checkpoints = 3;
-  int64_t epoch = 0;
 };
 
 class Task {
  public:
   // Opens the task's state: the newest checkpoint in the checkpoint store if
   // there is one (the local state is replaced by it), else empty state.
+  // `epoch` fences stale owners: a checkpoint store refuses a checkpoint older
+  // than its newest one's epoch.
   static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition,
-                                            DeliveryTracker* tracker);
+                                            int64_t epoch, DeliveryTracker* tracker);
   ~Task();
 
   int32_t partition() const { return partition_; }
+  int64_t epoch() const { return epoch_; }
+  const std::string& job_name() const { return job_.plan->name(); }
+  const std::shared_ptr<const engine::JobPlan>& plan() const { return job_.plan; }
+  int64_t last_checkpoint_id() const { return last_checkpoint_id_; }
+  DeliveryTracker* tracker() const { return tracker_; }
   const std::string& name() const { return name_; }
   // Where consumption continues: the offset after the checkpoint, or -1 (the
   // beginning of the partition) for a new task.
@@ -64,6 +70,12 @@ class Task {
   // Prepare and commit one checkpoint. On error nothing was committed.
   Status Checkpoint(int64_t now_ms, int flush_timeout_ms);
   int64_t last_checkpoint_ms() const { return last_checkpoint_ms_; }
+
+  // Switches to an updated plan of the same job (rules, thresholds, filters
+  // changed; the state layout the same): checkpoints, then continues from that
+  // state under the new plan.
+  Status SwapPlan(std::shared_ptr<const engine::JobPlan> plan, int64_t now_ms,
+                  int flush_timeout_ms);
 
  private:
   // Sends the processor's records to the job's sink topics.
@@ -80,10 +92,11 @@ class Task {
     Status error_;
   };
 
-  Task(const JobContext& job, int32_t partition, DeliveryTracker* tracker);
+  Task(const JobContext& job, int32_t partition, int64_t epoch, DeliveryTracker* tracker);
 
   JobContext job_;
   int32_t partition_;
+  int64_t epoch_;
   std::string name_;
   DeliveryTracker* tracker_;
   Sink sink_;
@@ -91,6 +104,7 @@ class Task {
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<engine::TaskProcessor> processor_;
   int64_t last_checkpoint_ms_ = 0;
+  int64_t last_checkpoint_id_ = 0;
 };
 
 }  // namespace sluice::worker

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "worker/worker.h"
+#include "worker/partitions.h"
 
 namespace sluice::worker {
 namespace {

@@ -251,6 +251,15 @@ std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size
   return batch_;
 }
 
+int64_t KafkaConsumer::HighWatermark(const std::string& topic, int32_t partition) {
+  int64_t low = -1, high = -1;
+  if (rd_kafka_get_watermark_offsets(rk_, topic.c_str(), partition, &low, &high) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return -1;
+  }
+  return high;
+}
+
 namespace {
 rd_kafka_topic_partition_list_t* PartitionList(const std::string& topic,
                                                std::span<const int32_t> partitions) {

@@ -101,6 +101,9 @@ class KafkaConsumer {
   // (a broker down, for instance) are logged, not returned.
   std::span<const Message> Poll(int timeout_ms, size_t max);
 
+  // The partition's end offset as last seen by this consumer, or -1.
+  int64_t HighWatermark(const std::string& topic, int32_t partition);
+
   Status Pause(const std::string& topic, std::span<const int32_t> partitions);
   Status Resume(const std::string& topic, std::span<const int32_t> partitions);
   // Commits `next_offset` per partition to the group, asynchronously.

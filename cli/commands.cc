@@ -1,0 +1,237 @@
+#include "cli/commands.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+
+#include "cli/format.h"
+
+namespace sluice::cli {
+
+namespace {
+
+// The parsed command line.
+struct Args {
+  std::string coordinator;
+  bool json = false;
+  double timeout_s = 10;
+  std::string job;
+  std::string file;
+  bool drain = false;
+};
+
+// Where one command prints, and how.
+struct Output {
+  std::ostream& out;
+  std::ostream& err;
+  const std::string& coordinator;
+  bool json;
+  int64_t now_ms;
+};
+
+int PrintError(const Status& status, const Output& o) {
+  const std::string& detail = status.message().empty() ? status.ToString() : status.message();
+  if (status.code() == StatusCode::kUnavailable) {
+    o.err << "sluicectl: cannot reach the coordinator at " << o.coordinator << ": " << detail
+          << "\n";
+  } else {
+    o.err << "sluicectl: " << detail << "\n";
+  }
+  return kExitFailed;
+}
+
+// Prints the answer to one call: the error, the message as JSON, or `text`.
+template <typename Response, typename TextFn>
+int Print(const Status& status, const Response& response, const Output& o, TextFn text) {
+  if (!status.ok()) return PrintError(status, o);
+  if (o.json) {
+    Result<std::string> json = ToJsonLine(response);
+    if (!json.ok()) return PrintError(json.status(), o);
+    o.out << *json << "\n";
+  } else {
+    o.out << text(response, o.now_ms);
+  }
+  o.out.flush();
+  return kExitOk;
+}
+
+std::string JobLine(const proto::JobInfo& job, int64_t now_ms) {
+  return FormatJobLine(job, now_ms) + "\n";
+}
+
+// How a usage error reads: the error, then the usage of the command it is in
+// (app->help() on sluicectl shows the help of the command being parsed, named
+// "sluicectl status"). CLI::FailureMessage::help, but in sluicectl's voice
+// rather than "ERROR: RequiredError: ...".
+std::string UsageFailure(const CLI::App* app, const CLI::Error& e) {
+  return std::string("sluicectl: ") + e.what() + "\n" + app->help();
+}
+
+// A usage error found after parsing.
+int UsageError(const CLI::App& app, const std::string& message, std::ostream& err) {
+  err << "sluicectl: " << message << "\n" << app.help();
+  return kExitUsage;
+}
+
+}  // namespace
+
+Result<std::string> ReadJobFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::IoError("cannot read " + path + ": it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+  return text.str();
+}
+
+int Run(int argc, const char* const* argv, const Environment& env) {
+  std::ostream& out = *env.out;
+  std::ostream& err = *env.err;
+  Args a;
+
+  CLI::App app{
+      "sluicectl: the command-line client of the Sluice coordinator. Submits, updates, stops "
+      "and cancels jobs and shows jobs, tasks and workers. Exit codes: 0 done, 1 the "
+      "coordinator refused or could not be reached, 2 bad usage.",
+      "sluicectl"};
+  app.failure_message(UsageFailure);
+  // Global flags are also accepted after the command: `sluicectl jobs --json`.
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.add_option("--coordinator", a.coordinator,
+                 "Coordinator address HOST:PORT (default: $SLUICE_COORDINATOR, else " +
+                     std::string(kDefaultCoordinator) + ")")
+      ->default_val(env.default_coordinator);
+  app.add_flag("--json", a.json,
+               "Print the coordinator's answer as JSON, one object per line, for scripts");
+  app.add_option("--timeout", a.timeout_s, "Give up on the coordinator after SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->default_val(10);
+
+  // Subcommands inherit the failure message and fallthrough, and get this footer.
+  app.footer(
+      "Global options go before or after the command: --coordinator ADDR, --json, "
+      "--timeout SECONDS. Run 'sluicectl --help' for more.");
+
+  CLI::App* submit =
+      app.add_subcommand("submit", "Submit a job file (YAML, see JOBS.md) and print the job");
+  submit->add_option("FILE", a.file, "The job file")->required();
+
+  CLI::App* jobs = app.add_subcommand("jobs", "List the jobs");
+
+  CLI::App* status = app.add_subcommand(
+      "status",
+      "Show a job and each of its tasks (partition, worker, offsets, lag, watermark, "
+      "last checkpoint, counters)");
+  status->add_option("JOB", a.job, "The job's name")->required();
+
+  CLI::App* update = app.add_subcommand(
+      "update", "Replace a job's spec with a new job file; tasks restart from their checkpoints");
+  update->add_option("JOB", a.job, "The job's name")->required();
+  update->add_option("FILE", a.file, "The new job file (YAML)")->required();
+
+  CLI::App* stop =
+      app.add_subcommand("stop", "Stop a job: its tasks take a final checkpoint and stop");
+  stop->add_flag("--drain", a.drain,
+                 "First advance every task's watermark to the end of time and emit every open "
+                 "window");
+  stop->add_option("JOB", a.job, "The job's name")->required();
+
+  CLI::App* cancel = app.add_subcommand(
+      "cancel", "Cancel a job and print its state as the coordinator reports it");
+  cancel->add_option("JOB", a.job, "The job's name")->required();
+
+  CLI::App* workers = app.add_subcommand("workers", "List the workers");
+  app.footer("");  // sluicectl's own help lists the global options already
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (app.get_subcommands().empty()) {
+      // CLI11 would say "A subcommand is required" for `sluicectl frobnicate`.
+      for (const std::string& arg : app.remaining()) {
+        if (!arg.empty() && arg[0] != '-') {
+          return UsageError(app, "unknown command '" + arg + "'", err);
+        }
+      }
+    }
+    // --help prints to `out` and succeeds; any other error prints to `err`.
+    return app.exit(e, out, err) == 0 ? kExitOk : kExitUsage;
+  }
+
+  CLI::App* command = app.get_subcommands().front();
+  std::string yaml;
+  if (command == submit || command == update) {
+    Result<std::string> text = ReadJobFile(a.file);
+    if (!text.ok()) return UsageError(app, text.status().message(), err);
+    yaml = std::move(text).value();
+  }
+
+  const auto timeout =
+      std::chrono::milliseconds(std::max<int64_t>(1, std::llround(a.timeout_s * 1000)));
+  std::unique_ptr<JobClient> client = env.connect(a.coordinator, timeout);
+  const Output o{out, err, a.coordinator, a.json, env.clock->NowMillis()};
+
+  if (command == submit) {
+    proto::SubmitJobRequest request;
+    request.set_yaml(yaml);
+    request.set_filename(a.file);
+    proto::JobInfo response;
+    Status st = client->SubmitJob(request, &response);
+    return Print(st, response, o, JobLine);
+  }
+  if (command == jobs) {
+    proto::ListJobsResponse response;
+    Status st = client->ListJobs(proto::ListJobsRequest(), &response);
+    return Print(st, response, o, FormatJobsTable);
+  }
+  if (command == status) {
+    proto::JobRef request;
+    request.set_name(a.job);
+    proto::JobStatus response;
+    Status st = client->GetJob(request, &response);
+    return Print(st, response, o, FormatJobStatus);
+  }
+  if (command == update) {
+    proto::UpdateJobRequest request;
+    request.set_name(a.job);
+    request.set_yaml(yaml);
+    request.set_filename(a.file);
+    proto::JobInfo response;
+    Status st = client->UpdateJob(request, &response);
+    return Print(st, response, o, JobLine);
+  }
+  if (command == stop) {
+    proto::StopJobRequest request;
+    request.set_name(a.job);
+    request.set_drain(a.drain);
+    proto::JobInfo response;
+    Status st = client->StopJob(request, &response);
+    return Print(st, response, o, JobLine);
+  }
+  if (command == cancel) {
+    proto::JobRef request;
+    request.set_name(a.job);
+    proto::JobInfo response;
+    Status st = client->CancelJob(request, &response);
+    return Print(st, response, o, JobLine);
+  }
+  if (command == workers) {
+    proto::ListWorkersResponse response;
+    Status st = client->ListWorkers(proto::ListWorkersRequest(), &response);
+    return Print(st, response, o, FormatWorkersTable);
+  }
+  return UsageError(app, "unknown command " + command->get_name(), err);
+}
+
+}  // namespace sluice::cli

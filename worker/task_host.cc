@@ -1,0 +1,530 @@
+#include "worker/task_host.h"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+
+#include <spdlog/spdlog.h>
+
+#include "worker/engine/record.h"
+#include "worker/kafka/kafka_client.h"
+#include "worker/task.h"
+
+namespace sluice::worker {
+
+struct TaskHost::Command {
+  enum class Kind { kStart, kStop, kUpdate };
+  Kind kind = Kind::kStart;
+  TaskRef task;
+  std::shared_ptr<const engine::JobPlan> plan;
+  int64_t version = 0;
+  int64_t epoch = 0;
+  StopMode mode = StopMode::kRelease;
+};
+
+struct TaskHost::Shared {
+  std::unique_ptr<StateBackend> state;
+  std::unique_ptr<KafkaProducer> producer;
+  std::mutex trackers_mu;
+  std::deque<DeliveryTracker> trackers;  // stable addresses; outlive every record
+
+  DeliveryTracker* NewTracker() {
+    std::lock_guard<std::mutex> lock(trackers_mu);
+    return &trackers.emplace_back();
+  }
+};
+
+// One task thread: its tasks, one consumer per job, and an inbox of commands.
+class TaskHost::Thread {
+ public:
+  Thread(TaskHost& host, size_t index) : host_(host), index_(index) {}
+
+  void Post(Command c) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inbox_.push_back(std::move(c));
+    }
+    cv_.notify_one();
+  }
+
+  void RequestStop(bool drain) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      drain_ = drain;
+    }
+    cv_.notify_one();
+  }
+
+  void Run();
+
+  std::thread thread;
+
+ private:
+  struct Entry {
+    std::unique_ptr<Task> task;
+    int64_t version = 0;
+  };
+  struct JobConsumer {
+    std::unique_ptr<KafkaConsumer> consumer;
+    std::string topic;
+    std::vector<int32_t> partitions;
+    bool paused = false;
+  };
+
+  void Apply(Command& c);
+  Status Open(const TaskRef& ref, std::shared_ptr<const engine::JobPlan> plan, int64_t version,
+              int64_t epoch);
+  void Remove(const TaskRef& ref);
+  Status Reassign(const std::string& job);
+  void Poll();
+  void Housekeeping(int64_t now);
+  void CommitOffset(const Task& task);
+  void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error);
+  void FinalCheckpoints(bool drain);
+
+  TaskHost& host_;
+  const size_t index_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Command> inbox_;
+  bool stop_ = false;
+  bool drain_ = false;
+
+  std::map<TaskRef, Entry> tasks_;
+  std::map<std::string, JobConsumer> consumers_;
+  std::vector<engine::SourceRecord> records_;
+  int64_t last_tick_ = 0;
+  int64_t last_publish_ = 0;
+  int64_t last_report_log_ = 0;
+  bool checkpoint_warned_ = false;
+};
+
+void TaskHost::Thread::Run() {
+  last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
+  while (true) {
+    std::vector<Command> commands;
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (inbox_.empty() && tasks_.empty() && !stop_) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+      commands.swap(inbox_);
+      stopping = stop_;
+    }
+    for (Command& c : commands) Apply(c);
+    if (stopping) break;
+    if (tasks_.empty()) continue;
+    Poll();
+    Housekeeping(host_.clock_.NowMillis());
+  }
+  FinalCheckpoints(drain_);
+}
+
+Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::JobPlan> plan,
+                              int64_t version, int64_t epoch) {
+  JobContext ctx;
+  ctx.plan = std::move(plan);
+  ctx.clock = &host_.clock_;
+  ctx.producer = host_.shared_->producer.get();
+  ctx.state = host_.shared_->state.get();
+  ctx.checkpoint_uri = host_.options_.checkpoint_uri;
+  ctx.keep_checkpoints = host_.options_.keep_checkpoints;
+  SLUICE_ASSIGN_OR_RETURN(auto task,
+                          Task::Open(ctx, ref.partition, epoch, host_.shared_->NewTracker()));
+  tasks_[ref] = Entry{std::move(task), version};
+  return Reassign(ref.job);
+}
+
+void TaskHost::Thread::Remove(const TaskRef& ref) {
+  tasks_.erase(ref);
+  Status s = Reassign(ref.job);
+  if (!s.ok()) spdlog::warn("thread {}: {}", index_, s.message());
+}
+
+// Points the job's consumer at exactly this thread's partitions of the job,
+// each from its task's next offset.
+Status TaskHost::Thread::Reassign(const std::string& job) {
+  std::vector<PartitionOffset> offsets;
+  std::string topic;
+  for (const auto& [ref, entry] : tasks_) {
+    if (ref.job != job) continue;
+    offsets.push_back({ref.partition, entry.task->next_offset()});
+    topic = entry.task->plan()->spec().source().topic();
+  }
+  if (offsets.empty()) {
+    consumers_.erase(job);
+    return Status::Ok();
+  }
+  JobConsumer& jc = consumers_[job];
+  jc.topic = topic;
+  if (!jc.consumer) {
+    SLUICE_ASSIGN_OR_RETURN(jc.consumer,
+                            KafkaConsumer::Create(host_.options_.brokers, "sluice-" + job,
+                                                  host_.options_.kafka_settings));
+  }
+  jc.partitions.clear();
+  for (const PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
+  jc.paused = false;
+  return jc.consumer->Assign(jc.topic, offsets);
+}
+
+void TaskHost::Thread::Apply(Command& c) {
+  const int64_t now = host_.clock_.NowMillis();
+  auto it = tasks_.find(c.task);
+  switch (c.kind) {
+    case Command::Kind::kStart: {
+      if (it != tasks_.end()) {
+        if (it->second.task->epoch() == c.epoch) return;  // already running
+        spdlog::info("task {}: new epoch {}, restarting from its last checkpoint",
+                     c.task.ToString(), c.epoch);
+        Remove(c.task);
+      }
+      Status s = Open(c.task, c.plan, c.version, c.epoch);
+      if (!s.ok()) {
+        spdlog::error("task {}: cannot start: {}", c.task.ToString(), s.message());
+        tasks_.erase(c.task);
+        proto::TaskReport r;
+        r.set_job(c.task.job);
+        r.set_partition(c.task.partition);
+        r.set_epoch(c.epoch);
+        r.set_version(c.version);
+        r.set_state(proto::TaskReport::FAILED);
+        r.set_error(s.message());
+        host_.Publish(c.task, r);
+        return;
+      }
+      PublishTask(c.task, proto::TaskReport::RUNNING, "");
+      return;
+    }
+    case Command::Kind::kStop: {
+      if (it == tasks_.end()) return;
+      Task& task = *it->second.task;
+      if (c.mode == StopMode::kFence) {
+        spdlog::info("task {}: fenced (epoch {} is stale); stopped without a checkpoint",
+                     c.task.ToString(), task.epoch());
+        Remove(c.task);
+        return;
+      }
+      if (c.mode == StopMode::kDrain) task.Drain();
+      Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
+      if (s.ok()) CommitOffset(task);
+      auto state = !s.ok()                         ? proto::TaskReport::FAILED
+                   : c.mode == StopMode::kDrain ? proto::TaskReport::DRAINED
+                                                : proto::TaskReport::RELEASED;
+      if (!s.ok()) spdlog::error("task {}: final checkpoint failed: {}", c.task.ToString(), s.message());
+      spdlog::info("task {}: {} at offset {}", c.task.ToString(),
+                   state == proto::TaskReport::DRAINED ? "drained" : "released", task.next_offset());
+      PublishTask(c.task, state, s.ok() ? "" : s.message());
+      Remove(c.task);
+      return;
+    }
+    case Command::Kind::kUpdate: {
+      if (it == tasks_.end() || it->second.version >= c.version) return;
+      Status s = it->second.task->SwapPlan(c.plan, now, host_.options_.flush_timeout_ms);
+      if (s.ok()) {
+        it->second.version = c.version;
+        PublishTask(c.task, proto::TaskReport::RUNNING, "");
+        return;
+      }
+      // Could not checkpoint: restart from the last checkpoint under the new plan.
+      spdlog::error("task {}: update: {}; restarting from its last checkpoint", c.task.ToString(),
+                    s.message());
+      int64_t epoch = it->second.task->epoch();
+      tasks_.erase(it);
+      if (Status o = Open(c.task, c.plan, c.version, epoch); !o.ok()) {
+        proto::TaskReport r;
+        r.set_job(c.task.job);
+        r.set_partition(c.task.partition);
+        r.set_state(proto::TaskReport::FAILED);
+        r.set_error(o.message());
+        host_.Publish(c.task, r);
+        Remove(c.task);
+      }
+      return;
+    }
+  }
+}
+
+void TaskHost::Thread::Poll() {
+  const int timeout = consumers_.size() == 1 ? 100 : 10;
+  for (auto& [job, jc] : consumers_) {
+    std::span<const KafkaConsumer::Message> batch = jc.consumer->Poll(timeout, 1000);
+    for (size_t i = 0; i < batch.size();) {
+      const int32_t p = batch[i].partition;
+      records_.clear();
+      size_t j = i;
+      for (; j < batch.size() && batch[j].partition == p; ++j) {
+        records_.push_back({batch[j].payload, batch[j].key, {jc.topic, p, batch[j].offset}});
+      }
+      auto it = tasks_.find(TaskRef{job, p});
+      if (it != tasks_.end()) it->second.task->Process(records_);
+      i = j;
+    }
+  }
+}
+
+void TaskHost::Thread::CommitOffset(const Task& task) {
+  if (task.next_offset() < 0) return;
+  auto it = consumers_.find(task.job_name());
+  if (it == consumers_.end()) return;
+  PartitionOffset po{task.partition(), task.next_offset()};
+  Status s = it->second.consumer->Commit(it->second.topic, std::span<const PartitionOffset>(&po, 1));
+  if (!s.ok()) spdlog::warn("task {}: {}", task.name(), s.message());
+}
+
+void TaskHost::Thread::Housekeeping(int64_t now) {
+  if (now - last_tick_ >= 1000) {
+    last_tick_ = now;
+    for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
+  }
+  const bool may_checkpoint = now <= host_.checkpoints_allowed_until_.load();
+  if (!may_checkpoint && !checkpoint_warned_) {
+    spdlog::warn("thread {}: assignment not confirmed by the coordinator lately; processing "
+                 "continues, checkpoints wait",
+                 index_);
+  }
+  checkpoint_warned_ = !may_checkpoint;
+  for (auto it = tasks_.begin(); may_checkpoint && it != tasks_.end(); ++it) {
+    Task& task = *it->second.task;
+    if (!task.CheckpointDue(now)) continue;
+    Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
+    if (s.ok()) {
+      CommitOffset(task);
+      continue;
+    }
+    spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
+                  task.name(), s.message());
+    TaskRef ref = it->first;
+    auto plan = task.plan();
+    int64_t version = it->second.version, epoch = task.epoch();
+    DeliveryTracker* tracker = task.tracker();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (tracker->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    tasks_.erase(ref);
+    if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
+      spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
+      PublishTask(ref, proto::TaskReport::FAILED, o.message());
+      Remove(ref);
+    }
+    break;  // the map changed
+  }
+
+  // Back-pressure: stop fetching while the producer is backed up.
+  const int64_t pending = host_.shared_->producer->OutstandingRecords();
+  for (auto& [job, jc] : consumers_) {
+    if (!jc.paused && pending > host_.options_.max_pending_records) {
+      jc.paused = jc.consumer->Pause(jc.topic, jc.partitions).ok();
+    } else if (jc.paused && pending < host_.options_.max_pending_records / 2) {
+      jc.paused = !jc.consumer->Resume(jc.topic, jc.partitions).ok();
+    }
+  }
+
+  if (now - last_publish_ >= 250) {
+    last_publish_ = now;
+    for (auto& [ref, entry] : tasks_) PublishTask(ref, proto::TaskReport::RUNNING, "");
+  }
+  if (now - last_report_log_ >= 10'000) {
+    last_report_log_ = now;
+    for (auto& [ref, entry] : tasks_) {
+      const Task& t = *entry.task;
+      const auto& c = t.processor().counters();
+      spdlog::info("task {}: offset {} watermark {} consumed {} late {} dead_lettered {} alerts {} "
+                   "windows {}",
+                   t.name(), t.next_offset(), t.processor().watermark(), c.consumed, c.late,
+                   c.dead_lettered, c.alerts, c.window_results);
+    }
+  }
+}
+
+void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State state,
+                                   const std::string& error) {
+  auto it = tasks_.find(ref);
+  if (it == tasks_.end()) return;
+  const Task& t = *it->second.task;
+  const engine::TaskProcessor& proc = t.processor();
+  const engine::TaskCounters& c = proc.counters();
+  proto::TaskReport r;
+  r.set_job(ref.job);
+  r.set_partition(ref.partition);
+  r.set_epoch(t.epoch());
+  r.set_version(it->second.version);
+  r.set_state(state);
+  r.set_next_offset(t.next_offset());
+  r.set_end_offset(-1);
+  auto jc = consumers_.find(ref.job);
+  if (jc != consumers_.end() && jc->second.consumer) {
+    r.set_end_offset(jc->second.consumer->HighWatermark(jc->second.topic, ref.partition));
+  }
+  r.set_watermark(proc.watermark());
+  r.set_last_checkpoint_id(t.last_checkpoint_id());
+  r.set_last_checkpoint_ms(t.last_checkpoint_ms());
+  r.set_consumed(c.consumed);
+  r.set_processed(c.processed);
+  r.set_filtered(c.filtered);
+  r.set_late(c.late);
+  r.set_dead_lettered(c.dead_lettered);
+  r.set_alerts(c.alerts);
+  r.set_window_results(c.window_results);
+  r.set_open_windows(static_cast<int64_t>(proc.open_windows()));
+  r.set_error(error);
+  host_.Publish(ref, std::move(r));
+}
+
+void TaskHost::Thread::FinalCheckpoints(bool drain) {
+  const int64_t now = host_.clock_.NowMillis();
+  const bool may_checkpoint = now <= host_.checkpoints_allowed_until_.load();
+  for (auto& [ref, entry] : tasks_) {
+    Task& task = *entry.task;
+    if (drain) task.Drain();
+    if (!may_checkpoint) {
+      spdlog::warn("task {}: no final checkpoint: assignment not confirmed", task.name());
+      continue;
+    }
+    Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
+    if (s.ok()) {
+      CommitOffset(task);
+      spdlog::info("task {}: final checkpoint at offset {}", task.name(), task.next_offset());
+      PublishTask(ref, proto::TaskReport::RELEASED, "");
+    } else {
+      spdlog::error("task {}: final checkpoint failed: {} (a restart replays from the last one)",
+                    task.name(), s.message());
+      PublishTask(ref, proto::TaskReport::FAILED, s.message());
+    }
+  }
+  tasks_.clear();
+  consumers_.clear();
+}
+
+// ---- TaskHost -------------------------------------------------------------
+
+TaskHost::TaskHost(HostOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock), shared_(std::make_unique<Shared>()) {}
+
+TaskHost::~TaskHost() { Shutdown(false); }
+
+Status TaskHost::Start() {
+  SLUICE_ASSIGN_OR_RETURN(shared_->state, StateBackend::Open(options_.data_dir, options_.state));
+  SLUICE_ASSIGN_OR_RETURN(shared_->producer,
+                          KafkaProducer::Create(options_.brokers, options_.kafka_settings));
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    threads_.push_back(std::make_unique<Thread>(*this, static_cast<size_t>(i)));
+    Thread* t = threads_.back().get();
+    t->thread = std::thread([t] { t->Run(); });
+  }
+  return Status::Ok();
+}
+
+TaskHost::Thread& TaskHost::ThreadFor(const TaskRef& task) {
+  // Sticky: a task stays on its thread until forgotten; new tasks go to the
+  // thread with the fewest.
+  auto it = thread_of_.find(task);
+  if (it != thread_of_.end()) return *threads_[it->second];
+  std::vector<size_t> load(threads_.size(), 0);
+  for (const auto& [t, idx] : thread_of_) ++load[idx];
+  size_t best = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+  thread_of_[task] = best;
+  return *threads_[best];
+}
+
+void TaskHost::StartTask(std::shared_ptr<const engine::JobPlan> plan, int64_t version,
+                         int32_t partition, int64_t epoch) {
+  TaskRef ref{plan->name(), partition};
+  Command c;
+  c.kind = Command::Kind::kStart;
+  c.task = ref;
+  c.plan = std::move(plan);
+  c.version = version;
+  c.epoch = epoch;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shut_down_ || threads_.empty()) return;
+  proto::TaskReport& r = reports_[ref];
+  if (r.state() != proto::TaskReport::RUNNING || r.epoch() != epoch) {
+    r.set_job(ref.job);
+    r.set_partition(partition);
+    r.set_epoch(epoch);
+    r.set_version(version);
+    r.set_state(proto::TaskReport::STARTING);
+  }
+  ThreadFor(ref).Post(std::move(c));
+}
+
+void TaskHost::StopTask(const TaskRef& task, StopMode mode) {
+  Command c;
+  c.kind = Command::Kind::kStop;
+  c.task = task;
+  c.mode = mode;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = thread_of_.find(task);
+  if (it == thread_of_.end()) return;
+  if (mode == StopMode::kFence) reports_.erase(task);
+  threads_[it->second]->Post(std::move(c));
+}
+
+void TaskHost::UpdateTask(const TaskRef& task, std::shared_ptr<const engine::JobPlan> plan,
+                          int64_t version) {
+  Command c;
+  c.kind = Command::Kind::kUpdate;
+  c.task = task;
+  c.plan = std::move(plan);
+  c.version = version;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = thread_of_.find(task);
+  if (it == thread_of_.end()) return;
+  threads_[it->second]->Post(std::move(c));
+}
+
+void TaskHost::Forget(const TaskRef& task) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reports_.erase(task);
+}
+
+void TaskHost::Publish(const TaskRef& task, proto::TaskReport report) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // A fenced task's late reports are dropped.
+  if (report.state() == proto::TaskReport::RUNNING && reports_.find(task) == reports_.end() &&
+      thread_of_.find(task) == thread_of_.end()) {
+    return;
+  }
+  reports_[task] = std::move(report);
+}
+
+std::vector<proto::TaskReport> TaskHost::Reports() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<proto::TaskReport> out;
+  for (const auto& [ref, r] : reports_) out.push_back(r);
+  return out;
+}
+
+void TaskHost::Shutdown(bool drain) {
+  std::vector<std::unique_ptr<Thread>> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t->RequestStop(drain);
+  for (auto& t : threads) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+  if (shared_->producer) {
+    Status s = shared_->producer->Flush(options_.flush_timeout_ms);
+    if (!s.ok()) spdlog::error("final flush: {}", s.message());
+  }
+}
+
+void TaskHost::Fail(const Status& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error_.ok()) error_ = s;
+}
+
+Status TaskHost::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+}  // namespace sluice::worker

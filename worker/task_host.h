@@ -1,0 +1,117 @@
+#pragma once
+
+// TaskHost: the data plane of a worker. Runs any set of tasks (job,
+// partition) on a fixed number of task threads. A task belongs to one thread
+// for its whole life, so the hot path takes no locks; the control plane
+// (standalone main, or the coordinator client) sends it commands that the
+// thread applies between batches: start, stop (release / drain / fence) and
+// update.
+//
+// Per thread, in a loop: apply commands; poll each job's consumer (one per
+// job per thread, manual assignment, group "sluice-<job>" for committed
+// offsets); hand each partition's run of records to its task; tick idle
+// watermarks every second; checkpoint tasks whose interval is due and commit
+// their offsets; pause the thread's partitions while the producer is backed
+// up; publish task reports.
+//
+// Fencing: a task only checkpoints while its assignment is confirmed
+// (checkpoints_allowed_until): a worker cut off from the coordinator keeps
+// processing, but never writes a checkpoint for a task that may have moved.
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "proto/sluice.pb.h"
+#include "worker/engine/job_plan.h"
+#include "worker/state/rocksdb_state_store.h"
+
+namespace sluice::worker {
+
+struct HostOptions {
+  std::string brokers;
+  std::string data_dir;
+  std::string checkpoint_uri;
+  int threads = 1;
+  int keep_checkpoints = 3;
+  StateOptions state;
+  int flush_timeout_ms = 60'000;
+  // Records waiting in the producer above which partitions are paused.
+  int64_t max_pending_records = 200'000;
+  std::map<std::string, std::string> kafka_settings;
+};
+
+struct TaskRef {
+  std::string job;
+  int32_t partition = 0;
+  auto operator<=>(const TaskRef&) const = default;
+  bool operator==(const TaskRef&) const = default;
+  std::string ToString() const { return job + "-" + std::to_string(partition); }
+};
+
+enum class StopMode {
+  kRelease,  // final checkpoint, then report RELEASED (a move, or stop)
+  kDrain,    // emit every open window, final checkpoint, report DRAINED
+  kFence,    // stop at once, no checkpoint: someone else owns the task now
+};
+
+class TaskHost {
+ public:
+  TaskHost(HostOptions options, const Clock& clock);
+  ~TaskHost();
+
+  // Opens the state backend and the producer, and starts the task threads.
+  Status Start();
+
+  // Commands: applied asynchronously, in order per task.
+  void StartTask(std::shared_ptr<const engine::JobPlan> plan, int64_t version, int32_t partition,
+                 int64_t epoch);
+  void StopTask(const TaskRef& task, StopMode mode);
+  void UpdateTask(const TaskRef& task, std::shared_ptr<const engine::JobPlan> plan,
+                  int64_t version);
+  // Drops the report of a task that is no longer running.
+  void Forget(const TaskRef& task);
+
+  // The latest report of every task started and not forgotten.
+  std::vector<proto::TaskReport> Reports() const;
+
+  // Checkpoints are allowed until this time (ms of the host's clock).
+  void AllowCheckpointsUntil(int64_t ms) { checkpoints_allowed_until_.store(ms); }
+
+  // Stops the threads; running tasks take a final checkpoint (after a drain
+  // when `drain`). Idempotent.
+  void Shutdown(bool drain);
+
+  // A fatal error (a task thread could not continue), if any.
+  Status error() const;
+
+ private:
+  struct Command;
+  class Thread;
+  struct Shared;
+
+  Thread& ThreadFor(const TaskRef& task);
+  void Publish(const TaskRef& task, proto::TaskReport report);
+  void Fail(const Status& s);
+
+  HostOptions options_;
+  const Clock& clock_;
+  std::unique_ptr<Shared> shared_;
+  std::vector<std::unique_ptr<Thread>> threads_;
+  std::atomic<int64_t> checkpoints_allowed_until_{INT64_MAX};
+
+  mutable std::mutex mu_;
+  std::map<TaskRef, size_t> thread_of_;
+  std::map<TaskRef, proto::TaskReport> reports_;
+  Status error_;
+  bool shut_down_ = false;
+};
+
+}  // namespace sluice::worker
