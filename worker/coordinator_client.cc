@@ -149,4 +149,20 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
   }
 }
 
+void CoordinatorClient::Leave() {
+  proto::HeartbeatRequest req;
+  req.set_worker_id(worker_id_);
+  req.set_leaving(true);
+  for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
+  proto::HeartbeatResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2000));
+  grpc::Status st = rpc_->stub->Heartbeat(&ctx, req, &resp);
+  if (st.ok()) {
+    spdlog::info("told the coordinator this worker is leaving");
+  } else {
+    spdlog::warn("could not tell the coordinator this worker is leaving: {}", st.error_message());
+  }
+}
+
 }  // namespace sluice::worker

@@ -34,6 +34,11 @@ class CoordinatorClient {
   // Runs until `stop`.
   void Run(const std::atomic<bool>& stop);
 
+  // After the host has shut down (final checkpoints taken): tells the
+  // coordinator this worker is leaving, with the final reports, so its tasks
+  // move at once instead of after the lease.
+  void Leave();
+
   // Applies one heartbeat reply (public for tests).
   void Reconcile(const proto::HeartbeatResponse& reply);
 

@@ -168,13 +168,13 @@ int main(int argc, char** argv) {
   }
 
   std::thread control;
+  std::unique_ptr<sluice::worker::CoordinatorClient> client;
   if (!coordinator.empty()) {
     // Cluster mode: no checkpoint until the coordinator confirms an assignment.
     host.AllowCheckpointsUntil(0);
-    control = std::thread([&] {
-      sluice::worker::CoordinatorClient client(coordinator, worker_id, threads, host, clock);
-      client.Run(g_stop);
-    });
+    client = std::make_unique<sluice::worker::CoordinatorClient>(coordinator, worker_id, threads,
+                                                                 host, clock);
+    control = std::thread([&] { client->Run(g_stop); });
   } else {
     auto plan = sluice::engine::JobPlan::Compile(spec);
     if (!plan.ok()) {
@@ -209,6 +209,7 @@ int main(int argc, char** argv) {
   }
   if (control.joinable()) control.join();
   host.Shutdown(drain_on_exit);
+  if (client) client->Leave();
   sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
   if (sluice::Status s = host.error(); !s.ok()) {
     spdlog::error("{}", s.message());

@@ -264,4 +264,59 @@ Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& sp
   return std::shared_ptr<const JobPlan>(std::move(plan));
 }
 
+Status CheckStateCompatible(const JobPlan& before, const JobPlan& after) {
+  auto refuse = [](const std::string& what) {
+    return Status::FailedPrecondition(
+        what + "; an update keeps the task state, so this needs a new job (cancel and submit)");
+  };
+  const proto::SourceSpec& a = before.spec().source();
+  const proto::SourceSpec& b = after.spec().source();
+  if (a.topic() != b.topic() || a.brokers() != b.brokers()) {
+    return refuse("the source topic changed");
+  }
+  if (a.key() != b.key()) return refuse("the key changed");
+  if (a.event_time() != b.event_time()) return refuse("the event_time field changed");
+  if (a.format() != b.format()) return refuse("the format changed");
+  const proto::SinkSpec& sa = before.spec().sinks();
+  const proto::SinkSpec& sb = after.spec().sinks();
+  if (sa.output() != sb.output() || sa.late() != sb.late() ||
+      sa.dead_letter() != sb.dead_letter()) {
+    return refuse("the sinks changed");
+  }
+  if (before.is_rule_job() != after.is_rule_job()) {
+    return refuse("a rule job and a window job keep different state");
+  }
+  if (!before.is_rule_job()) {
+    const WindowDef& wa = before.window();
+    const WindowDef& wb = after.window();
+    if (wa.kind != wb.kind || wa.size_ms != wb.size_ms || wa.every_ms != wb.every_ms ||
+        wa.gap_ms != wb.gap_ms) {
+      return refuse("the window changed");
+    }
+    if (before.aggregates().size() != after.aggregates().size()) {
+      return refuse("the aggregates changed");
+    }
+    for (size_t i = 0; i < before.aggregates().size(); ++i) {
+      const AggregateDef& x = before.aggregates()[i];
+      const AggregateDef& y = after.aggregates()[i];
+      auto field = [](const JobPlan& p, const AggregateDef& d) {
+        return d.field_slot ? p.field_names()[*d.field_slot] : std::string();
+      };
+      if (x.name != y.name || x.fn != y.fn || field(before, x) != field(after, y)) {
+        return refuse("aggregate '" + x.name + "' changed");
+      }
+    }
+    return Status::Ok();
+  }
+  auto rolling_fields = [](const JobPlan& p) {
+    std::vector<std::string> names;
+    for (uint32_t slot : p.rolling_slots()) names.push_back(p.field_names()[slot]);
+    return names;
+  };
+  if (rolling_fields(before) != rolling_fields(after)) {
+    return refuse("the event fields the rolling rules keep changed");
+  }
+  return Status::Ok();
+}
+
 }  // namespace sluice::engine

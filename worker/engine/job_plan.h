@@ -114,4 +114,11 @@ class JobPlan {
   std::optional<Expr> having_;
 };
 
+// Whether a task of `before` can continue from its state under `after` (an
+// update: rules, thresholds, filters may change). OK, or FailedPrecondition
+// naming what changed: the source (topic, key, event time, format), the
+// sinks, the kind of job, the window, the aggregates of a window job, or the
+// event fields rolling rules keep per event.
+Status CheckStateCompatible(const JobPlan& before, const JobPlan& after);
+
 }  // namespace sluice::engine

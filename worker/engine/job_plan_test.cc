@@ -97,3 +97,61 @@ TEST_CASE("compile errors name the part of the job at fault") {
 
 }  // namespace
 }  // namespace sluice::engine
+
+namespace sluice::engine {
+namespace {
+
+std::shared_ptr<const JobPlan> Compiled(const proto::JobSpec& spec) {
+  auto plan = JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  return *plan;
+}
+
+TEST_CASE("updates may change conditions but not the state layout") {
+  proto::JobSpec rules = testing::BaseSpec("fraud");
+  proto::RuleSpec* r = rules.add_rules();
+  r->set_name("velocity");
+  r->mutable_window()->set_rolling_ms(60'000);
+  *r->add_aggregates() = testing::Agg("total", proto::AggregateSpec::SUM, "amount");
+  r->set_when("total > 100");
+  auto before = Compiled(rules);
+
+  proto::JobSpec thresholds = rules;
+  thresholds.mutable_rules(0)->set_when("total > 5 && country == \"DE\"");
+  thresholds.set_filter("amount > 0");
+  proto::RuleSpec* extra = thresholds.add_rules();
+  extra->set_name("big");
+  extra->set_when("amount > 5000");
+  REQUIRE(CheckStateCompatible(*before, *Compiled(thresholds)).ok());
+
+  proto::JobSpec new_field = rules;
+  new_field.mutable_rules(0)->set_when("new_value(country)");
+  Status s = CheckStateCompatible(*before, *Compiled(new_field));
+  REQUIRE(s.code() == StatusCode::kFailedPrecondition);
+  REQUIRE(s.message().find("rolling rules keep") != std::string::npos);
+
+  proto::JobSpec topic = rules;
+  topic.mutable_source()->set_topic("other");
+  REQUIRE(CheckStateCompatible(*before, *Compiled(topic)).message().find("source topic") == 4);
+
+  proto::JobSpec windows = testing::BaseSpec("fraud");
+  windows.mutable_window()->set_tumbling_ms(60'000);
+  *windows.add_aggregates() = testing::Agg("n", proto::AggregateSpec::COUNT);
+  auto wbefore = Compiled(windows);
+  REQUIRE(CheckStateCompatible(*before, *wbefore).message().find("rule job and a window job") !=
+          std::string::npos);
+  proto::JobSpec having = windows;
+  having.set_having("n > 2");
+  REQUIRE(CheckStateCompatible(*wbefore, *Compiled(having)).ok());
+  proto::JobSpec wider = windows;
+  wider.mutable_window()->set_tumbling_ms(120'000);
+  REQUIRE(CheckStateCompatible(*wbefore, *Compiled(wider)).message().find("the window changed") ==
+          0);
+  proto::JobSpec more = windows;
+  *more.add_aggregates() = testing::Agg("total", proto::AggregateSpec::SUM, "amount");
+  REQUIRE(CheckStateCompatible(*wbefore, *Compiled(more)).message().find("aggregates changed") !=
+          std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::engine

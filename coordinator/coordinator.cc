@@ -1,0 +1,501 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "jobspec/job_loader.h"
+#include "worker/engine/job_plan.h"
+
+namespace sluice::coordinator {
+
+namespace {
+
+constexpr std::string_view kJobPrefix = "job/";
+constexpr std::string_view kTaskPrefix = "task/";
+
+std::string TaskStoreKey(const TaskKey& key) {
+  char partition[16];
+  std::snprintf(partition, sizeof(partition), "%08d", key.partition);
+  return std::string(kTaskPrefix) + key.job + "/" + partition;
+}
+
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock, engine::StateStore& store,
+                         TopicMetadata& topics)
+    : options_(std::move(options)), clock_(clock), store_(store), topics_(topics) {}
+
+Status Coordinator::Load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  SLUICE_RETURN_IF_ERROR(store_.Scan(kJobPrefix, [&](std::string_view, std::string_view value) {
+    proto::JobInfo job;
+    if (!job.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return Status::Corruption("a stored job does not decode");
+    }
+    jobs_[job.name()] = job;
+    return Status::Ok();
+  }));
+  const int64_t now = clock_.NowMillis();
+  SLUICE_RETURN_IF_ERROR(store_.Scan(kTaskPrefix, [&](std::string_view, std::string_view value) {
+    proto::StoredTask stored;
+    if (!stored.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return Status::Corruption("a stored task does not decode");
+    }
+    TaskRecord& task = tasks_[TaskKey{stored.job(), stored.partition()}];
+    task.owner = stored.owner();
+    task.epoch = stored.epoch();
+    task.moving_to = stored.moving_to();
+    task.done = stored.done();
+    // Owners keep their tasks while they re-register: a fresh lease.
+    for (const std::string* w : {&task.owner, &task.moving_to}) {
+      if (w->empty()) continue;
+      WorkerRecord& rec = workers_[*w];
+      rec.alive = true;
+      rec.placeholder = true;
+      rec.last_heartbeat_ms = now;
+    }
+    return Status::Ok();
+  }));
+  spdlog::info("loaded {} job(s) and {} task(s)", jobs_.size(), tasks_.size());
+  return Status::Ok();
+}
+
+Status Coordinator::PersistJob(const proto::JobInfo& job) {
+  engine::WriteBatch batch;
+  batch.Put(std::string(kJobPrefix) + job.name(), job.SerializeAsString());
+  return store_.Write(batch);
+}
+
+Status Coordinator::PersistTask(const TaskKey& key, const TaskRecord& task) {
+  proto::StoredTask stored;
+  stored.set_job(key.job);
+  stored.set_partition(key.partition);
+  stored.set_owner(task.owner);
+  stored.set_epoch(task.epoch);
+  stored.set_moving_to(task.moving_to);
+  stored.set_done(task.done);
+  engine::WriteBatch batch;
+  batch.Put(TaskStoreKey(key), stored.SerializeAsString());
+  return store_.Write(batch);
+}
+
+std::vector<std::string> Coordinator::LiveWorkers() const {
+  std::vector<std::string> live;
+  for (const auto& [id, w] : workers_) {
+    if (w.alive) live.push_back(id);
+  }
+  return live;
+}
+
+Result<proto::JobSpec> Coordinator::ParseSpec(const std::string& yaml, const std::string& filename,
+                                              const proto::JobSpec& spec) const {
+  if (!yaml.empty()) {
+    auto parsed = jobspec::ParseJobYaml(yaml, filename.empty() ? "job.yaml" : filename);
+    if (!parsed.ok()) return Status::InvalidArgument(parsed.status().message());
+    return parsed;
+  }
+  auto plan = engine::JobPlan::Compile(spec);
+  if (!plan.ok()) return Status::InvalidArgument("job " + spec.name() + ": " + plan.status().message());
+  return spec;
+}
+
+// ---- JobService -------------------------------------------------------------
+
+Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& request) {
+  SLUICE_ASSIGN_OR_RETURN(proto::JobSpec spec,
+                          ParseSpec(request.yaml(), request.filename(), request.spec()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(spec.name());
+    if (it != jobs_.end()) {
+      return Status::AlreadyExists("a job named " + spec.name() + " already exists (" +
+                                   proto::JobState_Name(it->second.state()) +
+                                   "); use update, or cancel it first");
+    }
+  }
+  // Kafka is asked without holding the lock.
+  const std::string brokers =
+      spec.source().brokers().empty() ? options_.default_brokers : spec.source().brokers();
+  auto partitions = topics_.PartitionCount(brokers, spec.source().topic());
+  if (!partitions.ok()) {
+    if (partitions.status().code() == StatusCode::kNotFound) {
+      return Status::FailedPrecondition("source topic " + spec.source().topic() +
+                                        " does not exist on " + brokers);
+    }
+    return Status::Unavailable("cannot read the partitions of " + spec.source().topic() +
+                               " from " + brokers + ": " + partitions.status().message());
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (jobs_.count(spec.name())) return Status::AlreadyExists("a job named " + spec.name() + " already exists");
+  proto::JobInfo job;
+  job.set_name(spec.name());
+  *job.mutable_spec() = spec;
+  job.set_state(proto::RUNNING);
+  job.set_partitions(*partitions);
+  job.set_version(1);
+  job.set_submitted_ms(clock_.NowMillis());
+  job.set_updated_ms(job.submitted_ms());
+  SLUICE_RETURN_IF_ERROR(PersistJob(job));
+  jobs_[job.name()] = job;
+  for (int32_t p = 0; p < *partitions; ++p) {
+    TaskKey key{job.name(), p};
+    tasks_[key] = TaskRecord();
+    SLUICE_RETURN_IF_ERROR(PersistTask(key, tasks_[key]));
+  }
+  spdlog::info("job {} submitted: {} partitions of {}", job.name(), *partitions,
+               spec.source().topic());
+  Rebalance();
+  return job;
+}
+
+Result<proto::JobInfo> Coordinator::UpdateJob(const proto::UpdateJobRequest& request) {
+  SLUICE_ASSIGN_OR_RETURN(proto::JobSpec spec,
+                          ParseSpec(request.yaml(), request.filename(), request.spec()));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(request.name());
+  if (it == jobs_.end()) return Status::NotFound("no job named " + request.name());
+  proto::JobInfo& job = it->second;
+  if (spec.name() != job.name()) {
+    return Status::InvalidArgument("the file describes job " + spec.name() + ", not " + job.name());
+  }
+  if (job.state() != proto::RUNNING) {
+    return Status::FailedPrecondition("job " + job.name() + " is " +
+                                      proto::JobState_Name(job.state()) + "; only a running job can be updated");
+  }
+  auto before = engine::JobPlan::Compile(job.spec());
+  auto after = engine::JobPlan::Compile(spec);
+  if (!before.ok() || !after.ok()) return Status::Internal("a job spec stopped compiling");
+  SLUICE_RETURN_IF_ERROR(engine::CheckStateCompatible(**before, **after));
+  proto::JobInfo updated = job;
+  *updated.mutable_spec() = spec;
+  updated.set_version(job.version() + 1);
+  updated.set_updated_ms(clock_.NowMillis());
+  SLUICE_RETURN_IF_ERROR(PersistJob(updated));
+  job = updated;
+  spdlog::info("job {} updated to version {}", job.name(), job.version());
+  return job;
+}
+
+Result<proto::JobInfo> Coordinator::StopJob(const std::string& name, bool drain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return Status::NotFound("no job named " + name);
+  proto::JobInfo& job = it->second;
+  if (job.state() == proto::STOPPED) return job;
+  if (job.state() == proto::RUNNING) {
+    job.set_state(drain ? proto::DRAINING : proto::STOPPING);
+    job.set_updated_ms(clock_.NowMillis());
+    SLUICE_RETURN_IF_ERROR(PersistJob(job));
+    for (auto& [key, task] : tasks_) {
+      if (key.job != name) continue;
+      // A move in progress is called off: the owner stops or drains the task.
+      task.moving_to.clear();
+      task.done = false;
+      SLUICE_RETURN_IF_ERROR(PersistTask(key, task));
+    }
+    spdlog::info("job {}: {}", name, drain ? "draining" : "stopping");
+  }
+  CompleteStops();
+  return job;
+}
+
+Result<proto::JobInfo> Coordinator::CancelJob(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return Status::NotFound("no job named " + name);
+  proto::JobInfo job = it->second;
+  engine::WriteBatch batch;
+  batch.Delete(std::string(kJobPrefix) + name);
+  for (auto t = tasks_.begin(); t != tasks_.end();) {
+    if (t->first.job == name) {
+      batch.Delete(TaskStoreKey(t->first));
+      t = tasks_.erase(t);
+    } else {
+      ++t;
+    }
+  }
+  SLUICE_RETURN_IF_ERROR(store_.Write(batch));
+  jobs_.erase(it);
+  spdlog::info("job {} cancelled", name);
+  job.set_state(proto::STOPPED);
+  Rebalance();
+  return job;
+}
+
+std::vector<proto::JobInfo> Coordinator::ListJobs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<proto::JobInfo> out;
+  for (const auto& [name, job] : jobs_) out.push_back(job);
+  return out;
+}
+
+Result<proto::JobStatus> Coordinator::GetJob(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return Status::NotFound("no job named " + name);
+  proto::JobStatus status;
+  *status.mutable_job() = it->second;
+  for (const auto& [key, task] : tasks_) {
+    if (key.job != name) continue;
+    proto::TaskStatus* ts = status.add_tasks();
+    ts->set_worker_id(task.owner);
+    *ts->mutable_report() = task.report;
+    ts->mutable_report()->set_job(key.job);
+    ts->mutable_report()->set_partition(key.partition);
+    ts->mutable_report()->set_epoch(task.epoch);
+  }
+  return status;
+}
+
+std::vector<proto::WorkerInfo> Coordinator::ListWorkers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<proto::WorkerInfo> out;
+  for (const auto& [id, w] : workers_) {
+    proto::WorkerInfo info;
+    info.set_worker_id(id);
+    info.set_host(w.host);
+    info.set_threads(w.threads);
+    info.set_alive(w.alive);
+    info.set_last_heartbeat_ms(w.last_heartbeat_ms);
+    int32_t n = 0;
+    for (const auto& [key, task] : tasks_) n += task.owner == id ? 1 : 0;
+    info.set_tasks(n);
+    out.push_back(info);
+  }
+  return out;
+}
+
+// ---- WorkerService ----------------------------------------------------------
+
+proto::RegisterResponse Coordinator::Register(const proto::RegisterRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_.NowMillis();
+  auto it = workers_.find(request.worker_id());
+  if (it != workers_.end() && it->second.alive && !it->second.placeholder) {
+    // The same worker registering again is a new process: fence the old one's
+    // tasks by giving them a new epoch.
+    for (auto& [key, task] : tasks_) {
+      if (task.owner != request.worker_id()) continue;
+      ++task.epoch;
+      task.report = proto::TaskReport();
+      PersistTask(key, task).IgnoreError();
+    }
+    spdlog::info("worker {} registered again (restarted)", request.worker_id());
+  } else {
+    spdlog::info("worker {} registered ({} threads, host {})", request.worker_id(),
+                 request.threads(), request.host());
+  }
+  WorkerRecord& w = workers_[request.worker_id()];
+  w.host = request.host();
+  w.threads = request.threads();
+  w.last_heartbeat_ms = now;
+  w.alive = true;
+  w.placeholder = false;
+  Rebalance();
+  proto::RegisterResponse response;
+  response.set_heartbeat_ms(options_.heartbeat_ms);
+  response.set_lease_ms(options_.lease_ms);
+  return response;
+}
+
+proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  proto::HeartbeatResponse response;
+  const std::string& id = request.worker_id();
+  auto wit = workers_.find(id);
+  if (wit == workers_.end() || wit->second.placeholder) {
+    response.set_reregister(true);
+    return response;
+  }
+  WorkerRecord& worker = wit->second;
+  if (!worker.alive && !request.leaving()) {
+    spdlog::info("worker {} is back after its lease expired", id);
+  }
+  worker.alive = !request.leaving();
+  worker.last_heartbeat_ms = clock_.NowMillis();
+
+  bool changed = false;
+  for (const proto::TaskReport& report : request.tasks()) {
+    auto tit = tasks_.find(TaskKey{report.job(), report.partition()});
+    if (tit == tasks_.end()) continue;
+    const TaskKey& key = tit->first;
+    TaskRecord& task = tit->second;
+    if (task.owner != id || report.epoch() != task.epoch) continue;  // stale
+    task.report = report;
+    auto job = jobs_.find(key.job);
+    const proto::JobState state = job == jobs_.end() ? proto::STOPPED : job->second.state();
+    switch (report.state()) {
+      case proto::TaskReport::RELEASED:
+        if (state == proto::STOPPING) {
+          task.done = true;
+        } else if (!task.moving_to.empty() && !request.leaving()) {
+          // A graceful move: the owner has checkpointed and let go.
+          spdlog::info("task {} moves from {} to {}", key.ToString(), id, task.moving_to);
+          Assign(key, task, task.moving_to);
+        } else {
+          task.owner.clear();  // reassigned by Rebalance
+        }
+        PersistTask(key, task).IgnoreError();
+        changed = true;
+        break;
+      case proto::TaskReport::DRAINED:
+        if (state == proto::DRAINING) {
+          task.done = true;
+          PersistTask(key, task).IgnoreError();
+          changed = true;
+        }
+        break;
+      case proto::TaskReport::FAILED:
+        spdlog::warn("task {} failed on {}: {}", key.ToString(), id, report.error());
+        task.owner.clear();
+        PersistTask(key, task).IgnoreError();
+        changed = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (request.leaving()) {
+    // Its tasks move now; the released ones without waiting for the lease.
+    spdlog::info("worker {} is leaving", id);
+    for (auto& [key, task] : tasks_) {
+      if (task.owner == id) {
+        task.owner.clear();
+        PersistTask(key, task).IgnoreError();
+      }
+      if (task.moving_to == id) task.moving_to.clear();
+    }
+    changed = true;
+  }
+  if (changed) {
+    CompleteStops();
+    Rebalance();
+  }
+  if (request.leaving()) return response;
+
+  std::set<std::string> job_names;
+  for (const auto& [key, task] : tasks_) {
+    if (task.owner != id || task.done) continue;
+    auto job = jobs_.find(key.job);
+    if (job == jobs_.end() || job->second.state() == proto::STOPPED) continue;
+    proto::Assignment* a = response.add_assignments();
+    a->set_job(key.job);
+    a->set_partition(key.partition);
+    a->set_epoch(task.epoch);
+    a->set_drain(job->second.state() == proto::DRAINING);
+    a->set_stop(job->second.state() == proto::STOPPING || !task.moving_to.empty());
+    job_names.insert(key.job);
+  }
+  for (const std::string& name : job_names) *response.add_jobs() = jobs_.at(name);
+  return response;
+}
+
+// ---- Assignment -------------------------------------------------------------
+
+void Coordinator::Assign(const TaskKey& key, TaskRecord& task, const std::string& worker) {
+  task.owner = worker;
+  task.moving_to.clear();
+  ++task.epoch;
+  task.report = proto::TaskReport();
+  spdlog::info("task {} assigned to {} (epoch {})", key.ToString(), worker, task.epoch);
+}
+
+void Coordinator::Rebalance() {
+  const std::vector<std::string> live = LiveWorkers();
+  if (live.empty()) return;
+  PlanInput input;
+  input.workers = live;
+  for (const auto& [key, task] : tasks_) {
+    auto job = jobs_.find(key.job);
+    if (job == jobs_.end() || job->second.state() != proto::RUNNING) continue;
+    input.tasks.push_back(key);
+    if (!task.owner.empty()) input.current[key] = task.owner;
+  }
+  const std::map<TaskKey, std::string> plan = PlanAssignment(input);
+  std::set<std::string> alive(live.begin(), live.end());
+  for (auto& [key, task] : tasks_) {
+    auto job = jobs_.find(key.job);
+    if (job == jobs_.end()) continue;
+    bool changed = false;
+    if (job->second.state() == proto::RUNNING) {
+      const std::string& target = plan.at(key);
+      if (task.owner.empty() || !alive.count(task.owner)) {
+        Assign(key, task, target);
+        changed = true;
+      } else if (task.owner == target) {
+        changed = !task.moving_to.empty();
+        task.moving_to.clear();
+      } else if (task.moving_to != target) {
+        task.moving_to = target;  // the owner releases it first
+        changed = true;
+      }
+    } else if (job->second.state() != proto::STOPPED && !task.done &&
+               (task.owner.empty() || !alive.count(task.owner))) {
+      // A stopping job's task whose owner is gone: someone restores it to stop it.
+      std::map<std::string, int> load;
+      for (const std::string& w : live) load[w] = 0;
+      for (const auto& [k, t] : tasks_) {
+        if (load.count(t.owner)) ++load[t.owner];
+      }
+      std::string least = live.front();
+      for (const auto& [w, n] : load) {
+        if (n < load[least]) least = w;
+      }
+      Assign(key, task, least);
+      changed = true;
+    }
+    if (changed) PersistTask(key, task).IgnoreError();
+  }
+}
+
+void Coordinator::CompleteStops() {
+  for (auto& [name, job] : jobs_) {
+    if (job.state() != proto::DRAINING && job.state() != proto::STOPPING) continue;
+    bool all_done = true;
+    for (const auto& [key, task] : tasks_) {
+      if (key.job == name && !task.done) all_done = false;
+    }
+    if (!all_done) continue;
+    job.set_state(proto::STOPPED);
+    job.set_updated_ms(clock_.NowMillis());
+    PersistJob(job).IgnoreError();
+    for (auto& [key, task] : tasks_) {
+      if (key.job != name) continue;
+      task.owner.clear();
+      PersistTask(key, task).IgnoreError();
+    }
+    spdlog::info("job {} stopped", name);
+  }
+}
+
+void Coordinator::ExpireLeases(int64_t now) {
+  bool expired = false;
+  for (auto& [id, w] : workers_) {
+    if (w.alive && now - w.last_heartbeat_ms > options_.lease_ms) {
+      w.alive = false;
+      expired = true;
+      spdlog::warn("worker {}: lease expired; its tasks move", id);
+    }
+  }
+  if (!expired) return;
+  for (auto& [key, task] : tasks_) {
+    auto w = workers_.find(task.moving_to);
+    if (!task.moving_to.empty() && (w == workers_.end() || !w->second.alive)) {
+      task.moving_to.clear();
+    }
+  }
+  Rebalance();
+}
+
+void Coordinator::Tick() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ExpireLeases(clock_.NowMillis());
+  CompleteStops();
+  Rebalance();
+}
+
+}  // namespace sluice::coordinator

@@ -1,0 +1,111 @@
+#pragma once
+
+// Coordinator: the single source of truth for who runs what. Holds the jobs,
+// the workers and their leases, and the assignment of every task (job,
+// partition) to a worker under an epoch. The gRPC services (service.h) are
+// thin adapters over it; its state persists in a StateStore (RocksDB in the
+// daemon) and survives restarts.
+//
+// Assignment: PlanAssignment (planner.h) over the live workers; a task whose
+// owner is gone is assigned at once under epoch + 1; a task on a live worker
+// that should move is first released by its owner (final checkpoint, report
+// RELEASED) and only then given to the new worker under epoch + 1, so a task
+// never runs on two workers and moves without replay.
+//
+// Leases: a worker is alive while it heartbeats within `lease_ms`. After a
+// coordinator restart every owner named in the stored assignments gets a
+// fresh lease, so running tasks are not moved while workers re-register.
+//
+// Thread safety: every public method may be called from any thread.
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "coordinator/planner.h"
+#include "proto/sluice.pb.h"
+#include "worker/engine/state_store.h"
+
+namespace sluice::coordinator {
+
+// Reads topic metadata from Kafka.
+class TopicMetadata {
+ public:
+  virtual ~TopicMetadata() = default;
+  // The partition count of `topic`: NotFound if it does not exist,
+  // Unavailable if Kafka cannot be reached.
+  virtual Result<int32_t> PartitionCount(const std::string& brokers, const std::string& topic) = 0;
+};
+
+struct CoordinatorOptions {
+  int64_t heartbeat_ms = 1'000;
+  int64_t lease_ms = 5'000;
+  std::string default_brokers = "127.0.0.1:9092";
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, const Clock& clock, engine::StateStore& store,
+              TopicMetadata& topics);
+
+  // Loads jobs and assignments from the store.
+  Status Load();
+
+  // JobService.
+  Result<proto::JobInfo> SubmitJob(const proto::SubmitJobRequest& request);
+  Result<proto::JobInfo> UpdateJob(const proto::UpdateJobRequest& request);
+  Result<proto::JobInfo> StopJob(const std::string& name, bool drain);
+  Result<proto::JobInfo> CancelJob(const std::string& name);
+  std::vector<proto::JobInfo> ListJobs() const;
+  Result<proto::JobStatus> GetJob(const std::string& name) const;
+  std::vector<proto::WorkerInfo> ListWorkers() const;
+
+  // WorkerService.
+  proto::RegisterResponse Register(const proto::RegisterRequest& request);
+  proto::HeartbeatResponse Heartbeat(const proto::HeartbeatRequest& request);
+
+  // Expires leases, rebalances, completes stops. Call every ~100 ms.
+  void Tick();
+
+ private:
+  struct TaskRecord {
+    std::string owner;
+    int64_t epoch = 0;
+    std::string moving_to;
+    bool done = false;
+    proto::TaskReport report;  // the owner's latest, under the current epoch
+  };
+  struct WorkerRecord {
+    std::string host;
+    int32_t threads = 0;
+    int64_t last_heartbeat_ms = 0;
+    bool alive = false;
+    bool placeholder = false;  // named by stored assignments, not yet re-registered
+  };
+
+  Result<proto::JobSpec> ParseSpec(const std::string& yaml, const std::string& filename,
+                                   const proto::JobSpec& spec) const;
+  void Assign(const TaskKey& key, TaskRecord& task, const std::string& worker);
+  void Rebalance();
+  void CompleteStops();
+  void ExpireLeases(int64_t now);
+  Status PersistJob(const proto::JobInfo& job);
+  Status PersistTask(const TaskKey& key, const TaskRecord& task);
+  std::vector<std::string> LiveWorkers() const;
+
+  const CoordinatorOptions options_;
+  const Clock& clock_;
+  engine::StateStore& store_;
+  TopicMetadata& topics_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, proto::JobInfo> jobs_;
+  std::map<TaskKey, TaskRecord> tasks_;
+  std::map<std::string, WorkerRecord> workers_;
+};
+
+}  // namespace sluice::coordinator

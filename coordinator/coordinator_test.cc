@@ -1,0 +1,289 @@
+// The coordinator's logic with fakes: an in-memory store, fake Kafka metadata
+// and a manual clock.
+
+#include "coordinator/coordinator.h"
+
+#include <catch2/catch.hpp>
+#include <spdlog/spdlog.h>
+
+#include "worker/engine/state_store.h"
+
+namespace sluice::coordinator {
+namespace {
+
+class FakeTopics final : public TopicMetadata {
+ public:
+  Result<int32_t> PartitionCount(const std::string&, const std::string& topic) override {
+    auto it = partitions.find(topic);
+    if (it == partitions.end()) return Status::NotFound("no topic " + topic);
+    return it->second;
+  }
+  std::map<std::string, int32_t> partitions = {{"payments", 8}, {"clicks", 3}};
+};
+
+std::string FraudYaml(const std::string& name = "fraud", const std::string& threshold = "5000",
+                      const std::string& topic = "payments") {
+  return "name: " + name + "\nsource:\n  topic: " + topic +
+         "\n  key: user_id\n  event_time: ts\nsinks:\n  output: alerts\nrules:\n"
+         "  - name: large_amount\n    when: amount > " + threshold +
+         "\n  - name: velocity\n    window: { rolling: 5m }\n    aggregate: { n: count() }\n"
+         "    when: n > 3\n";
+}
+
+struct Fixture {
+  ManualClock clock{1'000'000};
+  engine::InMemoryStateStore store;
+  FakeTopics topics;
+  std::unique_ptr<Coordinator> c;
+
+  Fixture() {
+    spdlog::set_level(spdlog::level::warn);
+    Restart();
+  }
+  void Restart() {
+    c = std::make_unique<Coordinator>(CoordinatorOptions{1000, 5000, "kafka:9092"}, clock, store,
+                                      topics);
+    REQUIRE(c->Load().ok());
+  }
+  void Register(const std::string& id) {
+    proto::RegisterRequest r;
+    r.set_worker_id(id);
+    r.set_threads(2);
+    c->Register(r);
+  }
+  Result<proto::JobInfo> Submit(const std::string& yaml) {
+    proto::SubmitJobRequest r;
+    r.set_yaml(yaml);
+    r.set_filename("job.yaml");
+    return c->SubmitJob(r);
+  }
+  // A heartbeat that reports every assigned task RUNNING, or in `state`.
+  const proto::HeartbeatResponse& Beat(const std::string& id,
+                                proto::TaskReport::State state = proto::TaskReport::RUNNING,
+                                bool leaving = false) {
+    proto::HeartbeatRequest req;
+    req.set_worker_id(id);
+    req.set_leaving(leaving);
+    for (const proto::Assignment& a : last[id].assignments()) {
+      proto::TaskReport* r = req.add_tasks();
+      r->set_job(a.job());
+      r->set_partition(a.partition());
+      r->set_epoch(a.epoch());
+      r->set_state((a.stop() || a.drain()) ? state : proto::TaskReport::RUNNING);
+    }
+    last[id] = c->Heartbeat(req);
+    return last[id];
+  }
+  std::map<std::string, int> Placement(const std::string& job) {
+    std::map<std::string, int> count;
+    auto status = c->GetJob(job);
+    for (const proto::TaskStatus& t : status->tasks()) ++count[t.worker_id()];
+    return count;
+  }
+  std::map<int32_t, std::pair<std::string, int64_t>> Owners(const std::string& job) {
+    std::map<int32_t, std::pair<std::string, int64_t>> out;
+    auto status = c->GetJob(job);
+    for (const proto::TaskStatus& t : status->tasks()) {
+      out[t.report().partition()] = {t.worker_id(), t.report().epoch()};
+    }
+    return out;
+  }
+  std::map<std::string, proto::HeartbeatResponse> last;
+};
+
+TEST_CASE("a submitted job's tasks are spread over the workers, each under an epoch") {
+  Fixture f;
+  for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
+  auto job = f.Submit(FraudYaml());
+  REQUIRE(job.ok());
+  REQUIRE(job->partitions() == 8);
+  REQUIRE(job->state() == proto::RUNNING);
+  REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 3}, {"w2", 3}, {"w3", 2}});
+  auto beat = f.Beat("w1");
+  REQUIRE(beat.assignments_size() == 3);
+  REQUIRE(beat.jobs_size() == 1);
+  REQUIRE(beat.jobs(0).version() == 1);
+  for (const auto& a : beat.assignments()) {
+    REQUIRE(a.epoch() == 1);
+    REQUIRE_FALSE(a.stop());
+  }
+}
+
+TEST_CASE("bad submissions are refused with a clear error and change nothing") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  auto dup = f.Submit(FraudYaml());
+  REQUIRE(dup.status().code() == StatusCode::kAlreadyExists);
+  auto missing = f.Submit(FraudYaml("other", "1", "nosuchtopic"));
+  REQUIRE(missing.status().code() == StatusCode::kFailedPrecondition);
+  REQUIRE(missing.status().message() == "source topic nosuchtopic does not exist on kafka:9092");
+  auto bad = f.Submit("name: x\nsource:\n  topic: payments\n  key: k\n  event_time: ts\n"
+                      "  max_out_of_orderness: five\n");
+  REQUIRE(bad.status().code() == StatusCode::kInvalidArgument);
+  REQUIRE(bad.status().message().rfind("job.yaml:6:", 0) == 0);
+  REQUIRE(f.c->ListJobs().size() == 1);
+  REQUIRE(f.c->GetJob("nosuch").status().code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("a worker that stops heartbeating loses its tasks after the lease") {
+  Fixture f;
+  for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  auto before = f.Owners("fraud");
+  f.clock.Advance(3000);
+  f.Beat("w1");
+  f.Beat("w2");
+  f.c->Tick();
+  REQUIRE(f.Placement("fraud").count("w3"));  // within the lease
+  f.clock.Advance(2500);
+  f.Beat("w1");
+  f.Beat("w2");
+  f.c->Tick();  // w3 silent for 5.5 s
+  REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 4}, {"w2", 4}});
+  auto after = f.Owners("fraud");
+  for (const auto& [p, owner] : before) {
+    if (owner.first == "w3") {
+      REQUIRE(after[p].second == owner.second + 1);  // new epoch
+    } else {
+      REQUIRE(after[p] == owner);  // untouched
+    }
+  }
+  // w3 comes back: it is told to hold nothing, so it fences its stale tasks.
+  REQUIRE(f.Beat("w3").assignments_size() == 0);
+}
+
+TEST_CASE("a joining worker takes tasks by graceful moves: release first, then a new epoch") {
+  Fixture f;
+  for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  for (const char* w : {"w1", "w2", "w3"}) f.Beat(w);
+  auto before = f.Owners("fraud");
+  f.Register("w4");
+  // Nothing runs on w4 yet: the two moving tasks are still with their owners, marked stop.
+  REQUIRE(f.Beat("w4").assignments_size() == 0);
+  int stops = 0;
+  for (const char* w : {"w1", "w2", "w3"}) {
+    for (const auto& a : f.Beat(w).assignments()) stops += a.stop() ? 1 : 0;
+  }
+  REQUIRE(stops == 2);
+  // The owners release them (final checkpoint), and w4 gets them under epoch + 1.
+  for (const char* w : {"w1", "w2", "w3"}) f.Beat(w, proto::TaskReport::RELEASED);
+  REQUIRE(f.Placement("fraud") ==
+          std::map<std::string, int>{{"w1", 2}, {"w2", 2}, {"w3", 2}, {"w4", 2}});
+  auto after = f.Owners("fraud");
+  int moved = 0;
+  for (const auto& [p, owner] : before) {
+    if (after[p].first != owner.first) {
+      ++moved;
+      REQUIRE(after[p].first == "w4");
+      REQUIRE(after[p].second == owner.second + 1);
+    }
+  }
+  REQUIRE(moved == 2);
+  REQUIRE(f.Beat("w4").assignments_size() == 2);
+}
+
+TEST_CASE("a leaving worker's tasks move at once") {
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  f.Beat("w1");
+  f.Beat("w2");
+  proto::HeartbeatRequest leave;
+  leave.set_worker_id("w2");
+  leave.set_leaving(true);
+  f.c->Heartbeat(leave);
+  REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 8}});
+}
+
+TEST_CASE("stop --drain: tasks drain, then the job is stopped") {
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  f.Beat("w1");
+  f.Beat("w2");
+  auto job = f.c->StopJob("fraud", /*drain=*/true);
+  REQUIRE(job->state() == proto::DRAINING);
+  auto beat = f.Beat("w1");
+  REQUIRE(beat.assignments_size() == 4);
+  for (const auto& a : beat.assignments()) REQUIRE(a.drain());
+  f.Beat("w1", proto::TaskReport::DRAINED);
+  REQUIRE(f.c->GetJob("fraud")->job().state() == proto::DRAINING);  // w2 still draining
+  f.Beat("w2");
+  f.Beat("w2", proto::TaskReport::DRAINED);
+  REQUIRE(f.c->GetJob("fraud")->job().state() == proto::STOPPED);
+  REQUIRE(f.Beat("w1").assignments_size() == 0);
+}
+
+TEST_CASE("a restarted coordinator keeps jobs, owners and epochs; workers re-register") {
+  Fixture f;
+  for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  for (const char* w : {"w1", "w2", "w3"}) f.Beat(w);
+  auto before = f.Owners("fraud");
+  f.Restart();
+  REQUIRE(f.c->ListJobs().size() == 1);
+  REQUIRE(f.Owners("fraud") == before);
+  // Workers are unknown until they register again; that keeps their epochs.
+  REQUIRE(f.c->Heartbeat([] {
+    proto::HeartbeatRequest r;
+    r.set_worker_id("w1");
+    return r;
+  }()).reregister());
+  for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
+  f.c->Tick();
+  REQUIRE(f.Owners("fraud") == before);
+  // A worker that never comes back loses its tasks after the lease.
+  f.clock.Advance(6000);
+  f.Beat("w1");
+  f.Beat("w2");
+  f.c->Tick();
+  REQUIRE(f.Placement("fraud").count("w3") == 0);
+}
+
+TEST_CASE("a worker registering again while alive was restarted: its tasks get new epochs") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  auto before = f.Owners("fraud");
+  f.Register("w1");
+  auto after = f.Owners("fraud");
+  for (const auto& [p, owner] : before) REQUIRE(after[p].second == owner.second + 1);
+}
+
+TEST_CASE("update changes rules without touching the state layout; other changes are refused") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  proto::UpdateJobRequest u;
+  u.set_name("fraud");
+  u.set_yaml(FraudYaml("fraud", "200"));
+  u.set_filename("new.yaml");
+  auto updated = f.c->UpdateJob(u);
+  REQUIRE(updated.ok());
+  REQUIRE(updated->version() == 2);
+  REQUIRE(f.Beat("w1").jobs(0).version() == 2);
+  u.set_yaml(FraudYaml("fraud", "200", "clicks"));
+  REQUIRE(f.c->UpdateJob(u).status().code() == StatusCode::kFailedPrecondition);
+  u.set_yaml(FraudYaml("other"));
+  REQUIRE(f.c->UpdateJob(u).status().code() == StatusCode::kInvalidArgument);
+  u.set_name("nosuch");
+  REQUIRE(f.c->UpdateJob(u).status().code() == StatusCode::kNotFound);
+  REQUIRE(f.c->ListJobs()[0].version() == 2);
+}
+
+TEST_CASE("cancel removes a job and its tasks") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  REQUIRE(f.c->CancelJob("fraud").ok());
+  REQUIRE(f.c->ListJobs().empty());
+  REQUIRE(f.Beat("w1").assignments_size() == 0);
+  f.Restart();
+  REQUIRE(f.c->ListJobs().empty());
+  REQUIRE(f.store.size() == 0);
+}
+
+}  // namespace
+}  // namespace sluice::coordinator

@@ -1,0 +1,148 @@
+// sluice-coordinator: assigns the Kafka partitions of submitted jobs to
+// workers, over gRPC. Jobs, assignments and epochs persist under --data-dir.
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/clock.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/service.h"
+#include "jobspec/job_loader.h"
+#include "worker/kafka/kafka_client.h"
+#include "worker/state/rocksdb_state_store.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnSignal(int) { g_stop.store(true); }
+
+// Partition counts from Kafka metadata, with a client per broker list.
+class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
+ public:
+  sluice::Result<int32_t> PartitionCount(const std::string& brokers,
+                                         const std::string& topic) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& client = clients_[brokers];
+    if (!client) {
+      auto created = sluice::worker::KafkaConsumer::Create(
+          brokers, "sluice-coordinator", {{"allow.auto.create.topics", "false"}});
+      if (!created.ok()) return created.status();
+      client = std::move(created).value();
+    }
+    return client->PartitionCount(topic, 5'000);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<sluice::worker::KafkaConsumer>> clients_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "sluice-coordinator: the Sluice control plane. Accepts jobs from sluicectl, leases "
+      "workers, and assigns every task (job, Kafka partition) to one worker under an epoch, "
+      "balanced and sticky; moves tasks when workers join, leave or stop heartbeating. Its "
+      "state survives restarts; workers keep processing while it is down."};
+  std::string listen = "127.0.0.1:7070", brokers = "127.0.0.1:9092", data_dir, address_file,
+              heartbeat = "1s", lease = "5s", log_level = "info";
+  app.add_option("--listen", listen, "gRPC address to serve on, HOST:PORT (port 0: any)")
+      ->default_val("127.0.0.1:7070");
+  app.add_option("--brokers", brokers, "Kafka bootstrap servers for jobs that name none")
+      ->default_val("127.0.0.1:9092");
+  app.add_option("--data-dir", data_dir, "Directory for the coordinator's state (RocksDB)")
+      ->required();
+  app.add_option("--address-file", address_file,
+                 "Write 'address=HOST:PORT' here once serving (for port 0)");
+  app.add_option("--heartbeat", heartbeat, "Worker heartbeat interval")->default_val("1s");
+  app.add_option("--lease", lease, "A worker silent this long is presumed dead")
+      ->default_val("5s");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->default_val("info")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.failure_message(CLI::FailureMessage::help);
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("sluice-coordinator"));
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  sluice::coordinator::CoordinatorOptions options;
+  options.default_brokers = brokers;
+  auto hb = sluice::jobspec::ParseDurationMs(heartbeat);
+  auto ls = sluice::jobspec::ParseDurationMs(lease);
+  if (!hb.ok() || !ls.ok() || *hb <= 0 || *ls <= *hb) {
+    std::cerr << "sluice-coordinator: --heartbeat and --lease take durations like 1s and 5s, "
+                 "with the lease longer than the heartbeat\n\n"
+              << app.help();
+    return 2;
+  }
+  options.heartbeat_ms = *hb;
+  options.lease_ms = *ls;
+
+  sluice::worker::StateOptions state_options;
+  state_options.block_cache_bytes = 16 << 20;
+  state_options.write_buffer_bytes = 16 << 20;
+  auto backend = sluice::worker::StateBackend::Open(data_dir, state_options);
+  if (!backend.ok()) {
+    spdlog::error("{}", backend.status().message());
+    return 1;
+  }
+  auto store = (*backend)->OpenTask("coordinator", /*wipe=*/false);
+  if (!store.ok()) {
+    spdlog::error("{}", store.status().message());
+    return 1;
+  }
+
+  sluice::SystemClock clock;
+  KafkaTopicMetadata topics;
+  sluice::coordinator::Coordinator coordinator(options, clock, **store, topics);
+  if (sluice::Status s = coordinator.Load(); !s.ok()) {
+    spdlog::error("cannot load the coordinator's state from {}: {}", data_dir, s.message());
+    return 1;
+  }
+
+  sluice::coordinator::JobServiceImpl job_service(coordinator);
+  sluice::coordinator::WorkerServiceImpl worker_service(coordinator);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&worker_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    spdlog::error("cannot listen on {}", listen);
+    return 1;
+  }
+  const std::string address = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
+  spdlog::info("serving on {} (heartbeat {} ms, lease {} ms)", address, options.heartbeat_ms,
+               options.lease_ms);
+  if (!address_file.empty()) {
+    const std::string tmp = address_file + ".tmp";
+    if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
+      std::fprintf(f, "address=%s\n", address.c_str());
+      std::fclose(f);
+      std::rename(tmp.c_str(), address_file.c_str());
+    }
+  }
+
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  while (!g_stop.load()) {
+    coordinator.Tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  spdlog::info("stopped");
+  return 0;
+}
