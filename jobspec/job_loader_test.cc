@@ -903,10 +903,11 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     REQUIRE(spec.ok());
     CHECK(spec->name() == "pageviews");
     CHECK(spec->source().topic() == "clicks");
-    CHECK(spec->source().key() == "page");
+    CHECK(spec->source().key() == "user_id");
     CHECK(spec->window().tumbling_ms() == kMinute);
-    REQUIRE(spec->aggregates_size() == 1);
+    REQUIRE(spec->aggregates_size() == 2);
     RequireAggregate(spec->aggregates(0), "views", AggregateSpec::COUNT, "");
+    RequireAggregate(spec->aggregates(1), "pages", AggregateSpec::COUNT_DISTINCT, "page");
   }
 }
 

@@ -1,17 +1,116 @@
 #!/usr/bin/env bash
-# Runs the flagship jobs over generated events and shows what they emit:
-# fraud alerts from examples/jobs/fraud.yaml, then user sessions from
-# examples/jobs/sessions.yaml, each followed by a summary.
-#   scripts/demo.sh [EVENTS]   (default 50000 events per job)
+# Runs Sluice as a local cluster: the dev broker, the coordinator and two
+# workers; submits the example jobs (fraud rules, sessions, page views);
+# streams generated payments and clicks; prints alerts and results as they
+# appear. Ctrl-C drains the jobs (every open session is emitted), prints a
+# summary and stops every process.
+#
+#   scripts/demo.sh                 run until Ctrl-C
+#   scripts/demo.sh --short [N]     N events per stream (default 5000), then
+#                                   drain, summarize, and check that every
+#                                   injected fraud pattern raised its alert
+#   scripts/demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS="${1:-50000}"
-bash scripts/build.sh build >/dev/null
-RUN=build/tools/sluice-run
 
-echo "== fraud: $EVENTS generated payments (1% malformed, 2% out of order) =="
-"$RUN" --job examples/jobs/fraud.yaml --generate "$EVENTS" --malformed 0.01 \
-  --out-of-order 0.02 --max-print 8
-echo
-echo "== sessions: $EVENTS generated clicks =="
-"$RUN" --job examples/jobs/sessions.yaml --generate "$EVENTS" --max-print 8
+SHORT=0
+EVENTS=5000
+RATE="${SLUICE_DEMO_RATE:-200}"
+case "${1:-}" in
+  --short) SHORT=1; EVENTS="${2:-5000}" ;;
+  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "demo.sh: unknown argument '$1'" >&2; sed -n '2,13p' "$0" >&2; exit 2 ;;
+esac
+
+bash scripts/build.sh build >/dev/null
+BIN=build
+PY=/usr/bin/python3
+DIR="$(mktemp -d /tmp/sluice-demo.XXXXXX)"
+PIDS=()
+
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_file() {  # FILE: waits up to 30 s for it to exist
+  for _ in $(seq 1 300); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "demo: timed out waiting for $1" >&2; exit 1
+}
+start() {  # NAME CMD...: runs in the background, logs to $DIR/NAME.log
+  local name="$1"; shift
+  "$@" >"$DIR/$name.log" 2>&1 &
+  PIDS+=("$!")
+}
+stop_pid() {  # PID: SIGTERM and wait
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+echo "demo: logs and state in $DIR"
+start devbroker "$BIN/tools/devbroker/sluice-devbroker" --port 0 --bootstrap-file "$DIR/bootstrap" \
+  --topic payments:8 --topic clicks:8 \
+  --topic fraud-alerts:8 --topic payments-late:8 --topic payments-dlq:8 \
+  --topic user-sessions:8 --topic sessions-late:8 --topic sessions-dlq:8 \
+  --topic pageviews-per-minute:8 --topic pageviews-late:8 --topic pageviews-dlq:8
+wait_file "$DIR/bootstrap"
+BROKERS="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap")"
+start coordinator "$BIN/coordinator/sluice-coordinator" --listen 127.0.0.1:0 \
+  --address-file "$DIR/coordinator.address" --brokers "$BROKERS" --data-dir "$DIR/coordinator"
+wait_file "$DIR/coordinator.address"
+COORD="$(sed -n 's/^address=//p' "$DIR/coordinator.address")"
+for w in 1 2; do
+  start "worker-$w" "$BIN/worker/sluice-worker" --coordinator "$COORD" --worker-id "worker-$w" \
+    --brokers "$BROKERS" --data-dir "$DIR/worker-$w" --checkpoint-dir "$DIR/checkpoints" \
+    --threads 1 --block-cache-mb 32 --write-buffer-mb 32 --status-file "$DIR/worker-$w.json"
+done
+CTL=("$BIN/cli/sluicectl" --coordinator "$COORD")
+echo "demo: kafka at $BROKERS, coordinator at $COORD"
+for job in fraud sessions pageviews; do "${CTL[@]}" submit "examples/jobs/$job.yaml"; done
+
+LOADGEN_ARGS=(--brokers "$BROKERS" --users 20000 --seed 7)
+if [ "$SHORT" = 1 ]; then
+  LOADGEN_ARGS+=(--count "$EVENTS" --rate 0)
+else
+  LOADGEN_ARGS+=(--rate "$RATE")
+fi
+start loadgen-payments "$BIN/tools/sluice-loadgen" "${LOADGEN_ARGS[@]}" --kind payments \
+  --fraud-every 200 --expect "$DIR/expected-alerts.jsonl"
+LOADGEN_PAYMENTS=$!
+start loadgen-clicks "$BIN/tools/sluice-loadgen" "${LOADGEN_ARGS[@]}" --kind clicks
+LOADGEN_CLICKS=$!
+
+WATCH=("$PY" scripts/demo_watch.py --brokers "$BROKERS" --status "$DIR/worker-1.json"
+       --status "$DIR/worker-2.json")
+if [ "$SHORT" = 1 ]; then
+  wait "$LOADGEN_PAYMENTS" "$LOADGEN_CLICKS"
+  "${WATCH[@]}" --wait-consumed $((3 * EVENTS)) >/dev/null
+else
+  echo "demo: streaming; alerts and results follow. Ctrl-C to drain and stop."
+  trap 'echo; echo "demo: stopping"' INT
+  "${WATCH[@]}" --follow || true
+  trap - INT
+  stop_pid "$LOADGEN_PAYMENTS"
+  stop_pid "$LOADGEN_CLICKS"
+fi
+
+echo "demo: draining the jobs (emits every open window and session)"
+for job in fraud sessions pageviews; do "${CTL[@]}" stop --drain "$job" >/dev/null; done
+for job in fraud sessions pageviews; do
+  for _ in $(seq 1 600); do
+    "${CTL[@]}" status "$job" | head -1 | grep -q STOPPED && break
+    sleep 0.1
+  done
+done
+"${CTL[@]}" jobs
+CHECK=()
+[ "$SHORT" = 1 ] && CHECK=(--check)
+for j in fraud sessions pageviews; do "${CTL[@]}" status "$j" >> "$DIR/final-status.txt"; done
+"${WATCH[@]}" --summary --expect "$DIR/expected-alerts.jsonl" "${CHECK[@]}" --sluicectl "${CTL[*]}"

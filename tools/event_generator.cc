@@ -8,6 +8,10 @@ namespace sluice::tools {
 
 namespace {
 constexpr const char* kCountries[] = {"DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"};
+// Countries for switches: never a user's home country (kCountries).
+constexpr const char* kSwitchCountries[] = {"BR", "JP", "ZA", "MX", "IN", "AR", "KR", "EG",
+                                            "TR", "TH", "VN", "CL", "NG", "PE", "PH", "ID"};
+constexpr int64_t kThirtyDays = 30LL * 86'400'000;
 constexpr const char* kPages[] = {"/home", "/search", "/item", "/item/reviews", "/cart",
                                   "/checkout", "/account", "/help"};
 }  // namespace
@@ -15,6 +19,13 @@ constexpr const char* kPages[] = {"/home", "/search", "/item", "/item/reviews", 
 EventGenerator::EventGenerator(const GeneratorOptions& options)
     : opts_(options), rng_(options.seed), time_(options.start_ms) {
   session_page_.assign(static_cast<size_t>(std::max(options.users, 1)), 0);
+  countries_seen_.resize(static_cast<size_t>(std::max(options.users, 1)));
+}
+
+bool EventGenerator::NewCountry(int user, const std::string& country, int64_t ts) const {
+  const auto& seen = countries_seen_[static_cast<size_t>(user)];
+  auto it = seen.find(country);
+  return it == seen.end() || it->second <= ts - kThirtyDays;
 }
 
 int EventGenerator::PickUser() {
@@ -25,12 +36,14 @@ int EventGenerator::PickUser() {
 }
 
 void EventGenerator::Payment(std::string* out, int user, int64_t ts, double amount,
-                             const char* country) {
+                             const std::string& country) {
+  int64_t& last = countries_seen_[static_cast<size_t>(user)][country];
+  last = std::max(last, ts);
   char buf[256];
   std::snprintf(buf, sizeof(buf),
                 "{\"user_id\":\"u%d\",\"amount\":%.2f,\"currency\":\"EUR\",\"country\":\"%s\","
                 "\"status\":\"approved\",\"ts\":%lld,\"transaction_id\":\"t-%llu\"}",
-                user, amount, country, static_cast<long long>(ts),
+                user, amount, country.c_str(), static_cast<long long>(ts),
                 static_cast<unsigned long long>(seq_));
   out->assign(buf);
 }
@@ -52,14 +65,15 @@ void EventGenerator::Click(std::string* out, int user, int64_t ts) {
 
 int64_t EventGenerator::Next(std::string* out) {
   ++seq_;
-  time_ += static_cast<int64_t>(rng_() % static_cast<uint64_t>(2 * opts_.step_ms + 1));
-  int64_t ts = time_;
-  if (opts_.out_of_order_share > 0 && opts_.disorder_ms > 0 &&
-      std::uniform_real_distribution<double>(0, 1)(rng_) < opts_.out_of_order_share) {
-    ts -= static_cast<int64_t>(rng_() % static_cast<uint64_t>(opts_.disorder_ms));
+  if (opts_.step_ms > 0) {
+    time_ += static_cast<int64_t>(rng_() % static_cast<uint64_t>(2 * opts_.step_ms + 1));
   }
-  if (opts_.malformed_share > 0 &&
-      std::uniform_real_distribution<double>(0, 1)(rng_) < opts_.malformed_share) {
+  int64_t ts = time_;
+  const bool in_pattern = fraud_left_ > 0;
+  auto chance = [&](double share) {
+    return share > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < share;
+  };
+  if (!in_pattern && chance(opts_.malformed_share)) {
     key_.clear();
     switch (rng_() % 3) {
       case 0: out->assign("{\"user_id\":\"u1\",\"amount\":"); break;
@@ -68,28 +82,49 @@ int64_t EventGenerator::Next(std::string* out) {
     }
     return ts;
   }
+  if (!in_pattern && opts_.disorder_ms > 0 && chance(opts_.out_of_order_share)) {
+    ts -= static_cast<int64_t>(rng_() % static_cast<uint64_t>(opts_.disorder_ms));
+  } else if (!in_pattern && chance(opts_.late_share)) {
+    ts -= opts_.late_ms;
+  }
 
   int user;
   if (opts_.kind == EventKind::kClicks) {
     user = PickUser();
     Click(out, user, ts);
-  } else if (fraud_left_ > 0) {
+  } else if (in_pattern) {
     // Fraud patterns: 0 = velocity burst, 1 = country switch, 2 = large amount.
     user = fraud_user_;
     --fraud_left_;
+    const std::string txn = "t-" + std::to_string(seq_);
     if (fraud_kind_ == 0) {
-      Payment(out, user, ts, 20 + static_cast<double>(rng_() % 100), "DE");
+      Payment(out, user, ts, 20 + static_cast<double>(rng_() % 100), kCountries[user % 8]);
+      // The 4th and 5th payments of the burst are "more than 3 in 5 minutes".
+      if (fraud_left_ <= 1) pending_.transaction_ids.push_back(txn);
     } else if (fraud_kind_ == 1) {
-      Payment(out, user, ts, 50, fraud_left_ == 0 ? "BR" : "DE");
+      if (fraud_left_ == 0) {
+        if (NewCountry(user, fraud_country_, ts)) pending_.transaction_ids.push_back(txn);
+        Payment(out, user, ts, 50, fraud_country_);
+      } else {
+        Payment(out, user, ts, 50, kCountries[user % 8]);
+      }
     } else {
-      Payment(out, user, ts, 9000 + static_cast<double>(rng_() % 1000), "DE");
+      Payment(out, user, ts, 9000 + static_cast<double>(rng_() % 1000), kCountries[user % 8]);
+      pending_.transaction_ids.push_back(txn);
+    }
+    if (fraud_left_ == 0 && !pending_.transaction_ids.empty()) {
+      expected_.push_back(std::move(pending_));
+      pending_ = ExpectedAlert();
     }
   } else {
     user = PickUser();
     if (opts_.fraud_every > 0 && seq_ % static_cast<uint64_t>(opts_.fraud_every) == 0) {
+      static constexpr const char* kRules[] = {"velocity", "new_country", "large_amount"};
       fraud_user_ = user;
       fraud_kind_ = static_cast<int>((seq_ / static_cast<uint64_t>(opts_.fraud_every)) % 3);
       fraud_left_ = fraud_kind_ == 0 ? 5 : (fraud_kind_ == 1 ? 2 : 1);
+      fraud_country_ = kSwitchCountries[(seq_ / 7) % 16];
+      pending_ = ExpectedAlert{kRules[fraud_kind_], "u" + std::to_string(user), {}};
     }
     Payment(out, user, ts, 1 + static_cast<double>(rng_() % 30000) / 100.0,
             kCountries[user % 8]);

@@ -9,6 +9,8 @@
 // average; users follow a skewed (Zipf-like) distribution.
 
 #include <cstdint>
+#include <algorithm>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,8 +30,21 @@ struct GeneratorOptions {
   int64_t disorder_ms = 0;
   // Share of records that are not valid events (bad JSON, missing fields).
   double malformed_share = 0;
+  // Share of events whose time is moved back by `late_ms` (late for a job
+  // with less out-of-orderness).
+  double late_share = 0;
+  int64_t late_ms = 600'000;
   // Payments: one in `fraud_every` events starts a fraud pattern (0: never).
+  // Pattern events are never out of order, late or malformed.
   int fraud_every = 0;
+};
+
+// An alert the fraud job (examples/jobs/fraud.yaml) must raise for an
+// injected pattern: `rule` for `key` at one of the events `transaction_ids`.
+struct ExpectedAlert {
+  std::string rule;
+  std::string key;
+  std::vector<std::string> transaction_ids;
 };
 
 class EventGenerator {
@@ -42,10 +57,16 @@ class EventGenerator {
   // The Kafka key of the record last produced (the user id).
   const std::string& last_key() const { return key_; }
   int64_t now_ms() const { return time_; }
+  // Moves event time forward to `now_ms` (for live streams, with step_ms 0).
+  void SyncTime(int64_t now_ms) { time_ = std::max(time_, now_ms); }
+  // Alerts the injected patterns must raise, in order; TakeExpected clears.
+  std::vector<ExpectedAlert> TakeExpected() { return std::move(expected_); }
 
  private:
   int PickUser();
-  void Payment(std::string* out, int user, int64_t ts, double amount, const char* country);
+  void Payment(std::string* out, int user, int64_t ts, double amount, const std::string& country);
+  // Whether `country` is new for `user` within 30 days before `ts`.
+  bool NewCountry(int user, const std::string& country, int64_t ts) const;
   void Click(std::string* out, int user, int64_t ts);
 
   GeneratorOptions opts_;
@@ -57,6 +78,11 @@ class EventGenerator {
   int fraud_user_ = -1;
   int fraud_left_ = 0;
   int fraud_kind_ = 0;
+  std::string fraud_country_;
+  ExpectedAlert pending_;
+  std::vector<ExpectedAlert> expected_;
+  // Payments: the last time each user paid from each country.
+  std::vector<std::map<std::string, int64_t>> countries_seen_;
   // Clickstream: a session in progress per generator.
   std::vector<int> session_page_;
 };
