@@ -50,15 +50,21 @@ struct RollingEntry {
   int64_t offset;
 };
 
+// Rolling rules: the events of a key within the largest rolling window, in
+// (time, offset) order, and their values of JobPlan::rolling_slots() (`stride`
+// values per event).
+struct RollingState {
+  std::deque<RollingEntry> entries;
+  std::deque<OwnedValue> values;
+};
+
 // Everything the task keeps for one key.
 struct KeyState {
-  std::vector<WindowState> windows;  // window jobs; sorted by start
-  // Rolling rules: the events of the key within the largest rolling window,
-  // in (time, offset) order, and their values of JobPlan::rolling_slots()
-  // (`stride` values per event).
-  std::deque<RollingEntry> rolling;
-  std::deque<OwnedValue> rolling_values;
-  bool dirty = false;  // changed since the last checkpoint
+  std::vector<WindowState> windows;        // window jobs; sorted by start
+  std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
+  bool dirty = false;                     // changed since the last checkpoint
+
+  bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
 };
 
 enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
@@ -262,12 +268,14 @@ class TaskProcessor::Impl {
     DecodedEvent ev;
     bool ok = decoder_.Decode(p.payload, 0, /*check_time_bounds=*/false, &ev, &reason_);
     SLUICE_CHECK(ok) << "a queued event no longer decodes: " << reason_;
-    KeyState& ks = MutableKey(p.key);
+    KeyState& key_state = MutableKey(p.key);
+    if (!key_state.rolling) key_state.rolling = std::make_unique<RollingState>();
+    RollingState& ks = *key_state.rolling;
     // Forget events older than the largest rolling window.
     const int64_t horizon = SaturatingAdd(p.time, -plan_->max_rolling_ms());
-    while (!ks.rolling.empty() && ks.rolling.front().time <= horizon) {
-      ks.rolling.pop_front();
-      for (size_t i = 0; i < stride_; ++i) ks.rolling_values.pop_front();
+    while (!ks.entries.empty() && ks.entries.front().time <= horizon) {
+      ks.entries.pop_front();
+      for (size_t i = 0; i < stride_; ++i) ks.values.pop_front();
     }
     for (size_t r = 0; r < plan_->rules().size(); ++r) {
       const RuleDef& rule = plan_->rules()[r];
@@ -281,20 +289,20 @@ class TaskProcessor::Impl {
         new_values_[j] = !cur.is_null();
       }
       // The events of the key in (t - size, t] seen before this one ...
-      for (size_t e = ks.rolling.size(); e-- > 0;) {
-        const RollingEntry& entry = ks.rolling[e];
+      for (size_t e = ks.entries.size(); e-- > 0;) {
+        const RollingEntry& entry = ks.entries[e];
         if (entry.time <= from) break;
         for (size_t a = 0; a < accs.size(); ++a) {
           const AggregateDef& def = rule.aggregates[a];
           Value v = def.rolling_index < 0
                         ? Value::Bool(true)
-                        : ks.rolling_values[e * stride_ + def.rolling_index].view();
+                        : ks.values[e * stride_ + def.rolling_index].view();
           accs[a].Add(v, entry.time, entry.offset);
         }
         for (size_t j = 0; j < nv; ++j) {
           if (!new_values_[j]) continue;
           const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
-          if (ValuesEqual(ks.rolling_values[e * stride_ + rule.new_value_rolling_index[j]].view(),
+          if (ValuesEqual(ks.values[e * stride_ + rule.new_value_rolling_index[j]].view(),
                           cur)) {
             new_values_[j] = false;
           }
@@ -313,8 +321,8 @@ class TaskProcessor::Impl {
         EmitAlert(rule, p.key, p.time, p.payload, p.offset, accs.size());
       }
     }
-    ks.rolling.push_back({p.time, p.offset});
-    for (uint32_t slot : plan_->rolling_slots()) ks.rolling_values.emplace_back().Set(ev.fields[slot]);
+    ks.entries.push_back({p.time, p.offset});
+    for (uint32_t slot : plan_->rolling_slots()) ks.values.emplace_back().Set(ev.fields[slot]);
   }
 
   // ---- Window jobs -------------------------------------------------------
@@ -375,6 +383,7 @@ class TaskProcessor::Impl {
     WindowState win;
     win.start = start;
     win.end = end;
+    win.accs.reserve(plan_->aggregates().size());
     for (const AggregateDef& a : plan_->aggregates()) win.accs.emplace_back(a.fn);
     return win;
   }
@@ -409,6 +418,20 @@ class TaskProcessor::Impl {
 
     KeyState& ks = MutableKey(ev.key);
     auto& wins = ks.windows;
+    if (last - first == 1) {
+      // The common case: the event extends one session, in place.
+      WindowState& w = wins[first];
+      const int64_t start = std::min(w.start, t);
+      const int64_t new_end = std::max(w.end, end);
+      if (start != w.start || new_end != w.end) {
+        w.start = start;
+        w.end = new_end;
+        PushTimer(w.end - 1, ev.key, w.start, w.end, TimerKind::kFire);
+      }
+      AddToWindow(w, ev, offset);
+      AfterUpdate(ev.key, w);
+      return true;
+    }
     WindowState merged = NewWindow(t, end);
     for (size_t i = first; i < last; ++i) {
       WindowState& w = wins[i];
@@ -419,11 +442,9 @@ class TaskProcessor::Impl {
       merged.revision = std::max(merged.revision, w.revision);
       for (size_t a = 0; a < merged.accs.size(); ++a) merged.accs[a].Merge(w.accs[a]);
     }
-    const bool same_identity =
-        last - first == 1 && wins[first].start == merged.start && wins[first].end == merged.end;
     wins.erase(wins.begin() + first, wins.begin() + last);
     auto it = wins.insert(wins.begin() + first, std::move(merged));
-    if (!same_identity) PushTimer(it->end - 1, ev.key, it->start, it->end, TimerKind::kFire);
+    PushTimer(it->end - 1, ev.key, it->start, it->end, TimerKind::kFire);
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
     return true;
@@ -497,7 +518,7 @@ class TaskProcessor::Impl {
   }
 
   void MaybeForget(std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>::iterator it) {
-    if (it->second.windows.empty() && it->second.rolling.empty()) keys_.erase(it);
+    if (it->second.empty()) keys_.erase(it);
   }
 
   static void EncodeKey(const KeyState& ks, size_t stride, std::string* out);
@@ -718,11 +739,12 @@ void TaskProcessor::Impl::EncodeKey(const KeyState& ks, size_t stride, std::stri
     e.U64(w.accs.size());
     for (const Accumulator& a : w.accs) a.Encode(e);
   }
-  e.U64(ks.rolling.size());
-  for (size_t i = 0; i < ks.rolling.size(); ++i) {
-    e.I64(ks.rolling[i].time);
-    e.I64(ks.rolling[i].offset);
-    for (size_t j = 0; j < stride; ++j) ks.rolling_values[i * stride + j].Encode(e);
+  const size_t n = ks.rolling ? ks.rolling->entries.size() : 0;
+  e.U64(n);
+  for (size_t i = 0; i < n; ++i) {
+    e.I64(ks.rolling->entries[i].time);
+    e.I64(ks.rolling->entries[i].offset);
+    for (size_t j = 0; j < stride; ++j) ks.rolling->values[i * stride + j].Encode(e);
   }
 }
 
@@ -742,12 +764,13 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
     ks->windows.push_back(std::move(w));
   }
   uint64_t nr = d.U64();
+  if (nr > 0) ks->rolling = std::make_unique<RollingState>();
   for (uint64_t i = 0; i < nr && d.ok(); ++i) {
     RollingEntry entry;
     entry.time = d.I64();
     entry.offset = d.I64();
-    ks->rolling.push_back(entry);
-    for (size_t j = 0; j < stride_; ++j) ks->rolling_values.emplace_back().Decode(d);
+    ks->rolling->entries.push_back(entry);
+    for (size_t j = 0; j < stride_; ++j) ks->rolling->values.emplace_back().Decode(d);
   }
   return d.ok() && d.done();
 }
