@@ -49,13 +49,15 @@ Status Coordinator::Load() {
     task.epoch = stored.epoch();
     task.moving_to = stored.moving_to();
     task.done = stored.done();
-    // Owners keep their tasks while they re-register: a fresh lease.
+    // Owners keep their tasks while they re-register: a grace of three
+    // leases from now (workers retry every heartbeat; a worker that does not
+    // come back loses its tasks then).
     for (const std::string* w : {&task.owner, &task.moving_to}) {
       if (w->empty()) continue;
       WorkerRecord& rec = workers_[*w];
       rec.alive = true;
       rec.placeholder = true;
-      rec.last_heartbeat_ms = now;
+      rec.last_heartbeat_ms = now + 2 * options_.lease_ms;
     }
     return Status::Ok();
   }));
@@ -335,7 +337,8 @@ proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& r
         } else if (!task.moving_to.empty() && !request.leaving()) {
           // A graceful move: the owner has checkpointed and let go.
           spdlog::info("task {} moves from {} to {}", key.ToString(), id, task.moving_to);
-          Assign(key, task, task.moving_to);
+          const std::string target = task.moving_to;
+          Assign(key, task, target);
         } else {
           task.owner.clear();  // reassigned by Rebalance
         }

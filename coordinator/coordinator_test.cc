@@ -287,3 +287,25 @@ TEST_CASE("cancel removes a job and its tasks") {
 
 }  // namespace
 }  // namespace sluice::coordinator
+
+namespace sluice::coordinator {
+namespace {
+
+TEST_CASE("after a restart, stored owners get three leases to re-register") {
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  auto before = f.Owners("fraud");
+  f.Restart();
+  f.clock.Advance(8'000);  // 1.6 leases, nobody back yet
+  f.c->Tick();
+  REQUIRE(f.Owners("fraud") == before);
+  f.Register("w1");  // w1 is back; w2 never returns
+  f.clock.Advance(7'500);
+  f.Beat("w1");
+  f.c->Tick();
+  REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 8}});
+}
+
+}  // namespace
+}  // namespace sluice::coordinator

@@ -25,7 +25,14 @@ CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id,
       host_(host),
       clock_(clock),
       rpc_(std::make_unique<Rpc>()) {
-  rpc_->channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  // Reconnect quickly after a coordinator restart: a heartbeat missed for
+  // gRPC's default backoff (up to minutes) would cost this worker its lease.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  rpc_->channel =
+      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
   rpc_->stub = proto::WorkerService::NewStub(rpc_->channel);
 }
 
@@ -132,9 +139,15 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
           registered = false;
           continue;
         }
-        // The assignment is confirmed until the coordinator could give it away.
-        host_.AllowCheckpointsUntil(started + lease_ms - heartbeat_ms);
+        // Fence first: tasks no longer ours stop before anything else runs;
+        // then the ones confirmed ours may checkpoint until the coordinator
+        // could give them away (a lease after this request, less a beat).
         Reconcile(resp);
+        std::map<TaskRef, int64_t> confirmed;
+        for (const proto::Assignment& a : resp.assignments()) {
+          confirmed[TaskRef{a.job(), a.partition()}] = a.epoch();
+        }
+        host_.Confirm(confirmed, started + lease_ms - heartbeat_ms);
       }
     }
     if (!st.ok()) {

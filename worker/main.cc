@@ -144,6 +144,8 @@ int main(int argc, char** argv) {
   options.checkpoint_uri = checkpoint_dir;
   options.threads = threads;
   options.keep_checkpoints = keep;
+  // Cluster mode: no checkpoint without the coordinator's confirmation.
+  options.fenced = !coordinator.empty();
   options.state.block_cache_bytes = block_cache_mb << 20;
   options.state.write_buffer_bytes = write_buffer_mb << 20;
   for (const std::string& kv : kafka_settings) {
@@ -170,8 +172,6 @@ int main(int argc, char** argv) {
   std::thread control;
   std::unique_ptr<sluice::worker::CoordinatorClient> client;
   if (!coordinator.empty()) {
-    // Cluster mode: no checkpoint until the coordinator confirms an assignment.
-    host.AllowCheckpointsUntil(0);
     client = std::make_unique<sluice::worker::CoordinatorClient>(coordinator, worker_id, threads,
                                                                  host, clock);
     control = std::thread([&] { client->Run(g_stop); });

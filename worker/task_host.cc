@@ -279,16 +279,14 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     last_tick_ = now;
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
   }
-  const bool may_checkpoint = now <= host_.checkpoints_allowed_until_.load();
-  if (!may_checkpoint && !checkpoint_warned_) {
-    spdlog::warn("thread {}: assignment not confirmed by the coordinator lately; processing "
-                 "continues, checkpoints wait",
-                 index_);
-  }
-  checkpoint_warned_ = !may_checkpoint;
-  for (auto it = tasks_.begin(); may_checkpoint && it != tasks_.end(); ++it) {
+  bool unconfirmed = false;
+  for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
     Task& task = *it->second.task;
     if (!task.CheckpointDue(now)) continue;
+    if (!host_.MayCheckpoint(it->first, task.epoch(), now)) {
+      unconfirmed = true;
+      continue;
+    }
     Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
     if (s.ok()) {
       CommitOffset(task);
@@ -312,6 +310,12 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     }
     break;  // the map changed
   }
+  if (unconfirmed && !checkpoint_warned_) {
+    spdlog::warn("thread {}: assignment not confirmed by the coordinator lately; processing "
+                 "continues, checkpoints wait",
+                 index_);
+  }
+  checkpoint_warned_ = unconfirmed;
 
   // Back-pressure: stop fetching while the producer is backed up.
   const int64_t pending = host_.shared_->producer->OutstandingRecords();
@@ -376,11 +380,10 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
 
 void TaskHost::Thread::FinalCheckpoints(bool drain) {
   const int64_t now = host_.clock_.NowMillis();
-  const bool may_checkpoint = now <= host_.checkpoints_allowed_until_.load();
   for (auto& [ref, entry] : tasks_) {
     Task& task = *entry.task;
     if (drain) task.Drain();
-    if (!may_checkpoint) {
+    if (!host_.MayCheckpoint(ref, task.epoch(), now)) {
       spdlog::warn("task {}: no final checkpoint: assignment not confirmed", task.name());
       continue;
     }
@@ -475,6 +478,20 @@ void TaskHost::UpdateTask(const TaskRef& task, std::shared_ptr<const engine::Job
   auto it = thread_of_.find(task);
   if (it == thread_of_.end()) return;
   threads_[it->second]->Post(std::move(c));
+}
+
+void TaskHost::Confirm(const std::map<TaskRef, int64_t>& epochs, int64_t until_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  confirmed_epochs_ = epochs;
+  confirmed_until_ = until_ms;
+}
+
+bool TaskHost::MayCheckpoint(const TaskRef& task, int64_t epoch, int64_t now_ms) const {
+  if (!options_.fenced) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (now_ms > confirmed_until_) return false;
+  auto it = confirmed_epochs_.find(task);
+  return it != confirmed_epochs_.end() && it->second == epoch;
 }
 
 void TaskHost::Forget(const TaskRef& task) {

@@ -14,9 +14,11 @@
 // their offsets; pause the thread's partitions while the producer is backed
 // up; publish task reports.
 //
-// Fencing: a task only checkpoints while its assignment is confirmed
-// (checkpoints_allowed_until): a worker cut off from the coordinator keeps
-// processing, but never writes a checkpoint for a task that may have moved.
+// Fencing (cluster mode): a task only checkpoints while the coordinator has
+// confirmed that this worker holds it under the task's epoch (Confirm), and
+// only until that confirmation's lease runs out: a worker cut off from the
+// coordinator keeps processing, but never writes a checkpoint for a task that
+// may have moved.
 
 #include <atomic>
 #include <condition_variable>
@@ -46,6 +48,8 @@ struct HostOptions {
   // Records waiting in the producer above which partitions are paused.
   int64_t max_pending_records = 200'000;
   std::map<std::string, std::string> kafka_settings;
+  // Cluster mode: checkpoints need the coordinator's confirmation (Confirm).
+  bool fenced = false;
 };
 
 struct TaskRef {
@@ -82,8 +86,12 @@ class TaskHost {
   // The latest report of every task started and not forgotten.
   std::vector<proto::TaskReport> Reports() const;
 
-  // Checkpoints are allowed until this time (ms of the host's clock).
-  void AllowCheckpointsUntil(int64_t ms) { checkpoints_allowed_until_.store(ms); }
+  // Cluster mode: the tasks (with their epochs) the coordinator confirmed this
+  // worker holds; each may checkpoint until `until_ms` (host clock). Replaces
+  // the previous confirmation: a task not named here may not checkpoint.
+  void Confirm(const std::map<TaskRef, int64_t>& epochs, int64_t until_ms);
+  // Whether `task` under `epoch` may write a checkpoint at `now_ms`.
+  bool MayCheckpoint(const TaskRef& task, int64_t epoch, int64_t now_ms) const;
 
   // Stops the threads; running tasks take a final checkpoint (after a drain
   // when `drain`). Idempotent.
@@ -105,11 +113,12 @@ class TaskHost {
   const Clock& clock_;
   std::unique_ptr<Shared> shared_;
   std::vector<std::unique_ptr<Thread>> threads_;
-  std::atomic<int64_t> checkpoints_allowed_until_{INT64_MAX};
 
   mutable std::mutex mu_;
   std::map<TaskRef, size_t> thread_of_;
   std::map<TaskRef, proto::TaskReport> reports_;
+  std::map<TaskRef, int64_t> confirmed_epochs_;
+  int64_t confirmed_until_ = 0;
   Status error_;
   bool shut_down_ = false;
 };

@@ -8,7 +8,6 @@
 #include <simdjson.h>
 #include <xxhash.h>
 
-#include "common/check.h"
 #include "worker/engine/aggregate.h"
 #include "worker/engine/codec.h"
 #include "worker/engine/event_decoder.h"
@@ -93,7 +92,8 @@ struct PendingEvent {
   int64_t time = 0;
   int64_t offset = 0;
   std::string key;
-  std::string payload;
+  std::string payload;             // for the alert's "event"
+  std::vector<OwnedValue> fields;  // the decoded fields, by slot
 };
 
 void AppendBase64(std::string* out, std::string_view in) {
@@ -253,6 +253,8 @@ class TaskProcessor::Impl {
     p.offset = rec.position.offset;
     p.key.assign(ev.key);
     p.payload.assign(rec.payload);
+    p.fields.resize(ev.fields.size());
+    for (size_t i = 0; i < ev.fields.size(); ++i) p.fields[i].Set(ev.fields[i]);
     pending_heap_.push_back(idx);
     std::push_heap(pending_heap_.begin(), pending_heap_.end(), PendingLater{&pending_});
   }
@@ -265,9 +267,12 @@ class TaskProcessor::Impl {
   // Evaluates the rolling rules for a queued event whose time the watermark
   // has reached, then adds it to its key's rolling state.
   void EvaluateRolling(const PendingEvent& p) {
+    field_views_.resize(p.fields.size());
+    for (size_t i = 0; i < p.fields.size(); ++i) field_views_[i] = p.fields[i].view();
     DecodedEvent ev;
-    bool ok = decoder_.Decode(p.payload, 0, /*check_time_bounds=*/false, &ev, &reason_);
-    SLUICE_CHECK(ok) << "a queued event no longer decodes: " << reason_;
+    ev.key = p.key;
+    ev.event_time = p.time;
+    ev.fields = field_views_;
     KeyState& key_state = MutableKey(p.key);
     if (!key_state.rolling) key_state.rolling = std::make_unique<RollingState>();
     RollingState& ks = *key_state.rolling;
@@ -715,6 +720,7 @@ class TaskProcessor::Impl {
   std::string out_;
   std::string id_buf_;
   std::vector<Value> agg_values_;
+  std::vector<Value> field_views_;
   std::unique_ptr<bool[]> new_values_;
   std::vector<std::vector<Accumulator>> rule_accs_;
 };
@@ -893,6 +899,14 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
       p.offset = d.I64();
       p.key.assign(d.Bytes());
       p.payload.assign(d.Bytes());
+      DecodedEvent ev;
+      if (d.ok()) {
+        if (!decoder_.Decode(p.payload, 0, /*check_time_bounds=*/false, &ev, &reason_)) {
+          return Status::Corruption("a queued event does not decode: " + reason_);
+        }
+        p.fields.resize(ev.fields.size());
+        for (size_t f = 0; f < ev.fields.size(); ++f) p.fields[f].Set(ev.fields[f]);
+      }
       pending_.push_back(std::move(p));
       pending_heap_.push_back(static_cast<uint32_t>(pending_.size() - 1));
       std::push_heap(pending_heap_.begin(), pending_heap_.end(), PendingLater{&pending_});

@@ -191,14 +191,15 @@ KafkaConsumer::~KafkaConsumer() {
 }
 
 Result<int32_t> KafkaConsumer::PartitionCount(const std::string& topic, int timeout_ms) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, topic.c_str(), nullptr);
+  // Ask for every topic rather than this one by name: a broker with automatic
+  // topic creation would otherwise create it.
   const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk_, 0, rkt, &md, timeout_ms);
-  rd_kafka_topic_destroy(rkt);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk_, /*all_topics=*/1, nullptr, &md, timeout_ms);
   if (err) return FromKafka(err, "metadata for topic " + topic);
   Result<int32_t> result = Status::NotFound("topic " + topic + " does not exist");
-  if (md->topic_cnt == 1) {
-    const rd_kafka_metadata_topic_t& t = md->topics[0];
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const rd_kafka_metadata_topic_t& t = md->topics[i];
+    if (topic != t.topic) continue;
     if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
       result = t.partition_cnt;
     } else if (t.err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && t.err) {
