@@ -37,7 +37,7 @@ constexpr std::string_view kDurationExpected =
     "a duration like 250ms, 5s, 30m, 1h or 7d";
 constexpr std::string_view kAggregateExpected =
     "an aggregate like count(), sum(f), min(f), max(f), avg(f), "
-    "count_distinct(f), first(f) or last(f)";
+    "count_distinct(f), first(f), last(f) or duration()";
 
 // Names an aggregate may not take: fields every output record already has, and
 // the words of the expression language.
@@ -227,19 +227,22 @@ Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
           {"count_distinct", proto::AggregateSpec::COUNT_DISTINCT},
           {"first", proto::AggregateSpec::FIRST},
           {"last", proto::AggregateSpec::LAST},
+          {"duration", proto::AggregateSpec::DURATION},
       };
   const auto it = kFunctions.find(fn);
   if (it == kFunctions.end()) {
     return Status::InvalidArgument(
         "unknown aggregate function " + Quote(fn) +
         " (expected one of: count, sum, min, max, avg, count_distinct, "
-        "first, last)");
+        "first, last, duration)");
   }
-  if (it->second == proto::AggregateSpec::COUNT && !arg.empty()) {
-    return Status::InvalidArgument("count() takes no field, got " +
+  const bool no_field = it->second == proto::AggregateSpec::COUNT ||
+                        it->second == proto::AggregateSpec::DURATION;
+  if (no_field && !arg.empty()) {
+    return Status::InvalidArgument(std::string(fn) + "() takes no field, got " +
                                    Quote(text));
   }
-  if (it->second != proto::AggregateSpec::COUNT && arg.empty()) {
+  if (!no_field && arg.empty()) {
     return Status::InvalidArgument(std::string(fn) + "() needs a field, like " +
                                    std::string(fn) + "(amount)");
   }

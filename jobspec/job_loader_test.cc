@@ -719,14 +719,14 @@ aggregate:
   CHECK(aggregate_error("m: median(amount)") ==
         "job.yaml:7: aggregate.m: unknown aggregate function 'median' "
         "(expected one of: count, sum, min, max, avg, count_distinct, first, "
-        "last)");
+        "last, duration)");
   CHECK(aggregate_error("n: count(page)") ==
         "job.yaml:7: aggregate.n: count() takes no field, got 'count(page)'");
   CHECK(aggregate_error("s: sum()") ==
         "job.yaml:7: aggregate.s: sum() needs a field, like sum(amount)");
   const std::string expected_like =
       "expected an aggregate like count(), sum(f), min(f), max(f), avg(f), "
-      "count_distinct(f), first(f) or last(f), got ";
+      "count_distinct(f), first(f), last(f) or duration(), got ";
   CHECK(aggregate_error("s: sum(amount") ==
         "job.yaml:7: aggregate.s: " + expected_like + "'sum(amount'");
   CHECK(aggregate_error("s: sum(a + b)") ==
@@ -886,15 +886,16 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     CHECK(spec->source().topic() == "clicks");
     CHECK(spec->source().key() == "user_id");
     CHECK(spec->window().session_gap_ms() == 30 * kMinute);
-    REQUIRE(spec->aggregates_size() == 5);
+    REQUIRE(spec->aggregates_size() == 6);
     RequireAggregate(spec->aggregates(0), "events", AggregateSpec::COUNT, "");
-    RequireAggregate(spec->aggregates(1), "pages",
+    RequireAggregate(spec->aggregates(1), "duration", AggregateSpec::DURATION, "");
+    RequireAggregate(spec->aggregates(2), "pages",
                      AggregateSpec::COUNT_DISTINCT, "page");
-    RequireAggregate(spec->aggregates(2), "first_page", AggregateSpec::FIRST,
+    RequireAggregate(spec->aggregates(3), "first_page", AggregateSpec::FIRST,
                      "page");
-    RequireAggregate(spec->aggregates(3), "last_page", AggregateSpec::LAST,
+    RequireAggregate(spec->aggregates(4), "last_page", AggregateSpec::LAST,
                      "page");
-    RequireAggregate(spec->aggregates(4), "revenue", AggregateSpec::SUM,
+    RequireAggregate(spec->aggregates(5), "revenue", AggregateSpec::SUM,
                      "amount");
   }
   SECTION("pageviews") {
@@ -926,6 +927,18 @@ TEST_CASE("errors in a file name the path as given", "[jobspec]") {
   REQUIRE_FALSE(spec.ok());
   CHECK(spec.status().message().rfind(dir, 0) == 0);
 }
+
+TEST_CASE("duration() takes no field", "[jobspec]") {
+  const std::string yaml =
+      "name: s\nsource:\n  topic: clicks\n  key: user_id\n  event_time: ts\n"
+      "sinks:\n  output: out\nwindow: { session: 30m }\naggregate:\n"
+      "  d: duration(ts)\n";
+  Result<JobSpec> spec = ParseJobYaml(yaml, "s.yaml");
+  REQUIRE_FALSE(spec.ok());
+  REQUIRE(spec.status().message().find("s.yaml:10:") == 0);
+  REQUIRE(spec.status().message().find("duration() takes no field") != std::string::npos);
+}
+
 
 }  // namespace
 }  // namespace sluice::jobspec

@@ -36,7 +36,8 @@ def describe(topic, record):
         return (f"ALERT   {r['rule']:<13} {r['key']:<7} amount={ev.get('amount')} "
                 f"country={ev.get('country')} {extra}")
     if topic == "user-sessions":
-        return (f"SESSION {r['key']:<7} {r['events']} events, {r['pages']} pages, "
+        return (f"SESSION {r['key']:<7} {r['events']} events in {r['duration'] / 1000:.0f}s, "
+                f"{r['pages']} pages, "
                 f"{r['first_page']} -> {r['last_page']}, revenue {r['revenue']}")
     return (f"PAGES   {r['key']:<7} {r['views']} views of {r['pages']} pages in the "
             f"minute from {r['window_start']}")

@@ -126,6 +126,14 @@ void Accumulator::Add(const Value& v, int64_t time, int64_t offset) {
         at_offset_ = offset;
       }
       break;
+    case AggFn::kDuration:
+      if (count_++ == 0) {
+        at_time_ = at_offset_ = time;
+      } else {
+        at_time_ = std::min(at_time_, time);
+        at_offset_ = std::max(at_offset_, time);
+      }
+      break;
     case AggFn::kCountDistinct: {
       if (!distinct_) distinct_ = std::make_unique<std::unordered_set<std::string>>();
       thread_local std::string key;
@@ -161,6 +169,11 @@ void Accumulator::Merge(const Accumulator& other) {
       if (!distinct_) distinct_ = std::make_unique<std::unordered_set<std::string>>();
       distinct_->insert(other.distinct_->begin(), other.distinct_->end());
       break;
+    case AggFn::kDuration:
+      Add(Value::Bool(true), other.at_time_, 0);
+      Add(Value::Bool(true), other.at_offset_, 0);
+      count_ += other.count_ - 2;
+      break;
   }
 }
 
@@ -176,6 +189,8 @@ Value Accumulator::Result() const {
     case AggFn::kLast: return count_ == 0 ? Value::Null() : value_.view();
     case AggFn::kCountDistinct:
       return Value::Number(distinct_ ? static_cast<double>(distinct_->size()) : 0.0);
+    case AggFn::kDuration:
+      return count_ == 0 ? Value::Null() : Value::Number(static_cast<double>(at_offset_ - at_time_));
   }
   return Value::Null();
 }

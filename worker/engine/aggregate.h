@@ -5,8 +5,10 @@
 //
 // Accumulators are commutative: adding the same events in any order, or
 // merging two partial accumulators (session merge), gives the same result.
-// first/last order events by event time, then by source offset. Every function
-// skips null values; sum and avg also skip non-numbers.
+// first/last order events by event time, then by source offset; duration is
+// the last event time minus the first. Every function skips null values; sum
+// and avg also skip non-numbers. Functions without a field (count(),
+// duration()) are given Value::Bool(true) per event.
 
 #include <cstdint>
 #include <memory>
@@ -78,8 +80,8 @@ class Accumulator {
   int64_t count_ = 0;
   double sum_ = 0;
   OwnedValue value_;  // min, max, first, last
-  int64_t at_time_ = 0;
-  int64_t at_offset_ = 0;
+  int64_t at_time_ = 0;    // first/last: the chosen event; duration: the first time
+  int64_t at_offset_ = 0;  // first/last: the chosen event; duration: the last time
   std::unique_ptr<std::unordered_set<std::string>> distinct_;
 };
 

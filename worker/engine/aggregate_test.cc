@@ -9,7 +9,7 @@ TEST_CASE("merging partial accumulators equals adding everything to one") {
   const std::vector<Value> values = {Value::Number(3), Value::String("b"), Value::Null(),
                                      Value::Number(-2), Value::String("a"), Value::Number(3)};
   for (AggFn fn : {AggFn::kCount, AggFn::kSum, AggFn::kMin, AggFn::kMax, AggFn::kAvg,
-                   AggFn::kCountDistinct, AggFn::kFirst, AggFn::kLast}) {
+                   AggFn::kCountDistinct, AggFn::kFirst, AggFn::kLast, AggFn::kDuration}) {
     Accumulator whole(fn), left(fn), right(fn);
     for (size_t i = 0; i < values.size(); ++i) {
       whole.Add(values[i], static_cast<int64_t>(i % 3), static_cast<int64_t>(i));
@@ -42,6 +42,8 @@ TEST_CASE("aggregate results") {
   REQUIRE(result(AggFn::kCountDistinct).number == 2);
   REQUIRE(result(AggFn::kFirst).number == 1);  // earliest event time
   REQUIRE(result(AggFn::kLast).number == 4);
+  REQUIRE(result(AggFn::kDuration).number == 15);  // times 5..20; the null is skipped
+  REQUIRE(Accumulator(AggFn::kDuration).Result().is_null());
   REQUIRE(Accumulator(AggFn::kSum).Result().is_null());
   REQUIRE(Accumulator(AggFn::kCount).Result().number == 0);
 }

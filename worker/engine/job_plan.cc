@@ -78,10 +78,15 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
     case proto::AggregateSpec::COUNT_DISTINCT: def.fn = AggFn::kCountDistinct; break;
     case proto::AggregateSpec::FIRST: def.fn = AggFn::kFirst; break;
     case proto::AggregateSpec::LAST: def.fn = AggFn::kLast; break;
+    case proto::AggregateSpec::DURATION: def.fn = AggFn::kDuration; break;
     default:
       return Status::InvalidArgument("aggregate '" + def.name + "' has no function");
   }
-  if (def.fn == AggFn::kCount) {
+  if (def.fn == AggFn::kDuration) {
+    if (!spec.field().empty()) {
+      return Status::InvalidArgument("aggregate '" + def.name + "': duration() takes no field");
+    }
+  } else if (def.fn == AggFn::kCount) {
     if (!spec.field().empty()) def.field_slot = slot(spec.field());
   } else {
     if (spec.field().empty()) {

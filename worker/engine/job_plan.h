@@ -27,7 +27,8 @@ enum class AggFn : uint8_t {
   kAvg,
   kCountDistinct,
   kFirst,
-  kLast
+  kLast,
+  kDuration,  // last event time - first event time
 };
 
 struct AggregateDef {

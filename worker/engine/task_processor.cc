@@ -379,7 +379,7 @@ class TaskProcessor::Impl {
     const auto& aggs = plan_->aggregates();
     for (size_t a = 0; a < aggs.size(); ++a) {
       Value v = aggs[a].field_slot ? ev.fields[*aggs[a].field_slot] : Value::Bool(true);
-      win.accs[a].Add(v, ev.event_time, offset);
+      win.accs[a].Add(v, ev.event_time, offset);  // duration() reads the time
     }
     win.changed = true;
   }

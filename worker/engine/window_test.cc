@@ -112,6 +112,7 @@ proto::JobSpec Sessions(int64_t gap, int64_t ooo) {
   *spec.add_aggregates() = Agg("first_page", proto::AggregateSpec::FIRST, "page");
   *spec.add_aggregates() = Agg("last_page", proto::AggregateSpec::LAST, "page");
   *spec.add_aggregates() = Agg("pages", proto::AggregateSpec::COUNT_DISTINCT, "page");
+  *spec.add_aggregates() = Agg("duration", proto::AggregateSpec::DURATION);
   return spec;
 }
 
@@ -136,6 +137,7 @@ TEST_CASE("sessions are strictly less than a gap apart and merge when bridged") 
   REQUIRE(Field(out[0], "first_page") == "/a");
   REQUIRE(Field(out[0], "last_page") == "/e");
   REQUIRE(IntField(out[0], "pages") == 5);
+  REQUIRE(IntField(out[0], "duration") == 25'000);  // first event T, last T+25s
   REQUIRE(Field(out[0], "kind") == "final");
 }
 
