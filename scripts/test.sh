@@ -19,6 +19,7 @@ bash scripts/build.sh build
 (cd build && ctest --output-on-failure --timeout 600)
 
 if [ "$SANITIZE" = 1 ]; then
-  bash scripts/build.sh build-asan -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan --target sluice_unit_tests -j "$(nproc)"
   (cd build-asan && ctest --output-on-failure --timeout 900 -L unit)
 fi

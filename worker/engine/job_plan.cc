@@ -1,6 +1,7 @@
 #include "worker/engine/job_plan.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace sluice::engine {
 
@@ -68,7 +69,15 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
                                       const std::function<uint32_t(std::string_view)>& slot) {
   AggregateDef def;
   def.name = spec.name();
-  if (def.name.empty()) return Status::InvalidArgument("an aggregate needs a name");
+  // Output field names: identifiers, so records never need them escaped.
+  bool identifier = !def.name.empty() && !std::isdigit(static_cast<unsigned char>(def.name[0]));
+  for (char c : def.name) {
+    identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  }
+  if (!identifier) {
+    return Status::InvalidArgument("aggregate name '" + def.name +
+                                   "' is not an identifier like total_spend");
+  }
   switch (spec.function()) {
     case proto::AggregateSpec::COUNT: def.fn = AggFn::kCount; break;
     case proto::AggregateSpec::SUM: def.fn = AggFn::kSum; break;

@@ -1,5 +1,6 @@
 #include "worker/engine/json_writer.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -43,6 +44,22 @@ void JsonWriter::Key(std::string_view key) {
   out_->append("\":");
   after_key_ = true;
   need_comma_ = true;
+}
+
+void JsonWriter::SafeKey(std::string_view key) {
+  if (need_comma_) out_->push_back(',');
+  out_->push_back('"');
+  out_->append(key);
+  out_->append("\":");
+  after_key_ = true;
+  need_comma_ = true;
+}
+
+void JsonWriter::SafeString(std::string_view s) {
+  BeforeValue();
+  out_->push_back('"');
+  out_->append(s);
+  out_->push_back('"');
 }
 
 void JsonWriter::String(std::string_view s) {
@@ -89,12 +106,23 @@ void JsonWriter::Raw(std::string_view json) {
   out_->append(json);
 }
 
+namespace {
+// Bytes that JSON strings must escape: control characters, '"' and '\\'.
+constexpr std::array<bool, 256> kNeedsEscape = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = true;
+  t['"'] = true;
+  t['\\'] = true;
+  return t;
+}();
+}  // namespace
+
 void JsonWriter::AppendEscaped(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   size_t run = 0;  // start of the current run of characters that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!kNeedsEscape[c]) continue;
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {

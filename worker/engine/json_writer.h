@@ -21,6 +21,10 @@ class JsonWriter {
   void BeginArray();
   void EndArray();
   void Key(std::string_view key);
+  // Key and String for text known to need no escaping (identifiers, hex,
+  // constants): appended as they are.
+  void SafeKey(std::string_view key);
+  void SafeString(std::string_view s);
   void String(std::string_view s);
   void Int(int64_t v);
   // Integral values print as integers; others with the shortest exact form.

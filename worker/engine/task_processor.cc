@@ -388,8 +388,16 @@ class TaskProcessor::Impl {
     WindowState win;
     win.start = start;
     win.end = end;
-    win.accs.reserve(plan_->aggregates().size());
-    for (const AggregateDef& a : plan_->aggregates()) win.accs.emplace_back(a.fn);
+    const auto& aggs = plan_->aggregates();
+    if (!spare_accs_.empty()) {
+      // Reuse a purged window's accumulators.
+      win.accs = std::move(spare_accs_.back());
+      spare_accs_.pop_back();
+      for (size_t a = 0; a < aggs.size(); ++a) win.accs[a] = Accumulator(aggs[a].fn);
+      return win;
+    }
+    win.accs.reserve(aggs.size());
+    for (const AggregateDef& a : aggs) win.accs.emplace_back(a.fn);
     return win;
   }
 
@@ -482,8 +490,27 @@ class TaskProcessor::Impl {
       }
     }
     MarkDirty(ks, timer.key);
+    spare_accs_.push_back(std::move(it->accs));
     ks.windows.erase(it);
-    MaybeForget(found);
+    // An empty key stays in the table until the next checkpoint (or sweep),
+    // so a key seen again soon does not cost a new entry.
+    if (ks.empty() && ++empty_keys_ > kSweepEmptyKeys) SweepEmptyKeys();
+  }
+
+  static constexpr size_t kSweepEmptyKeys = 100'000;
+
+  // Forgets keys without state (their deletion reaches the store through
+  // touched_keys_ at the next checkpoint).
+  void SweepEmptyKeys() {
+    for (auto it = keys_.begin(); it != keys_.end();) {
+      if (it->second.empty()) {
+        MarkDirty(it->second, it->first);
+        it = keys_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    empty_keys_ = 0;
   }
 
   // ---- Watermark ---------------------------------------------------------
@@ -522,9 +549,6 @@ class TaskProcessor::Impl {
     touched_keys_.emplace_back(key);
   }
 
-  void MaybeForget(std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>::iterator it) {
-    if (it->second.empty()) keys_.erase(it);
-  }
 
   static void EncodeKey(const KeyState& ks, size_t stride, std::string* out);
   bool DecodeKey(std::string_view in, KeyState* ks) const;
@@ -542,8 +566,8 @@ class TaskProcessor::Impl {
       hex[2 * i] = kHex[byte >> 4];
       hex[2 * i + 1] = kHex[byte & 15];
     }
-    w.Key("id");
-    w.String(std::string_view(hex, 32));
+    w.SafeKey("id");
+    w.SafeString(std::string_view(hex, 32));
   }
 
   void IdPart(std::string_view s) {
@@ -552,13 +576,13 @@ class TaskProcessor::Impl {
   void IdPart(int64_t v) { Encoder(&id_buf_).I64(v); }
 
   void WriteSource(JsonWriter& w, int64_t offset) {
-    w.Key("source");
+    w.SafeKey("source");
     w.BeginObject();
-    w.Key("topic");
+    w.SafeKey("topic");
     w.String(topic_);
-    w.Key("partition");
+    w.SafeKey("partition");
     w.Int(partition_);
-    w.Key("offset");
+    w.SafeKey("offset");
     w.Int(offset);
     w.EndObject();
   }
@@ -578,19 +602,19 @@ class TaskProcessor::Impl {
     JsonWriter w(&out_);
     w.BeginObject();
     WriteId(w);
-    w.Key("job");
+    w.SafeKey("job");
     w.String(job_);
-    w.Key("rule");
+    w.SafeKey("rule");
     w.String(rule.name);
-    w.Key("key");
+    w.SafeKey("key");
     w.String(key);
-    w.Key("event_time");
+    w.SafeKey("event_time");
     w.Int(time);
     for (size_t a = 0; a < num_aggs; ++a) {
-      w.Key(rule.aggregates[a].name);
+      w.SafeKey(rule.aggregates[a].name);  // identifiers, checked by the job loader
       WriteValue(w, agg_values_[a]);
     }
-    w.Key("event");
+    w.SafeKey("event");
     w.Raw(decoder_.Minify(payload));
     WriteSource(w, offset);
     w.EndObject();
@@ -622,18 +646,18 @@ class TaskProcessor::Impl {
     JsonWriter w(&out_);
     w.BeginObject();
     WriteId(w);
-    w.Key("job");
+    w.SafeKey("job");
     w.String(job_);
-    w.Key("key");
+    w.SafeKey("key");
     w.String(key);
-    w.Key("window_start");
+    w.SafeKey("window_start");
     w.Int(win.start);
-    w.Key("window_end");
+    w.SafeKey("window_end");
     w.Int(win.end);
-    w.Key("kind");
-    w.String(update ? "update" : "final");
+    w.SafeKey("kind");
+    w.SafeString(update ? "update" : "final");
     for (size_t a = 0; a < aggs.size(); ++a) {
-      w.Key(aggs[a].name);
+      w.SafeKey(aggs[a].name);
       WriteValue(w, agg_values_[a]);
     }
     w.EndObject();
@@ -644,17 +668,17 @@ class TaskProcessor::Impl {
     out_.clear();
     JsonWriter w(&out_);
     w.BeginObject();
-    w.Key("job");
+    w.SafeKey("job");
     w.String(job_);
-    w.Key("reason");
-    w.String("late");
-    w.Key("key");
+    w.SafeKey("reason");
+    w.SafeString("late");
+    w.SafeKey("key");
     w.String(key);
-    w.Key("event_time");
+    w.SafeKey("event_time");
     w.Int(time);
-    w.Key("watermark");
+    w.SafeKey("watermark");
     w.Int(watermark_);
-    w.Key("event");
+    w.SafeKey("event");
     w.Raw(decoder_.Minify(payload));
     WriteSource(w, offset);
     w.EndObject();
@@ -665,16 +689,16 @@ class TaskProcessor::Impl {
     out_.clear();
     JsonWriter w(&out_);
     w.BeginObject();
-    w.Key("job");
+    w.SafeKey("job");
     w.String(job_);
-    w.Key("reason");
+    w.SafeKey("reason");
     w.String(reason);
     WriteSource(w, rec.position.offset);
     if (simdjson::validate_utf8(rec.payload.data(), rec.payload.size())) {
-      w.Key("raw");
+      w.SafeKey("raw");
       w.String(rec.payload);
     } else {
-      w.Key("raw_base64");
+      w.SafeKey("raw_base64");
       std::string b64;
       AppendBase64(&b64, rec.payload);
       w.String(b64);
@@ -713,6 +737,8 @@ class TaskProcessor::Impl {
   std::vector<uint32_t> pending_heap_;
   std::vector<uint32_t> free_pending_;
   bool checkpointed_once_ = false;
+  size_t empty_keys_ = 0;                            // keys left empty since the last sweep
+  std::vector<std::vector<Accumulator>> spare_accs_;  // of purged windows, for reuse
 
   // Scratch reused across events.
   EvalScratch scratch_;
@@ -795,6 +821,10 @@ Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
   for (const std::string& key : touched_keys_) {
     auto it = keys_.find(key);
     std::string store_key = std::string(kKeyPrefix) + key;
+    if (it != keys_.end() && it->second.empty()) {
+      keys_.erase(it);
+      it = keys_.end();
+    }
     if (it == keys_.end()) {
       batch.Delete(std::move(store_key));
     } else if (it->second.dirty) {
@@ -840,6 +870,7 @@ Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
   batch.Put(std::string(kMetaKey), buf);
   SLUICE_RETURN_IF_ERROR(store.Write(batch));
   touched_keys_.clear();
+  empty_keys_ = 0;
   checkpointed_once_ = true;
   return Status::Ok();
 }
