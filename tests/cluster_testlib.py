@@ -23,8 +23,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from sluice_testlib import (Worker, binary, by_id, expected_output, produce, read_topic,
-                            wait_for)
+from sluice_testlib import check_against_reference as check_reference
+from sluice_testlib import Worker, binary, produce, wait_for
 
 # Short leases so that failovers are quick in tests.
 HEARTBEAT = "500ms"
@@ -393,40 +393,10 @@ def setup_topics(broker, job, partitions):
         broker.create_topic(f"{job['name']}-{kind}", OUT_PARTITIONS)
 
 
-def outputs(broker, job):
-    return {kind: [v.decode("utf-8") for _, _, _, v in
-                   read_topic(broker.bootstrap, f"{job['name']}-{kind}", OUT_PARTITIONS,
-                              quiet=2.0)]
-            for kind in ("alerts", "late", "dlq")}
-
-
 def check_against_reference(broker, job_file, job, total, partitions, exact):
-    """Compares what the cluster produced with sluice-run over the same input
-    (as test_worker.py does). `exact`: nothing crashed or moved, so no
-    duplicates either; otherwise alerts are compared by id (a replayed record
-    must be identical) and late/dlq as sets."""
-    dump = read_topic(broker.bootstrap, job["topic"], partitions, expect=total, quiet=0.5)
-    assert len(dump) == total
-    expected = expected_output(job_file, dump)
-    got = outputs(broker, job)
-    exp_alerts = expected.get(job["name"] + "-alerts", [])
-    assert len(exp_alerts) > 20, "the test data should trigger alerts"
-    got_by_id, exp_by_id = by_id(got["alerts"]), by_id(exp_alerts)
-    missing = sorted(set(exp_by_id) - set(got_by_id))
-    extra = sorted(set(got_by_id) - set(exp_by_id))
-    assert not missing and not extra, \
-        f"{len(missing)} alerts missing (e.g. {[exp_by_id[i] for i in missing[:2]]}), " \
-        f"{len(extra)} unexpected (e.g. {[got_by_id[i] for i in extra[:2]]})"
-    assert got_by_id == exp_by_id
-    for kind in ("late", "dlq"):
-        exp = expected.get(job["name"] + "-" + kind, [])
-        if exact:
-            assert sorted(got[kind]) == sorted(exp), kind
-        else:
-            assert set(got[kind]) == set(exp), kind
-    if exact:
-        assert len(got["alerts"]) == len(exp_alerts), "duplicate alerts without a failure"
-    return expected, got
+    """sluice_testlib's check, with this module's sink topics."""
+    return check_reference(broker, job_file, job, total, partitions, exact,
+                           sink_partitions=OUT_PARTITIONS)
 
 
 @pytest.fixture

@@ -302,3 +302,40 @@ def by_id(records):
         assert out.get(rid, r) == r, f"id {rid} has two contents:\n{out[rid]}\n{r}"
         out[rid] = r
     return out
+
+
+def outputs(broker, job, partitions):
+    """What a job wrote: {"alerts"|"late"|"dlq": [records]}."""
+    return {kind: [v.decode("utf-8") for _, _, _, v in
+                   read_topic(broker.bootstrap, f"{job['name']}-{kind}", partitions,
+                              quiet=2.0)]
+            for kind in ("alerts", "late", "dlq")}
+
+
+def check_against_reference(broker, job_file, job, total, partitions, exact,
+                            sink_partitions=None):
+    """Compares what the workers produced with sluice-run over the same input. `exact`: nothing crashed or moved, so no
+    duplicates either; otherwise alerts are compared by id (a replayed record
+    must be identical) and late/dlq as sets."""
+    dump = read_topic(broker.bootstrap, job["topic"], partitions, expect=total, quiet=0.5)
+    assert len(dump) == total
+    expected = expected_output(job_file, dump)
+    got = outputs(broker, job, sink_partitions or partitions)
+    exp_alerts = expected.get(job["name"] + "-alerts", [])
+    assert len(exp_alerts) > 20, "the test data should trigger alerts"
+    got_by_id, exp_by_id = by_id(got["alerts"]), by_id(exp_alerts)
+    missing = sorted(set(exp_by_id) - set(got_by_id))
+    extra = sorted(set(got_by_id) - set(exp_by_id))
+    assert not missing and not extra, \
+        f"{len(missing)} alerts missing (e.g. {[exp_by_id[i] for i in missing[:2]]}), " \
+        f"{len(extra)} unexpected (e.g. {[got_by_id[i] for i in extra[:2]]})"
+    assert got_by_id == exp_by_id
+    for kind in ("late", "dlq"):
+        exp = expected.get(job["name"] + "-" + kind, [])
+        if exact:
+            assert sorted(got[kind]) == sorted(exp), kind
+        else:
+            assert set(got[kind]) == set(exp), kind
+    if exact:
+        assert len(got["alerts"]) == len(exp_alerts), "duplicate alerts without a failure"
+    return expected, got

@@ -11,10 +11,10 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/logging.h"
 #include "jobspec/job_loader.h"
 #include "worker/coordinator_client.h"
 #include "worker/kafka/kafka_client.h"
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
                  "second");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->default_val("info")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+      ->check(CLI::IsMember(sluice::LogLevels()));
   app.failure_message(CLI::FailureMessage::help);
   CLI11_PARSE(app, argc, argv);
   if (coordinator.empty() == job_file.empty()) {
@@ -112,9 +112,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  spdlog::set_default_logger(spdlog::stderr_color_mt("sluice-worker"));
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  sluice::SetUpLogging("sluice-worker", log_level);
 
   sluice::proto::JobSpec spec;
   if (!job_file.empty()) {

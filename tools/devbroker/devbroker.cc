@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/status.h"
 #include "tools/devbroker/control_commands.h"
 #include "tools/devbroker/control_server.h"
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
                  "removed again on clean exit");
   app.add_option("--log-level", log_level, "stderr log level")
       ->default_val("info")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+      ->check(CLI::IsMember(sluice::LogLevels()));
   app.add_option("--rdkafka-debug", rdkafka_debug,
                  "librdkafka debug contexts for the mock, e.g. mock,protocol (logged at debug)");
   app.footer(Footer());
@@ -160,9 +161,7 @@ int main(int argc, char** argv) {
     topics.push_back(*t);
   }
 
-  auto logger = spdlog::stderr_color_mt("devbroker");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  sluice::SetUpLogging("devbroker", log_level);
   if (!rdkafka_debug.empty() && spdlog::get_level() > spdlog::level::debug) {
     spdlog::set_level(spdlog::level::debug);
   }

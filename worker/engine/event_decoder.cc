@@ -105,6 +105,7 @@ struct EventDecoder::Impl {
   simdjson::dom::parser parser;
   std::vector<char> padded;  // the message, followed by simdjson's padding
   std::vector<Value> fields;
+  simdjson::dom::element root;  // of the last parsed message
   char key_buf[32];
   std::string minified;
 };
@@ -114,13 +115,19 @@ EventDecoder::~EventDecoder() = default;
 
 bool EventDecoder::Decode(std::string_view payload, int64_t now_ms, bool check_time_bounds,
                           DecodedEvent* out, std::string* reason) {
+  return Parse(payload, reason) && Extract(now_ms, check_time_bounds, out, reason);
+}
+
+std::span<const Value> EventDecoder::fields() const { return impl_->fields; }
+
+bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
   Impl& m = *impl_;
   const size_t need = payload.size() + simdjson::SIMDJSON_PADDING;
   if (m.padded.size() < need) m.padded.resize(need);
   std::memcpy(m.padded.data(), payload.data(), payload.size());
   std::memset(m.padded.data() + payload.size(), 0, simdjson::SIMDJSON_PADDING);
 
-  element root;
+  element& root = m.root;
   simdjson::error_code err = m.parser.parse(m.padded.data(), payload.size(), false).get(root);
   if (err) {
     *reason = InvalidJsonReason(payload, err);
@@ -162,40 +169,14 @@ bool EventDecoder::Decode(std::string_view payload, int64_t now_ms, bool check_t
     }
   }
 
-  // The key: a string, or an integer written as its decimal text.
-  const std::string& key_name = m.plan.field_names()[m.plan.key_slot()];
-  {
-    element key_el = root;
-    bool found = true;
-    for (const std::string& part : m.plan.field_paths()[m.plan.key_slot()]) {
-      if (key_el.type() != element_type::OBJECT || key_el.get_object().at_key(part).get(key_el)) {
-        found = false;
-        break;
-      }
-    }
-    if (!found || key_el.type() == element_type::NULL_VALUE) {
-      *reason = "missing key field " + key_name;
-      return false;
-    }
-    switch (key_el.type()) {
-      case element_type::STRING: out->key = std::string_view(key_el); break;
-      case element_type::INT64: {
-        auto r = std::to_chars(m.key_buf, m.key_buf + sizeof(m.key_buf), int64_t(key_el));
-        out->key = std::string_view(m.key_buf, r.ptr - m.key_buf);
-        break;
-      }
-      case element_type::UINT64: {
-        auto r = std::to_chars(m.key_buf, m.key_buf + sizeof(m.key_buf), uint64_t(key_el));
-        out->key = std::string_view(m.key_buf, r.ptr - m.key_buf);
-        break;
-      }
-      default:
-        *reason = "wrong type: key field " + key_name + " is " + TypeName(key_el.type()) +
-                  ", expected a string or an integer";
-        return false;
-    }
-  }
+  return true;
+}
 
+bool EventDecoder::Extract(int64_t now_ms, bool check_time_bounds, DecodedEvent* out,
+                           std::string* reason) {
+  Impl& m = *impl_;
+  const element& root = m.root;
+  out->event_time = kMinTime;
   // The event time: epoch milliseconds, or an RFC 3339 string.
   const std::string& time_name = m.plan.field_names()[m.plan.time_slot()];
   const Value& t = m.fields[m.plan.time_slot()];
@@ -241,7 +222,42 @@ bool EventDecoder::Decode(std::string_view payload, int64_t now_ms, bool check_t
     }
   }
 
-  out->event_time = event_time;
+  out->event_time = event_time;  // valid even if the key is not
+
+  // The key: a string, or an integer written as its decimal text.
+  const std::string& key_name = m.plan.field_names()[m.plan.key_slot()];
+  {
+    element key_el = root;
+    bool found = true;
+    for (const std::string& part : m.plan.field_paths()[m.plan.key_slot()]) {
+      if (key_el.type() != element_type::OBJECT || key_el.get_object().at_key(part).get(key_el)) {
+        found = false;
+        break;
+      }
+    }
+    if (!found || key_el.type() == element_type::NULL_VALUE) {
+      *reason = "missing key field " + key_name;
+      return false;
+    }
+    switch (key_el.type()) {
+      case element_type::STRING: out->key = std::string_view(key_el); break;
+      case element_type::INT64: {
+        auto r = std::to_chars(m.key_buf, m.key_buf + sizeof(m.key_buf), int64_t(key_el));
+        out->key = std::string_view(m.key_buf, r.ptr - m.key_buf);
+        break;
+      }
+      case element_type::UINT64: {
+        auto r = std::to_chars(m.key_buf, m.key_buf + sizeof(m.key_buf), uint64_t(key_el));
+        out->key = std::string_view(m.key_buf, r.ptr - m.key_buf);
+        break;
+      }
+      default:
+        *reason = "wrong type: key field " + key_name + " is " + TypeName(key_el.type()) +
+                  ", expected a string or an integer";
+        return false;
+    }
+  }
+
   out->fields = m.fields;
   return true;
 }

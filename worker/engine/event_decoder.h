@@ -42,6 +42,15 @@ class EventDecoder {
   bool Decode(std::string_view payload, int64_t now_ms, bool check_time_bounds,
               DecodedEvent* out, std::string* reason);
 
+  // Decode in two steps, so a filter can run in between: Parse checks the
+  // JSON and fills fields(); Extract then reads the key and event time of the
+  // parsed message (and checks the time bounds).
+  bool Parse(std::string_view payload, std::string* reason);
+  std::span<const Value> fields() const;
+  // On failure out->event_time is the event's time if that was good (only the
+  // key was not), else kMinTime.
+  bool Extract(int64_t now_ms, bool check_time_bounds, DecodedEvent* out, std::string* reason);
+
   // `payload` without insignificant whitespace (for embedding in output).
   // Valid until the next call to Decode or Minify.
   std::string_view Minify(std::string_view payload);

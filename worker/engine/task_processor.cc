@@ -194,8 +194,23 @@ class TaskProcessor::Impl {
   void ProcessOne(const SourceRecord& rec, int64_t now) {
     ++counters_.consumed;
     next_offset_ = rec.position.offset + 1;
+    if (!decoder_.Parse(rec.payload, &reason_)) {
+      ++counters_.dead_lettered;
+      EmitDeadLetter(rec, reason_);
+      return;
+    }
+    // The filter runs first: an event it drops needs no key or time (as a
+    // filter before keyBy in Flink). It still moves the watermark if it has
+    // a good time.
+    const bool pass = !plan_->filter() ||
+                      plan_->filter()->EvalBool(EvalInput{decoder_.fields(), {}, {}}, scratch_);
     DecodedEvent ev;
-    if (!decoder_.Decode(rec.payload, now, /*check_time_bounds=*/true, &ev, &reason_)) {
+    const bool extracted = decoder_.Extract(now, /*check_time_bounds=*/true, &ev, &reason_);
+    if (!pass) {
+      ++counters_.processed;
+      ++counters_.filtered;
+      if (ev.event_time == kMinTime) return;
+    } else if (!extracted) {
       ++counters_.dead_lettered;
       EmitDeadLetter(rec, reason_);
       return;
@@ -203,11 +218,8 @@ class TaskProcessor::Impl {
     seen_event_ = true;
     last_event_proc_time_ = now;
 
-    const EvalInput input{ev.fields, {}, {}};
-    const bool pass = !plan_->filter() || plan_->filter()->EvalBool(input, scratch_);
     if (!pass) {
-      ++counters_.processed;
-      ++counters_.filtered;
+      // Counted above.
     } else if (plan_->is_rule_job()) {
       OnRuleEvent(rec, ev);
     } else {

@@ -16,65 +16,11 @@ using testing::Agg;
 using testing::BaseSpec;
 using testing::Event;
 using testing::Harness;
+using testing::RandomEvents;
+using testing::RuleJob;
+using testing::SessionJob;
 
 constexpr int64_t T = 1'700'000'000'000;
-
-std::vector<std::string> RandomEvents(uint64_t seed, int n, int users) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::string> out;
-  int64_t t = T;
-  const char* pages[] = {"/home", "/search", "/item", "/cart", "/checkout"};
-  const char* countries[] = {"DE", "FR", "US"};
-  for (int i = 0; i < n; ++i) {
-    t += static_cast<int64_t>(rng() % 20'000);
-    // Some out-of-order (within and beyond 30 s) and some malformed records.
-    int64_t ts = t - static_cast<int64_t>(rng() % 40'000);
-    if (rng() % 40 == 0) ts -= 300'000;  // far behind: late
-    std::string user = "u" + std::to_string(rng() % users);
-    if (rng() % 50 == 0) {
-      out.push_back("{\"user\":\"" + user + "\",\"ts\":");
-      continue;
-    }
-    char extra[160];
-    std::snprintf(extra, sizeof(extra), "\"page\":\"%s\",\"amount\":%d,\"country\":\"%s\"",
-                  pages[rng() % 5], static_cast<int>(rng() % 8000), countries[rng() % 3]);
-    out.push_back(Event(user, ts, extra));
-  }
-  return out;
-}
-
-proto::JobSpec SessionJob() {
-  proto::JobSpec spec = BaseSpec("sessions");
-  spec.mutable_source()->set_max_out_of_orderness_ms(30'000);
-  spec.mutable_window()->set_session_gap_ms(60'000);
-  spec.mutable_window()->set_allowed_lateness_ms(20'000);
-  using F = proto::AggregateSpec;
-  *spec.add_aggregates() = Agg("events", F::COUNT);
-  *spec.add_aggregates() = Agg("pages", F::COUNT_DISTINCT, "page");
-  *spec.add_aggregates() = Agg("first_page", F::FIRST, "page");
-  *spec.add_aggregates() = Agg("last_page", F::LAST, "page");
-  *spec.add_aggregates() = Agg("revenue", F::SUM, "amount");
-  return spec;
-}
-
-proto::JobSpec RuleJob() {
-  proto::JobSpec spec = BaseSpec("fraud");
-  spec.mutable_source()->set_max_out_of_orderness_ms(30'000);
-  proto::RuleSpec* big = spec.add_rules();
-  big->set_name("large_amount");
-  big->set_when("amount > 7000");
-  proto::RuleSpec* velocity = spec.add_rules();
-  velocity->set_name("velocity");
-  velocity->mutable_window()->set_rolling_ms(300'000);
-  *velocity->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
-  velocity->set_when("n > 3");
-  proto::RuleSpec* country = spec.add_rules();
-  country->set_name("new_country");
-  country->mutable_window()->set_rolling_ms(3'600'000);
-  *country->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
-  country->set_when("n > 1 && new_value(country)");
-  return spec;
-}
 
 proto::JobSpec SlidingJob() {
   proto::JobSpec spec = BaseSpec("sliding");

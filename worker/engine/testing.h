@@ -54,6 +54,16 @@ class Harness {
   int64_t next_offset_ = 0;
 };
 
+// A deterministic stream of `n` records for `users` users (field "user"),
+// with pages, amounts and countries, some out of order (within 40 s), some far
+// behind (late for most jobs) and some malformed (dead letters).
+std::vector<std::string> RandomEvents(uint64_t seed, int n, int users);
+
+// Jobs over such streams: sessions (count, count_distinct, last, sum; 60 s gap,
+// 20 s lateness) and fraud-like rules (a plain rule and two rolling ones).
+proto::JobSpec SessionJob();
+proto::JobSpec RuleJob();
+
 // Reads one top-level field of a JSON object: strings without quotes, other
 // values as JSON text; "<missing>" if absent.
 std::string Field(const std::string& json, const std::string& key);

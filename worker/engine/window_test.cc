@@ -292,3 +292,28 @@ TEST_CASE("every aggregate over a window, skipping nulls") {
 
 }  // namespace
 }  // namespace sluice::engine
+
+namespace sluice::engine {
+namespace {
+
+TEST_CASE("the filter runs before the key and time are required") {
+  proto::JobSpec spec = testing::BaseSpec();
+  spec.set_filter("kind == \"click\"");
+  spec.mutable_window()->set_tumbling_ms(60'000);
+  *spec.add_aggregates() = testing::Agg("events", proto::AggregateSpec::COUNT);
+  testing::Harness h(spec);
+  h.Feed(std::string(R"({"kind":"view","ts":1700000000000})"));         // no key, filtered
+  h.Feed(std::string(R"({"kind":"view"})"));                            // no key, no time
+  h.Feed(std::string(R"({"kind":"click","ts":1700000000001})"));       // no key: dead letter
+  h.Feed(std::string(R"({"kind":"click","user":"u1","ts":1700000000002})"));
+  h.Feed(std::string(R"({"kind":"view","ts":1700000100000})"));        // moves the watermark
+  REQUIRE(h.DeadLetters().size() == 1);
+  REQUIRE(testing::Field(h.DeadLetters()[0], "reason") == "missing key field user");
+  REQUIRE(h.Output().size() == 1);  // the window fired on the filtered event's time
+  const TaskCounters& c = h.task().counters();
+  REQUIRE(c.filtered == 3);
+  REQUIRE(c.consumed == c.processed + c.late + c.dead_lettered);
+}
+
+}  // namespace
+}  // namespace sluice::engine
