@@ -8,10 +8,11 @@
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/logging.h"
+#include "common/stop_signals.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/service.h"
 #include "jobspec/job_loader.h"
@@ -20,8 +21,6 @@
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-extern "C" void OnSignal(int) { g_stop.store(true); }
 
 // Partition counts from Kafka metadata, with a client per broker list.
 class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
@@ -67,13 +66,11 @@ int main(int argc, char** argv) {
       ->default_val("5s");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->default_val("info")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+      ->check(CLI::IsMember(sluice::LogLevels()));
   app.failure_message(CLI::FailureMessage::help);
   CLI11_PARSE(app, argc, argv);
 
-  spdlog::set_default_logger(spdlog::stderr_color_mt("sluice-coordinator"));
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  sluice::SetUpLogging("sluice-coordinator", log_level);
 
   sluice::coordinator::CoordinatorOptions options;
   options.default_brokers = brokers;
@@ -134,11 +131,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  while (!g_stop.load()) {
+  const std::atomic<bool>& stop = sluice::InstallStopSignals();
+  while (!stop.load()) {
     coordinator.Tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

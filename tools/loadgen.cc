@@ -13,14 +13,11 @@
 #include <CLI/CLI.hpp>
 
 #include "common/clock.h"
+#include "common/stop_signals.h"
 #include "tools/event_generator.h"
 #include "worker/engine/json_writer.h"
 #include "worker/kafka/kafka_client.h"
 
-namespace {
-std::atomic<bool> g_stop{false};
-extern "C" void OnSignal(int) { g_stop.store(true); }
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -79,10 +76,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  const std::atomic<bool>& stop = sluice::InstallStopSignals();
 
   sluice::SystemClock clock;
   sluice::tools::GeneratorOptions opts;
@@ -104,7 +98,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   auto last_progress = start;
   int64_t sent = 0, expected = 0;
-  while (!g_stop.load() && (count == 0 || sent < count)) {
+  while (!stop.load() && (count == 0 || sent < count)) {
     if (rate > 0) {
       const auto due = start + std::chrono::duration<double>(static_cast<double>(sent) / rate);
       if (due > std::chrono::steady_clock::now()) std::this_thread::sleep_until(due);

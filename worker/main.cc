@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
 #include "worker/coordinator_client.h"
 #include "worker/kafka/kafka_client.h"
@@ -24,12 +25,10 @@
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-
-extern "C" void OnSignal(int) { g_stop.store(true); }
+const std::atomic<bool>* g_stop = nullptr;  // set by the stop signals
 
 void SleepUnlessStopped(int ms) {
-  for (int i = 0; i < ms / 20 && !g_stop.load(); ++i) {
+  for (int i = 0; i < ms / 20 && !g_stop->load(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
@@ -41,7 +40,7 @@ sluice::Result<int32_t> WaitForTopic(const sluice::worker::HostOptions& options,
   SLUICE_ASSIGN_OR_RETURN(auto probe, sluice::worker::KafkaConsumer::Create(
                                           options.brokers, "sluice-probe",
                                           options.kafka_settings));
-  while (!g_stop.load()) {
+  while (!g_stop->load()) {
     auto count = probe->PartitionCount(topic, 5'000);
     if (count.ok()) return count;
     spdlog::warn("waiting for topic {} at {}: {}", topic, options.brokers,
@@ -155,10 +154,7 @@ int main(int argc, char** argv) {
     options.kafka_settings[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
 
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  g_stop = &sluice::InstallStopSignals();
 
   sluice::SystemClock clock;
   sluice::worker::TaskHost host(options, clock);
@@ -172,7 +168,7 @@ int main(int argc, char** argv) {
   if (!coordinator.empty()) {
     client = std::make_unique<sluice::worker::CoordinatorClient>(coordinator, worker_id, threads,
                                                                  host, clock);
-    control = std::thread([&] { client->Run(g_stop); });
+    control = std::thread([&] { client->Run(*g_stop); });
   } else {
     auto plan = sluice::engine::JobPlan::Compile(spec);
     if (!plan.ok()) {
@@ -182,7 +178,7 @@ int main(int argc, char** argv) {
     auto count = WaitForTopic(options, spec.source().topic());
     if (!count.ok()) {
       host.Shutdown(false);
-      return g_stop.load() ? 0 : 1;
+      return g_stop->load() ? 0 : 1;
     }
     std::vector<int32_t> run = *parts;
     if (run.empty()) {
@@ -201,7 +197,7 @@ int main(int argc, char** argv) {
     for (int32_t p : run) host.StartTask(*plan, 1, p, 0);
   }
 
-  while (!g_stop.load()) {
+  while (!g_stop->load()) {
     sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
     SleepUnlessStopped(500);
   }

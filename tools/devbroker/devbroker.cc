@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/stop_signals.h"
 #include "common/status.h"
 #include "tools/devbroker/control_commands.h"
 #include "tools/devbroker/control_server.h"
@@ -171,7 +172,7 @@ int main(int argc, char** argv) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
+  if (!sluice::SigintIgnored()) sigaddset(&stop_signals, SIGINT);  // see stop_signals.h
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
