@@ -34,6 +34,7 @@
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
+#include "bench/bench_util.h"
 #include "worker/engine/task_processor.h"
 
 namespace sluice::bench {
@@ -50,31 +51,15 @@ constexpr double kTargetEventsPerSecond = 2'000'000;  // ARCHITECTURE.md, tumbli
 
 // ---- Input ------------------------------------------------------------------
 
-// Pre-encoded events in one buffer, and the SourceRecords that view them with
-// consecutive offsets from 0.
-struct EventSet {
-  std::string bytes;
-  std::vector<SourceRecord> records;
-};
-
 EventSet Generate(const tools::GeneratorOptions& options, int64_t n) {
   tools::EventGenerator gen(options);
   EventSet set;
-  std::vector<std::pair<size_t, size_t>> spans;  // offset, length into bytes
-  spans.reserve(static_cast<size_t>(n));
   std::string one;
   for (int64_t i = 0; i < n; ++i) {
     gen.Next(&one);
-    spans.emplace_back(set.bytes.size(), one.size());
-    set.bytes += one;
+    set.Add(one);
   }
-  // Views are taken once `bytes` has stopped growing.
-  set.records.reserve(spans.size());
-  for (size_t i = 0; i < spans.size(); ++i) {
-    set.records.push_back(
-        SourceRecord{std::string_view(set.bytes).substr(spans[i].first, spans[i].second), "",
-                     engine::SourcePosition{"events", 0, static_cast<int64_t>(i)}});
-  }
+  set.Seal("events");
   return set;
 }
 
@@ -178,94 +163,7 @@ std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
 // ---- Runs -------------------------------------------------------------------
 
 // Counts records by stream; keeps nothing.
-class CountingSink final : public engine::RecordSink {
- public:
-  void Emit(OutputStream stream, std::string_view, std::string_view) override {
-    ++counts_[static_cast<size_t>(stream)];
-  }
-  int64_t count(OutputStream stream) const { return counts_[static_cast<size_t>(stream)]; }
-
- private:
-  std::array<int64_t, 3> counts_{};
-};
-
-struct RunResult {
-  double seconds = 0;
-  int64_t output = 0;  // output records (or, decode-only, decoded events)
-  int64_t late = 0;
-  int64_t dead_lettered = 0;
-};
-
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point start, Clock::time_point end) {
-  return std::chrono::duration<double>(end - start).count();
-}
-
-RunResult RunTask(const std::shared_ptr<const engine::JobPlan>& plan, const EventSet& events,
-                  size_t batch) {
-  ManualClock clock(kNowMs);
-  CountingSink sink;
-  auto task = std::make_unique<engine::TaskProcessor>(plan, clock, sink);
-  const std::span<const SourceRecord> all(events.records);
-
-  const auto start = Clock::now();
-  for (size_t i = 0; i < all.size(); i += batch) {
-    task->ProcessBatch(all.subspan(i, std::min(batch, all.size() - i)));
-  }
-  task->Drain();
-  const auto end = Clock::now();
-
-  RunResult r;
-  r.seconds = Seconds(start, end);
-  r.output = sink.count(OutputStream::kOutput);
-  r.late = sink.count(OutputStream::kLate);
-  r.dead_lettered = sink.count(OutputStream::kDeadLetter);
-  SLUICE_CHECK(task->counters().consumed == static_cast<int64_t>(all.size()));
-  return r;  // the task's state is freed here, outside the timed region
-}
-
-// The same decoding the task does first, and nothing else.
-RunResult RunDecodeOnly(const engine::JobPlan& plan, const EventSet& events) {
-  engine::EventDecoder decoder(plan);
-  engine::DecodedEvent decoded;
-  std::string reason;
-  int64_t ok = 0;
-  int64_t bad = 0;
-  uint64_t checksum = 0;
-
-  const auto start = Clock::now();
-  for (const SourceRecord& r : events.records) {
-    if (decoder.Decode(r.payload, kNowMs, /*check_time_bounds=*/true, &decoded, &reason)) {
-      ++ok;
-      checksum += static_cast<uint64_t>(decoded.event_time) + decoded.key.size();
-    } else {
-      ++bad;
-    }
-  }
-  const auto end = Clock::now();
-
-  // Keeps the loop's results observable, so the decoding is not optimized away.
-  asm volatile("" : : "r"(checksum) : "memory");
-  return RunResult{Seconds(start, end), ok, 0, bad};
-}
-
 // ---- Report -----------------------------------------------------------------
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      size_t colon = line.find(':');
-      if (colon != std::string::npos) {
-        size_t begin = line.find_first_not_of(' ', colon + 1);
-        return begin == std::string::npos ? "" : line.substr(begin);
-      }
-    }
-  }
-  return "unknown";
-}
 
 struct Row {
   std::string scenario;
@@ -371,7 +269,8 @@ int Main(int argc, char** argv) {
     Row row{std::string(scenario), n, {}};
     for (int i = 0; i < runs; ++i) {
       RunResult r =
-          scenario == "decode" ? RunDecodeOnly(*plan, *events) : RunTask(plan, *events, batch);
+          scenario == "decode" ? RunDecodeOnly(*plan, *events, kNowMs)
+                               : RunTask(plan, *events, batch, kNowMs);
       if (i == 0 || r.seconds < row.best.seconds) row.best = r;
     }
     rows.push_back(row);
