@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <simdjson.h>
@@ -62,6 +63,7 @@ struct KeyState {
   std::vector<WindowState> windows;        // window jobs; sorted by start
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
   bool dirty = false;                     // changed since the last checkpoint
+  bool persisted = false;                 // the store holds a version of it
 
   bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
 };
@@ -192,6 +194,12 @@ class TaskProcessor::Impl {
   }
 
   void ProcessOne(const SourceRecord& rec, int64_t now) {
+    // A record before the next offset was processed already (a redelivery
+    // after a reassignment): processing it again would count it twice.
+    if (next_offset_ >= 0 && rec.position.offset < next_offset_) {
+      ++counters_.redelivered;
+      return;
+    }
     ++counters_.consumed;
     next_offset_ = rec.position.offset + 1;
     if (!decoder_.Parse(rec.payload, &reason_)) {
@@ -516,7 +524,7 @@ class TaskProcessor::Impl {
   void SweepEmptyKeys() {
     for (auto it = keys_.begin(); it != keys_.end();) {
       if (it->second.empty()) {
-        MarkDirty(it->second, it->first);
+        if (it->second.persisted) erased_persisted_.insert(it->first);
         it = keys_.erase(it);
       } else {
         ++it;
@@ -751,6 +759,9 @@ class TaskProcessor::Impl {
   bool checkpointed_once_ = false;
   size_t empty_keys_ = 0;                            // keys left empty since the last sweep
   std::vector<std::vector<Accumulator>> spare_accs_;  // of purged windows, for reuse
+  // Keys the store holds that were erased from the table since the last
+  // checkpoint (their deletes go into the next one).
+  std::unordered_set<std::string> erased_persisted_;
 
   // Scratch reused across events.
   EvalScratch scratch_;
@@ -830,20 +841,23 @@ Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
     }));
     for (auto& [key, ks] : keys_) MarkDirty(ks, key);
   }
+  // Deletes first: a key erased and created again is put after its delete.
+  for (const std::string& key : erased_persisted_) {
+    batch.Delete(std::string(kKeyPrefix) + key);
+  }
+  erased_persisted_.clear();
   for (const std::string& key : touched_keys_) {
     auto it = keys_.find(key);
-    std::string store_key = std::string(kKeyPrefix) + key;
-    if (it != keys_.end() && it->second.empty()) {
+    if (it == keys_.end() || !it->second.dirty) continue;  // gone, or listed twice
+    if (it->second.empty()) {
+      if (it->second.persisted) batch.Delete(std::string(kKeyPrefix) + key);
       keys_.erase(it);
-      it = keys_.end();
+      continue;
     }
-    if (it == keys_.end()) {
-      batch.Delete(std::move(store_key));
-    } else if (it->second.dirty) {
-      EncodeKey(it->second, stride_, &buf);
-      batch.Put(std::move(store_key), buf);
-      it->second.dirty = false;
-    }
+    EncodeKey(it->second, stride_, &buf);
+    batch.Put(std::string(kKeyPrefix) + key, buf);
+    it->second.dirty = false;
+    it->second.persisted = true;
   }
   // Queued rule events, in (time, offset) order.
   buf.clear();
@@ -921,6 +935,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
                                 "' does not decode");
     }
     std::string key(k.substr(kKeyPrefix.size()));
+    ks.persisted = true;
     // Timers follow from the windows.
     for (const WindowState& w : ks.windows) {
       if (!w.fired || w.changed) {

@@ -48,6 +48,9 @@ struct TaskCounters {
   int64_t dead_lettered = 0;
   int64_t window_results = 0;  // emitted window records (final + update)
   int64_t alerts = 0;
+  // Records at an offset already processed (a redelivery), skipped; not part
+  // of `consumed`.
+  int64_t redelivered = 0;
 };
 
 class TaskProcessor {

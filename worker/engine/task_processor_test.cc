@@ -133,3 +133,35 @@ TEST_CASE("counters reconcile: consumed = processed + late + dead_lettered") {
 
 }  // namespace
 }  // namespace sluice::engine
+
+namespace sluice::engine {
+namespace {
+
+TEST_CASE("a record at an offset already processed is skipped") {
+  Harness h(testing::SessionJob());
+  h.Feed({Event("u1", 1'700'000'000'000), Event("u2", 1'700'000'001'000)});
+  h.set_next_offset(1);  // the consumer delivers offset 1 again
+  h.Feed(Event("u2", 1'700'000'001'000));
+  REQUIRE(h.task().counters().consumed == 2);
+  REQUIRE(h.task().counters().redelivered == 1);
+  REQUIRE(h.task().next_offset() == 2);
+}
+
+TEST_CASE("keys created and emptied between checkpoints cost the store nothing") {
+  proto::JobSpec spec = BaseSpec("tumbling");
+  spec.mutable_window()->set_tumbling_ms(1'000);
+  *spec.add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  Harness h(spec);
+  InMemoryStateStore store;
+  REQUIRE(h.task().Checkpoint(store).ok());
+  // 500 keys, each with one window that fires and is purged before the next checkpoint.
+  for (int u = 0; u < 500; ++u) h.Feed(Event("u" + std::to_string(u), 1'700'000'000'000 + u));
+  h.Feed(Event("last", 1'700'000'100'000));
+  REQUIRE(h.Output().size() == 500);
+  REQUIRE(h.task().Checkpoint(store).ok());
+  REQUIRE(store.last_batch_size() == 3);  // "last" + meta + queued events; no deletes
+  REQUIRE(store.size() == 3);
+}
+
+}  // namespace
+}  // namespace sluice::engine

@@ -160,7 +160,12 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
                                  {"auto.offset.reset", "earliest"},
                                  {"isolation.level", "read_committed"},
                                  {"enable.partition.eof", "false"},
-                                 {"queued.max.messages.kbytes", "16384"}},
+                                 // librdkafka stops fetching for a while when
+                                 // its local queue reaches either limit; the
+                                 // defaults capped one task thread near 110K
+                                 // events/s (bench/results/e2e.md).
+                                 {"queued.max.messages.kbytes", "65536"},
+                                 {"queued.min.messages", "1000000"}},
                                 extra));
   if (!s.ok()) {
     rd_kafka_conf_destroy(conf);
@@ -232,7 +237,16 @@ void KafkaConsumer::ReleaseBatch() {
 std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size_t max) {
   ReleaseBatch();
   raw_.resize(max);
-  ssize_t n = rd_kafka_consume_batch_queue(queue_, timeout_ms, raw_.data(), max);
+  // Take what is there; only if nothing is, wait for the first message (a
+  // batch call with a timeout would wait for `max` messages or the timeout).
+  ssize_t n = rd_kafka_consume_batch_queue(queue_, 0, raw_.data(), max);
+  if (n == 0 && timeout_ms > 0) {
+    if (rd_kafka_message_t* first = rd_kafka_consume_queue(queue_, timeout_ms)) {
+      raw_[0] = first;
+      ssize_t rest = rd_kafka_consume_batch_queue(queue_, 0, raw_.data() + 1, max - 1);
+      n = 1 + (rest > 0 ? rest : 0);
+    }
+  }
   raw_.resize(n < 0 ? 0 : static_cast<size_t>(n));
   for (rd_kafka_message_t* m : raw_) {
     if (m->err) {
