@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "common/check.h"
 #include "common/clock.h"
@@ -112,6 +114,35 @@ std::string CpuModel() {
     return begin == std::string::npos ? "" : line.substr(begin);
   }
   return "unknown";
+}
+
+void PrintHeader(const char* program) {
+  std::printf("%s\n", program);
+  std::printf("  cpu:     %s (%u logical cores visible)\n", CpuModel().c_str(),
+              std::thread::hardware_concurrency());
+#ifdef NDEBUG
+  std::printf("  build:   optimized, assertions off\n");
+#else
+  std::printf("  build:   ASSERTIONS ON (not a Release build; figures are not representative)\n");
+#endif
+}
+
+proto::JobSpec BenchJob(const std::string& name, const std::string& topic) {
+  proto::JobSpec spec;
+  spec.set_name(name);
+  proto::SourceSpec* src = spec.mutable_source();
+  src->set_topic(topic);
+  src->set_format("json");
+  src->set_key("user_id");
+  src->set_event_time("ts");
+  src->set_idle_timeout_ms(0);
+  src->set_max_future_ms(0);
+  src->set_max_past_ms(0);
+  spec.mutable_sinks()->set_output(name + "-out");
+  spec.mutable_sinks()->set_late(name + "-late");
+  spec.mutable_sinks()->set_dead_letter(name + "-dlq");
+  spec.set_checkpoint_interval_ms(10'000);
+  return spec;
 }
 
 }  // namespace sluice::bench

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "proto/sluice.pb.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 
@@ -73,5 +74,12 @@ RunResult RunDecodeOnly(const engine::JobPlan& plan, const EventSet& events, int
 
 // "model name" from /proc/cpuinfo.
 std::string CpuModel();
+
+// Prints the program's name, the CPU and whether the build is optimized.
+void PrintHeader(const char* program);
+
+// A job over `topic` keyed by user_id with event time ts, without idle advance
+// or time bounds (so the clock does not matter), checkpointing every 10 s.
+proto::JobSpec BenchJob(const std::string& name, const std::string& topic);
 
 }  // namespace sluice::bench

@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/e2e_stats.h"
 #include "common/check.h"
 #include "common/clock.h"
@@ -55,6 +56,7 @@
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
+#include "worker/engine/testing.h"
 #include "worker/kafka/kafka_client.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
@@ -63,6 +65,8 @@
 
 namespace sluice::bench {
 namespace {
+
+using engine::testing::Agg;
 
 namespace fs = std::filesystem;
 using F = proto::AggregateSpec;
@@ -241,31 +245,7 @@ class PaddedParser {
 
 // ---- Jobs ---------------------------------------------------------------------
 
-proto::AggregateSpec Agg(const std::string& name, F::Function fn, const std::string& field = "") {
-  proto::AggregateSpec a;
-  a.set_name(name);
-  a.set_function(fn);
-  a.set_field(field);
-  return a;
-}
 
-proto::JobSpec BaseJob(const std::string& name, const std::string& topic) {
-  proto::JobSpec spec;
-  spec.set_name(name);
-  proto::SourceSpec* src = spec.mutable_source();
-  src->set_topic(topic);
-  src->set_format("json");
-  src->set_key("user_id");
-  src->set_event_time("ts");
-  src->set_idle_timeout_ms(0);
-  src->set_max_future_ms(0);
-  src->set_max_past_ms(0);
-  spec.mutable_sinks()->set_output(name + "-out");
-  spec.mutable_sinks()->set_late(name + "-late");
-  spec.mutable_sinks()->set_dead_letter(name + "-dlq");
-  spec.set_checkpoint_interval_ms(10'000);
-  return spec;
-}
 
 std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
   auto plan = engine::JobPlan::Compile(spec);
@@ -277,18 +257,6 @@ void CreateTopic(const Config& cfg, const std::string& name, int partitions) {
   std::string reply =
       DevbrokerControl(cfg.control, "create-topic " + name + " " + std::to_string(partitions));
   SLUICE_CHECK(reply == "ok") << "create-topic " << name << ": " << reply;
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown";
 }
 
 int64_t DirBytes(const fs::path& dir) {
@@ -394,7 +362,7 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
   worker::TaskHost host(options, clock);
   SLUICE_CHECK(host.Start().ok());
 
-  proto::JobSpec spec = BaseJob("tumbling", topic);
+  proto::JobSpec spec = BenchJob("tumbling", topic);
   spec.mutable_sinks()->set_output("e2e-tumbling-out");
   spec.mutable_sinks()->set_late("e2e-tumbling-late");
   spec.mutable_sinks()->set_dead_letter("e2e-tumbling-dlq");
@@ -889,7 +857,7 @@ CkptInput MakeCkptInput(const Config& cfg) {
 }
 
 proto::JobSpec SessionSpec(const std::string& name) {
-  proto::JobSpec spec = BaseJob(name, "e2e-ckpt");
+  proto::JobSpec spec = BenchJob(name, "e2e-ckpt");
   spec.mutable_window()->set_session_gap_ms(24LL * 3'600'000);  // never closes in the run
   *spec.add_aggregates() = Agg("events", F::COUNT);
   *spec.add_aggregates() = Agg("spent", F::SUM, "amount");
@@ -1133,7 +1101,7 @@ void RunTumblingCheckpoint(const Config& cfg) {
   SLUICE_CHECK(producer.ok());
   worker::DeliveryTracker tracker;
   worker::JobContext ctx;
-  proto::JobSpec spec = BaseJob("tumbling-ckpt", "e2e-ckpt-tumbling");
+  proto::JobSpec spec = BenchJob("tumbling-ckpt", "e2e-ckpt-tumbling");
   spec.mutable_window()->set_tumbling_ms(60'000);
   *spec.add_aggregates() = Agg("events", F::COUNT);
   ctx.plan = Compile(spec);

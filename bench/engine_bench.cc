@@ -35,10 +35,13 @@
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "bench/bench_util.h"
+#include "worker/engine/testing.h"
 #include "worker/engine/task_processor.h"
 
 namespace sluice::bench {
 namespace {
+
+using engine::testing::Agg;
 
 using engine::OutputStream;
 using engine::SourceRecord;
@@ -84,42 +87,17 @@ tools::GeneratorOptions Clicks(uint64_t seed, int64_t step_ms) {
 
 // ---- Jobs -------------------------------------------------------------------
 
-proto::AggregateSpec Agg(const std::string& name, F::Function fn, const std::string& field = "") {
-  proto::AggregateSpec a;
-  a.set_name(name);
-  a.set_function(fn);
-  a.set_field(field);
-  return a;
-}
 
-// Keyed by user_id, event time ts, no idle advance and no time bounds.
-proto::JobSpec BaseJob(const std::string& name, const std::string& topic) {
-  proto::JobSpec spec;
-  spec.set_name(name);
-  proto::SourceSpec* src = spec.mutable_source();
-  src->set_topic(topic);
-  src->set_format("json");
-  src->set_key("user_id");
-  src->set_event_time("ts");
-  src->set_idle_timeout_ms(0);
-  src->set_max_future_ms(0);
-  src->set_max_past_ms(0);
-  spec.mutable_sinks()->set_output(name + "-out");
-  spec.mutable_sinks()->set_late(name + "-late");
-  spec.mutable_sinks()->set_dead_letter(name + "-dlq");
-  spec.set_checkpoint_interval_ms(10'000);
-  return spec;
-}
 
 proto::JobSpec TumblingJob() {
-  proto::JobSpec spec = BaseJob("tumbling", "payments");
+  proto::JobSpec spec = BenchJob("tumbling", "payments");
   spec.mutable_window()->set_tumbling_ms(60'000);
   *spec.add_aggregates() = Agg("events", F::COUNT);
   return spec;
 }
 
 proto::JobSpec SessionJob() {
-  proto::JobSpec spec = BaseJob("sessions", "clicks");
+  proto::JobSpec spec = BenchJob("sessions", "clicks");
   spec.mutable_window()->set_session_gap_ms(30 * 60'000);
   *spec.add_aggregates() = Agg("events", F::COUNT);
   *spec.add_aggregates() = Agg("pages", F::COUNT_DISTINCT, "page");
@@ -131,7 +109,7 @@ proto::JobSpec SessionJob() {
 
 // The four rules of JOBS.md.
 proto::JobSpec FraudJob() {
-  proto::JobSpec spec = BaseJob("fraud", "payments");
+  proto::JobSpec spec = BenchJob("fraud", "payments");
   spec.mutable_source()->set_max_out_of_orderness_ms(5'000);
   proto::RuleSpec* large = spec.add_rules();
   large->set_name("large_amount");
@@ -226,14 +204,7 @@ int Main(int argc, char** argv) {
            std::find(scenarios.begin(), scenarios.end(), s) != scenarios.end();
   };
 
-  std::printf("sluice-engine-bench\n");
-  std::printf("  cpu:     %s (%u logical cores visible)\n", CpuModel().c_str(),
-              std::thread::hardware_concurrency());
-#ifdef NDEBUG
-  std::printf("  build:   optimized, assertions off\n");
-#else
-  std::printf("  build:   ASSERTIONS ON (not a Release build; figures are not representative)\n");
-#endif
+  PrintHeader("sluice-engine-bench");
   std::printf("  events:  %lld per scenario, seed %llu, batch %zu, best of %d runs, 1 thread\n",
               static_cast<long long>(n), static_cast<unsigned long long>(seed), batch, runs);
   std::printf("  users:   100000 (skewed), event-time step %lld ms mean\n\n",

@@ -225,14 +225,7 @@ int Main(int argc, char** argv) {
   gen_options.seed = seed;
   gen_options.events_per_second = rate;
 
-  std::printf("sluice-nexmark-bench\n");
-  std::printf("  cpu:     %s (%u logical cores visible)\n", CpuModel().c_str(),
-              std::thread::hardware_concurrency());
-#ifdef NDEBUG
-  std::printf("  build:   optimized, assertions off\n");
-#else
-  std::printf("  build:   ASSERTIONS ON (not a Release build; figures are not representative)\n");
-#endif
+  PrintHeader("sluice-nexmark-bench");
   std::printf("  events:  %lld per query, seed %llu, batch %zu, best of %d runs, 1 thread\n",
               static_cast<long long>(n), static_cast<unsigned long long>(seed), batch, runs);
   std::printf("  stream:  Nexmark person:auction:bid 1:3:46, hot ratios 2/4/4, %lld events/s "

@@ -14,17 +14,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${ROOT}/build-bench"
 cd "${ROOT}"
 
-bash scripts/setup.sh
-cmake -S "${ROOT}" -B "${BUILD}" -G Ninja \
-  -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF \
-  -DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
 targets=(sluice-e2e-bench)
 DEVBROKER="${DEVBROKER:-${ROOT}/build/tools/devbroker/sluice-devbroker}"
 if [ ! -x "${DEVBROKER}" ]; then
   DEVBROKER="${BUILD}/tools/devbroker/sluice-devbroker"
   targets+=(sluice-devbroker)
 fi
-cmake --build "${BUILD}" --target "${targets[@]}" -j "${JOBS:-2}"
+bash bench/build_release.sh "${targets[@]}"
 
 TMP="$(mktemp -d /tmp/sluice-e2e.XXXXXX)"
 WORK="${WORK_DIR:-${TMP}/work}"

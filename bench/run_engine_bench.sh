@@ -9,9 +9,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${ROOT}/build-bench"
 cd "${ROOT}"
 
-bash scripts/setup.sh
-cmake -S "${ROOT}" -B "${BUILD}" -G Ninja \
-  -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF \
-  -DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
-cmake --build "${BUILD}" --target sluice-engine-bench -j "${JOBS:-2}"
+bash bench/build_release.sh sluice-engine-bench
 "${BUILD}/bench/sluice-engine-bench" "$@"

@@ -31,24 +31,12 @@ using engine::testing::Harness;
 using engine::testing::RandomEvents;
 using engine::testing::RuleJob;
 using engine::testing::SessionJob;
+using testing::OpenBackend;
+using testing::OpenTask;
 using testing::TempDir;
 
 constexpr int64_t T = 1'700'000'000'000;
 
-std::unique_ptr<StateBackend> OpenBackend(const std::string& dir) {
-  auto backend = StateBackend::Open(dir, StateOptions{8 << 20, 8 << 20});
-  INFO(backend.status().ToString());
-  REQUIRE(backend.ok());
-  return std::move(backend).value();
-}
-
-std::unique_ptr<RocksDbStateStore> OpenTask(StateBackend& backend, const std::string& name,
-                                            bool wipe) {
-  auto store = backend.OpenTask(name, wipe);
-  INFO(store.status().ToString());
-  REQUIRE(store.ok());
-  return std::move(store).value();
-}
 
 std::unique_ptr<CheckpointStore> OpenCheckpoints(const std::string& uri, const std::string& job,
                                                  int32_t partition, int keep) {

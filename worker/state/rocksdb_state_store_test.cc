@@ -13,6 +13,8 @@ namespace sluice::worker {
 namespace {
 
 using engine::WriteBatch;
+using testing::OpenBackend;
+using testing::OpenTask;
 using testing::TempDir;
 using Entries = std::vector<std::pair<std::string, std::string>>;
 
@@ -32,19 +34,6 @@ std::optional<std::string> GetOrFail(const engine::StateStore& store, std::strin
   return *r;
 }
 
-std::unique_ptr<StateBackend> OpenBackend(const std::string& dir) {
-  auto backend = StateBackend::Open(dir, StateOptions{8 << 20, 8 << 20});
-  REQUIRE(backend.ok());
-  return std::move(backend).value();
-}
-
-std::unique_ptr<RocksDbStateStore> OpenTask(StateBackend& backend, const std::string& name,
-                                            bool wipe) {
-  auto store = backend.OpenTask(name, wipe);
-  INFO(store.status().ToString());
-  REQUIRE(store.ok());
-  return std::move(store).value();
-}
 
 TEST_CASE("rocksdb state store: batches, get, prefix scan in key order, deletes") {
   TempDir tmp;

@@ -1,14 +1,19 @@
 #pragma once
 
-// A unique temporary directory for tests, removed when the object dies.
+// Test helpers: a unique temporary directory, removed when the object dies,
+// and opening state that must open (Catch2 REQUIREs).
 
 #include <unistd.h>
+
+#include <catch2/catch.hpp>
 
 #include <atomic>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <system_error>
+
+#include "worker/state/rocksdb_state_store.h"
 
 namespace sluice::worker::testing {
 
@@ -35,5 +40,20 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+inline std::unique_ptr<StateBackend> OpenBackend(const std::string& dir) {
+  auto backend = StateBackend::Open(dir, StateOptions{8 << 20, 8 << 20});
+  INFO(backend.status().ToString());
+  REQUIRE(backend.ok());
+  return std::move(backend).value();
+}
+
+inline std::unique_ptr<RocksDbStateStore> OpenTask(StateBackend& backend, const std::string& name,
+                                            bool wipe) {
+  auto store = backend.OpenTask(name, wipe);
+  INFO(store.status().ToString());
+  REQUIRE(store.ok());
+  return std::move(store).value();
+}
 
 }  // namespace sluice::worker::testing
