@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/http_server.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "coordinator/coordinator.h"
@@ -18,6 +19,7 @@
 #include "jobspec/job_loader.h"
 #include "worker/kafka/kafka_client.h"
 #include "worker/state/rocksdb_state_store.h"
+#include "worker/status_file.h"
 
 namespace {
 
@@ -43,6 +45,32 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
   std::map<std::string, std::unique_ptr<sluice::worker::KafkaConsumer>> clients_;
 };
 
+// Jobs by state, workers by liveness, and every task's last report.
+std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_t now_ms) {
+  std::string out =
+      "# HELP sluice_job_info A job, labeled with its state\n# TYPE sluice_job_info gauge\n";
+  std::vector<sluice::proto::TaskReport> reports;
+  std::vector<std::string> owners;
+  for (const sluice::proto::JobInfo& job : c.ListJobs()) {
+    sluice::AppendMetric(&out, "sluice_job_info",
+                         {{"job", job.name()}, {"state", sluice::proto::JobState_Name(job.state())}},
+                         1);
+    auto status = c.GetJob(job.name());
+    if (!status.ok()) continue;
+    for (const sluice::proto::TaskStatus& t : status->tasks()) {
+      reports.push_back(t.report());
+      owners.push_back(t.worker_id());
+    }
+  }
+  out += "# HELP sluice_worker_alive Whether a worker holds its lease\n"
+         "# TYPE sluice_worker_alive gauge\n";
+  for (const sluice::proto::WorkerInfo& w : c.ListWorkers()) {
+    sluice::AppendMetric(&out, "sluice_worker_alive", {{"worker", w.worker_id()}},
+                         w.alive() ? 1 : 0);
+  }
+  return out + sluice::worker::TaskMetrics(reports, owners, now_ms);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,6 +81,7 @@ int main(int argc, char** argv) {
       "state survives restarts; workers keep processing while it is down."};
   std::string listen = "127.0.0.1:7070", brokers = "127.0.0.1:9092", data_dir, address_file,
               heartbeat = "1s", lease = "5s", log_level = "info";
+  int metrics_port = -1;
   app.add_option("--listen", listen, "gRPC address to serve on, HOST:PORT (port 0: any)")
       ->default_val("127.0.0.1:7070");
   app.add_option("--brokers", brokers, "Kafka bootstrap servers for jobs that name none")
@@ -64,6 +93,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", heartbeat, "Worker heartbeat interval")->default_val("1s");
   app.add_option("--lease", lease, "A worker silent this long is presumed dead")
       ->default_val("5s");
+  app.add_option("--metrics-port", metrics_port,
+                 "Serve /metrics (Prometheus: jobs, workers, every task's last report) and "
+                 "/healthz on this port, on all interfaces (0: any free port; default: off)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->default_val("info")
       ->check(CLI::IsMember(sluice::LogLevels()));
@@ -129,6 +162,19 @@ int main(int argc, char** argv) {
       std::fclose(f);
       std::rename(tmp.c_str(), address_file.c_str());
     }
+  }
+
+  std::unique_ptr<sluice::HttpServer> metrics;
+  if (metrics_port >= 0) {
+    auto started = sluice::HttpServer::Start("0.0.0.0", metrics_port, [&] {
+      return CoordinatorMetrics(coordinator, clock.NowMillis());
+    });
+    if (!started.ok()) {
+      spdlog::error("{}", started.status().message());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    spdlog::info("metrics on port {}", metrics->port());
   }
 
   const std::atomic<bool>& stop = sluice::InstallStopSignals();

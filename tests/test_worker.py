@@ -10,7 +10,7 @@ import threading
 import time
 
 from sluice_testlib import (Worker, check_against_reference, payments, produce, read_topic,
-                            write_job)
+                            wait_for, write_job)
 
 PARTITIONS = 4
 
@@ -166,3 +166,41 @@ def test_bad_flags_and_unwritable_dirs_fail_clearly(workdir, broker):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "has 4 partitions; there is no partition 4" in r.stderr
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_endpoint_reports_the_task_counters(workdir, broker):
+    import re
+    import urllib.request
+    job_file, job = setup_job(workdir, broker)
+    events = payments(seed=5, n=600, malformed=0.05)
+    produce(broker.bootstrap, job["topic"], events)
+    port = free_port()
+    w = Worker(workdir, job_file, broker.bootstrap)
+    w.start("--metrics-port", str(port))
+    w.wait_consumed(len(events))
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def total(text, name):
+        return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
+
+    wait_for(lambda: total(scrape(), "sluice_task_consumed_total") == len(events), 10,
+             "the metrics to show every consumed record")
+    text = scrape()
+    tasks = w.status()["tasks"]
+    assert total(text, "sluice_task_dead_lettered_total") == sum(t["dead_lettered"] for t in tasks)
+    assert total(text, "sluice_task_dead_lettered_total") > 0
+    assert f'job="{job["name"]}",partition="0"' in text
+    assert "# TYPE sluice_task_lag gauge" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+        assert r.read() == b"ok\n"
+    assert w.stop() == 0

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/http_server.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   size_t block_cache_mb = 256, write_buffer_mb = 128;
   bool drain_on_exit = false;
   std::vector<std::string> kafka_settings;
+  int metrics_port = -1;
   auto* coord_opt = app.add_option("--coordinator", coordinator,
                                    "Cluster mode: the coordinator's address HOST:PORT");
   app.add_option("--worker-id", worker_id,
@@ -100,6 +102,10 @@ int main(int argc, char** argv) {
   app.add_option("--status-file", status_file,
                  "Write the tasks' status (offsets, watermark, counters) here as JSON every "
                  "second");
+  app.add_option("--metrics-port", metrics_port,
+                 "Serve /metrics (Prometheus) and /healthz on this port, on all interfaces "
+                 "(0: any free port; default: off)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->default_val("info")
       ->check(CLI::IsMember(sluice::LogLevels()));
@@ -161,6 +167,22 @@ int main(int argc, char** argv) {
   if (sluice::Status s = host.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
     return 1;
+  }
+
+  std::unique_ptr<sluice::HttpServer> metrics;
+  if (metrics_port >= 0) {
+    auto server = sluice::HttpServer::Start("0.0.0.0", metrics_port, [&] {
+      std::vector<sluice::proto::TaskReport> reports = host.Reports();
+      return sluice::worker::TaskMetrics(
+          reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
+    });
+    if (!server.ok()) {
+      spdlog::error("{}", server.status().message());
+      host.Shutdown(false);
+      return 1;
+    }
+    metrics = std::move(server).value();
+    spdlog::info("metrics on port {}", metrics->port());
   }
 
   std::thread control;

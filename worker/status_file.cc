@@ -1,6 +1,10 @@
 #include "worker/status_file.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+
+#include "common/http_server.h"
 
 #include "worker/engine/json_writer.h"
 
@@ -54,6 +58,61 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
   bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
   ok = std::fclose(f) == 0 && ok;
   if (ok) std::rename(tmp.c_str(), path.c_str());
+}
+
+std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
+                        const std::vector<std::string>& workers, int64_t now_ms) {
+  struct Family {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const proto::TaskReport&, int64_t now_ms);
+  };
+  static const Family kFamilies[] = {
+      {"sluice_task_consumed_total", "counter", "Records consumed",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.consumed()); }},
+      {"sluice_task_processed_total", "counter", "Records processed (filtered included)",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.processed()); }},
+      {"sluice_task_late_total", "counter", "Records sent to the late topic",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.late()); }},
+      {"sluice_task_dead_lettered_total", "counter", "Records sent to the dead-letter topic",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.dead_lettered()); }},
+      {"sluice_task_alerts_total", "counter", "Rule alerts emitted",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.alerts()); }},
+      {"sluice_task_window_results_total", "counter", "Window results emitted",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.window_results()); }},
+      {"sluice_task_lag", "gauge", "Records in the partition not yet consumed",
+       [](const proto::TaskReport& r, int64_t) {
+         return r.end_offset() < 0 ? 0.0
+                                   : static_cast<double>(std::max<int64_t>(
+                                         0, r.end_offset() - std::max<int64_t>(0, r.next_offset())));
+       }},
+      {"sluice_task_watermark_ms", "gauge", "Event-time watermark (ms since the epoch)",
+       [](const proto::TaskReport& r, int64_t) {
+         return r.watermark() <= INT64_MIN / 2 ? 0.0 : static_cast<double>(r.watermark());
+       }},
+      {"sluice_task_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint",
+       [](const proto::TaskReport& r, int64_t now) {
+         return r.last_checkpoint_ms() <= 0 ? 0.0
+                                            : static_cast<double>(now - r.last_checkpoint_ms()) / 1000;
+       }},
+      {"sluice_task_open_windows", "gauge", "Windows in the task's state",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.open_windows()); }},
+  };
+  std::string out;
+  for (const Family& f : kFamilies) {
+    out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type +
+           "\n";
+    for (size_t i = 0; i < reports.size(); ++i) {
+      const proto::TaskReport& r = reports[i];
+      AppendMetric(&out, f.name,
+                   {{"job", r.job()},
+                    {"partition", std::to_string(r.partition())},
+                    {"worker", i < workers.size() ? workers[i] : ""}},
+                   f.value(r, now_ms));
+    }
+  }
+  return out;
 }
 
 }  // namespace sluice::worker

@@ -1,8 +1,9 @@
 #pragma once
 
-// Writes the worker's task reports as JSON to a file, replaced atomically:
-// {"worker":..,"updated_ms":..,"tasks":[{"job":..,"partition":..,"state":..,
-//  "next_offset":..,"consumed":..,...}]}. For operators and tests.
+// Task reports for people and machines: the worker's --status-file (JSON,
+// replaced atomically: {"worker":..,"updated_ms":..,"tasks":[{"job":..,
+// "partition":..,"state":..,"next_offset":..,"consumed":..,...}]}) and the
+// Prometheus text that /metrics serves (worker and coordinator).
 
 #include <string>
 #include <vector>
@@ -13,5 +14,11 @@ namespace sluice::worker {
 
 void WriteStatusFile(const std::string& path, const std::string& worker_id, int64_t now_ms,
                      const std::vector<proto::TaskReport>& reports);
+
+// Prometheus samples of each task (counters, lag, watermark, checkpoint age),
+// labeled job, partition and worker. `workers[i]` is the worker of
+// `reports[i]`.
+std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
+                        const std::vector<std::string>& workers, int64_t now_ms);
 
 }  // namespace sluice::worker

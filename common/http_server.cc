@@ -1,0 +1,145 @@
+#include "common/http_server.h"
+
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+namespace sluice {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// One connection: read a request, answer it, until the peer closes.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, const HttpServer::MetricsFn& metrics)
+      : stream_(std::move(socket)), metrics_(metrics) {}
+
+  void Read() {
+    request_ = {};
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_read(stream_, buffer_, request_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!ec) self->Answer();
+                     });
+  }
+
+ private:
+  void Answer() {
+    auto response = std::make_shared<http::response<http::string_body>>();
+    response->version(request_.version());
+    response->keep_alive(request_.keep_alive());
+    const std::string target(request_.target());
+    if (request_.method() != http::verb::get) {
+      response->result(http::status::method_not_allowed);
+      response->body() = "only GET\n";
+    } else if (target == "/metrics") {
+      response->result(http::status::ok);
+      response->set(http::field::content_type, "text/plain; version=0.0.4");
+      response->body() = metrics_();
+    } else if (target == "/healthz") {
+      response->result(http::status::ok);
+      response->body() = "ok\n";
+    } else {
+      response->result(http::status::not_found);
+      response->body() = "not found: try /metrics or /healthz\n";
+    }
+    response->prepare_payload();
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response](beast::error_code ec, size_t) {
+                        if (!ec && response->keep_alive()) self->Read();
+                      });
+  }
+
+  beast::tcp_stream stream_;
+  const HttpServer::MetricsFn& metrics_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  MetricsFn metrics;
+  std::thread thread;
+
+  void Accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) return;  // closed
+      std::make_shared<Session>(std::move(socket), metrics)->Read();
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  asio::post(impl_->io, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->io.stop();
+  });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
+                                                      MetricsFn metrics) {
+  auto impl = std::make_unique<Impl>();
+  impl->metrics = std::move(metrics);
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return Status::InvalidArgument("metrics address '" + host + "': " + ec.message());
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable("cannot serve metrics on " + host + ":" + std::to_string(port) +
+                               ": " + ec.message());
+  }
+  impl->Accept();
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->io.run(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+int HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void AppendMetric(std::string* out, const std::string& name,
+                  const std::vector<std::pair<std::string, std::string>>& labels, double value) {
+  out->append(name);
+  if (!labels.empty()) {
+    out->push_back('{');
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (i > 0) out->push_back(',');
+      out->append(labels[i].first);
+      out->append("=\"");
+      for (char c : labels[i].second) {
+        if (c == '"' || c == '\\') out->push_back('\\');
+        if (c == '\n') {
+          out->append("\\n");
+          continue;
+        }
+        out->push_back(c);
+      }
+      out->push_back('"');
+    }
+    out->push_back('}');
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), " %.17g\n", value);
+  out->append(buf);
+}
+
+}  // namespace sluice

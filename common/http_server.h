@@ -1,0 +1,39 @@
+#pragma once
+
+// HttpServer: the daemons' small HTTP endpoint (Boost.Beast on its own Asio
+// io_context thread), serving GET /metrics in the Prometheus text format and
+// GET /healthz. The metrics text comes from a callback, called on the server
+// thread for each request; it must be thread-safe.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace sluice {
+
+class HttpServer {
+ public:
+  using MetricsFn = std::function<std::string()>;
+
+  ~HttpServer();
+
+  // Listens on host:port (port 0: any free port) and serves until destroyed.
+  static Result<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
+                                                   MetricsFn metrics);
+  int port() const;
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Appends one Prometheus sample line: name{k="v",...} value.
+void AppendMetric(std::string* out, const std::string& name,
+                  const std::vector<std::pair<std::string, std::string>>& labels, double value);
+
+}  // namespace sluice
