@@ -491,7 +491,7 @@ void Coordinator::ExpireLeases(int64_t now) {
       task.moving_to.clear();
     }
   }
-  Rebalance();
+  // Tick rebalances next.
 }
 
 void Coordinator::Tick() {

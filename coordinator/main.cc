@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
-#include "common/http_server.h"
+#include "common/daemon.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "coordinator/coordinator.h"
@@ -80,8 +80,8 @@ int main(int argc, char** argv) {
       "balanced and sticky; moves tasks when workers join, leave or stop heartbeating. Its "
       "state survives restarts; workers keep processing while it is down."};
   std::string listen = "127.0.0.1:7070", brokers = "127.0.0.1:9092", data_dir, address_file,
-              heartbeat = "1s", lease = "5s", log_level = "info";
-  int metrics_port = -1;
+              heartbeat = "1s", lease = "5s";
+  sluice::DaemonFlags daemon;
   app.add_option("--listen", listen, "gRPC address to serve on, HOST:PORT (port 0: any)")
       ->default_val("127.0.0.1:7070");
   app.add_option("--brokers", brokers, "Kafka bootstrap servers for jobs that name none")
@@ -93,17 +93,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", heartbeat, "Worker heartbeat interval")->default_val("1s");
   app.add_option("--lease", lease, "A worker silent this long is presumed dead")
       ->default_val("5s");
-  app.add_option("--metrics-port", metrics_port,
-                 "Serve /metrics (Prometheus: jobs, workers, every task's last report) and "
-                 "/healthz on this port, on all interfaces (0: any free port; default: off)")
-      ->check(CLI::Range(0, 65535));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->default_val("info")
-      ->check(CLI::IsMember(sluice::LogLevels()));
-  app.failure_message(CLI::FailureMessage::help);
+  sluice::AddDaemonFlags(app, &daemon, "jobs, workers, every task's last report");
   CLI11_PARSE(app, argc, argv);
 
-  sluice::SetUpLogging("sluice-coordinator", log_level);
+  sluice::SetUpLogging("sluice-coordinator", daemon.log_level);
 
   sluice::coordinator::CoordinatorOptions options;
   options.default_brokers = brokers;
@@ -164,17 +157,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::unique_ptr<sluice::HttpServer> metrics;
-  if (metrics_port >= 0) {
-    auto started = sluice::HttpServer::Start("0.0.0.0", metrics_port, [&] {
-      return CoordinatorMetrics(coordinator, clock.NowMillis());
-    });
-    if (!started.ok()) {
-      spdlog::error("{}", started.status().message());
-      return 1;
-    }
-    metrics = std::move(started).value();
-    spdlog::info("metrics on port {}", metrics->port());
+  auto metrics = sluice::StartMetrics(
+      daemon, [&] { return CoordinatorMetrics(coordinator, clock.NowMillis()); });
+  if (!metrics.ok()) {
+    spdlog::error("{}", metrics.status().message());
+    return 1;
   }
 
   const std::atomic<bool>& stop = sluice::InstallStopSignals();

@@ -135,8 +135,9 @@ def as_argv(command):
 
 # Where each program declares its command-line options.
 OPTION_SOURCES = {
-    "sluice-coordinator": ["coordinator/main.cc", "coordinator/*options*.cc"],
-    "sluice-worker": ["worker/main.cc", "worker/*options*.cc"],
+    # common/daemon.cc declares the flags every daemon shares.
+    "sluice-coordinator": ["coordinator/main.cc", "coordinator/*options*.cc", "common/daemon.cc"],
+    "sluice-worker": ["worker/main.cc", "worker/*options*.cc", "common/daemon.cc"],
     "sluice-loadgen": ["tools/sluice_loadgen.cc", "tools/loadgen*.cc", "tools/loadgen/*.cc"],
 }
 

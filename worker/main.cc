@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
-#include "common/http_server.h"
+#include "common/daemon.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
@@ -61,13 +61,13 @@ int main(int argc, char** argv) {
       "coordinator (--coordinator); standalone mode runs one job (--job). SIGTERM takes a "
       "final checkpoint of every task and exits."};
   std::string coordinator, worker_id, job_file, brokers, partitions = "all", data_dir,
-      checkpoint_dir, log_level = "info", status_file;
+      checkpoint_dir, status_file;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int keep = 3;
   size_t block_cache_mb = 256, write_buffer_mb = 128;
   bool drain_on_exit = false;
   std::vector<std::string> kafka_settings;
-  int metrics_port = -1;
+  sluice::DaemonFlags daemon;
   auto* coord_opt = app.add_option("--coordinator", coordinator,
                                    "Cluster mode: the coordinator's address HOST:PORT");
   app.add_option("--worker-id", worker_id,
@@ -102,14 +102,7 @@ int main(int argc, char** argv) {
   app.add_option("--status-file", status_file,
                  "Write the tasks' status (offsets, watermark, counters) here as JSON every "
                  "second");
-  app.add_option("--metrics-port", metrics_port,
-                 "Serve /metrics (Prometheus) and /healthz on this port, on all interfaces "
-                 "(0: any free port; default: off)")
-      ->check(CLI::Range(0, 65535));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->default_val("info")
-      ->check(CLI::IsMember(sluice::LogLevels()));
-  app.failure_message(CLI::FailureMessage::help);
+  sluice::AddDaemonFlags(app, &daemon, "per task counters, lag, watermark, checkpoint age");
   CLI11_PARSE(app, argc, argv);
   if (coordinator.empty() == job_file.empty()) {
     std::cerr << "sluice-worker: give --coordinator (cluster mode) or --job (standalone)\n\n"
@@ -117,7 +110,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sluice::SetUpLogging("sluice-worker", log_level);
+  sluice::SetUpLogging("sluice-worker", daemon.log_level);
 
   sluice::proto::JobSpec spec;
   if (!job_file.empty()) {
@@ -169,20 +162,15 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::unique_ptr<sluice::HttpServer> metrics;
-  if (metrics_port >= 0) {
-    auto server = sluice::HttpServer::Start("0.0.0.0", metrics_port, [&] {
-      std::vector<sluice::proto::TaskReport> reports = host.Reports();
-      return sluice::worker::TaskMetrics(
-          reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
-    });
-    if (!server.ok()) {
-      spdlog::error("{}", server.status().message());
-      host.Shutdown(false);
-      return 1;
-    }
-    metrics = std::move(server).value();
-    spdlog::info("metrics on port {}", metrics->port());
+  auto metrics = sluice::StartMetrics(daemon, [&] {
+    std::vector<sluice::proto::TaskReport> reports = host.Reports();
+    return sluice::worker::TaskMetrics(
+        reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
+  });
+  if (!metrics.ok()) {
+    spdlog::error("{}", metrics.status().message());
+    host.Shutdown(false);
+    return 1;
   }
 
   std::thread control;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -77,6 +78,9 @@ class TaskHost::Thread {
               int64_t epoch);
   void Remove(const TaskRef& ref);
   Status Reassign(const std::string& job);
+  // Reassigns each job whose tasks changed, once; runs before the next Poll,
+  // so no record of an old assignment reaches a task that restarted.
+  void FlushReassign();
   void Poll();
   void Housekeeping(int64_t now);
   void CommitOffset(const Task& task);
@@ -98,6 +102,7 @@ class TaskHost::Thread {
   int64_t last_publish_ = 0;
   int64_t last_report_log_ = 0;
   bool checkpoint_warned_ = false;
+  std::set<std::string> reassign_;  // jobs whose consumer must be reassigned
 };
 
 void TaskHost::Thread::Run() {
@@ -114,10 +119,12 @@ void TaskHost::Thread::Run() {
       stopping = stop_;
     }
     for (Command& c : commands) Apply(c);
+    FlushReassign();
     if (stopping) break;
     if (tasks_.empty()) continue;
     Poll();
     Housekeeping(host_.clock_.NowMillis());
+    FlushReassign();
   }
   FinalCheckpoints(drain_);
 }
@@ -134,13 +141,25 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   SLUICE_ASSIGN_OR_RETURN(auto task,
                           Task::Open(ctx, ref.partition, epoch, host_.shared_->NewTracker()));
   tasks_[ref] = Entry{std::move(task), version};
-  return Reassign(ref.job);
+  reassign_.insert(ref.job);
+  return Status::Ok();
 }
 
 void TaskHost::Thread::Remove(const TaskRef& ref) {
   tasks_.erase(ref);
-  Status s = Reassign(ref.job);
-  if (!s.ok()) spdlog::warn("thread {}: {}", index_, s.message());
+  reassign_.insert(ref.job);
+}
+
+void TaskHost::Thread::FlushReassign() {
+  for (auto it = reassign_.begin(); it != reassign_.end();) {
+    Status s = Reassign(*it);
+    if (!s.ok()) {
+      spdlog::warn("thread {}: {}; retrying", index_, s.message());
+      ++it;  // kept: retried after the next batch
+    } else {
+      it = reassign_.erase(it);
+    }
+  }
 }
 
 // Points the job's consumer at exactly this thread's partitions of the job,

@@ -226,7 +226,10 @@ bool EventDecoder::Extract(int64_t now_ms, bool check_time_bounds, DecodedEvent*
 
   // The key: a string, or an integer written as its decimal text.
   const std::string& key_name = m.plan.field_names()[m.plan.key_slot()];
-  {
+  if (const Value& k = m.fields[m.plan.key_slot()]; k.is_string()) {
+    out->key = k.str;  // the common case: extracted with the fields already
+  } else {
+    // Integers keep their exact decimal text; anything else is an error.
     element key_el = root;
     bool found = true;
     for (const std::string& part : m.plan.field_paths()[m.plan.key_slot()]) {

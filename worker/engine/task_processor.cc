@@ -449,7 +449,12 @@ class TaskProcessor::Impl {
     }
     if (first == last && Expired(end)) return false;
 
-    KeyState& ks = MutableKey(ev.key);
+    KeyState* found_state = nullptr;
+    if (found != keys_.end()) {
+      found_state = &found->second;
+      MarkDirty(*found_state, ev.key);
+    }
+    KeyState& ks = found_state != nullptr ? *found_state : MutableKey(ev.key);
     auto& wins = ks.windows;
     if (last - first == 1) {
       // The common case: the event extends one session, in place.
