@@ -174,7 +174,7 @@ class TaskProcessor::Impl {
 
   void Drain() { AdvanceWatermark(kMaxTime); }
 
-  Status Checkpoint(StateStore& store);
+  Status Snapshot(const StateStore& store, WriteBatch* batch);
   Status Restore(const StateStore& store);
 
   int64_t watermark() const { return watermark_; }
@@ -835,8 +835,8 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
   return d.ok() && d.done();
 }
 
-Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
-  WriteBatch batch;
+Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
+  WriteBatch& batch = *out;
   std::string buf;
   if (!checkpointed_once_) {
     // The store may hold state from an earlier run of this task: replace it.
@@ -899,7 +899,6 @@ Status TaskProcessor::Impl::Checkpoint(StateStore& store) {
     }
   }
   batch.Put(std::string(kMetaKey), buf);
-  SLUICE_RETURN_IF_ERROR(store.Write(batch));
   touched_keys_.clear();
   empty_keys_ = 0;
   checkpointed_once_ = true;
@@ -990,7 +989,14 @@ void TaskProcessor::ProcessBatch(std::span<const SourceRecord> records) {
 }
 void TaskProcessor::OnProcessingTime() { impl_->OnProcessingTime(); }
 void TaskProcessor::Drain() { impl_->Drain(); }
-Status TaskProcessor::Checkpoint(StateStore& store) { return impl_->Checkpoint(store); }
+Status TaskProcessor::Checkpoint(StateStore& store) {
+  WriteBatch batch;
+  SLUICE_RETURN_IF_ERROR(impl_->Snapshot(store, &batch));
+  return store.Write(batch);
+}
+Status TaskProcessor::Snapshot(const StateStore& store, WriteBatch* batch) {
+  return impl_->Snapshot(store, batch);
+}
 Status TaskProcessor::Restore(const StateStore& store) { return impl_->Restore(store); }
 int64_t TaskProcessor::watermark() const { return impl_->watermark(); }
 int64_t TaskProcessor::next_offset() const { return impl_->next_offset(); }

@@ -73,8 +73,14 @@ class TaskProcessor {
   void Drain();
 
   // Writes what changed since the last checkpoint (or everything, the first
-  // time) to `store` in one atomic batch.
+  // time) to `store` in one atomic batch: Snapshot, then store.Write.
   Status Checkpoint(StateStore& store);
+  // The first half of Checkpoint: puts into `batch` what changed since the
+  // last snapshot (the first time: everything, and deletes of whatever else
+  // `store` holds). The state counts as written once this returns: the caller
+  // must apply `batch` to `store` (possibly on another thread; the task may
+  // go on processing meanwhile) before the next Snapshot or Restore.
+  Status Snapshot(const StateStore& store, WriteBatch* batch);
   // Loads the task's state from `store`. Call before the first ProcessBatch.
   Status Restore(const StateStore& store);
 
