@@ -901,7 +901,7 @@ void RunCheckpoint(const Config& cfg) {
     SLUICE_CHECK(backend.ok());
     auto producer = worker::KafkaProducer::Create(cfg.bootstrap);
     SLUICE_CHECK(producer.ok());
-    worker::DeliveryTracker tracker;
+    worker::TaskDeliveries deliveries;
     worker::JobContext ctx;
     ctx.plan = Compile(SessionSpec("sessions1m"));
     ctx.clock = &clock;
@@ -910,7 +910,7 @@ void RunCheckpoint(const Config& cfg) {
     ctx.checkpoint_uri = "file://" + fs::absolute(dir / "a-checkpoints").string();
     ctx.keep_checkpoints = 3;
     auto t0 = Steady::now();
-    auto task = worker::Task::Open(ctx, 0, 1, &tracker);
+    auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
     fresh_open_s = SecondsSince(t0);
     SLUICE_CHECK(task.ok()) << task.status().ToString();
     auto process = [&](std::span<const engine::SourceRecord> r) { (*task)->Process(r); };
@@ -945,7 +945,7 @@ void RunCheckpoint(const Config& cfg) {
     // Restart: Task::Open restores the newest checkpoint (RestoreLatest into
     // the task's state dir, open RocksDB, TaskProcessor::Restore).
     t0 = Steady::now();
-    auto again = worker::Task::Open(ctx, 0, 1, &tracker);
+    auto again = worker::Task::Open(ctx, 0, 1, &deliveries);
     open_s = SecondsSince(t0);
     SLUICE_CHECK(again.ok()) << again.status().ToString();
     restored_offset = (*again)->next_offset();
@@ -1099,7 +1099,7 @@ void RunTumblingCheckpoint(const Config& cfg) {
   SLUICE_CHECK(backend.ok());
   auto producer = worker::KafkaProducer::Create(cfg.bootstrap);
   SLUICE_CHECK(producer.ok());
-  worker::DeliveryTracker tracker;
+  worker::TaskDeliveries deliveries;
   worker::JobContext ctx;
   proto::JobSpec spec = BenchJob("tumbling-ckpt", "e2e-ckpt-tumbling");
   spec.mutable_window()->set_tumbling_ms(60'000);
@@ -1109,7 +1109,7 @@ void RunTumblingCheckpoint(const Config& cfg) {
   ctx.producer = producer->get();
   ctx.state = backend->get();
   ctx.checkpoint_uri = "file://" + fs::absolute(dir / "checkpoints").string();
-  auto task = worker::Task::Open(ctx, 0, 1, &tracker);
+  auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
   SLUICE_CHECK(task.ok()) << task.status().ToString();
   std::printf("| interval | events | processing s | window results produced | in flight at "
               "checkpoint | Task::Checkpoint ms |\n|---|---:|---:|---:|---:|---:|\n");
@@ -1121,7 +1121,7 @@ void RunTumblingCheckpoint(const Config& cfg) {
           static_cast<size_t>(i), static_cast<size_t>(std::min<int64_t>(1000, (k + 1) * n - i))));
     }
     const double proc_s = SecondsSince(t0);
-    const int64_t in_flight = tracker.in_flight.load();
+    const int64_t in_flight = (*task)->in_flight();
     const auto c0 = Steady::now();
     Status st = (*task)->Checkpoint(clock.NowMillis(), 120'000);
     const double ckpt_ms = Ms(c0, Steady::now());

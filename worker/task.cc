@@ -20,19 +20,26 @@ void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::st
   if (!s.ok() && error_.ok()) error_ = s;
 }
 
-Task::Task(const JobContext& job, int32_t partition, int64_t epoch, DeliveryTracker* tracker)
+Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries)
     : job_(job),
       partition_(partition),
       epoch_(epoch),
       name_(job.plan->name() + "-" + std::to_string(partition)),
-      tracker_(tracker),
-      sink_(job, tracker) {}
+      deliveries_(deliveries),
+      sink_(job, &(*deliveries)[0]) {}
 
-Task::~Task() = default;
+Task::~Task() {
+  // The commit in flight uses this task's stores: stop it at its next wait
+  // and let it finish.
+  if (in_flight_) {
+    in_flight_->cancelled.store(true);
+    WaitInFlight();
+  }
+}
 
 Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition,
-                                         int64_t epoch, DeliveryTracker* tracker) {
-  std::unique_ptr<Task> task(new Task(job, partition, epoch, tracker));
+                                         int64_t epoch, TaskDeliveries* deliveries) {
+  std::unique_ptr<Task> task(new Task(job, partition, epoch, deliveries));
   SLUICE_ASSIGN_OR_RETURN(task->checkpoints_,
                           CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition,
                                                 job.keep_checkpoints));
@@ -43,6 +50,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
         task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_), &restored));
     latest = restored;
     task->last_checkpoint_id_ = restored.checkpoint_id;
+    task->committed_offset_ = restored.next_offset;
     SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/false));
   } else {
     SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/true));
@@ -60,37 +68,132 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   return task;
 }
 
-bool Task::CheckpointDue(int64_t now_ms) const {
-  return now_ms - last_checkpoint_ms_ >= job_.plan->spec().checkpoint_interval_ms();
+int64_t Task::in_flight() const {
+  return (*deliveries_)[0].in_flight.load() + (*deliveries_)[1].in_flight.load();
 }
 
-Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
+bool Task::CheckpointDue(int64_t now_ms) const {
+  return !in_flight_ &&
+         now_ms - last_checkpoint_ms_ >= job_.plan->spec().checkpoint_interval_ms();
+}
+
+Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_timeout_ms,
+                                                      std::function<bool()> may_commit) {
   last_checkpoint_ms_ = now_ms;
-  // Prepare: every record produced so far must be acknowledged.
   if (!sink_.error().ok()) return sink_.error();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flush_timeout_ms);
-  while (tracker_->in_flight.load() > 0) {
+  auto f = std::make_shared<InFlight>();
+  SLUICE_RETURN_IF_ERROR(processor_->Snapshot(*store_, &f->batch));
+  f->meta.job = job_.plan->name();
+  f->meta.partition = partition_;
+  f->meta.next_offset = processor_->next_offset();
+  f->meta.watermark = processor_->watermark();
+  f->meta.epoch = epoch_;
+  f->meta.created_ms = now_ms;
+  f->flush_timeout_ms = flush_timeout_ms;
+  f->may_commit = std::move(may_commit);
+  // Seal the records produced so far. The other generation is empty: the
+  // checkpoint that sealed it has finished, and had it failed, the task
+  // would have been restarted with new trackers.
+  f->sealed = &(*deliveries_)[generation_];
+  generation_ ^= 1;
+  sink_.set_tracker(&(*deliveries_)[generation_]);
+  return f;
+}
+
+CheckpointOutcome Task::Commit(InFlight& f) {
+  CheckpointOutcome out;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
+  while (f.sealed->in_flight.load() > 0) {
+    if (f.cancelled.load()) {
+      out.status = Status::Unavailable("the task stopped");
+      return out;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
-      return Status::Unavailable("sink did not acknowledge " +
-                                 std::to_string(tracker_->in_flight.load()) + " records in time");
+      out.status = Status::Unavailable("sink did not acknowledge " +
+                                       std::to_string(f.sealed->in_flight.load()) +
+                                       " records in time");
+      return out;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (tracker_->failed.load() > 0) return Status::Unavailable(tracker_->last_error);
-  SLUICE_RETURN_IF_ERROR(processor_->Checkpoint(*store_));
-  // Commit.
-  CheckpointMeta meta;
-  meta.job = job_.plan->name();
-  meta.partition = partition_;
-  meta.next_offset = processor_->next_offset();
-  meta.watermark = processor_->watermark();
-  meta.epoch = epoch_;
-  meta.created_ms = now_ms;
-  SLUICE_ASSIGN_OR_RETURN(CheckpointMeta saved, checkpoints_->Save(*store_, meta));
-  last_checkpoint_id_ = saved.checkpoint_id;
-  spdlog::debug("task {}: checkpoint {} at offset {}", name_, saved.checkpoint_id,
-                saved.next_offset);
+  if (f.sealed->failed.load() > 0) {
+    out.status = Status::Unavailable(f.sealed->last_error);
+    return out;
+  }
+  if (f.cancelled.load()) {
+    out.status = Status::Unavailable("the task stopped");
+    return out;
+  }
+  if (out.status = store_->Write(f.batch); !out.status.ok()) return out;
+  if (f.may_commit && !f.may_commit()) {
+    out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
+    return out;
+  }
+  Result<CheckpointMeta> saved = checkpoints_->Save(*store_, f.meta);
+  if (!saved.ok()) {
+    out.status = saved.status();
+    return out;
+  }
+  out.meta = *saved;
+  return out;
+}
+
+void Task::Finished(const CheckpointOutcome& outcome) {
+  if (!outcome.status.ok()) return;
+  last_checkpoint_id_ = outcome.meta.checkpoint_id;
+  committed_offset_ = outcome.meta.next_offset;
+  spdlog::debug("task {}: checkpoint {} at offset {}", name_, outcome.meta.checkpoint_id,
+                outcome.meta.next_offset);
+}
+
+Status Task::BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
+                             std::function<bool()> may_commit) {
+  if (in_flight_) return Status::FailedPrecondition("a checkpoint is in flight");
+  SLUICE_ASSIGN_OR_RETURN(in_flight_, Barrier(now_ms, flush_timeout_ms, std::move(may_commit)));
+  auto run = [this, f = in_flight_] {
+    CheckpointOutcome outcome = Commit(*f);
+    std::lock_guard<std::mutex> lock(f->mu);
+    f->outcome = std::move(outcome);
+    f->done = true;
+    f->cv.notify_all();
+  };
+  if (job_.background) {
+    job_.background(std::move(run));
+  } else {
+    run();
+  }
   return Status::Ok();
+}
+
+std::optional<CheckpointOutcome> Task::PollCheckpoint() {
+  if (!in_flight_) return std::nullopt;
+  {
+    std::lock_guard<std::mutex> lock(in_flight_->mu);
+    if (!in_flight_->done) return std::nullopt;
+  }
+  return WaitInFlight();
+}
+
+std::optional<CheckpointOutcome> Task::WaitInFlight() {
+  if (!in_flight_) return std::nullopt;
+  std::shared_ptr<InFlight> f = std::move(in_flight_);
+  std::unique_lock<std::mutex> lock(f->mu);
+  f->cv.wait(lock, [&] { return f->done; });
+  Finished(f->outcome);
+  return std::move(f->outcome);
+}
+
+Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
+  if (std::optional<CheckpointOutcome> earlier = WaitInFlight();
+      earlier && !earlier->status.ok()) {
+    return earlier->status;
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<InFlight> f,
+                          Barrier(now_ms, flush_timeout_ms, /*may_commit=*/{}));
+  CheckpointOutcome outcome = Commit(*f);
+  Finished(outcome);
+  return outcome.status;
 }
 
 Status Task::SwapPlan(std::shared_ptr<const engine::JobPlan> plan, int64_t now_ms,

@@ -4,19 +4,32 @@
 // engine's TaskProcessor, the task's RocksDB state and its checkpoint store,
 // and sends what the processor emits to the job's sink topics.
 //
-// A checkpoint is two-phase (ARCHITECTURE.md, invariant 4):
-//   prepare: wait until every record this task produced is acknowledged
-//            (any delivery failure fails the checkpoint), then write the
-//            changed state to RocksDB;
-//   commit:  back the state up to the checkpoint store with the manifest
-//            (next offset, watermark, epoch). The checkpoint exists only once
-//            this succeeds; the worker then commits the offset to Kafka.
-// A task whose checkpoint failed is restarted from its last checkpoint, so
-// records whose delivery failed are produced again (with the same ids).
+// A checkpoint has a barrier and a commit (ARCHITECTURE.md, invariant 4):
+//   barrier: on the task thread, between two batches: the processor puts what
+//            changed since the last checkpoint into a WriteBatch, and the
+//            records produced so far are sealed into one delivery generation.
+//            This is all the task thread stalls for.
+//   commit:  in the background (JobContext::background), while the task goes
+//            on processing: wait until the sealed generation is acknowledged
+//            (any delivery failure fails the checkpoint), write the batch to
+//            RocksDB, and back the state up to the checkpoint store with the
+//            manifest (next offset, watermark, epoch). The checkpoint exists
+//            only once this succeeds; the worker then commits the offset.
+// At most one checkpoint of a task is in flight. A task whose checkpoint
+// failed is restarted from its last checkpoint, so records whose delivery
+// failed are produced again (with the same ids).
 //
-// Thread safety: a Task is used by the one task thread that owns it.
+// Thread safety: a Task is used by the one task thread that owns it; the
+// commit runs on the background executor and touches only the state store,
+// the checkpoint store and its own copy of the barrier's data.
 
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -30,6 +43,9 @@
 
 namespace sluice::worker {
 
+// Runs a piece of work on another thread (in order with the other pieces).
+using BackgroundExecutor = std::function<void(std::function<void()>)>;
+
 // What a task needs from its worker.
 struct JobContext {
   std::shared_ptr<const engine::JobPlan> plan;
@@ -38,6 +54,20 @@ struct JobContext {
   StateBackend* state = nullptr;
   std::string checkpoint_uri;
   int keep_checkpoints = 3;
+  // Where checkpoint commits run; empty: on the task thread, synchronously.
+  BackgroundExecutor background;
+};
+
+// The delivery reports of one task's records, in two generations: records
+// produced since the last barrier count in the current one; a checkpoint waits
+// for the generation its barrier sealed. Owned by the worker, because
+// librdkafka reports deliveries after a task is gone.
+using TaskDeliveries = std::array<DeliveryTracker, 2>;
+
+// How a checkpoint of a task ended.
+struct CheckpointOutcome {
+  Status status;
+  CheckpointMeta meta;  // with checkpoint_id, if status is ok
 };
 
 class Task {
@@ -47,7 +77,7 @@ class Task {
   // `epoch` fences stale owners: a checkpoint store refuses a checkpoint older
   // than its newest one's epoch.
   static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition,
-                                            int64_t epoch, DeliveryTracker* tracker);
+                                            int64_t epoch, TaskDeliveries* deliveries);
   ~Task();
 
   int32_t partition() const { return partition_; }
@@ -55,7 +85,9 @@ class Task {
   const std::string& job_name() const { return job_.plan->name(); }
   const std::shared_ptr<const engine::JobPlan>& plan() const { return job_.plan; }
   int64_t last_checkpoint_id() const { return last_checkpoint_id_; }
-  DeliveryTracker* tracker() const { return tracker_; }
+  TaskDeliveries* deliveries() const { return deliveries_; }
+  // Records produced and not yet acknowledged, in both generations.
+  int64_t in_flight() const;
   const std::string& name() const { return name_; }
   // Where consumption continues: the offset after the checkpoint, or -1 (the
   // beginning of the partition) for a new task.
@@ -66,10 +98,22 @@ class Task {
   void OnProcessingTime() { processor_->OnProcessingTime(); }
   void Drain() { processor_->Drain(); }
 
+  // Whether the checkpoint interval has passed and no checkpoint is in flight.
   bool CheckpointDue(int64_t now_ms) const;
-  // Prepare and commit one checkpoint. On error nothing was committed.
+  // The barrier of a checkpoint; its commit runs on the background executor.
+  // `may_commit` is asked just before the backup (fencing: the task may have
+  // moved meanwhile). An error here means no checkpoint was started.
+  Status BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
+                         std::function<bool()> may_commit = {});
+  // The outcome of the checkpoint in flight, once it has finished (once).
+  std::optional<CheckpointOutcome> PollCheckpoint();
+  // A whole checkpoint, synchronously (after the one in flight, if any). On
+  // error nothing was committed.
   Status Checkpoint(int64_t now_ms, int flush_timeout_ms);
   int64_t last_checkpoint_ms() const { return last_checkpoint_ms_; }
+  // The offset of the last committed checkpoint (what the worker commits to
+  // Kafka), or -1.
+  int64_t committed_offset() const { return committed_offset_; }
 
   // Switches to an updated plan of the same job (rules, thresholds, filters
   // changed; the state layout the same): checkpoints, then continues from that
@@ -84,6 +128,8 @@ class Task {
     Sink(const JobContext& job, DeliveryTracker* tracker);
     void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override;
     const Status& error() const { return error_; }
+    // Later records count in `tracker`.
+    void set_tracker(DeliveryTracker* tracker) { tracker_ = tracker; }
 
    private:
     KafkaProducer* producer_;
@@ -92,19 +138,46 @@ class Task {
     Status error_;
   };
 
-  Task(const JobContext& job, int32_t partition, int64_t epoch, DeliveryTracker* tracker);
+  // A checkpoint between its barrier and the end of its commit. Shared by the
+  // task thread and the background executor.
+  struct InFlight {
+    engine::WriteBatch batch;
+    CheckpointMeta meta;
+    DeliveryTracker* sealed = nullptr;  // the generation to wait for
+    int flush_timeout_ms = 0;
+    std::function<bool()> may_commit;
+    std::atomic<bool> cancelled{false};
+
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;  // guarded by mu
+    CheckpointOutcome outcome;
+  };
+
+  Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries);
+  // The barrier: snapshot and seal. Returns the checkpoint to commit.
+  Result<std::shared_ptr<InFlight>> Barrier(int64_t now_ms, int flush_timeout_ms,
+                                            std::function<bool()> may_commit);
+  // The commit (any thread).
+  CheckpointOutcome Commit(InFlight& f);
+  void Finished(const CheckpointOutcome& outcome);
+  // Waits for the checkpoint in flight, if any, and returns its outcome.
+  std::optional<CheckpointOutcome> WaitInFlight();
 
   JobContext job_;
   int32_t partition_;
   int64_t epoch_;
   std::string name_;
-  DeliveryTracker* tracker_;
+  TaskDeliveries* deliveries_;
+  int generation_ = 0;  // index of the current generation in *deliveries_
   Sink sink_;
   std::unique_ptr<RocksDbStateStore> store_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<engine::TaskProcessor> processor_;
+  std::shared_ptr<InFlight> in_flight_;
   int64_t last_checkpoint_ms_ = 0;
   int64_t last_checkpoint_id_ = 0;
+  int64_t committed_offset_ = -1;
 };
 
 }  // namespace sluice::worker

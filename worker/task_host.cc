@@ -5,6 +5,8 @@
 #include <deque>
 #include <set>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
 #include "worker/engine/record.h"
@@ -26,12 +28,15 @@ struct TaskHost::Command {
 struct TaskHost::Shared {
   std::unique_ptr<StateBackend> state;
   std::unique_ptr<KafkaProducer> producer;
-  std::mutex trackers_mu;
-  std::deque<DeliveryTracker> trackers;  // stable addresses; outlive every record
+  // Checkpoint commits of every task (one thread: they are mostly waiting
+  // for acknowledgements and for the disk). Joined after the task threads.
+  std::unique_ptr<boost::asio::thread_pool> background;
+  std::mutex deliveries_mu;
+  std::deque<TaskDeliveries> deliveries;  // stable addresses; outlive every record
 
-  DeliveryTracker* NewTracker() {
-    std::lock_guard<std::mutex> lock(trackers_mu);
-    return &trackers.emplace_back();
+  TaskDeliveries* NewDeliveries() {
+    std::lock_guard<std::mutex> lock(deliveries_mu);
+    return &deliveries.emplace_back();
   }
 };
 
@@ -84,6 +89,9 @@ class TaskHost::Thread {
   void Poll();
   void Housekeeping(int64_t now);
   void CommitOffset(const Task& task);
+  // Reopens a task from its last checkpoint (after a failed one). Returns
+  // false if it could not be reopened (it is then removed and reported).
+  bool Restart(const TaskRef& ref);
   void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error);
   void FinalCheckpoints(bool drain);
 
@@ -138,8 +146,12 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   ctx.state = host_.shared_->state.get();
   ctx.checkpoint_uri = host_.options_.checkpoint_uri;
   ctx.keep_checkpoints = host_.options_.keep_checkpoints;
+  boost::asio::thread_pool* background = host_.shared_->background.get();
+  ctx.background = [background](std::function<void()> work) {
+    boost::asio::post(*background, std::move(work));
+  };
   SLUICE_ASSIGN_OR_RETURN(auto task,
-                          Task::Open(ctx, ref.partition, epoch, host_.shared_->NewTracker()));
+                          Task::Open(ctx, ref.partition, epoch, host_.shared_->NewDeliveries()));
   tasks_[ref] = Entry{std::move(task), version};
   reassign_.insert(ref.job);
   return Status::Ok();
@@ -285,10 +297,10 @@ void TaskHost::Thread::Poll() {
 }
 
 void TaskHost::Thread::CommitOffset(const Task& task) {
-  if (task.next_offset() < 0) return;
+  if (task.committed_offset() < 0) return;
   auto it = consumers_.find(task.job_name());
   if (it == consumers_.end()) return;
-  PartitionOffset po{task.partition(), task.next_offset()};
+  PartitionOffset po{task.partition(), task.committed_offset()};
   Status s = it->second.consumer->Commit(it->second.topic, std::span<const PartitionOffset>(&po, 1));
   if (!s.ok()) spdlog::warn("task {}: {}", task.name(), s.message());
 }
@@ -299,36 +311,37 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
   }
   bool unconfirmed = false;
-  for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
-    Task& task = *it->second.task;
+  std::vector<TaskRef> failed;
+  for (auto& [ref, entry] : tasks_) {
+    Task& task = *entry.task;
+    if (std::optional<CheckpointOutcome> done = task.PollCheckpoint()) {
+      if (done->status.ok()) {
+        CommitOffset(task);
+      } else {
+        spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
+                      task.name(), done->status.message());
+        failed.push_back(ref);
+        continue;
+      }
+    }
     if (!task.CheckpointDue(now)) continue;
-    if (!host_.MayCheckpoint(it->first, task.epoch(), now)) {
+    if (!host_.MayCheckpoint(ref, task.epoch(), now)) {
       unconfirmed = true;
       continue;
     }
-    Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
-    if (s.ok()) {
-      CommitOffset(task);
-      continue;
+    TaskHost* host = &host_;
+    Status s = task.BeginCheckpoint(
+        now, host_.options_.flush_timeout_ms,
+        [host, ref = ref, epoch = task.epoch()] {
+          return host->MayCheckpoint(ref, epoch, host->clock_.NowMillis());
+        });
+    if (!s.ok()) {
+      spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
+                    task.name(), s.message());
+      failed.push_back(ref);
     }
-    spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
-                  task.name(), s.message());
-    TaskRef ref = it->first;
-    auto plan = task.plan();
-    int64_t version = it->second.version, epoch = task.epoch();
-    DeliveryTracker* tracker = task.tracker();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (tracker->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    tasks_.erase(ref);
-    if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
-      spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
-      PublishTask(ref, proto::TaskReport::FAILED, o.message());
-      Remove(ref);
-    }
-    break;  // the map changed
   }
+  for (const TaskRef& ref : failed) Restart(ref);
   if (unconfirmed && !checkpoint_warned_) {
     spdlog::warn("thread {}: assignment not confirmed by the coordinator lately; processing "
                  "continues, checkpoints wait",
@@ -361,6 +374,26 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
                    c.dead_lettered, c.alerts, c.window_results);
     }
   }
+}
+
+bool TaskHost::Thread::Restart(const TaskRef& ref) {
+  auto it = tasks_.find(ref);
+  if (it == tasks_.end()) return false;
+  auto plan = it->second.task->plan();
+  const int64_t version = it->second.version, epoch = it->second.task->epoch();
+  // Let the old records settle first, so the replay's come after them.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (it->second.task->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  tasks_.erase(it);
+  if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
+    spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
+    PublishTask(ref, proto::TaskReport::FAILED, o.message());
+    Remove(ref);
+    return false;
+  }
+  return true;
 }
 
 void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State state,
@@ -432,6 +465,7 @@ Status TaskHost::Start() {
   SLUICE_ASSIGN_OR_RETURN(shared_->state, StateBackend::Open(options_.data_dir, options_.state));
   SLUICE_ASSIGN_OR_RETURN(shared_->producer,
                           KafkaProducer::Create(options_.brokers, options_.kafka_settings));
+  shared_->background = std::make_unique<boost::asio::thread_pool>(1);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.push_back(std::make_unique<Thread>(*this, static_cast<size_t>(i)));
     Thread* t = threads_.back().get();
@@ -547,6 +581,7 @@ void TaskHost::Shutdown(bool drain) {
   for (auto& t : threads) {
     if (t->thread.joinable()) t->thread.join();
   }
+  if (shared_->background) shared_->background->join();
   if (shared_->producer) {
     Status s = shared_->producer->Flush(options_.flush_timeout_ms);
     if (!s.ok()) spdlog::error("final flush: {}", s.message());

@@ -1,0 +1,176 @@
+// Task checkpoints against a broker in process (librdkafka's mock cluster):
+// the barrier returns at once, the commit waits for the sealed records, and
+// what it commits is the state and offset of the barrier.
+
+#include <chrono>
+#include <deque>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <catch2/catch.hpp>
+
+#include "worker/engine/testing.h"
+#include "worker/state/testing_dir.h"
+#include "worker/task.h"
+#include "tools/devbroker/mock_cluster.h"
+
+namespace sluice::worker {
+namespace {
+
+using engine::testing::BaseSpec;
+using engine::testing::Event;
+
+constexpr int64_t kT0 = 1'700'000'000'000;
+
+// A tumbling count whose every event closes the window before it: one
+// output record per event.
+std::shared_ptr<const engine::JobPlan> CountPlan() {
+  proto::JobSpec spec = BaseSpec("ckpt");
+  spec.mutable_window()->set_tumbling_ms(1000);
+  *spec.add_aggregates() = engine::testing::Agg("n", proto::AggregateSpec::COUNT);
+  auto plan = engine::JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  return std::move(*plan);
+}
+
+struct Fixture {
+  Fixture() {
+    auto c = devbroker::MockCluster::Create(1, "");
+    REQUIRE(c.ok());
+    cluster = std::move(*c);
+    for (const char* t : {"ckpt-out", "ckpt-late", "ckpt-dlq"}) {
+      REQUIRE(cluster->CreateTopic(t, 1).ok());
+    }
+    auto p = KafkaProducer::Create(cluster->bootstraps(), {{"message.timeout.ms", "60000"}});
+    REQUIRE(p.ok());
+    producer = std::move(*p);
+    auto b = StateBackend::Open((dir.path() / "state").string(), StateOptions{});
+    REQUIRE(b.ok());
+    backend = std::move(*b);
+    ctx.plan = CountPlan();
+    ctx.clock = &clock;
+    ctx.producer = producer.get();
+    ctx.state = backend.get();
+    ctx.checkpoint_uri = "file://" + (dir.path() / "checkpoints").string();
+    ctx.background = [this](std::function<void()> work) {
+      boost::asio::post(pool, std::move(work));
+    };
+  }
+  ~Fixture() { pool.join(); }
+
+  std::unique_ptr<Task> Open(TaskDeliveries* deliveries) {
+    auto t = Task::Open(ctx, 0, 1, deliveries);
+    REQUIRE(t.ok());
+    return std::move(*t);
+  }
+
+  // Feeds events at offsets [from, to), one second of event time apart.
+  void Feed(Task& task, int64_t from, int64_t to) {
+    for (int64_t i = from; i < to; ++i) {
+      payloads.push_back(Event("u1", kT0 + 1000 * i));
+    }
+    std::vector<engine::SourceRecord> records;
+    for (int64_t i = from; i < to; ++i) {
+      records.push_back({payloads[static_cast<size_t>(i)], "u1", {"events", 0, i}});
+    }
+    task.Process(records);
+  }
+
+  // Polls until the checkpoint in flight has finished (10 s deadline).
+  CheckpointOutcome Await(Task& task) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (auto done = task.PollCheckpoint()) return *done;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    FAIL("the checkpoint did not finish in 10 s");
+    return {};
+  }
+
+  testing::TempDir dir;
+  ManualClock clock{kT0};
+  std::unique_ptr<devbroker::MockCluster> cluster;
+  std::unique_ptr<KafkaProducer> producer;
+  std::unique_ptr<StateBackend> backend;
+  boost::asio::thread_pool pool{1};
+  JobContext ctx;
+  std::deque<std::string> payloads;
+};
+
+TEST_CASE("a checkpoint commits the barrier's state and offset while the task goes on") {
+  Fixture f;
+  TaskDeliveries deliveries;
+  auto task = f.Open(&deliveries);
+  // With the broker down, the sealed records cannot be acknowledged: the
+  // barrier returns, the commit waits, and processing continues.
+  REQUIRE(f.cluster->SetBrokerDown(1).ok());
+  f.Feed(*task, 0, 10);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE_FALSE(task->CheckpointDue(f.clock.NowMillis() + 3'600'000));  // one at a time
+  f.Feed(*task, 10, 20);
+  REQUIRE(task->next_offset() == 20);
+  REQUIRE_FALSE(task->PollCheckpoint().has_value());
+  REQUIRE(task->committed_offset() == -1);
+
+  REQUIRE(f.cluster->SetBrokerUp(1).ok());
+  CheckpointOutcome done = f.Await(*task);
+  REQUIRE(done.status.ok());
+  REQUIRE(done.meta.next_offset == 10);
+  REQUIRE(task->committed_offset() == 10);
+  REQUIRE(task->last_checkpoint_id() == done.meta.checkpoint_id);
+  REQUIRE_FALSE(task->PollCheckpoint().has_value());  // reported once
+
+  // A restart resumes from the barrier: offset 10 with the state of 10 events
+  // (9 windows fired, the tenth open).
+  task.reset();
+  TaskDeliveries again_deliveries;
+  auto again = f.Open(&again_deliveries);
+  REQUIRE(again->next_offset() == 10);
+  REQUIRE(again->processor().counters().window_results == 9);
+  REQUIRE(again->processor().open_windows() == 1);
+}
+
+TEST_CASE("a commit the coordinator no longer confirms is not saved") {
+  Fixture f;
+  TaskDeliveries deliveries;
+  auto task = f.Open(&deliveries);
+  f.Feed(*task, 0, 5);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000, [] { return false; }).ok());
+  CheckpointOutcome done = f.Await(*task);
+  REQUIRE(done.status.code() == StatusCode::kFailedPrecondition);
+  REQUIRE(task->committed_offset() == -1);
+  task.reset();
+  TaskDeliveries again_deliveries;
+  REQUIRE(f.Open(&again_deliveries)->next_offset() == -1);  // nothing was saved
+}
+
+TEST_CASE("a synchronous checkpoint waits for the one in flight and then takes its own") {
+  Fixture f;
+  TaskDeliveries deliveries;
+  auto task = f.Open(&deliveries);
+  f.Feed(*task, 0, 5);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
+  f.Feed(*task, 5, 8);
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->committed_offset() == 8);
+  REQUIRE(task->in_flight() == 0);
+}
+
+TEST_CASE("a task stopped with a commit waiting for the broker stops promptly") {
+  Fixture f;
+  TaskDeliveries deliveries;
+  auto task = f.Open(&deliveries);
+  REQUIRE(f.cluster->SetBrokerDown(1).ok());
+  f.Feed(*task, 0, 5);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  task.reset();  // cancels the commit's wait (else it would wait 60 s)
+  REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+  REQUIRE(f.cluster->SetBrokerUp(1).ok());
+  TaskDeliveries again_deliveries;
+  REQUIRE(f.Open(&again_deliveries)->next_offset() == -1);
+}
+
+}  // namespace
+}  // namespace sluice::worker
