@@ -1,6 +1,7 @@
 #include "worker/task.h"
 
 #include <chrono>
+#include <cstdint>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -30,8 +31,8 @@ Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveri
 
 Task::~Task() {
   // The commit in flight uses this task's stores: stop it at its next wait
-  // and let it finish.
-  if (in_flight_) {
+  // and let it finish. A snapshot not yet complete is dropped.
+  if (in_flight_ && in_flight_->posted) {
     in_flight_->cancelled.store(true);
     WaitInFlight();
   }
@@ -82,7 +83,7 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
   last_checkpoint_ms_ = now_ms;
   if (!sink_.error().ok()) return sink_.error();
   auto f = std::make_shared<InFlight>();
-  SLUICE_RETURN_IF_ERROR(processor_->Snapshot(*store_, &f->batch));
+  SLUICE_RETURN_IF_ERROR(processor_->BeginSnapshot(*store_));
   f->meta.job = job_.plan->name();
   f->meta.partition = partition_;
   f->meta.next_offset = processor_->next_offset();
@@ -151,23 +152,40 @@ Status Task::BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
                              std::function<bool()> may_commit) {
   if (in_flight_) return Status::FailedPrecondition("a checkpoint is in flight");
   SLUICE_ASSIGN_OR_RETURN(in_flight_, Barrier(now_ms, flush_timeout_ms, std::move(may_commit)));
-  auto run = [this, f = in_flight_] {
+  return Status::Ok();
+}
+
+void Task::AdvanceCheckpoint(int64_t budget_us) {
+  if (!snapshotting()) return;
+  constexpr size_t kKeysPerStep = 256;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(budget_us);
+  while (!processor_->SnapshotStep(kKeysPerStep)) {
+    if (std::chrono::steady_clock::now() >= deadline) return;
+  }
+  Post(/*inline_commit=*/!job_.background);
+}
+
+void Task::Post(bool inline_commit) {
+  std::shared_ptr<InFlight> f = in_flight_;
+  processor_->SnapshotStep(SIZE_MAX);
+  processor_->TakeSnapshot(&f->batch);
+  f->posted = true;
+  auto run = [this, f] {
     CheckpointOutcome outcome = Commit(*f);
     std::lock_guard<std::mutex> lock(f->mu);
     f->outcome = std::move(outcome);
     f->done = true;
     f->cv.notify_all();
   };
-  if (job_.background) {
-    job_.background(std::move(run));
-  } else {
+  if (inline_commit) {
     run();
+  } else {
+    job_.background(std::move(run));
   }
-  return Status::Ok();
 }
 
 std::optional<CheckpointOutcome> Task::PollCheckpoint() {
-  if (!in_flight_) return std::nullopt;
+  if (!in_flight_ || !in_flight_->posted) return std::nullopt;
   {
     std::lock_guard<std::mutex> lock(in_flight_->mu);
     if (!in_flight_->done) return std::nullopt;
@@ -177,6 +195,7 @@ std::optional<CheckpointOutcome> Task::PollCheckpoint() {
 
 std::optional<CheckpointOutcome> Task::WaitInFlight() {
   if (!in_flight_) return std::nullopt;
+  if (!in_flight_->posted) Post(/*inline_commit=*/true);
   std::shared_ptr<InFlight> f = std::move(in_flight_);
   std::unique_lock<std::mutex> lock(f->mu);
   f->cv.wait(lock, [&] { return f->done; });
@@ -189,11 +208,9 @@ Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
       earlier && !earlier->status.ok()) {
     return earlier->status;
   }
-  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<InFlight> f,
-                          Barrier(now_ms, flush_timeout_ms, /*may_commit=*/{}));
-  CheckpointOutcome outcome = Commit(*f);
-  Finished(outcome);
-  return outcome.status;
+  SLUICE_ASSIGN_OR_RETURN(in_flight_, Barrier(now_ms, flush_timeout_ms, /*may_commit=*/{}));
+  std::optional<CheckpointOutcome> outcome = WaitInFlight();
+  return outcome->status;
 }
 
 Status Task::SwapPlan(std::shared_ptr<const engine::JobPlan> plan, int64_t now_ms,

@@ -5,10 +5,13 @@
 // and sends what the processor emits to the job's sink topics.
 //
 // A checkpoint has a barrier and a commit (ARCHITECTURE.md, invariant 4):
-//   barrier: on the task thread, between two batches: the processor puts what
-//            changed since the last checkpoint into a WriteBatch, and the
-//            records produced so far are sealed into one delivery generation.
-//            This is all the task thread stalls for.
+//   barrier: on the task thread, between two batches: the processor takes
+//            the position and the set of keys changed since the last
+//            checkpoint, and the records produced so far are sealed into one
+//            delivery generation. Then, in steps between batches
+//            (AdvanceCheckpoint), those keys are encoded into a WriteBatch; a
+//            key about to change is encoded first (copy on write). The task
+//            thread stalls only for the barrier and the steps.
 //   commit:  in the background (JobContext::background), while the task goes
 //            on processing: wait until the sealed generation is acknowledged
 //            (any delivery failure fails the checkpoint), write the batch to
@@ -105,6 +108,11 @@ class Task {
   // moved meanwhile). An error here means no checkpoint was started.
   Status BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
                          std::function<bool()> may_commit = {});
+  // Encodes more of the open snapshot, for up to `budget_us` (at least one
+  // step); once it is complete, hands the commit to the background executor.
+  void AdvanceCheckpoint(int64_t budget_us);
+  // Whether a snapshot is being encoded (AdvanceCheckpoint has work to do).
+  bool snapshotting() const { return in_flight_ && !in_flight_->posted; }
   // The outcome of the checkpoint in flight, once it has finished (once).
   std::optional<CheckpointOutcome> PollCheckpoint();
   // A whole checkpoint, synchronously (after the one in flight, if any). On
@@ -146,6 +154,7 @@ class Task {
     DeliveryTracker* sealed = nullptr;  // the generation to wait for
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
+    bool posted = false;  // the snapshot is complete and its commit handed over
     std::atomic<bool> cancelled{false};
 
     std::mutex mu;
@@ -155,9 +164,11 @@ class Task {
   };
 
   Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries);
-  // The barrier: snapshot and seal. Returns the checkpoint to commit.
+  // The barrier: open a snapshot and seal. Returns the checkpoint to commit.
   Result<std::shared_ptr<InFlight>> Barrier(int64_t now_ms, int flush_timeout_ms,
                                             std::function<bool()> may_commit);
+  // Completes the snapshot and hands the commit over (inline: runs it here).
+  void Post(bool inline_commit);
   // The commit (any thread).
   CheckpointOutcome Commit(InFlight& f);
   void Finished(const CheckpointOutcome& outcome);

@@ -110,6 +110,10 @@ class TaskHost::Thread {
   int64_t last_publish_ = 0;
   int64_t last_report_log_ = 0;
   bool checkpoint_warned_ = false;
+  bool snapshotting_ = false;  // a task of this thread is encoding a snapshot
+  // How long a task encodes its snapshot per pass of the loop: the longest
+  // stall a checkpoint adds to a batch, after the barrier.
+  static constexpr int64_t kSnapshotBudgetUs = 2'000;
   std::set<std::string> reassign_;  // jobs whose consumer must be reassigned
 };
 
@@ -279,7 +283,8 @@ void TaskHost::Thread::Apply(Command& c) {
 }
 
 void TaskHost::Thread::Poll() {
-  const int timeout = consumers_.size() == 1 ? 100 : 10;
+  // While a snapshot is being encoded, come back soon to encode more.
+  const int timeout = snapshotting_ ? 1 : consumers_.size() == 1 ? 100 : 10;
   for (auto& [job, jc] : consumers_) {
     std::span<const KafkaConsumer::Message> batch = jc.consumer->Poll(timeout, 1000);
     for (size_t i = 0; i < batch.size();) {
@@ -311,9 +316,13 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
   }
   bool unconfirmed = false;
+  bool barrier_taken = false;
   std::vector<TaskRef> failed;
+  snapshotting_ = false;
   for (auto& [ref, entry] : tasks_) {
     Task& task = *entry.task;
+    task.AdvanceCheckpoint(kSnapshotBudgetUs);
+    snapshotting_ = snapshotting_ || task.snapshotting();
     if (std::optional<CheckpointOutcome> done = task.PollCheckpoint()) {
       if (done->status.ok()) {
         CommitOffset(task);
@@ -324,7 +333,9 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
         continue;
       }
     }
-    if (!task.CheckpointDue(now)) continue;
+    // One barrier per pass: the stalls of tasks due together are spread over
+    // several batches instead of adding up in one.
+    if (barrier_taken || !task.CheckpointDue(now)) continue;
     if (!host_.MayCheckpoint(ref, task.epoch(), now)) {
       unconfirmed = true;
       continue;
@@ -335,6 +346,8 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
         [host, ref = ref, epoch = task.epoch()] {
           return host->MayCheckpoint(ref, epoch, host->clock_.NowMillis());
         });
+    barrier_taken = true;
+    snapshotting_ = snapshotting_ || task.snapshotting();
     if (!s.ok()) {
       spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
                     task.name(), s.message());

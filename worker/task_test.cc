@@ -81,6 +81,7 @@ struct Fixture {
   CheckpointOutcome Await(Task& task) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
+      task.AdvanceCheckpoint(1000);
       if (auto done = task.PollCheckpoint()) return *done;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -109,7 +110,11 @@ TEST_CASE("a checkpoint commits the barrier's state and offset while the task go
   REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
   REQUIRE_FALSE(task->CheckpointDue(f.clock.NowMillis() + 3'600'000));  // one at a time
   f.Feed(*task, 10, 20);
-  REQUIRE(task->next_offset() == 20);
+  REQUIRE(task->snapshotting());
+  task->AdvanceCheckpoint(1'000'000);  // completes the snapshot: the commit starts
+  REQUIRE_FALSE(task->snapshotting());
+  f.Feed(*task, 20, 25);
+  REQUIRE(task->next_offset() == 25);
   REQUIRE_FALSE(task->PollCheckpoint().has_value());
   REQUIRE(task->committed_offset() == -1);
 
@@ -164,6 +169,8 @@ TEST_CASE("a task stopped with a commit waiting for the broker stops promptly") 
   REQUIRE(f.cluster->SetBrokerDown(1).ok());
   f.Feed(*task, 0, 5);
   REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
+  task->AdvanceCheckpoint(1'000'000);
+  REQUIRE_FALSE(task->snapshotting());
   const auto t0 = std::chrono::steady_clock::now();
   task.reset();  // cancels the commit's wait (else it would wait 60 s)
   REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));

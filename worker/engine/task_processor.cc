@@ -62,8 +62,10 @@ struct RollingState {
 struct KeyState {
   std::vector<WindowState> windows;        // window jobs; sorted by start
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
-  bool dirty = false;                     // changed since the last checkpoint
-  bool persisted = false;                 // the store holds a version of it
+  // 0: written. Impl::gen_: changed since the last barrier. Another value:
+  // changed before the last barrier and not yet in its snapshot.
+  uint32_t dirty_gen = 0;
+  bool persisted = false;  // the store holds (or the open snapshot writes) a version of it
 
   bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
 };
@@ -174,7 +176,10 @@ class TaskProcessor::Impl {
 
   void Drain() { AdvanceWatermark(kMaxTime); }
 
-  Status Snapshot(const StateStore& store, WriteBatch* batch);
+  Status BeginSnapshot(const StateStore& store);
+  bool SnapshotStep(size_t max_keys);
+  void TakeSnapshot(WriteBatch* batch);
+  bool snapshot_open() const { return snapshot_open_; }
   Status Restore(const StateStore& store);
 
   int64_t watermark() const { return watermark_; }
@@ -506,6 +511,8 @@ class TaskProcessor::Impl {
       return w.start == timer.start && w.end == timer.end;
     });
     if (it == ks.windows.end()) return;  // merged away or purged already
+    // Firing changes the window (fired, revision); purging removes it.
+    MarkDirty(ks, timer.key);
     if (timer.kind == TimerKind::kFire) {
       if (!it->fired || it->changed) EmitWindow(timer.key, *it);
       if (lateness_ > 0) {
@@ -514,7 +521,6 @@ class TaskProcessor::Impl {
         return;
       }
     }
-    MarkDirty(ks, timer.key);
     spare_accs_.push_back(std::move(it->accs));
     ks.windows.erase(it);
     // An empty key stays in the table until the next checkpoint (or sweep),
@@ -529,6 +535,10 @@ class TaskProcessor::Impl {
   void SweepEmptyKeys() {
     for (auto it = keys_.begin(); it != keys_.end();) {
       if (it->second.empty()) {
+        // A key of the open snapshot goes into it first (copy on write).
+        if (it->second.dirty_gen != 0 && it->second.dirty_gen != gen_) {
+          SnapshotKey(it->first, it->second);
+        }
         if (it->second.persisted) erased_persisted_.insert(it->first);
         it = keys_.erase(it);
       } else {
@@ -568,10 +578,30 @@ class TaskProcessor::Impl {
     return it->second;
   }
 
+  // Call before changing a key's state.
   void MarkDirty(KeyState& ks, std::string_view key) {
-    if (ks.dirty) return;
-    ks.dirty = true;
+    if (ks.dirty_gen == gen_) return;
+    // Changed before the barrier and not yet in the snapshot: it goes in
+    // now, as it was at the barrier (copy on write).
+    if (ks.dirty_gen != 0) SnapshotKey(key, ks);
+    ks.dirty_gen = gen_;
     touched_keys_.emplace_back(key);
+  }
+
+  // Writes a key's state into the open snapshot: a put, or a delete if it has
+  // no state left.
+  void SnapshotKey(std::string_view key, KeyState& ks) {
+    ks.dirty_gen = 0;
+    std::string store_key(kKeyPrefix);
+    store_key.append(key);
+    if (ks.empty()) {
+      if (ks.persisted) snapshot_batch_.Delete(std::move(store_key));
+      ks.persisted = false;
+      return;
+    }
+    EncodeKey(ks, stride_, &encode_buf_);
+    snapshot_batch_.Put(std::move(store_key), encode_buf_);
+    ks.persisted = true;
   }
 
 
@@ -756,7 +786,15 @@ class TaskProcessor::Impl {
 
   // State: the write-back cache of every key, and what fires next.
   std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>> keys_;
-  std::vector<std::string> touched_keys_;  // keys to write at the next checkpoint
+  std::vector<std::string> touched_keys_;  // keys changed since the last barrier
+  // Snapshots: the generation keys changed now belong to, and the snapshot
+  // being taken (its keys are written in steps, or when about to change).
+  uint32_t gen_ = 1;
+  bool snapshot_open_ = false;
+  std::vector<std::string> snapshot_keys_;
+  size_t snapshot_next_ = 0;
+  WriteBatch snapshot_batch_;
+  std::string encode_buf_;
   std::vector<Timer> timers_;              // heap
   std::vector<PendingEvent> pending_;      // slab
   std::vector<uint32_t> pending_heap_;
@@ -835,37 +873,31 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
   return d.ok() && d.done();
 }
 
-Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
-  WriteBatch& batch = *out;
+Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
+  if (snapshot_open_) return Status::FailedPrecondition("a snapshot is open");
+  snapshot_batch_ = WriteBatch();
   std::string buf;
   if (!checkpointed_once_) {
     // The store may hold state from an earlier run of this task: replace it.
     SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view) {
-      if (keys_.find(k.substr(kKeyPrefix.size())) == keys_.end()) batch.Delete(std::string(k));
+      if (keys_.find(k.substr(kKeyPrefix.size())) == keys_.end()) {
+        snapshot_batch_.Delete(std::string(k));
+      }
       return Status::Ok();
     }));
     for (auto& [key, ks] : keys_) MarkDirty(ks, key);
   }
   // Deletes first: a key erased and created again is put after its delete.
   for (const std::string& key : erased_persisted_) {
-    batch.Delete(std::string(kKeyPrefix) + key);
+    snapshot_batch_.Delete(std::string(kKeyPrefix) + key);
   }
   erased_persisted_.clear();
-  for (const std::string& key : touched_keys_) {
-    auto it = keys_.find(key);
-    if (it == keys_.end() || !it->second.dirty) continue;  // gone, or listed twice
-    if (it->second.empty()) {
-      if (it->second.persisted) batch.Delete(std::string(kKeyPrefix) + key);
-      keys_.erase(it);
-      continue;
-    }
-    EncodeKey(it->second, stride_, &buf);
-    batch.Put(std::string(kKeyPrefix) + key, buf);
-    it->second.dirty = false;
-    it->second.persisted = true;
-  }
+  // The keys changed since the last barrier are written by SnapshotStep.
+  snapshot_keys_.swap(touched_keys_);
+  touched_keys_.clear();
+  snapshot_next_ = 0;
+  if (++gen_ == 0) gen_ = 1;
   // Queued rule events, in (time, offset) order.
-  buf.clear();
   {
     Encoder e(&buf);
     std::vector<uint32_t> order = pending_heap_;
@@ -880,7 +912,7 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
       e.Bytes(p.payload);
     }
   }
-  batch.Put(std::string(kPendingKey), buf);
+  snapshot_batch_.Put(std::string(kPendingKey), buf);
   buf.clear();
   {
     Encoder e(&buf);
@@ -898,11 +930,31 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
       e.I64(c);
     }
   }
-  batch.Put(std::string(kMetaKey), buf);
-  touched_keys_.clear();
-  empty_keys_ = 0;
+  snapshot_batch_.Put(std::string(kMetaKey), buf);
   checkpointed_once_ = true;
+  snapshot_open_ = true;
   return Status::Ok();
+}
+
+bool TaskProcessor::Impl::SnapshotStep(size_t max_keys) {
+  for (; snapshot_next_ < snapshot_keys_.size() && max_keys > 0; ++snapshot_next_, --max_keys) {
+    const std::string& key = snapshot_keys_[snapshot_next_];
+    auto it = keys_.find(key);
+    // Gone, already written (copy on write), or listed twice.
+    if (it == keys_.end() || it->second.dirty_gen == 0 || it->second.dirty_gen == gen_) continue;
+    SnapshotKey(key, it->second);
+    if (it->second.empty()) keys_.erase(it);
+  }
+  return snapshot_next_ == snapshot_keys_.size();
+}
+
+void TaskProcessor::Impl::TakeSnapshot(WriteBatch* batch) {
+  *batch = std::move(snapshot_batch_);
+  snapshot_batch_ = WriteBatch();
+  snapshot_keys_.clear();
+  snapshot_next_ = 0;
+  snapshot_open_ = false;
+  empty_keys_ = 0;
 }
 
 Status TaskProcessor::Impl::Restore(const StateStore& store) {
@@ -991,12 +1043,19 @@ void TaskProcessor::OnProcessingTime() { impl_->OnProcessingTime(); }
 void TaskProcessor::Drain() { impl_->Drain(); }
 Status TaskProcessor::Checkpoint(StateStore& store) {
   WriteBatch batch;
-  SLUICE_RETURN_IF_ERROR(impl_->Snapshot(store, &batch));
+  SLUICE_RETURN_IF_ERROR(Snapshot(store, &batch));
   return store.Write(batch);
 }
 Status TaskProcessor::Snapshot(const StateStore& store, WriteBatch* batch) {
-  return impl_->Snapshot(store, batch);
+  SLUICE_RETURN_IF_ERROR(impl_->BeginSnapshot(store));
+  impl_->SnapshotStep(SIZE_MAX);
+  impl_->TakeSnapshot(batch);
+  return Status::Ok();
 }
+Status TaskProcessor::BeginSnapshot(const StateStore& store) { return impl_->BeginSnapshot(store); }
+bool TaskProcessor::SnapshotStep(size_t max_keys) { return impl_->SnapshotStep(max_keys); }
+void TaskProcessor::TakeSnapshot(WriteBatch* batch) { impl_->TakeSnapshot(batch); }
+bool TaskProcessor::snapshot_open() const { return impl_->snapshot_open(); }
 Status TaskProcessor::Restore(const StateStore& store) { return impl_->Restore(store); }
 int64_t TaskProcessor::watermark() const { return impl_->watermark(); }
 int64_t TaskProcessor::next_offset() const { return impl_->next_offset(); }

@@ -27,6 +27,7 @@
 //
 // Thread safety: one thread owns a TaskProcessor.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -79,8 +80,21 @@ class TaskProcessor {
   // last snapshot (the first time: everything, and deletes of whatever else
   // `store` holds). The state counts as written once this returns: the caller
   // must apply `batch` to `store` (possibly on another thread; the task may
-  // go on processing meanwhile) before the next Snapshot or Restore.
+  // go on processing meanwhile) before the next snapshot or Restore. If that
+  // fails, the task must restart from its last checkpoint.
   Status Snapshot(const StateStore& store, WriteBatch* batch);
+
+  // The same in steps, so that a large snapshot does not stall the task:
+  // BeginSnapshot is the barrier (the position, the watermark and the set of
+  // changed keys are taken there); SnapshotStep writes up to `max_keys` of
+  // those keys and returns true once all are written; TakeSnapshot hands the
+  // batch over. Between the calls the task may go on processing: a key of the
+  // snapshot that is about to change is written first, as it was at the
+  // barrier (copy on write), so the batch is the state at the barrier.
+  Status BeginSnapshot(const StateStore& store);
+  bool SnapshotStep(size_t max_keys);
+  void TakeSnapshot(WriteBatch* batch);
+  bool snapshot_open() const;
   // Loads the task's state from `store`. Call before the first ProcessBatch.
   Status Restore(const StateStore& store);
 

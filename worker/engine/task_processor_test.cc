@@ -68,6 +68,65 @@ TEST_CASE("snapshot, restore, continue: output identical to an uninterrupted run
   }
 }
 
+proto::JobSpec LateTumblingJob() {
+  proto::JobSpec spec = BaseSpec("late-tumbling");
+  spec.mutable_source()->set_max_out_of_orderness_ms(5'000);
+  spec.mutable_window()->set_tumbling_ms(60'000);
+  spec.mutable_window()->set_allowed_lateness_ms(120'000);
+  *spec.add_aggregates() = Agg("events", proto::AggregateSpec::COUNT);
+  return spec;
+}
+
+TEST_CASE("a snapshot taken in steps while the task goes on is the state at its barrier") {
+  for (const proto::JobSpec& spec : {SessionJob(), RuleJob(), SlidingJob(), LateTumblingJob()}) {
+    INFO(spec.name());
+    const auto events = RandomEvents(11, 3000, 40);
+    const auto expected = RunStraight(spec, events);
+    REQUIRE(expected.size() > 20);
+    for (size_t step : {size_t{1}, size_t{7}}) {
+      for (size_t barrier : {size_t{900}, size_t{2000}}) {
+        INFO("barrier at " << barrier << ", " << step << " keys per step");
+        Harness h(spec);
+        InMemoryStateStore store;
+        // A first checkpoint, so that the snapshot also has keys to delete.
+        for (size_t i = 0; i < barrier / 2; ++i) h.Feed(events[i]);
+        REQUIRE(h.task().Checkpoint(store).ok());
+        for (size_t i = barrier / 2; i < barrier; ++i) h.Feed(events[i]);
+        REQUIRE(h.task().BeginSnapshot(store).ok());
+        const size_t emitted_at_barrier = h.sink().records().size();
+        // Processing goes on between the steps and changes keys of the
+        // snapshot before it has written them.
+        size_t i = barrier;
+        bool done = false;
+        for (; i < events.size() && !done; ++i) {
+          h.Feed(events[i]);
+          done = h.task().SnapshotStep(step);
+        }
+        REQUIRE(done);
+        REQUIRE(i >= barrier + 5);  // the steps were interleaved with processing
+        WriteBatch batch;
+        h.task().TakeSnapshot(&batch);
+        REQUIRE_FALSE(h.task().snapshot_open());
+        REQUIRE(store.Write(batch).ok());
+        // A task restored from it and fed the records after the barrier
+        // continues as the uninterrupted run.
+        std::vector<CollectingSink::Record> out(h.sink().records().begin(),
+                                                h.sink().records().begin() +
+                                                    static_cast<ptrdiff_t>(emitted_at_barrier));
+        const size_t restored_from = h.sink().records().size();
+        h.RestoreFrom(store);
+        REQUIRE(h.task().next_offset() == static_cast<int64_t>(barrier));
+        h.set_next_offset(static_cast<int64_t>(barrier));
+        for (size_t j = barrier; j < events.size(); ++j) h.Feed(events[j]);
+        h.task().Drain();
+        out.insert(out.end(), h.sink().records().begin() + static_cast<ptrdiff_t>(restored_from),
+                   h.sink().records().end());
+        REQUIRE(out == expected);
+      }
+    }
+  }
+}
+
 TEST_CASE("a replay from a checkpoint re-emits byte-identical records") {
   const auto events = RandomEvents(11, 1000, 20);
   Harness h(SessionJob());
