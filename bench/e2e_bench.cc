@@ -99,6 +99,8 @@ struct Config {
   int64_t round_events = 800'000;
   // latency
   double latency_rate = 50'000;
+  // linger.ms of the event producer and of the worker's producer.
+  std::string latency_linger_ms = "5";
   double latency_warmup_s = 5;
   double latency_seconds = 30;
   int latency_threads = 2;
@@ -120,12 +122,12 @@ void CountDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque);
 
 class LoadProducer {
  public:
-  explicit LoadProducer(const std::string& brokers) {
+  explicit LoadProducer(const std::string& brokers, const std::string& linger_ms = "5") {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
     const std::map<std::string, std::string> settings = {
         {"bootstrap.servers", brokers},     {"enable.idempotence", "true"},
-        {"linger.ms", "5"},                 {"compression.type", "lz4"},
+        {"linger.ms", linger_ms},           {"compression.type", "lz4"},
         {"partitioner", "murmur2_random"},  {"queue.buffering.max.messages", "1000000"},
         {"queue.buffering.max.kbytes", "1048576"}};
     for (const auto& [k, v] : settings) {
@@ -639,6 +641,7 @@ void RunLatency(const Config& cfg, const std::string& label) {
   options.checkpoint_uri = "file://" + fs::absolute(dir / "checkpoints").string();
   options.threads = cfg.latency_threads;
   options.kafka_settings = cfg.consumer_settings;
+  options.kafka_settings["linger.ms"] = cfg.latency_linger_ms;
   SystemClock clock;
   worker::TaskHost host(options, clock);
   SLUICE_CHECK(host.Start().ok());
@@ -717,7 +720,7 @@ void RunLatency(const Config& cfg, const std::string& label) {
   });
 
   // Paced producer: at each step, produces the events due by now.
-  LoadProducer producer(cfg.bootstrap);
+  LoadProducer producer(cfg.bootstrap, cfg.latency_linger_ms);
   tools::GeneratorOptions g;
   g.kind = tools::EventKind::kPayments;
   g.seed = 7;
@@ -983,13 +986,13 @@ void RunCheckpoint(const Config& cfg) {
                 static_cast<double>(cfg.keys) / load_s, full_ms, full_commit_ms);
     std::fflush(stdout);
     // As a task thread does: a batch of records, then a step of the open
-    // snapshot's encoding (TaskHost's budget, 2 ms).
+    // snapshot's encoding (TaskHost's budget, 1 ms).
     double longest_pause = 0;
     auto process_and_step = [&](std::span<const engine::SourceRecord> r) {
       (*task)->Process(r);
       if (!(*task)->snapshotting()) return;
       const auto s = Steady::now();
-      (*task)->AdvanceCheckpoint(2'000);
+      (*task)->AdvanceCheckpoint(1'000);
       const double ms = Ms(s, Steady::now());
       step_ms.Add(ms);
       longest_pause = std::max(longest_pause, ms);
@@ -1114,7 +1117,7 @@ void RunCheckpoint(const Config& cfg) {
               commit_ms.Max());
   std::printf("\nThe task thread pauses for the barrier (Task::BeginCheckpoint: position, "
               "watermark, the list of changed keys; seal the delivery generation) and then for "
-              "steps of encoding the changed keys (AdvanceCheckpoint, 2 ms budget each, between "
+              "steps of encoding the changed keys (AdvanceCheckpoint, 1 ms budget each, between "
               "batches of 1000 records; a key about to change is encoded first). The commit "
               "(wait for acknowledgements, RocksDB write, backup) runs on the background thread "
               "while the task processes the next records.\n");
@@ -1349,6 +1352,10 @@ int Main(int argc, char** argv) {
     Config fast = cfg;
     fast.consumer_settings["fetch.wait.max.ms"] = "5";
     RunLatency(fast, "every consumer (worker, alert reader, baseline) with fetch.wait.max.ms=5");
+    Config low = fast;
+    low.latency_linger_ms = "0";
+    RunLatency(low, "fetch.wait.max.ms=5, and linger.ms=0 on the event producer and the worker's "
+                    "producer");
     if (cfg.latency_rate > 5000) {
       fast.latency_rate = 5000;
       RunLatency(fast, "fetch.wait.max.ms=5, input at 5000 events/s (shows the Poll batch wait)");

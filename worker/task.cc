@@ -157,7 +157,7 @@ Status Task::BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
 
 void Task::AdvanceCheckpoint(int64_t budget_us) {
   if (!snapshotting()) return;
-  constexpr size_t kKeysPerStep = 256;
+  constexpr size_t kKeysPerStep = 64;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(budget_us);
   while (!processor_->SnapshotStep(kKeysPerStep)) {
     if (std::chrono::steady_clock::now() >= deadline) return;

@@ -113,7 +113,7 @@ class TaskHost::Thread {
   bool snapshotting_ = false;  // a task of this thread is encoding a snapshot
   // How long a task encodes its snapshot per pass of the loop: the longest
   // stall a checkpoint adds to a batch, after the barrier.
-  static constexpr int64_t kSnapshotBudgetUs = 2'000;
+  static constexpr int64_t kSnapshotBudgetUs = 1'000;
   std::set<std::string> reassign_;  // jobs whose consumer must be reassigned
 };
 
