@@ -97,6 +97,10 @@ struct Config {
   // throughput
   int rounds = 3;
   int64_t round_events = 800'000;
+  // Event time of the throughput input: "sparse" (+10 ms per event: nearly
+  // every event opens its own window, one result per event) or "live" (+1 ms
+  // per 1000 events, as a stream at 1M events/s: windows hold many events).
+  std::string event_time = "sparse";
   // latency
   double latency_rate = 50'000;
   // linger.ms of the event producer and of the worker's producer.
@@ -486,10 +490,13 @@ std::map<std::string, std::string> With(const std::map<std::string, std::string>
 
 void RunThroughput(const Config& cfg) {
   std::printf("\n## 1. Throughput through sluice-devbroker\n\n");
-  std::printf("%d rounds of %lld payments (%d users, generator seed = round, event time +10 ms "
-              "per event on average), each produced into a fresh %d-partition topic, then "
-              "consumed by each contender in turn (order rotated per round).\n\n",
-              cfg.rounds, static_cast<long long>(cfg.round_events), cfg.users, cfg.partitions);
+  const bool live = cfg.event_time == "live";
+  std::printf("%d rounds of %lld payments (%d users, generator seed = round, event time %s), "
+              "each produced into a fresh %d-partition topic, then consumed by each contender "
+              "in turn (order rotated per round).\n\n",
+              cfg.rounds, static_cast<long long>(cfg.round_events), cfg.users,
+              live ? "+1 ms per 1000 events (live)" : "+10 ms per event on average (sparse)",
+              cfg.partitions);
   std::fflush(stdout);
   struct Contender {
     std::string name;
@@ -529,11 +536,13 @@ void RunThroughput(const Config& cfg) {
     g.kind = tools::EventKind::kPayments;
     g.seed = static_cast<uint64_t>(round);
     g.users = cfg.users;
+    if (live) g.step_ms = 0;
     tools::EventGenerator gen(g);
     std::string one;
     int64_t bytes = 0;
     const auto t0 = Steady::now();
     for (int64_t i = 0; i < cfg.round_events; ++i) {
+      if (live) gen.SyncTime(g.start_ms + i / 1000);
       gen.Next(&one);
       bytes += static_cast<int64_t>(one.size());
       producer.Produce(topic, gen.last_key(), one);
@@ -1285,6 +1294,10 @@ int Main(int argc, char** argv) {
   app.add_option("--fraud-job", cfg.fraud_job, "The fraud job file")->capture_default_str();
   app.add_option("--users", cfg.users, "Generator users")->capture_default_str();
   app.add_option("--rounds", cfg.rounds, "Throughput rounds")->capture_default_str();
+  app.add_option("--event-time", cfg.event_time,
+                 "Throughput input's event time: sparse (+10 ms per event) or live (+1 ms per "
+                 "1000 events)")
+      ->check(CLI::IsMember({"sparse", "live"}));
   app.add_option("--round-events", cfg.round_events,
                  "Events per round (must fit in the broker's ~5 MB per partition, lz4)")
       ->capture_default_str();
