@@ -11,9 +11,10 @@ namespace sluice::worker {
 Task::Sink::Sink(const JobContext& job, DeliveryTracker* tracker)
     : producer_(job.producer), tracker_(tracker) {
   const proto::SinkSpec& sinks = job.plan->spec().sinks();
-  topics_[static_cast<int>(engine::OutputStream::kOutput)] = sinks.output();
-  topics_[static_cast<int>(engine::OutputStream::kLate)] = sinks.late();
-  topics_[static_cast<int>(engine::OutputStream::kDeadLetter)] = sinks.dead_letter();
+  topics_[static_cast<int>(engine::OutputStream::kOutput)] = producer_->Topic(sinks.output());
+  topics_[static_cast<int>(engine::OutputStream::kLate)] = producer_->Topic(sinks.late());
+  topics_[static_cast<int>(engine::OutputStream::kDeadLetter)] =
+      producer_->Topic(sinks.dead_letter());
 }
 
 void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::string_view value) {

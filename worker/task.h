@@ -142,7 +142,7 @@ class Task {
    private:
     KafkaProducer* producer_;
     DeliveryTracker* tracker_;
-    std::string topics_[3];
+    rd_kafka_topic_s* topics_[3];  // by engine::OutputStream
     Status error_;
   };
 

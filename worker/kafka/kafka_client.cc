@@ -120,7 +120,11 @@ rd_kafka_topic_t* KafkaProducer::Topic(const std::string& name) {
 
 Status KafkaProducer::Produce(const std::string& topic, std::string_view key,
                               std::string_view value, DeliveryTracker* tracker) {
-  rd_kafka_topic_t* rkt = Topic(topic);
+  return Produce(Topic(topic), key, value, tracker);
+}
+
+Status KafkaProducer::Produce(rd_kafka_topic_t* rkt, std::string_view key, std::string_view value,
+                              DeliveryTracker* tracker) {
   if (tracker != nullptr) tracker->in_flight.fetch_add(1);
   while (true) {
     int rc = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
@@ -137,7 +141,7 @@ Status KafkaProducer::Produce(const std::string& topic, std::string_view key,
       tracker->in_flight.fetch_sub(1);
       tracker->failed.fetch_add(1);
     }
-    return FromKafka(err, "produce to " + topic);
+    return FromKafka(err, std::string("produce to ") + rd_kafka_topic_name(rkt));
   }
 }
 

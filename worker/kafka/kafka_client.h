@@ -53,6 +53,11 @@ class KafkaProducer {
   // `tracker`.
   Status Produce(const std::string& topic, std::string_view key, std::string_view value,
                  DeliveryTracker* tracker);
+  // The same to a topic resolved once with Topic() (no lookup per record).
+  Status Produce(rd_kafka_topic_s* topic, std::string_view key, std::string_view value,
+                 DeliveryTracker* tracker);
+  // The handle of `name`, created on first use; valid while the producer is.
+  rd_kafka_topic_s* Topic(const std::string& name);
 
   // Records queued or in flight, for back-pressure.
   int64_t OutstandingRecords() const;
@@ -62,7 +67,6 @@ class KafkaProducer {
 
  private:
   KafkaProducer() = default;
-  rd_kafka_topic_s* Topic(const std::string& name);
 
   rd_kafka_s* rk_ = nullptr;
   std::mutex topics_mu_;
