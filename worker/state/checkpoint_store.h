@@ -22,7 +22,8 @@
 // and calls TaskProcessor::Checkpoint into the RocksDbStateStore; commit =
 // Save. A checkpoint exists once Save returns OK.
 //
-// Thread safety: one thread (the task's) uses a CheckpointStore. Only one
+// Thread safety: one thread at a time uses a CheckpointStore (the task's, or
+// the background thread committing the task's checkpoint). Only one
 // CheckpointStore should be open per task directory at a time; the epoch
 // check in Save refuses a writer older than the newest checkpoint it knows,
 // but the coordinator's assignment is what really fences an old owner.

@@ -12,8 +12,9 @@
 // outlive the backend.
 //
 // Thread safety: StateBackend::OpenTask may be called from several threads for
-// distinct task names. A RocksDbStateStore is used by its task's thread only
-// (the engine's StateStore contract).
+// distinct task names. A RocksDbStateStore is used by one thread at a time:
+// its task's thread, or the worker's background thread while it commits that
+// task's checkpoint (the task does not touch the store meanwhile).
 //
 // Errors: RocksDB statuses are translated into sluice Status codes (IoError,
 // Corruption, ...); nothing here throws.
