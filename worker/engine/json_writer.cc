@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace sluice::engine {
 
@@ -71,24 +72,14 @@ void JsonWriter::String(std::string_view s) {
 
 void JsonWriter::Int(int64_t v) {
   BeforeValue();
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  out_->append(buf, res.ptr);
+  char buf[json::kMaxNumberChars];
+  out_->append(buf, json::WriteInt(buf, v));
 }
 
 void JsonWriter::Double(double v) {
-  if (!std::isfinite(v)) {
-    Null();
-    return;
-  }
-  if (v == std::trunc(v) && std::fabs(v) < 9007199254740992.0) {
-    Int(static_cast<int64_t>(v));
-    return;
-  }
   BeforeValue();
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  out_->append(buf, res.ptr);
+  char buf[json::kMaxNumberChars];
+  out_->append(buf, json::WriteDouble(buf, v));
 }
 
 void JsonWriter::Bool(bool v) {
@@ -116,6 +107,50 @@ constexpr std::array<bool, 256> kNeedsEscape = [] {
   return t;
 }();
 }  // namespace
+
+char* json::WriteInt(char* p, int64_t v) {
+  return std::to_chars(p, p + kMaxNumberChars, v).ptr;
+}
+
+char* json::WriteDouble(char* p, double v) {
+  if (!std::isfinite(v)) {
+    std::memcpy(p, "null", 4);
+    return p + 4;
+  }
+  if (v == std::trunc(v) && std::fabs(v) < 9007199254740992.0) {
+    return WriteInt(p, static_cast<int64_t>(v));
+  }
+  return std::to_chars(p, p + kMaxNumberChars, v).ptr;
+}
+
+char* json::WriteEscaped(char* p, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t run = 0;  // start of the current run of characters that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (!kNeedsEscape[c]) continue;
+    std::memcpy(p, s.data() + run, i - run);
+    p += i - run;
+    run = i + 1;
+    *p++ = '\\';
+    switch (c) {
+      case '"': *p++ = '"'; break;
+      case '\\': *p++ = '\\'; break;
+      case '\n': *p++ = 'n'; break;
+      case '\r': *p++ = 'r'; break;
+      case '\t': *p++ = 't'; break;
+      case '\b': *p++ = 'b'; break;
+      case '\f': *p++ = 'f'; break;
+      default:
+        std::memcpy(p, "u00", 3);
+        p[3] = kHex[c >> 4];
+        p[4] = kHex[c & 0xf];
+        p += 5;
+    }
+  }
+  std::memcpy(p, s.data() + run, s.size() - run);
+  return p + (s.size() - run);
+}
 
 void JsonWriter::AppendEscaped(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";

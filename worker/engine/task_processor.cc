@@ -13,6 +13,7 @@
 #include "worker/engine/codec.h"
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/json_writer.h"
+#include "worker/engine/result_writer.h"
 #include "worker/engine/time_util.h"
 
 namespace sluice::engine {
@@ -132,6 +133,7 @@ class TaskProcessor::Impl {
         clock_(clock),
         sink_(sink),
         decoder_(*plan_),
+        results_(*plan_),
         job_(plan_->name()),
         ooo_(plan_->spec().source().max_out_of_orderness_ms()),
         idle_timeout_(plan_->spec().source().idle_timeout_ms()),
@@ -158,6 +160,7 @@ class TaskProcessor::Impl {
     if (topic_.empty()) {
       topic_.assign(records.front().position.topic);
       partition_ = records.front().position.partition;
+      results_.SetSource(topic_, partition_);
     }
     for (const SourceRecord& r : records) ProcessOne(r, now);
   }
@@ -246,7 +249,7 @@ class TaskProcessor::Impl {
       const RuleDef& rule = plan_->rules()[i];
       if (rule.window.kind != WindowKind::kNone) continue;
       if (rule.when.EvalBool(EvalInput{ev.fields, {}, {}}, scratch_)) {
-        EmitAlert(rule, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
+        EmitAlert(i, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
       }
     }
     if (!plan_->has_rolling_rules()) {
@@ -343,7 +346,7 @@ class TaskProcessor::Impl {
       EvalInput input{ev.fields, std::span<const Value>(agg_values_.data(), accs.size()),
                       std::span<const bool>(new_values_.get(), nv)};
       if (rule.when.EvalBool(input, scratch_)) {
-        EmitAlert(rule, p.key, p.time, p.payload, p.offset, accs.size());
+        EmitAlert(r, p.key, p.time, p.payload, p.offset, accs.size());
       }
     }
     ks.entries.push_back({p.time, p.offset});
@@ -580,26 +583,6 @@ class TaskProcessor::Impl {
 
   // ---- Output ------------------------------------------------------------
 
-  // A deterministic id: a 128-bit hash of what identifies the record.
-  void WriteId(JsonWriter& w) {
-    XXH128_hash_t h = XXH3_128bits(id_buf_.data(), id_buf_.size());
-    char hex[33];
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; ++i) {
-      uint64_t part = i < 8 ? h.high64 : h.low64;
-      uint8_t byte = static_cast<uint8_t>(part >> (8 * (7 - (i % 8))));
-      hex[2 * i] = kHex[byte >> 4];
-      hex[2 * i + 1] = kHex[byte & 15];
-    }
-    w.SafeKey("id");
-    w.SafeString(std::string_view(hex, 32));
-  }
-
-  void IdPart(std::string_view s) {
-    Encoder(&id_buf_).Bytes(s);
-  }
-  void IdPart(int64_t v) { Encoder(&id_buf_).I64(v); }
-
   void WriteSource(JsonWriter& w, int64_t offset) {
     w.SafeKey("source");
     w.BeginObject();
@@ -612,38 +595,13 @@ class TaskProcessor::Impl {
     w.EndObject();
   }
 
-  void EmitAlert(const RuleDef& rule, std::string_view key, int64_t time,
-                 std::string_view payload, int64_t offset, size_t num_aggs) {
+  void EmitAlert(size_t rule, std::string_view key, int64_t time, std::string_view payload,
+                 int64_t offset, size_t num_aggs) {
     ++counters_.alerts;
-    id_buf_.clear();
-    IdPart("alert");
-    IdPart(job_);
-    IdPart(rule.name);
-    IdPart(key);
-    IdPart(topic_);
-    IdPart(partition_);
-    IdPart(offset);
-    out_.clear();
-    JsonWriter w(&out_);
-    w.BeginObject();
-    WriteId(w);
-    w.SafeKey("job");
-    w.String(job_);
-    w.SafeKey("rule");
-    w.String(rule.name);
-    w.SafeKey("key");
-    w.String(key);
-    w.SafeKey("event_time");
-    w.Int(time);
-    for (size_t a = 0; a < num_aggs; ++a) {
-      w.SafeKey(rule.aggregates[a].name);  // identifiers, checked by the job loader
-      WriteValue(w, agg_values_[a]);
-    }
-    w.SafeKey("event");
-    w.Raw(decoder_.Minify(payload));
-    WriteSource(w, offset);
-    w.EndObject();
-    sink_.Emit(OutputStream::kOutput, key, out_);
+    sink_.Emit(OutputStream::kOutput, key,
+               results_.Alert(rule, key, time,
+                              std::span<const Value>(agg_values_.data(), num_aggs),
+                              decoder_.Minify(payload), offset));
   }
 
   void EmitWindow(std::string_view key, WindowState& win) {
@@ -660,33 +618,9 @@ class TaskProcessor::Impl {
       return;
     }
     ++counters_.window_results;
-    id_buf_.clear();
-    IdPart("window");
-    IdPart(job_);
-    IdPart(key);
-    IdPart(win.start);
-    IdPart(win.end);
-    IdPart(static_cast<int64_t>(win.revision));
-    out_.clear();
-    JsonWriter w(&out_);
-    w.BeginObject();
-    WriteId(w);
-    w.SafeKey("job");
-    w.String(job_);
-    w.SafeKey("key");
-    w.String(key);
-    w.SafeKey("window_start");
-    w.Int(win.start);
-    w.SafeKey("window_end");
-    w.Int(win.end);
-    w.SafeKey("kind");
-    w.SafeString(update ? "update" : "final");
-    for (size_t a = 0; a < aggs.size(); ++a) {
-      w.SafeKey(aggs[a].name);
-      WriteValue(w, agg_values_[a]);
-    }
-    w.EndObject();
-    sink_.Emit(OutputStream::kOutput, key, out_);
+    sink_.Emit(OutputStream::kOutput, key,
+               results_.Window(key, win.start, win.end, win.revision, update,
+                               std::span<const Value>(agg_values_.data(), aggs.size())));
   }
 
   void EmitLate(std::string_view payload, std::string_view key, int64_t time, int64_t offset) {
@@ -738,6 +672,7 @@ class TaskProcessor::Impl {
   const Clock& clock_;
   RecordSink& sink_;
   EventDecoder decoder_;
+  ResultWriter results_;
   const std::string job_;
   const int64_t ooo_;
   const int64_t idle_timeout_;
@@ -772,7 +707,6 @@ class TaskProcessor::Impl {
   EvalScratch scratch_;
   std::string reason_;
   std::string out_;
-  std::string id_buf_;
   std::vector<Value> agg_values_;
   std::vector<Value> field_views_;
   std::unique_ptr<bool[]> new_values_;
@@ -920,6 +854,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     }
     topic_.assign(d.Bytes());
     partition_ = static_cast<int32_t>(d.I64());
+    results_.SetSource(topic_, partition_);
     next_offset_ = d.I64();
     max_event_time_ = d.I64();
     watermark_ = d.I64();
