@@ -15,6 +15,7 @@
 #include "worker/engine/json_writer.h"
 #include "worker/engine/result_writer.h"
 #include "worker/engine/time_util.h"
+#include "worker/engine/timer_queue.h"
 
 namespace sluice::engine {
 
@@ -65,32 +66,17 @@ struct KeyState {
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
   bool dirty = false;                     // changed since the last checkpoint
   bool persisted = false;                 // the store holds a version of it
+  // The table's copy of the key (map nodes do not move), for timers.
+  const std::string* name = nullptr;
+  // Timers that refer to this entry: it stays in the table while any does.
+  uint32_t timers = 0;
 
   bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
 };
 
-enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
-
-struct Timer {
-  int64_t time;
-  std::string key;
-  int64_t start;
-  int64_t end;
-  TimerKind kind;
-};
-
-// Orders a min-heap by (time, key, start, kind): the order windows fire in.
-struct TimerLater {
-  bool operator()(const Timer& a, const Timer& b) const {
-    if (a.time != b.time) return a.time > b.time;
-    int c = a.key.compare(b.key);
-    if (c != 0) return c > 0;
-    if (a.start != b.start) return a.start > b.start;
-    return a.kind > b.kind;
-  }
-};
-
 // An event waiting for the watermark to reach its time (rolling rules).
+using KeyTimer = Timer<KeyState>;
+
 struct PendingEvent {
   int64_t time = 0;
   int64_t offset = 0;
@@ -430,7 +416,7 @@ class TaskProcessor::Impl {
                                [](const WindowState& w, int64_t s) { return w.start < s; });
     if (it == ks.windows.end() || it->start != start) {
       it = ks.windows.insert(it, NewWindow(start, end));
-      PushTimer(end - 1, ev.key, start, end, TimerKind::kFire);
+      PushTimer(ks, end - 1, start, end, TimerKind::kFire);
     }
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
@@ -467,7 +453,7 @@ class TaskProcessor::Impl {
       if (start != w.start || new_end != w.end) {
         w.start = start;
         w.end = new_end;
-        PushTimer(w.end - 1, ev.key, w.start, w.end, TimerKind::kFire);
+        PushTimer(ks, w.end - 1, w.start, w.end, TimerKind::kFire);
       }
       AddToWindow(w, ev, offset);
       AfterUpdate(ev.key, w);
@@ -485,7 +471,7 @@ class TaskProcessor::Impl {
     }
     wins.erase(wins.begin() + first, wins.begin() + last);
     auto it = wins.insert(wins.begin() + first, std::move(merged));
-    PushTimer(it->end - 1, ev.key, it->start, it->end, TimerKind::kFire);
+    PushTimer(ks, it->end - 1, it->start, it->end, TimerKind::kFire);
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
     return true;
@@ -496,28 +482,27 @@ class TaskProcessor::Impl {
     if (win.fired && watermark_ >= win.end - 1) EmitWindow(key, win);
   }
 
-  void PushTimer(int64_t time, std::string_view key, int64_t start, int64_t end, TimerKind kind) {
-    timers_.push_back(Timer{time, std::string(key), start, end, kind});
-    std::push_heap(timers_.begin(), timers_.end(), TimerLater());
+  void PushTimer(KeyState& ks, int64_t time, int64_t start, int64_t end, TimerKind kind) {
+    ++ks.timers;
+    timers_.Push(KeyTimer{time, ks.name, &ks, start, end, kind});
   }
 
-  void OnTimer(const Timer& timer) {
-    auto found = keys_.find(timer.key);
-    if (found == keys_.end()) return;
-    KeyState& ks = found->second;
+  void OnTimer(const KeyTimer& timer) {
+    KeyState& ks = *timer.owner;
+    --ks.timers;
     auto it = std::find_if(ks.windows.begin(), ks.windows.end(), [&](const WindowState& w) {
       return w.start == timer.start && w.end == timer.end;
     });
     if (it == ks.windows.end()) return;  // merged away or purged already
     if (timer.kind == TimerKind::kFire) {
-      if (!it->fired || it->changed) EmitWindow(timer.key, *it);
+      if (!it->fired || it->changed) EmitWindow(*timer.key, *it);
       if (lateness_ > 0) {
-        PushTimer(SaturatingAdd(it->end - 1, lateness_), timer.key, it->start, it->end,
+        PushTimer(ks, SaturatingAdd(it->end - 1, lateness_), it->start, it->end,
                   TimerKind::kPurge);
         return;
       }
     }
-    MarkDirty(ks, timer.key);
+    MarkDirty(ks, *timer.key);
     spare_accs_.push_back(std::move(it->accs));
     ks.windows.erase(it);
     // An empty key stays in the table until the next checkpoint (or sweep),
@@ -528,10 +513,10 @@ class TaskProcessor::Impl {
   static constexpr size_t kSweepEmptyKeys = 100'000;
 
   // Forgets keys without state (their deletion reaches the store through
-  // touched_keys_ at the next checkpoint).
+  // touched_keys_ at the next checkpoint). A key a timer still refers to stays.
   void SweepEmptyKeys() {
     for (auto it = keys_.begin(); it != keys_.end();) {
-      if (it->second.empty()) {
+      if (it->second.empty() && it->second.timers == 0) {
         if (it->second.persisted) erased_persisted_.insert(it->first);
         it = keys_.erase(it);
       } else {
@@ -546,12 +531,7 @@ class TaskProcessor::Impl {
   void AdvanceWatermark(int64_t wm) {
     if (wm <= watermark_) return;
     watermark_ = wm;
-    while (!timers_.empty() && timers_.front().time <= watermark_) {
-      std::pop_heap(timers_.begin(), timers_.end(), TimerLater());
-      Timer timer = std::move(timers_.back());
-      timers_.pop_back();
-      OnTimer(timer);
-    }
+    while (!timers_.empty() && timers_.next_time() <= watermark_) OnTimer(timers_.Pop());
     PendingLater later{&pending_};
     while (!pending_heap_.empty() && pending_[pending_heap_.front()].time <= watermark_) {
       std::pop_heap(pending_heap_.begin(), pending_heap_.end(), later);
@@ -566,7 +546,10 @@ class TaskProcessor::Impl {
 
   KeyState& MutableKey(std::string_view key) {
     auto it = keys_.find(key);
-    if (it == keys_.end()) it = keys_.emplace(std::string(key), KeyState()).first;
+    if (it == keys_.end()) {
+      it = keys_.emplace(std::string(key), KeyState()).first;
+      it->second.name = &it->first;
+    }
     MarkDirty(it->second, key);
     return it->second;
   }
@@ -692,7 +675,7 @@ class TaskProcessor::Impl {
   // State: the write-back cache of every key, and what fires next.
   std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>> keys_;
   std::vector<std::string> touched_keys_;  // keys to write at the next checkpoint
-  std::vector<Timer> timers_;              // heap
+  TimerQueue<KeyState> timers_;
   std::vector<PendingEvent> pending_;      // slab
   std::vector<uint32_t> pending_heap_;
   std::vector<uint32_t> free_pending_;
@@ -774,8 +757,11 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
   std::string buf;
   if (!checkpointed_once_) {
     // The store may hold state from an earlier run of this task: replace it.
+    // A key without state may still be in the table (until swept, or while
+    // a timer refers to it): the store must not keep an old version of it.
     SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view) {
-      if (keys_.find(k.substr(kKeyPrefix.size())) == keys_.end()) batch.Delete(std::string(k));
+      auto it = keys_.find(k.substr(kKeyPrefix.size()));
+      if (it == keys_.end() || it->second.empty()) batch.Delete(std::string(k));
       return Status::Ok();
     }));
     for (auto& [key, ks] : keys_) MarkDirty(ks, key);
@@ -790,7 +776,13 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
     if (it == keys_.end() || !it->second.dirty) continue;  // gone, or listed twice
     if (it->second.empty()) {
       if (it->second.persisted) batch.Delete(std::string(kKeyPrefix) + key);
-      keys_.erase(it);
+      if (it->second.timers == 0) {
+        keys_.erase(it);
+      } else {
+        // Timers refer to it: it stays, as a key the store does not hold.
+        it->second.dirty = false;
+        it->second.persisted = false;
+      }
       continue;
     }
     EncodeKey(it->second, stride_, &buf);
@@ -873,17 +865,20 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
       return Status::Corruption("state of key '" + std::string(k.substr(kKeyPrefix.size())) +
                                 "' does not decode");
     }
-    std::string key(k.substr(kKeyPrefix.size()));
     ks.persisted = true;
+    auto [it, inserted] = keys_.emplace(std::string(k.substr(kKeyPrefix.size())), std::move(ks));
+    if (!inserted) return Status::Corruption("key state listed twice");
+    KeyState& restored = it->second;
+    restored.name = &it->first;
     // Timers follow from the windows.
-    for (const WindowState& w : ks.windows) {
+    for (const WindowState& w : restored.windows) {
       if (!w.fired || w.changed) {
-        PushTimer(w.end - 1, key, w.start, w.end, TimerKind::kFire);
+        PushTimer(restored, w.end - 1, w.start, w.end, TimerKind::kFire);
       } else {
-        PushTimer(SaturatingAdd(w.end - 1, lateness_), key, w.start, w.end, TimerKind::kPurge);
+        PushTimer(restored, SaturatingAdd(w.end - 1, lateness_), w.start, w.end,
+                  TimerKind::kPurge);
       }
     }
-    keys_.emplace(std::move(key), std::move(ks));
     return Status::Ok();
   }));
   SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> pending, store.Get(kPendingKey));

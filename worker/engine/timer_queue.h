@@ -1,0 +1,168 @@
+#pragma once
+
+// TimerQueue: a task's window timers, taken out in (time, key, start, kind)
+// order — the order windows fire and purge in, which is part of the output.
+//
+// Timers are grouped by fire time: a push goes to a bucket of its time (all
+// windows of a tumbling job that end together share one), and a bucket is
+// sorted by (key, start, kind) only once it is due. So keys are compared only
+// between timers of the same time, and mostly by their first 8 bytes.
+//
+// A timer refers to its key by pointer, without a copy: the key string and
+// the owner (the caller's state for the key) must outlive the timer.
+// Identical timers may be pushed more than once; each is popped. Single
+// thread; header-only because it is a template over the owner type.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace sluice::engine {
+
+enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
+
+template <typename Owner>
+struct Timer {
+  int64_t time = 0;
+  const std::string* key = nullptr;
+  Owner* owner = nullptr;
+  int64_t start = 0;
+  int64_t end = 0;
+  TimerKind kind = TimerKind::kFire;
+};
+
+template <typename Owner>
+class TimerQueue {
+ public:
+  using Entry = Timer<Owner>;
+
+  bool empty() const { return ready_pos_ == ready_.size() && heap_.empty(); }
+  size_t size() const { return ready_.size() - ready_pos_ + pending_; }
+
+  // The time of the next timer. Not for an empty queue.
+  int64_t next_time() const {
+    return ready_pos_ < ready_.size() ? ready_[ready_pos_].timer.time : buckets_[heap_.front()].time;
+  }
+
+  void Push(const Entry& timer) {
+    const Slot slot{timer, Prefix(*timer.key)};
+    if (ready_pos_ < ready_.size() && timer.time <= ready_[ready_pos_].timer.time) {
+      // Due with (or before) the timers being taken out: into their order.
+      auto at = std::upper_bound(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
+                                 ready_.end(), slot, Before);
+      ready_.insert(at, slot);
+      return;
+    }
+    ++pending_;
+    for (const CacheEntry& c : cache_) {
+      if (c.bucket != kNone && c.time == timer.time) {
+        buckets_[c.bucket].slots.push_back(slot);
+        return;
+      }
+    }
+    // A new bucket (there may be another of the same time that fell out of
+    // the cache; Refill merges them).
+    uint32_t b;
+    if (!free_.empty()) {
+      b = free_.back();
+      free_.pop_back();
+    } else {
+      b = static_cast<uint32_t>(buckets_.size());
+      buckets_.emplace_back();
+    }
+    buckets_[b].time = timer.time;
+    buckets_[b].slots.push_back(slot);
+    heap_.push_back(b);
+    std::push_heap(heap_.begin(), heap_.end(), LaterBucket{&buckets_});
+    cache_[cache_next_] = CacheEntry{timer.time, b};
+    cache_next_ = (cache_next_ + 1) % cache_.size();
+  }
+
+  // Takes out the next timer. Not for an empty queue.
+  Entry Pop() {
+    if (ready_pos_ == ready_.size()) Refill();
+    return ready_[ready_pos_++].timer;
+  }
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  struct Slot {
+    Entry timer;
+    uint64_t prefix;  // the key's first 8 bytes, big-endian, zero-padded
+  };
+  struct Bucket {
+    int64_t time = 0;
+    std::vector<Slot> slots;
+  };
+  struct CacheEntry {
+    int64_t time = 0;
+    uint32_t bucket = kNone;
+  };
+  struct LaterBucket {
+    const std::vector<Bucket>* buckets;
+    bool operator()(uint32_t a, uint32_t b) const {
+      return (*buckets)[a].time > (*buckets)[b].time;
+    }
+  };
+
+  // Orders keys as std::string::compare does (bytes as unsigned, then
+  // length): a prefix difference decides, else the whole keys do.
+  static uint64_t Prefix(const std::string& key) {
+    unsigned char bytes[8] = {};
+    std::memcpy(bytes, key.data(), std::min<size_t>(key.size(), 8));
+    uint64_t p = 0;
+    for (unsigned char b : bytes) p = (p << 8) | b;
+    return p;
+  }
+
+  static bool Before(const Slot& a, const Slot& b) {
+    if (a.timer.time != b.timer.time) return a.timer.time < b.timer.time;
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    if (a.timer.key != b.timer.key) {
+      const int c = a.timer.key->compare(*b.timer.key);
+      if (c != 0) return c < 0;
+    }
+    if (a.timer.start != b.timer.start) return a.timer.start < b.timer.start;
+    return a.timer.kind < b.timer.kind;
+  }
+
+  // Moves every bucket of the earliest time to ready_, sorted.
+  void Refill() {
+    ready_.clear();
+    ready_pos_ = 0;
+    cache_.fill(CacheEntry{});
+    const int64_t time = buckets_[heap_.front()].time;
+    while (!heap_.empty() && buckets_[heap_.front()].time == time) {
+      std::pop_heap(heap_.begin(), heap_.end(), LaterBucket{&buckets_});
+      const uint32_t b = heap_.back();
+      heap_.pop_back();
+      std::vector<Slot>& slots = buckets_[b].slots;
+      pending_ -= slots.size();
+      if (ready_.empty()) {
+        ready_.swap(slots);
+      } else {
+        ready_.insert(ready_.end(), slots.begin(), slots.end());
+      }
+      slots.clear();  // keeps its capacity for the next time it is used
+      free_.push_back(b);
+    }
+    std::sort(ready_.begin(), ready_.end(), Before);
+  }
+
+  std::vector<Bucket> buckets_;
+  std::vector<uint32_t> heap_;  // of bucket indices, earliest time first
+  std::vector<uint32_t> free_;  // bucket indices to reuse
+  size_t pending_ = 0;          // timers in buckets
+  // The buckets pushes went to last: pushes come in runs of few times.
+  std::array<CacheEntry, 4> cache_{};
+  size_t cache_next_ = 0;
+  std::vector<Slot> ready_;  // the earliest time's timers, sorted
+  size_t ready_pos_ = 0;     // the next to take out
+};
+
+}  // namespace sluice::engine
