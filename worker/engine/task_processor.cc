@@ -2,17 +2,16 @@
 
 #include <algorithm>
 #include <deque>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include <simdjson.h>
-#include <xxhash.h>
 
 #include "worker/engine/aggregate.h"
 #include "worker/engine/codec.h"
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/json_writer.h"
+#include "worker/engine/key_table.h"
 #include "worker/engine/result_writer.h"
 #include "worker/engine/time_util.h"
 #include "worker/engine/timer_queue.h"
@@ -31,11 +30,6 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
-};
 
 // One window of one key.
 struct WindowState {
@@ -66,17 +60,27 @@ struct KeyState {
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
   bool dirty = false;                     // changed since the last checkpoint
   bool persisted = false;                 // the store holds a version of it
-  // The table's copy of the key (map nodes do not move), for timers.
+  // The table's copy of the key (entries do not move), for timers.
   const std::string* name = nullptr;
   // Timers that refer to this entry: it stays in the table while any does.
   uint32_t timers = 0;
 
   bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
+  // For a new key in a reused table entry: keeps the windows' capacity.
+  void Reset() {
+    windows.clear();
+    rolling.reset();
+    dirty = false;
+    persisted = false;
+    name = nullptr;
+    timers = 0;
+  }
 };
 
-// An event waiting for the watermark to reach its time (rolling rules).
+using KeyEntry = KeyTable<KeyState>::Entry;
 using KeyTimer = Timer<KeyState>;
 
+// An event waiting for the watermark to reach its time (rolling rules).
 struct PendingEvent {
   int64_t time = 0;
   int64_t offset = 0;
@@ -171,7 +175,7 @@ class TaskProcessor::Impl {
   const TaskCounters& counters() const { return counters_; }
   size_t open_windows() const {
     size_t n = 0;
-    for (const auto& [k, ks] : keys_) n += ks.windows.size();
+    keys_.ForEach([&](const KeyEntry& e) { n += e.state.windows.size(); });
     return n;
   }
   size_t queued_rule_events() const { return pending_heap_.size(); }
@@ -428,10 +432,10 @@ class TaskProcessor::Impl {
     const int64_t gap = plan_->window().gap_ms;
     const int64_t t = ev.event_time;
     const int64_t end = SaturatingAdd(t, gap);
-    auto found = keys_.find(ev.key);
+    KeyEntry* found = keys_.Find(ev.key);
     size_t first = 0, last = 0;  // the range of sessions to merge
-    if (found != keys_.end()) {
-      auto& wins = found->second.windows;
+    if (found != nullptr) {
+      auto& wins = found->state.windows;
       while (first < wins.size() && wins[first].end <= t) ++first;
       last = first;
       while (last < wins.size() && wins[last].start < end) ++last;
@@ -439,8 +443,8 @@ class TaskProcessor::Impl {
     if (first == last && Expired(end)) return false;
 
     KeyState* found_state = nullptr;
-    if (found != keys_.end()) {
-      found_state = &found->second;
+    if (found != nullptr) {
+      found_state = &found->state;
       MarkDirty(*found_state, ev.key);
     }
     KeyState& ks = found_state != nullptr ? *found_state : MutableKey(ev.key);
@@ -515,14 +519,11 @@ class TaskProcessor::Impl {
   // Forgets keys without state (their deletion reaches the store through
   // touched_keys_ at the next checkpoint). A key a timer still refers to stays.
   void SweepEmptyKeys() {
-    for (auto it = keys_.begin(); it != keys_.end();) {
-      if (it->second.empty() && it->second.timers == 0) {
-        if (it->second.persisted) erased_persisted_.insert(it->first);
-        it = keys_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    keys_.ForEach([&](KeyEntry& e) {
+      if (!e.state.empty() || e.state.timers > 0) return;
+      if (e.state.persisted) erased_persisted_.insert(e.key);
+      keys_.Erase(e);
+    });
     empty_keys_ = 0;
   }
 
@@ -545,13 +546,11 @@ class TaskProcessor::Impl {
   // ---- State -------------------------------------------------------------
 
   KeyState& MutableKey(std::string_view key) {
-    auto it = keys_.find(key);
-    if (it == keys_.end()) {
-      it = keys_.emplace(std::string(key), KeyState()).first;
-      it->second.name = &it->first;
-    }
-    MarkDirty(it->second, key);
-    return it->second;
+    bool added = false;
+    KeyEntry& e = keys_.FindOrAdd(key, &added);
+    if (added) e.state.name = &e.key;
+    MarkDirty(e.state, key);
+    return e.state;
   }
 
   void MarkDirty(KeyState& ks, std::string_view key) {
@@ -673,7 +672,7 @@ class TaskProcessor::Impl {
   TaskCounters counters_;
 
   // State: the write-back cache of every key, and what fires next.
-  std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>> keys_;
+  KeyTable<KeyState> keys_;
   std::vector<std::string> touched_keys_;  // keys to write at the next checkpoint
   TimerQueue<KeyState> timers_;
   std::vector<PendingEvent> pending_;      // slab
@@ -760,11 +759,11 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
     // A key without state may still be in the table (until swept, or while
     // a timer refers to it): the store must not keep an old version of it.
     SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view) {
-      auto it = keys_.find(k.substr(kKeyPrefix.size()));
-      if (it == keys_.end() || it->second.empty()) batch.Delete(std::string(k));
+      const KeyEntry* e = keys_.Find(k.substr(kKeyPrefix.size()));
+      if (e == nullptr || e->state.empty()) batch.Delete(std::string(k));
       return Status::Ok();
     }));
-    for (auto& [key, ks] : keys_) MarkDirty(ks, key);
+    keys_.ForEach([&](KeyEntry& e) { MarkDirty(e.state, e.key); });
   }
   // Deletes first: a key erased and created again is put after its delete.
   for (const std::string& key : erased_persisted_) {
@@ -772,23 +771,24 @@ Status TaskProcessor::Impl::Snapshot(const StateStore& store, WriteBatch* out) {
   }
   erased_persisted_.clear();
   for (const std::string& key : touched_keys_) {
-    auto it = keys_.find(key);
-    if (it == keys_.end() || !it->second.dirty) continue;  // gone, or listed twice
-    if (it->second.empty()) {
-      if (it->second.persisted) batch.Delete(std::string(kKeyPrefix) + key);
-      if (it->second.timers == 0) {
-        keys_.erase(it);
+    KeyEntry* e = keys_.Find(key);
+    if (e == nullptr || !e->state.dirty) continue;  // gone, or listed twice
+    KeyState& ks = e->state;
+    if (ks.empty()) {
+      if (ks.persisted) batch.Delete(std::string(kKeyPrefix) + key);
+      if (ks.timers == 0) {
+        keys_.Erase(*e);
       } else {
         // Timers refer to it: it stays, as a key the store does not hold.
-        it->second.dirty = false;
-        it->second.persisted = false;
+        ks.dirty = false;
+        ks.persisted = false;
       }
       continue;
     }
-    EncodeKey(it->second, stride_, &buf);
+    EncodeKey(ks, stride_, &buf);
     batch.Put(std::string(kKeyPrefix) + key, buf);
-    it->second.dirty = false;
-    it->second.persisted = true;
+    ks.dirty = false;
+    ks.persisted = true;
   }
   // Queued rule events, in (time, offset) order.
   buf.clear();
@@ -866,10 +866,12 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
                                 "' does not decode");
     }
     ks.persisted = true;
-    auto [it, inserted] = keys_.emplace(std::string(k.substr(kKeyPrefix.size())), std::move(ks));
-    if (!inserted) return Status::Corruption("key state listed twice");
-    KeyState& restored = it->second;
-    restored.name = &it->first;
+    bool added = false;
+    KeyEntry& e = keys_.FindOrAdd(k.substr(kKeyPrefix.size()), &added);
+    if (!added) return Status::Corruption("key state listed twice");
+    e.state = std::move(ks);
+    e.state.name = &e.key;
+    KeyState& restored = e.state;
     // Timers follow from the windows.
     for (const WindowState& w : restored.windows) {
       if (!w.fired || w.changed) {
