@@ -99,6 +99,10 @@ class TimerQueue {
     int64_t time = 0;
     std::vector<Slot> slots;
   };
+  struct SortKey {
+    uint64_t prefix;
+    uint32_t index;
+  };
   struct CacheEntry {
     int64_t time = 0;
     uint32_t bucket = kNone;
@@ -151,7 +155,17 @@ class TimerQueue {
       slots.clear();  // keeps its capacity for the next time it is used
       free_.push_back(b);
     }
-    std::sort(ready_.begin(), ready_.end(), Before);
+    // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
+    // keys with equal prefixes are compared in full.
+    order_.resize(ready_.size());
+    for (uint32_t i = 0; i < ready_.size(); ++i) order_[i] = SortKey{ready_[i].prefix, i};
+    std::sort(order_.begin(), order_.end(), [this](const SortKey& a, const SortKey& b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      return Before(ready_[a.index], ready_[b.index]);
+    });
+    sorted_.resize(ready_.size());
+    for (size_t i = 0; i < order_.size(); ++i) sorted_[i] = ready_[order_[i].index];
+    ready_.swap(sorted_);
   }
 
   std::vector<Bucket> buckets_;
@@ -163,6 +177,8 @@ class TimerQueue {
   size_t cache_next_ = 0;
   std::vector<Slot> ready_;  // the earliest time's timers, sorted
   size_t ready_pos_ = 0;     // the next to take out
+  std::vector<SortKey> order_;  // for Refill
+  std::vector<Slot> sorted_;
 };
 
 }  // namespace sluice::engine
