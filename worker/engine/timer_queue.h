@@ -45,7 +45,7 @@ class TimerQueue {
 
   // The time of the next timer. Not for an empty queue.
   int64_t next_time() const {
-    return ready_pos_ < ready_.size() ? ready_[ready_pos_].timer.time : buckets_[heap_.front()].time;
+    return ready_pos_ < ready_.size() ? ready_[ready_pos_].timer.time : heap_.front().time;
   }
 
   void Push(const Entry& timer) {
@@ -60,7 +60,12 @@ class TimerQueue {
     ++pending_;
     for (const CacheEntry& c : cache_) {
       if (c.bucket != kNone && c.time == timer.time) {
-        buckets_[c.bucket].slots.push_back(slot);
+        Bucket& bucket = buckets_[c.bucket];
+        if (bucket.size++ == 0) {
+          bucket.first = slot;
+        } else {
+          bucket.more.push_back(slot);
+        }
         return;
       }
     }
@@ -74,10 +79,10 @@ class TimerQueue {
       b = static_cast<uint32_t>(buckets_.size());
       buckets_.emplace_back();
     }
-    buckets_[b].time = timer.time;
-    buckets_[b].slots.push_back(slot);
-    heap_.push_back(b);
-    std::push_heap(heap_.begin(), heap_.end(), LaterBucket{&buckets_});
+    buckets_[b].size = 1;
+    buckets_[b].first = slot;
+    heap_.push_back(HeapEntry{timer.time, b});
+    std::push_heap(heap_.begin(), heap_.end(), Later);
     cache_[cache_next_] = CacheEntry{timer.time, b};
     cache_next_ = (cache_next_ + 1) % cache_.size();
   }
@@ -93,11 +98,18 @@ class TimerQueue {
 
   struct Slot {
     Entry timer;
-    uint64_t prefix;  // the key's first 8 bytes, big-endian, zero-padded
+    uint64_t prefix = 0;  // the key's first 8 bytes, big-endian, zero-padded
   };
+  // The timers of one time. The first is inline: most times of a session
+  // job have one timer, and then a bucket needs no allocation.
   struct Bucket {
-    int64_t time = 0;
-    std::vector<Slot> slots;
+    size_t size = 0;
+    Slot first;
+    std::vector<Slot> more;
+  };
+  struct HeapEntry {
+    int64_t time;
+    uint32_t bucket;
   };
   struct SortKey {
     uint64_t prefix;
@@ -107,12 +119,7 @@ class TimerQueue {
     int64_t time = 0;
     uint32_t bucket = kNone;
   };
-  struct LaterBucket {
-    const std::vector<Bucket>* buckets;
-    bool operator()(uint32_t a, uint32_t b) const {
-      return (*buckets)[a].time > (*buckets)[b].time;
-    }
-  };
+  static bool Later(const HeapEntry& a, const HeapEntry& b) { return a.time > b.time; }
 
   // Orders keys as std::string::compare does (bytes as unsigned, then
   // length): a prefix difference decides, else the whole keys do.
@@ -140,19 +147,17 @@ class TimerQueue {
     ready_.clear();
     ready_pos_ = 0;
     cache_.fill(CacheEntry{});
-    const int64_t time = buckets_[heap_.front()].time;
-    while (!heap_.empty() && buckets_[heap_.front()].time == time) {
-      std::pop_heap(heap_.begin(), heap_.end(), LaterBucket{&buckets_});
-      const uint32_t b = heap_.back();
+    const int64_t time = heap_.front().time;
+    while (!heap_.empty() && heap_.front().time == time) {
+      std::pop_heap(heap_.begin(), heap_.end(), Later);
+      const uint32_t b = heap_.back().bucket;
       heap_.pop_back();
-      std::vector<Slot>& slots = buckets_[b].slots;
-      pending_ -= slots.size();
-      if (ready_.empty()) {
-        ready_.swap(slots);
-      } else {
-        ready_.insert(ready_.end(), slots.begin(), slots.end());
-      }
-      slots.clear();  // keeps its capacity for the next time it is used
+      Bucket& bucket = buckets_[b];
+      pending_ -= bucket.size;
+      ready_.push_back(bucket.first);
+      ready_.insert(ready_.end(), bucket.more.begin(), bucket.more.end());
+      bucket.size = 0;
+      bucket.more.clear();  // keeps its capacity for the next time it is used
       free_.push_back(b);
     }
     // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
@@ -169,7 +174,7 @@ class TimerQueue {
   }
 
   std::vector<Bucket> buckets_;
-  std::vector<uint32_t> heap_;  // of bucket indices, earliest time first
+  std::vector<HeapEntry> heap_;  // earliest time first
   std::vector<uint32_t> free_;  // bucket indices to reuse
   size_t pending_ = 0;          // timers in buckets
   // The buckets pushes went to last: pushes come in runs of few times.
