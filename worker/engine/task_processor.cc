@@ -300,7 +300,7 @@ class TaskProcessor::Impl {
       if (rule.window.kind != WindowKind::kRolling) continue;
       const int64_t from = SaturatingAdd(p.time, -rule.window.size_ms);  // exclusive
       std::vector<Accumulator>& accs = rule_accs_[r];
-      for (size_t a = 0; a < accs.size(); ++a) accs[a] = Accumulator(rule.aggregates[a].fn);
+      for (size_t a = 0; a < accs.size(); ++a) accs[a].Reset(rule.aggregates[a].fn);
       const size_t nv = rule.new_value_rolling_index.size();
       for (size_t j = 0; j < nv; ++j) {
         const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
@@ -406,7 +406,7 @@ class TaskProcessor::Impl {
       // Reuse a purged window's accumulators.
       win.accs = std::move(spare_accs_.back());
       spare_accs_.pop_back();
-      for (size_t a = 0; a < aggs.size(); ++a) win.accs[a] = Accumulator(aggs[a].fn);
+      for (size_t a = 0; a < aggs.size(); ++a) win.accs[a].Reset(aggs[a].fn);
       return win;
     }
     win.accs.reserve(aggs.size());
