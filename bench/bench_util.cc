@@ -29,14 +29,14 @@ void EventSet::Add(std::string_view payload) {
 }
 
 void EventSet::Seal(std::string_view topic) {
-  topic_ = topic;
+  topic_ = std::make_unique<std::string>(topic);
   // Views are taken once the buffer has stopped growing.
   records_.clear();
   records_.reserve(spans_.size());
   for (size_t i = 0; i < spans_.size(); ++i) {
     records_.push_back(engine::SourceRecord{
         std::string_view(bytes_).substr(spans_[i].first, spans_[i].second), "",
-        engine::SourcePosition{topic_, 0, static_cast<int64_t>(i)}});
+        engine::SourcePosition{*topic_, 0, static_cast<int64_t>(i)}});
   }
 }
 

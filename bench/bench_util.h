@@ -33,7 +33,9 @@ class EventSet {
 
  private:
   std::string bytes_;
-  std::string topic_;
+  // On the heap, so the records' views of it survive a move of the set (a
+  // short string would move with the object).
+  std::unique_ptr<std::string> topic_;
   std::vector<std::pair<size_t, size_t>> spans_;  // offset, length into bytes_
   std::vector<engine::SourceRecord> records_;
 };

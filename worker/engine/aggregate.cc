@@ -75,14 +75,61 @@ void DistinctKey(const Value& v, std::string* out) {
   }
 }
 
+DistinctSet::DistinctSet(const DistinctSet& other) : small_(other.small_) {
+  if (other.large_) large_ = std::make_unique<std::unordered_set<std::string>>(*other.large_);
+}
+
+DistinctSet& DistinctSet::operator=(const DistinctSet& other) {
+  if (this != &other) {
+    DistinctSet copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+void DistinctSet::Insert(const std::string& key) {
+  if (large_) {
+    if (large_->find(key) == large_->end()) large_->insert(key);
+    return;
+  }
+  for (const std::string& v : small_) {
+    if (v == key) return;
+  }
+  if (small_.size() < kSmallMax) {
+    small_.push_back(key);
+    return;
+  }
+  large_ = std::make_unique<std::unordered_set<std::string>>();
+  for (std::string& v : small_) large_->insert(std::move(v));
+  small_.clear();
+  large_->insert(key);
+}
+
+void DistinctSet::Clear() {
+  small_.clear();
+  large_.reset();
+}
+
 Accumulator::Accumulator(const Accumulator& other)
     : fn_(other.fn_),
       count_(other.count_),
       sum_(other.sum_),
       value_(other.value_),
       at_time_(other.at_time_),
-      at_offset_(other.at_offset_) {
-  if (other.distinct_) distinct_ = std::make_unique<std::unordered_set<std::string>>(*other.distinct_);
+      at_offset_(other.at_offset_),
+      distinct_(other.distinct_) {}
+
+void Accumulator::Reset(AggFn fn) {
+  fn_ = fn;
+  count_ = 0;
+  sum_ = 0;
+  value_.type = ValueType::kNull;
+  value_.boolean = false;
+  value_.number = 0;
+  value_.str.clear();
+  at_time_ = 0;
+  at_offset_ = 0;
+  distinct_.Clear();
 }
 
 Accumulator& Accumulator::operator=(const Accumulator& other) {
@@ -135,17 +182,16 @@ void Accumulator::Add(const Value& v, int64_t time, int64_t offset) {
       }
       break;
     case AggFn::kCountDistinct: {
-      if (!distinct_) distinct_ = std::make_unique<std::unordered_set<std::string>>();
       thread_local std::string key;
       DistinctKey(v, &key);
-      if (distinct_->find(key) == distinct_->end()) distinct_->insert(key);
+      distinct_.Insert(key);
       break;
     }
   }
 }
 
 void Accumulator::Merge(const Accumulator& other) {
-  if (other.count_ == 0 && !other.distinct_) return;
+  if (other.count_ == 0 && other.distinct_.empty()) return;
   switch (fn_) {
     case AggFn::kCount:
       count_ += other.count_;
@@ -166,8 +212,7 @@ void Accumulator::Merge(const Accumulator& other) {
       count_ += other.count_ - 1;
       break;
     case AggFn::kCountDistinct:
-      if (!distinct_) distinct_ = std::make_unique<std::unordered_set<std::string>>();
-      distinct_->insert(other.distinct_->begin(), other.distinct_->end());
+      other.distinct_.ForEach([this](const std::string& v) { distinct_.Insert(v); });
       break;
     case AggFn::kDuration:
       Add(Value::Bool(true), other.at_time_, 0);
@@ -188,7 +233,7 @@ Value Accumulator::Result() const {
     case AggFn::kFirst:
     case AggFn::kLast: return count_ == 0 ? Value::Null() : value_.view();
     case AggFn::kCountDistinct:
-      return Value::Number(distinct_ ? static_cast<double>(distinct_->size()) : 0.0);
+      return Value::Number(static_cast<double>(distinct_.size()));
     case AggFn::kDuration:
       return count_ == 0 ? Value::Null() : Value::Number(static_cast<double>(at_offset_ - at_time_));
   }
@@ -204,7 +249,8 @@ void Accumulator::Encode(Encoder& e) const {
   e.I64(at_offset_);
   // Distinct values sorted, so equal states encode to equal bytes.
   std::vector<std::string_view> values;
-  if (distinct_) values.assign(distinct_->begin(), distinct_->end());
+  values.reserve(distinct_.size());
+  distinct_.ForEach([&](const std::string& v) { values.push_back(v); });
   std::sort(values.begin(), values.end());
   e.U64(values.size());
   for (std::string_view v : values) e.Bytes(v);
@@ -218,11 +264,8 @@ void Accumulator::Decode(Decoder& d) {
   at_time_ = d.I64();
   at_offset_ = d.I64();
   uint64_t n = d.U64();
-  distinct_.reset();
-  if (n > 0 && d.ok()) {
-    distinct_ = std::make_unique<std::unordered_set<std::string>>();
-    for (uint64_t i = 0; i < n && d.ok(); ++i) distinct_->emplace(d.Bytes());
-  }
+  distinct_.Clear();
+  for (uint64_t i = 0; i < n && d.ok(); ++i) distinct_.Insert(std::string(d.Bytes()));
 }
 
 }  // namespace sluice::engine

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "worker/engine/codec.h"
 #include "worker/engine/job_plan.h"
@@ -56,6 +57,37 @@ int CompareValues(const Value& a, const Value& b);
 bool ValuesEqual(const Value& a, const Value& b);
 void WriteValue(JsonWriter& w, const Value& v);
 
+// The values count_distinct has seen, as DistinctKey bytes: a short vector
+// searched linearly while there are few (most windows), a hash set beyond.
+// Clear() keeps the vector's capacity.
+class DistinctSet {
+ public:
+  DistinctSet() = default;
+  DistinctSet(const DistinctSet& other);
+  DistinctSet& operator=(const DistinctSet& other);
+  DistinctSet(DistinctSet&&) noexcept = default;
+  DistinctSet& operator=(DistinctSet&&) noexcept = default;
+
+  bool empty() const { return size() == 0; }
+  size_t size() const { return large_ ? large_->size() : small_.size(); }
+  void Insert(const std::string& key);
+  void Clear();
+  // Calls f(const std::string&) for every value, in no particular order.
+  template <typename F>
+  void ForEach(F&& f) const {
+    if (large_) {
+      for (const std::string& v : *large_) f(v);
+    } else {
+      for (const std::string& v : small_) f(v);
+    }
+  }
+
+ private:
+  static constexpr size_t kSmallMax = 16;
+  std::vector<std::string> small_;  // while large_ is null
+  std::unique_ptr<std::unordered_set<std::string>> large_;
+};
+
 class Accumulator {
  public:
   explicit Accumulator(AggFn fn = AggFn::kCount) : fn_(fn) {}
@@ -65,6 +97,8 @@ class Accumulator {
   Accumulator& operator=(Accumulator&&) noexcept = default;
 
   AggFn fn() const { return fn_; }
+  // As `*this = Accumulator(fn)`, keeping allocated capacity for reuse.
+  void Reset(AggFn fn);
 
   // Adds one event's value. count() without a field passes Value::Bool(true).
   void Add(const Value& v, int64_t time, int64_t offset);
@@ -82,7 +116,7 @@ class Accumulator {
   OwnedValue value_;  // min, max, first, last
   int64_t at_time_ = 0;    // first/last: the chosen event; duration: the first time
   int64_t at_offset_ = 0;  // first/last: the chosen event; duration: the last time
-  std::unique_ptr<std::unordered_set<std::string>> distinct_;
+  DistinctSet distinct_;
 };
 
 // A canonical byte form of a value for exact distinct counting.

@@ -1,8 +1,10 @@
 #include "worker/engine/json_writer.h"
 
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace sluice::engine {
 
@@ -71,24 +73,14 @@ void JsonWriter::String(std::string_view s) {
 
 void JsonWriter::Int(int64_t v) {
   BeforeValue();
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  out_->append(buf, res.ptr);
+  char buf[json::kMaxNumberChars];
+  out_->append(buf, json::WriteInt(buf, v));
 }
 
 void JsonWriter::Double(double v) {
-  if (!std::isfinite(v)) {
-    Null();
-    return;
-  }
-  if (v == std::trunc(v) && std::fabs(v) < 9007199254740992.0) {
-    Int(static_cast<int64_t>(v));
-    return;
-  }
   BeforeValue();
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  out_->append(buf, res.ptr);
+  char buf[json::kMaxNumberChars];
+  out_->append(buf, json::WriteDouble(buf, v));
 }
 
 void JsonWriter::Bool(bool v) {
@@ -115,7 +107,98 @@ constexpr std::array<bool, 256> kNeedsEscape = [] {
   t['\\'] = true;
   return t;
 }();
+
+// Decimal digits in pairs, for WriteInt.
+constexpr std::array<char, 200> kDigitPairs = [] {
+  std::array<char, 200> t{};
+  for (int i = 0; i < 100; ++i) {
+    t[2 * i] = static_cast<char>('0' + i / 10);
+    t[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}();
+
+constexpr std::array<uint64_t, 20> kPowersOf10 = [] {
+  std::array<uint64_t, 20> t{};
+  uint64_t p = 1;
+  for (uint64_t& x : t) {
+    x = p;
+    p *= 10;
+  }
+  return t;
+}();
 }  // namespace
+
+// As std::to_chars, with the digit count from the bit width instead of a loop
+// (times and offsets have 13 or more digits).
+char* json::WriteInt(char* p, int64_t v) {
+  uint64_t u = static_cast<uint64_t>(v);
+  if (v < 0) {
+    *p++ = '-';
+    u = 0 - u;
+  }
+  if (u < 10) {
+    *p = static_cast<char>('0' + u);
+    return p + 1;
+  }
+  // floor(log10(2^bits)), then one less when u is below that power of 10.
+  const int t = (std::bit_width(u) * 1233) >> 12;
+  const int digits = t + 1 - (u < kPowersOf10[static_cast<size_t>(t)] ? 1 : 0);
+  char* const end = p + digits;
+  char* q = end;
+  while (u >= 100) {
+    const uint64_t pair = u % 100;
+    u /= 100;
+    q -= 2;
+    std::memcpy(q, &kDigitPairs[2 * pair], 2);
+  }
+  if (u >= 10) {
+    std::memcpy(q - 2, &kDigitPairs[2 * u], 2);
+  } else {
+    q[-1] = static_cast<char>('0' + u);
+  }
+  return end;
+}
+
+char* json::WriteDouble(char* p, double v) {
+  if (!std::isfinite(v)) {
+    std::memcpy(p, "null", 4);
+    return p + 4;
+  }
+  if (v == std::trunc(v) && std::fabs(v) < 9007199254740992.0) {
+    return WriteInt(p, static_cast<int64_t>(v));
+  }
+  return std::to_chars(p, p + kMaxNumberChars, v).ptr;
+}
+
+char* json::WriteEscaped(char* p, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t run = 0;  // start of the current run of characters that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (!kNeedsEscape[c]) continue;
+    std::memcpy(p, s.data() + run, i - run);
+    p += i - run;
+    run = i + 1;
+    *p++ = '\\';
+    switch (c) {
+      case '"': *p++ = '"'; break;
+      case '\\': *p++ = '\\'; break;
+      case '\n': *p++ = 'n'; break;
+      case '\r': *p++ = 'r'; break;
+      case '\t': *p++ = 't'; break;
+      case '\b': *p++ = 'b'; break;
+      case '\f': *p++ = 'f'; break;
+      default:
+        std::memcpy(p, "u00", 3);
+        p[3] = kHex[c >> 4];
+        p[4] = kHex[c & 0xf];
+        p += 5;
+    }
+  }
+  std::memcpy(p, s.data() + run, s.size() - run);
+  return p + (s.size() - run);
+}
 
 void JsonWriter::AppendEscaped(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -6,11 +6,26 @@
 //   JsonWriter w(&buf);
 //   w.BeginObject(); w.Key("n"); w.Int(4); w.EndObject();
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace sluice::engine {
+
+// Writers into a buffer the caller has made large enough; each returns the end
+// of what it wrote. JsonWriter formats numbers with them, so both write the
+// same bytes.
+namespace json {
+// The most a WriteInt or WriteDouble writes.
+inline constexpr size_t kMaxNumberChars = 32;
+char* WriteInt(char* p, int64_t v);
+// Integral values as integers, others in the shortest exact form, and null
+// when not finite.
+char* WriteDouble(char* p, double v);
+// `s` JSON-escaped, without quotes: at most 6 * s.size() bytes.
+char* WriteEscaped(char* p, std::string_view s);
+}  // namespace json
 
 class JsonWriter {
  public:

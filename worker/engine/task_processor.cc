@@ -2,18 +2,18 @@
 
 #include <algorithm>
 #include <deque>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <simdjson.h>
-#include <xxhash.h>
 
 #include "worker/engine/aggregate.h"
 #include "worker/engine/codec.h"
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/json_writer.h"
+#include "worker/engine/key_table.h"
+#include "worker/engine/result_writer.h"
 #include "worker/engine/time_util.h"
+#include "worker/engine/timer_queue.h"
 
 namespace sluice::engine {
 
@@ -29,11 +29,6 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
-};
 
 // One window of one key.
 struct WindowState {
@@ -66,30 +61,25 @@ struct KeyState {
   // changed before the last barrier and not yet in its snapshot.
   uint32_t dirty_gen = 0;
   bool persisted = false;  // the store holds (or the open snapshot writes) a version of it
+  // The table's copy of the key (entries do not move), for timers.
+  const std::string* name = nullptr;
+  // Timers that refer to this entry: it stays in the table while any does.
+  uint32_t timers = 0;
 
   bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
-};
-
-enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
-
-struct Timer {
-  int64_t time;
-  std::string key;
-  int64_t start;
-  int64_t end;
-  TimerKind kind;
-};
-
-// Orders a min-heap by (time, key, start, kind): the order windows fire in.
-struct TimerLater {
-  bool operator()(const Timer& a, const Timer& b) const {
-    if (a.time != b.time) return a.time > b.time;
-    int c = a.key.compare(b.key);
-    if (c != 0) return c > 0;
-    if (a.start != b.start) return a.start > b.start;
-    return a.kind > b.kind;
+  // For a new key in a reused table entry: keeps the windows' capacity.
+  void Reset() {
+    windows.clear();
+    rolling.reset();
+    dirty_gen = 0;
+    persisted = false;
+    name = nullptr;
+    timers = 0;
   }
 };
+
+using KeyEntry = KeyTable<KeyState>::Entry;
+using KeyTimer = Timer<KeyState>;
 
 // An event waiting for the watermark to reach its time (rolling rules).
 struct PendingEvent {
@@ -134,6 +124,7 @@ class TaskProcessor::Impl {
         clock_(clock),
         sink_(sink),
         decoder_(*plan_),
+        results_(*plan_),
         job_(plan_->name()),
         ooo_(plan_->spec().source().max_out_of_orderness_ms()),
         idle_timeout_(plan_->spec().source().idle_timeout_ms()),
@@ -160,6 +151,7 @@ class TaskProcessor::Impl {
     if (topic_.empty()) {
       topic_.assign(records.front().position.topic);
       partition_ = records.front().position.partition;
+      results_.SetSource(topic_, partition_);
     }
     for (const SourceRecord& r : records) ProcessOne(r, now);
   }
@@ -187,7 +179,7 @@ class TaskProcessor::Impl {
   const TaskCounters& counters() const { return counters_; }
   size_t open_windows() const {
     size_t n = 0;
-    for (const auto& [k, ks] : keys_) n += ks.windows.size();
+    keys_.ForEach([&](const KeyEntry& e) { n += e.state.windows.size(); });
     return n;
   }
   size_t queued_rule_events() const { return pending_heap_.size(); }
@@ -251,7 +243,7 @@ class TaskProcessor::Impl {
       const RuleDef& rule = plan_->rules()[i];
       if (rule.window.kind != WindowKind::kNone) continue;
       if (rule.when.EvalBool(EvalInput{ev.fields, {}, {}}, scratch_)) {
-        EmitAlert(rule, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
+        EmitAlert(i, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
       }
     }
     if (!plan_->has_rolling_rules()) {
@@ -312,7 +304,7 @@ class TaskProcessor::Impl {
       if (rule.window.kind != WindowKind::kRolling) continue;
       const int64_t from = SaturatingAdd(p.time, -rule.window.size_ms);  // exclusive
       std::vector<Accumulator>& accs = rule_accs_[r];
-      for (size_t a = 0; a < accs.size(); ++a) accs[a] = Accumulator(rule.aggregates[a].fn);
+      for (size_t a = 0; a < accs.size(); ++a) accs[a].Reset(rule.aggregates[a].fn);
       const size_t nv = rule.new_value_rolling_index.size();
       for (size_t j = 0; j < nv; ++j) {
         const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
@@ -348,7 +340,7 @@ class TaskProcessor::Impl {
       EvalInput input{ev.fields, std::span<const Value>(agg_values_.data(), accs.size()),
                       std::span<const bool>(new_values_.get(), nv)};
       if (rule.when.EvalBool(input, scratch_)) {
-        EmitAlert(rule, p.key, p.time, p.payload, p.offset, accs.size());
+        EmitAlert(r, p.key, p.time, p.payload, p.offset, accs.size());
       }
     }
     ks.entries.push_back({p.time, p.offset});
@@ -418,7 +410,7 @@ class TaskProcessor::Impl {
       // Reuse a purged window's accumulators.
       win.accs = std::move(spare_accs_.back());
       spare_accs_.pop_back();
-      for (size_t a = 0; a < aggs.size(); ++a) win.accs[a] = Accumulator(aggs[a].fn);
+      for (size_t a = 0; a < aggs.size(); ++a) win.accs[a].Reset(aggs[a].fn);
       return win;
     }
     win.accs.reserve(aggs.size());
@@ -432,7 +424,7 @@ class TaskProcessor::Impl {
                                [](const WindowState& w, int64_t s) { return w.start < s; });
     if (it == ks.windows.end() || it->start != start) {
       it = ks.windows.insert(it, NewWindow(start, end));
-      PushTimer(end - 1, ev.key, start, end, TimerKind::kFire);
+      PushTimer(ks, end - 1, start, end, TimerKind::kFire);
     }
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
@@ -444,10 +436,10 @@ class TaskProcessor::Impl {
     const int64_t gap = plan_->window().gap_ms;
     const int64_t t = ev.event_time;
     const int64_t end = SaturatingAdd(t, gap);
-    auto found = keys_.find(ev.key);
+    KeyEntry* found = keys_.Find(ev.key);
     size_t first = 0, last = 0;  // the range of sessions to merge
-    if (found != keys_.end()) {
-      auto& wins = found->second.windows;
+    if (found != nullptr) {
+      auto& wins = found->state.windows;
       while (first < wins.size() && wins[first].end <= t) ++first;
       last = first;
       while (last < wins.size() && wins[last].start < end) ++last;
@@ -455,8 +447,8 @@ class TaskProcessor::Impl {
     if (first == last && Expired(end)) return false;
 
     KeyState* found_state = nullptr;
-    if (found != keys_.end()) {
-      found_state = &found->second;
+    if (found != nullptr) {
+      found_state = &found->state;
       MarkDirty(*found_state, ev.key);
     }
     KeyState& ks = found_state != nullptr ? *found_state : MutableKey(ev.key);
@@ -469,7 +461,7 @@ class TaskProcessor::Impl {
       if (start != w.start || new_end != w.end) {
         w.start = start;
         w.end = new_end;
-        PushTimer(w.end - 1, ev.key, w.start, w.end, TimerKind::kFire);
+        PushTimer(ks, w.end - 1, w.start, w.end, TimerKind::kFire);
       }
       AddToWindow(w, ev, offset);
       AfterUpdate(ev.key, w);
@@ -487,7 +479,7 @@ class TaskProcessor::Impl {
     }
     wins.erase(wins.begin() + first, wins.begin() + last);
     auto it = wins.insert(wins.begin() + first, std::move(merged));
-    PushTimer(it->end - 1, ev.key, it->start, it->end, TimerKind::kFire);
+    PushTimer(ks, it->end - 1, it->start, it->end, TimerKind::kFire);
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
     return true;
@@ -498,25 +490,24 @@ class TaskProcessor::Impl {
     if (win.fired && watermark_ >= win.end - 1) EmitWindow(key, win);
   }
 
-  void PushTimer(int64_t time, std::string_view key, int64_t start, int64_t end, TimerKind kind) {
-    timers_.push_back(Timer{time, std::string(key), start, end, kind});
-    std::push_heap(timers_.begin(), timers_.end(), TimerLater());
+  void PushTimer(KeyState& ks, int64_t time, int64_t start, int64_t end, TimerKind kind) {
+    ++ks.timers;
+    timers_.Push(KeyTimer{time, ks.name, &ks, start, end, kind});
   }
 
-  void OnTimer(const Timer& timer) {
-    auto found = keys_.find(timer.key);
-    if (found == keys_.end()) return;
-    KeyState& ks = found->second;
+  void OnTimer(const KeyTimer& timer) {
+    KeyState& ks = *timer.owner;
+    --ks.timers;
     auto it = std::find_if(ks.windows.begin(), ks.windows.end(), [&](const WindowState& w) {
       return w.start == timer.start && w.end == timer.end;
     });
     if (it == ks.windows.end()) return;  // merged away or purged already
     // Firing changes the window (fired, revision); purging removes it.
-    MarkDirty(ks, timer.key);
+    MarkDirty(ks, *timer.key);
     if (timer.kind == TimerKind::kFire) {
-      if (!it->fired || it->changed) EmitWindow(timer.key, *it);
+      if (!it->fired || it->changed) EmitWindow(*timer.key, *it);
       if (lateness_ > 0) {
-        PushTimer(SaturatingAdd(it->end - 1, lateness_), timer.key, it->start, it->end,
+        PushTimer(ks, SaturatingAdd(it->end - 1, lateness_), it->start, it->end,
                   TimerKind::kPurge);
         return;
       }
@@ -531,20 +522,20 @@ class TaskProcessor::Impl {
   static constexpr size_t kSweepEmptyKeys = 100'000;
 
   // Forgets keys without state (their deletion reaches the store through
-  // touched_keys_ at the next checkpoint).
+  // touched_keys_ at the next checkpoint). A key a timer still refers to stays.
   void SweepEmptyKeys() {
-    for (auto it = keys_.begin(); it != keys_.end();) {
-      if (it->second.empty()) {
-        // A key of the open snapshot goes into it first (copy on write).
-        if (it->second.dirty_gen != 0 && it->second.dirty_gen != gen_) {
-          SnapshotKey(it->first, it->second);
-        }
-        if (it->second.persisted) erased_persisted_.insert(it->first);
-        it = keys_.erase(it);
-      } else {
-        ++it;
+    keys_.ForEach([&](KeyEntry& e) {
+      KeyState& ks = e.state;
+      if (!ks.empty() || ks.timers > 0) return;
+      // A key of the open snapshot goes into it first (copy on write).
+      if (ks.dirty_gen != 0 && ks.dirty_gen != gen_) SnapshotKey(e.key, ks);
+      // One the store holds stays until the next snapshot writes its delete.
+      if (ks.persisted) {
+        MarkDirty(ks, e.key);
+        return;
       }
-    }
+      keys_.Erase(e);
+    });
     empty_keys_ = 0;
   }
 
@@ -553,12 +544,7 @@ class TaskProcessor::Impl {
   void AdvanceWatermark(int64_t wm) {
     if (wm <= watermark_) return;
     watermark_ = wm;
-    while (!timers_.empty() && timers_.front().time <= watermark_) {
-      std::pop_heap(timers_.begin(), timers_.end(), TimerLater());
-      Timer timer = std::move(timers_.back());
-      timers_.pop_back();
-      OnTimer(timer);
-    }
+    while (!timers_.empty() && timers_.next_time() <= watermark_) OnTimer(timers_.Pop());
     PendingLater later{&pending_};
     while (!pending_heap_.empty() && pending_[pending_heap_.front()].time <= watermark_) {
       std::pop_heap(pending_heap_.begin(), pending_heap_.end(), later);
@@ -572,10 +558,11 @@ class TaskProcessor::Impl {
   // ---- State -------------------------------------------------------------
 
   KeyState& MutableKey(std::string_view key) {
-    auto it = keys_.find(key);
-    if (it == keys_.end()) it = keys_.emplace(std::string(key), KeyState()).first;
-    MarkDirty(it->second, key);
-    return it->second;
+    bool added = false;
+    KeyEntry& e = keys_.FindOrAdd(key, &added);
+    if (added) e.state.name = &e.key;
+    MarkDirty(e.state, key);
+    return e.state;
   }
 
   // Call before changing a key's state.
@@ -610,26 +597,6 @@ class TaskProcessor::Impl {
 
   // ---- Output ------------------------------------------------------------
 
-  // A deterministic id: a 128-bit hash of what identifies the record.
-  void WriteId(JsonWriter& w) {
-    XXH128_hash_t h = XXH3_128bits(id_buf_.data(), id_buf_.size());
-    char hex[33];
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; ++i) {
-      uint64_t part = i < 8 ? h.high64 : h.low64;
-      uint8_t byte = static_cast<uint8_t>(part >> (8 * (7 - (i % 8))));
-      hex[2 * i] = kHex[byte >> 4];
-      hex[2 * i + 1] = kHex[byte & 15];
-    }
-    w.SafeKey("id");
-    w.SafeString(std::string_view(hex, 32));
-  }
-
-  void IdPart(std::string_view s) {
-    Encoder(&id_buf_).Bytes(s);
-  }
-  void IdPart(int64_t v) { Encoder(&id_buf_).I64(v); }
-
   void WriteSource(JsonWriter& w, int64_t offset) {
     w.SafeKey("source");
     w.BeginObject();
@@ -642,38 +609,13 @@ class TaskProcessor::Impl {
     w.EndObject();
   }
 
-  void EmitAlert(const RuleDef& rule, std::string_view key, int64_t time,
-                 std::string_view payload, int64_t offset, size_t num_aggs) {
+  void EmitAlert(size_t rule, std::string_view key, int64_t time, std::string_view payload,
+                 int64_t offset, size_t num_aggs) {
     ++counters_.alerts;
-    id_buf_.clear();
-    IdPart("alert");
-    IdPart(job_);
-    IdPart(rule.name);
-    IdPart(key);
-    IdPart(topic_);
-    IdPart(partition_);
-    IdPart(offset);
-    out_.clear();
-    JsonWriter w(&out_);
-    w.BeginObject();
-    WriteId(w);
-    w.SafeKey("job");
-    w.String(job_);
-    w.SafeKey("rule");
-    w.String(rule.name);
-    w.SafeKey("key");
-    w.String(key);
-    w.SafeKey("event_time");
-    w.Int(time);
-    for (size_t a = 0; a < num_aggs; ++a) {
-      w.SafeKey(rule.aggregates[a].name);  // identifiers, checked by the job loader
-      WriteValue(w, agg_values_[a]);
-    }
-    w.SafeKey("event");
-    w.Raw(decoder_.Minify(payload));
-    WriteSource(w, offset);
-    w.EndObject();
-    sink_.Emit(OutputStream::kOutput, key, out_);
+    sink_.Emit(OutputStream::kOutput, key,
+               results_.Alert(rule, key, time,
+                              std::span<const Value>(agg_values_.data(), num_aggs),
+                              decoder_.Minify(payload), offset));
   }
 
   void EmitWindow(std::string_view key, WindowState& win) {
@@ -690,33 +632,9 @@ class TaskProcessor::Impl {
       return;
     }
     ++counters_.window_results;
-    id_buf_.clear();
-    IdPart("window");
-    IdPart(job_);
-    IdPart(key);
-    IdPart(win.start);
-    IdPart(win.end);
-    IdPart(static_cast<int64_t>(win.revision));
-    out_.clear();
-    JsonWriter w(&out_);
-    w.BeginObject();
-    WriteId(w);
-    w.SafeKey("job");
-    w.String(job_);
-    w.SafeKey("key");
-    w.String(key);
-    w.SafeKey("window_start");
-    w.Int(win.start);
-    w.SafeKey("window_end");
-    w.Int(win.end);
-    w.SafeKey("kind");
-    w.SafeString(update ? "update" : "final");
-    for (size_t a = 0; a < aggs.size(); ++a) {
-      w.SafeKey(aggs[a].name);
-      WriteValue(w, agg_values_[a]);
-    }
-    w.EndObject();
-    sink_.Emit(OutputStream::kOutput, key, out_);
+    sink_.Emit(OutputStream::kOutput, key,
+               results_.Window(key, win.start, win.end, win.revision, update,
+                               std::span<const Value>(agg_values_.data(), aggs.size())));
   }
 
   void EmitLate(std::string_view payload, std::string_view key, int64_t time, int64_t offset) {
@@ -768,6 +686,7 @@ class TaskProcessor::Impl {
   const Clock& clock_;
   RecordSink& sink_;
   EventDecoder decoder_;
+  ResultWriter results_;
   const std::string job_;
   const int64_t ooo_;
   const int64_t idle_timeout_;
@@ -785,7 +704,7 @@ class TaskProcessor::Impl {
   TaskCounters counters_;
 
   // State: the write-back cache of every key, and what fires next.
-  std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>> keys_;
+  KeyTable<KeyState> keys_;
   std::vector<std::string> touched_keys_;  // keys changed since the last barrier
   // Snapshots: the generation keys changed now belong to, and the snapshot
   // being taken (its keys are written in steps, or when about to change).
@@ -795,22 +714,18 @@ class TaskProcessor::Impl {
   size_t snapshot_next_ = 0;
   WriteBatch snapshot_batch_;
   std::string encode_buf_;
-  std::vector<Timer> timers_;              // heap
+  TimerQueue<KeyState> timers_;
   std::vector<PendingEvent> pending_;      // slab
   std::vector<uint32_t> pending_heap_;
   std::vector<uint32_t> free_pending_;
   bool checkpointed_once_ = false;
   size_t empty_keys_ = 0;                            // keys left empty since the last sweep
   std::vector<std::vector<Accumulator>> spare_accs_;  // of purged windows, for reuse
-  // Keys the store holds that were erased from the table since the last
-  // checkpoint (their deletes go into the next one).
-  std::unordered_set<std::string> erased_persisted_;
 
   // Scratch reused across events.
   EvalScratch scratch_;
   std::string reason_;
   std::string out_;
-  std::string id_buf_;
   std::vector<Value> agg_values_;
   std::vector<Value> field_views_;
   std::unique_ptr<bool[]> new_values_;
@@ -879,19 +794,15 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
   std::string buf;
   if (!checkpointed_once_) {
     // The store may hold state from an earlier run of this task: replace it.
+    // A key without state may still be in the table (until swept, or while
+    // a timer refers to it): the store must not keep an old version of it.
     SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view) {
-      if (keys_.find(k.substr(kKeyPrefix.size())) == keys_.end()) {
-        snapshot_batch_.Delete(std::string(k));
-      }
+      const KeyEntry* e = keys_.Find(k.substr(kKeyPrefix.size()));
+      if (e == nullptr || e->state.empty()) snapshot_batch_.Delete(std::string(k));
       return Status::Ok();
     }));
-    for (auto& [key, ks] : keys_) MarkDirty(ks, key);
+    keys_.ForEach([&](KeyEntry& e) { MarkDirty(e.state, e.key); });
   }
-  // Deletes first: a key erased and created again is put after its delete.
-  for (const std::string& key : erased_persisted_) {
-    snapshot_batch_.Delete(std::string(kKeyPrefix) + key);
-  }
-  erased_persisted_.clear();
   // The keys changed since the last barrier are written by SnapshotStep.
   snapshot_keys_.swap(touched_keys_);
   touched_keys_.clear();
@@ -939,11 +850,12 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
 bool TaskProcessor::Impl::SnapshotStep(size_t max_keys) {
   for (; snapshot_next_ < snapshot_keys_.size() && max_keys > 0; ++snapshot_next_, --max_keys) {
     const std::string& key = snapshot_keys_[snapshot_next_];
-    auto it = keys_.find(key);
+    KeyEntry* e = keys_.Find(key);
     // Gone, already written (copy on write), or listed twice.
-    if (it == keys_.end() || it->second.dirty_gen == 0 || it->second.dirty_gen == gen_) continue;
-    SnapshotKey(key, it->second);
-    if (it->second.empty()) keys_.erase(it);
+    if (e == nullptr || e->state.dirty_gen == 0 || e->state.dirty_gen == gen_) continue;
+    SnapshotKey(key, e->state);
+    // Without state: out of the table, unless timers still refer to it.
+    if (e->state.empty() && e->state.timers == 0) keys_.Erase(*e);
   }
   return snapshot_next_ == snapshot_keys_.size();
 }
@@ -972,6 +884,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     }
     topic_.assign(d.Bytes());
     partition_ = static_cast<int32_t>(d.I64());
+    results_.SetSource(topic_, partition_);
     next_offset_ = d.I64();
     max_event_time_ = d.I64();
     watermark_ = d.I64();
@@ -990,17 +903,22 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
       return Status::Corruption("state of key '" + std::string(k.substr(kKeyPrefix.size())) +
                                 "' does not decode");
     }
-    std::string key(k.substr(kKeyPrefix.size()));
     ks.persisted = true;
+    bool added = false;
+    KeyEntry& e = keys_.FindOrAdd(k.substr(kKeyPrefix.size()), &added);
+    if (!added) return Status::Corruption("key state listed twice");
+    e.state = std::move(ks);
+    e.state.name = &e.key;
+    KeyState& restored = e.state;
     // Timers follow from the windows.
-    for (const WindowState& w : ks.windows) {
+    for (const WindowState& w : restored.windows) {
       if (!w.fired || w.changed) {
-        PushTimer(w.end - 1, key, w.start, w.end, TimerKind::kFire);
+        PushTimer(restored, w.end - 1, w.start, w.end, TimerKind::kFire);
       } else {
-        PushTimer(SaturatingAdd(w.end - 1, lateness_), key, w.start, w.end, TimerKind::kPurge);
+        PushTimer(restored, SaturatingAdd(w.end - 1, lateness_), w.start, w.end,
+                  TimerKind::kPurge);
       }
     }
-    keys_.emplace(std::move(key), std::move(ks));
     return Status::Ok();
   }));
   SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> pending, store.Get(kPendingKey));

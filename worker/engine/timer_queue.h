@@ -1,0 +1,189 @@
+#pragma once
+
+// TimerQueue: a task's window timers, taken out in (time, key, start, kind)
+// order — the order windows fire and purge in, which is part of the output.
+//
+// Timers are grouped by fire time: a push goes to a bucket of its time (all
+// windows of a tumbling job that end together share one), and a bucket is
+// sorted by (key, start, kind) only once it is due. So keys are compared only
+// between timers of the same time, and mostly by their first 8 bytes.
+//
+// A timer refers to its key by pointer, without a copy: the key string and
+// the owner (the caller's state for the key) must outlive the timer.
+// Identical timers may be pushed more than once; each is popped. Single
+// thread; header-only because it is a template over the owner type.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace sluice::engine {
+
+enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
+
+template <typename Owner>
+struct Timer {
+  int64_t time = 0;
+  const std::string* key = nullptr;
+  Owner* owner = nullptr;
+  int64_t start = 0;
+  int64_t end = 0;
+  TimerKind kind = TimerKind::kFire;
+};
+
+template <typename Owner>
+class TimerQueue {
+ public:
+  using Entry = Timer<Owner>;
+
+  bool empty() const { return ready_pos_ == ready_.size() && heap_.empty(); }
+  size_t size() const { return ready_.size() - ready_pos_ + pending_; }
+
+  // The time of the next timer. Not for an empty queue.
+  int64_t next_time() const {
+    return ready_pos_ < ready_.size() ? ready_[ready_pos_].timer.time : heap_.front().time;
+  }
+
+  void Push(const Entry& timer) {
+    const Slot slot{timer, Prefix(*timer.key)};
+    if (ready_pos_ < ready_.size() && timer.time <= ready_[ready_pos_].timer.time) {
+      // Due with (or before) the timers being taken out: into their order.
+      auto at = std::upper_bound(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
+                                 ready_.end(), slot, Before);
+      ready_.insert(at, slot);
+      return;
+    }
+    ++pending_;
+    for (const CacheEntry& c : cache_) {
+      if (c.bucket != kNone && c.time == timer.time) {
+        Bucket& bucket = buckets_[c.bucket];
+        if (bucket.size++ == 0) {
+          bucket.first = slot;
+        } else {
+          bucket.more.push_back(slot);
+        }
+        return;
+      }
+    }
+    // A new bucket (there may be another of the same time that fell out of
+    // the cache; Refill merges them).
+    uint32_t b;
+    if (!free_.empty()) {
+      b = free_.back();
+      free_.pop_back();
+    } else {
+      b = static_cast<uint32_t>(buckets_.size());
+      buckets_.emplace_back();
+    }
+    buckets_[b].size = 1;
+    buckets_[b].first = slot;
+    heap_.push_back(HeapEntry{timer.time, b});
+    std::push_heap(heap_.begin(), heap_.end(), Later);
+    cache_[cache_next_] = CacheEntry{timer.time, b};
+    cache_next_ = (cache_next_ + 1) % cache_.size();
+  }
+
+  // Takes out the next timer. Not for an empty queue.
+  Entry Pop() {
+    if (ready_pos_ == ready_.size()) Refill();
+    return ready_[ready_pos_++].timer;
+  }
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  struct Slot {
+    Entry timer;
+    uint64_t prefix = 0;  // the key's first 8 bytes, big-endian, zero-padded
+  };
+  // The timers of one time. The first is inline: most times of a session
+  // job have one timer, and then a bucket needs no allocation.
+  struct Bucket {
+    size_t size = 0;
+    Slot first;
+    std::vector<Slot> more;
+  };
+  struct HeapEntry {
+    int64_t time;
+    uint32_t bucket;
+  };
+  struct SortKey {
+    uint64_t prefix;
+    uint32_t index;
+  };
+  struct CacheEntry {
+    int64_t time = 0;
+    uint32_t bucket = kNone;
+  };
+  static bool Later(const HeapEntry& a, const HeapEntry& b) { return a.time > b.time; }
+
+  // Orders keys as std::string::compare does (bytes as unsigned, then
+  // length): a prefix difference decides, else the whole keys do.
+  static uint64_t Prefix(const std::string& key) {
+    unsigned char bytes[8] = {};
+    std::memcpy(bytes, key.data(), std::min<size_t>(key.size(), 8));
+    uint64_t p = 0;
+    for (unsigned char b : bytes) p = (p << 8) | b;
+    return p;
+  }
+
+  static bool Before(const Slot& a, const Slot& b) {
+    if (a.timer.time != b.timer.time) return a.timer.time < b.timer.time;
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    if (a.timer.key != b.timer.key) {
+      const int c = a.timer.key->compare(*b.timer.key);
+      if (c != 0) return c < 0;
+    }
+    if (a.timer.start != b.timer.start) return a.timer.start < b.timer.start;
+    return a.timer.kind < b.timer.kind;
+  }
+
+  // Moves every bucket of the earliest time to ready_, sorted.
+  void Refill() {
+    ready_.clear();
+    ready_pos_ = 0;
+    cache_.fill(CacheEntry{});
+    const int64_t time = heap_.front().time;
+    while (!heap_.empty() && heap_.front().time == time) {
+      std::pop_heap(heap_.begin(), heap_.end(), Later);
+      const uint32_t b = heap_.back().bucket;
+      heap_.pop_back();
+      Bucket& bucket = buckets_[b];
+      pending_ -= bucket.size;
+      ready_.push_back(bucket.first);
+      ready_.insert(ready_.end(), bucket.more.begin(), bucket.more.end());
+      bucket.size = 0;
+      bucket.more.clear();  // keeps its capacity for the next time it is used
+      free_.push_back(b);
+    }
+    // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
+    // keys with equal prefixes are compared in full.
+    order_.resize(ready_.size());
+    for (uint32_t i = 0; i < ready_.size(); ++i) order_[i] = SortKey{ready_[i].prefix, i};
+    std::sort(order_.begin(), order_.end(), [this](const SortKey& a, const SortKey& b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      return Before(ready_[a.index], ready_[b.index]);
+    });
+    sorted_.resize(ready_.size());
+    for (size_t i = 0; i < order_.size(); ++i) sorted_[i] = ready_[order_[i].index];
+    ready_.swap(sorted_);
+  }
+
+  std::vector<Bucket> buckets_;
+  std::vector<HeapEntry> heap_;  // earliest time first
+  std::vector<uint32_t> free_;  // bucket indices to reuse
+  size_t pending_ = 0;          // timers in buckets
+  // The buckets pushes went to last: pushes come in runs of few times.
+  std::array<CacheEntry, 4> cache_{};
+  size_t cache_next_ = 0;
+  std::vector<Slot> ready_;  // the earliest time's timers, sorted
+  size_t ready_pos_ = 0;     // the next to take out
+  std::vector<SortKey> order_;  // for Refill
+  std::vector<Slot> sorted_;
+};
+
+}  // namespace sluice::engine
