@@ -177,11 +177,7 @@ class TaskProcessor::Impl {
   int64_t watermark() const { return watermark_; }
   int64_t next_offset() const { return next_offset_; }
   const TaskCounters& counters() const { return counters_; }
-  size_t open_windows() const {
-    size_t n = 0;
-    keys_.ForEach([&](const KeyEntry& e) { n += e.state.windows.size(); });
-    return n;
-  }
+  size_t open_windows() const { return open_windows_; }
   size_t queued_rule_events() const { return pending_heap_.size(); }
 
  private:
@@ -424,6 +420,7 @@ class TaskProcessor::Impl {
                                [](const WindowState& w, int64_t s) { return w.start < s; });
     if (it == ks.windows.end() || it->start != start) {
       it = ks.windows.insert(it, NewWindow(start, end));
+      ++open_windows_;
       PushTimer(ks, end - 1, start, end, TimerKind::kFire);
     }
     AddToWindow(*it, ev, offset);
@@ -479,6 +476,7 @@ class TaskProcessor::Impl {
     }
     wins.erase(wins.begin() + first, wins.begin() + last);
     auto it = wins.insert(wins.begin() + first, std::move(merged));
+    open_windows_ = open_windows_ + 1 - (last - first);
     PushTimer(ks, it->end - 1, it->start, it->end, TimerKind::kFire);
     AddToWindow(*it, ev, offset);
     AfterUpdate(ev.key, *it);
@@ -514,6 +512,7 @@ class TaskProcessor::Impl {
     }
     spare_accs_.push_back(std::move(it->accs));
     ks.windows.erase(it);
+    --open_windows_;
     // An empty key stays in the table until the next checkpoint (or sweep),
     // so a key seen again soon does not cost a new entry.
     if (ks.empty() && ++empty_keys_ > kSweepEmptyKeys) SweepEmptyKeys();
@@ -719,6 +718,7 @@ class TaskProcessor::Impl {
   std::vector<uint32_t> pending_heap_;
   std::vector<uint32_t> free_pending_;
   bool checkpointed_once_ = false;
+  size_t open_windows_ = 0;  // over all keys
   size_t empty_keys_ = 0;                            // keys left empty since the last sweep
   std::vector<std::vector<Accumulator>> spare_accs_;  // of purged windows, for reuse
 
@@ -904,6 +904,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
                                 "' does not decode");
     }
     ks.persisted = true;
+    open_windows_ += ks.windows.size();
     bool added = false;
     KeyEntry& e = keys_.FindOrAdd(k.substr(kKeyPrefix.size()), &added);
     if (!added) return Status::Corruption("key state listed twice");

@@ -37,6 +37,7 @@ std::vector<CollectingSink::Record> RunStraight(const proto::JobSpec& spec,
   Harness h(spec);
   h.Feed(events);
   h.task().Drain();
+  REQUIRE(h.task().open_windows() == 0);  // the count kept along the way
   return h.sink().records();
 }
 
@@ -94,6 +95,7 @@ TEST_CASE("a snapshot taken in steps while the task goes on is the state at its 
         for (size_t i = barrier / 2; i < barrier; ++i) h.Feed(events[i]);
         REQUIRE(h.task().BeginSnapshot(store).ok());
         const size_t emitted_at_barrier = h.sink().records().size();
+        const size_t windows_at_barrier = h.task().open_windows();
         // Processing goes on between the steps and changes keys of the
         // snapshot before it has written them.
         size_t i = barrier;
@@ -116,6 +118,7 @@ TEST_CASE("a snapshot taken in steps while the task goes on is the state at its 
         const size_t restored_from = h.sink().records().size();
         h.RestoreFrom(store);
         REQUIRE(h.task().next_offset() == static_cast<int64_t>(barrier));
+        REQUIRE(h.task().open_windows() == windows_at_barrier);
         h.set_next_offset(static_cast<int64_t>(barrier));
         for (size_t j = barrier; j < events.size(); ++j) h.Feed(events[j]);
         h.task().Drain();
