@@ -132,6 +132,7 @@ std::vector<std::string> Keys() {
 }
 
 std::vector<std::vector<Value>> ValueSets() {
+  static const std::string kQuotes(100, '"');  // Values view their strings
   return {
       {Value::Number(7), Value::Number(3), Value::String("/home"), Value::String("a\"\\\n\x02"),
        Value::Number(59.9)},
@@ -139,7 +140,7 @@ std::vector<std::vector<Value>> ValueSets() {
       {Value::Number(1e300 * 1e300), Value::Number(std::nan("")), Value::Bool(true),
        Value::Bool(false), Value::Number(-1.5e-300)},
       {Value::Number(9007199254740992.0), Value::Number(-9007199254740991.0),
-       Value::String(""), Value::String(std::string(100, '"')),
+       Value::String(""), Value::String(kQuotes),
        Value::Number(std::numeric_limits<double>::denorm_min())},
   };
 }
