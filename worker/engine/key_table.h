@@ -2,8 +2,8 @@
 
 // KeyTable: a task's state per key, found by the key's bytes.
 //
-// Entries live in a slab: an entry keeps its address until it is erased (so
-// timers may point at it), and an erased entry's slot — with the capacity of
+// Entries live in a slab of fixed-size chunks: an entry keeps its address
+// until it is erased (so timers may point at it), and an erased entry's slot — with the capacity of
 // its key string and of whatever its State holds — goes to the next new key,
 // so keys that come and go do not allocate. The index is an open-addressing
 // table with linear probing (deletion by backward shift, no tombstones) of
@@ -15,7 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +48,7 @@ class KeyTable {
     for (size_t i = Home(h);; i = Next(i)) {
       const Bucket b = index_[i];
       if (b.slot == kEmpty) return nullptr;
-      if (b.tag == Tag(h) && slab_[b.slot].key == key) return &slab_[b.slot];
+      if (b.tag == Tag(h) && At(b.slot).key == key) return &At(b.slot);
     }
   }
 
@@ -60,9 +60,9 @@ class KeyTable {
     for (;; i = Next(i)) {
       const Bucket b = index_[i];
       if (b.slot == kEmpty) break;
-      if (b.tag == Tag(h) && slab_[b.slot].key == key) {
+      if (b.tag == Tag(h) && At(b.slot).key == key) {
         if (added != nullptr) *added = false;
-        return slab_[b.slot];
+        return At(b.slot);
       }
     }
     if (added != nullptr) *added = true;
@@ -70,12 +70,12 @@ class KeyTable {
     if (!free_.empty()) {
       slot = free_.back();
       free_.pop_back();
-      slab_[slot].state.Reset();
+      At(slot).state.Reset();
     } else {
-      slot = static_cast<uint32_t>(slab_.size());
-      slab_.emplace_back();
+      if (used_ % kChunk == 0) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
+      slot = static_cast<uint32_t>(used_++);
     }
-    Entry& e = slab_[slot];
+    Entry& e = At(slot);
     e.key.assign(key);
     e.hash = h;
     e.slot = slot;
@@ -99,7 +99,7 @@ class KeyTable {
     for (size_t j = Next(i);; j = Next(j)) {
       const Bucket b = index_[j];
       if (b.slot == kEmpty) break;
-      const size_t home = Home(slab_[b.slot].hash);
+      const size_t home = Home(At(b.slot).hash);
       // Is `home` cyclically outside (i, j]? Then b may move to i.
       const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
       if (movable) {
@@ -117,20 +117,22 @@ class KeyTable {
   // entry it is given.
   template <typename F>
   void ForEach(F&& f) {
-    for (Entry& e : slab_) {
-      if (e.live) f(e);
+    for (uint32_t slot = 0; slot < used_; ++slot) {
+      if (At(slot).live) f(At(slot));
     }
   }
   template <typename F>
   void ForEach(F&& f) const {
-    for (const Entry& e : slab_) {
-      if (e.live) f(e);
+    for (uint32_t slot = 0; slot < used_; ++slot) {
+      if (At(slot).live) f(At(slot));
     }
   }
 
  private:
   static constexpr uint32_t kEmpty = UINT32_MAX;
   static constexpr size_t kMinCapacity = 64;
+  // Entries per chunk: the chunk table stays small enough to stay in cache.
+  static constexpr size_t kChunk = 256;
 
   struct Bucket {
     uint32_t tag = 0;  // the hash's high 32 bits
@@ -141,19 +143,23 @@ class KeyTable {
   static uint32_t Tag(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
   size_t Home(uint64_t h) const { return static_cast<size_t>(h) & (index_.size() - 1); }
   size_t Next(size_t i) const { return (i + 1) & (index_.size() - 1); }
+  Entry& At(uint32_t slot) { return chunks_[slot / kChunk][slot % kChunk]; }
+  const Entry& At(uint32_t slot) const { return chunks_[slot / kChunk][slot % kChunk]; }
 
   void Grow() {
     std::vector<Bucket> bigger(2 * index_.size());
     index_.swap(bigger);
-    for (uint32_t slot = 0; slot < slab_.size(); ++slot) {
-      if (!slab_[slot].live) continue;
-      size_t i = Home(slab_[slot].hash);
+    for (uint32_t slot = 0; slot < used_; ++slot) {
+      const Entry& e = At(slot);
+      if (!e.live) continue;
+      size_t i = Home(e.hash);
       while (index_[i].slot != kEmpty) i = Next(i);
-      index_[i] = Bucket{Tag(slab_[slot].hash), slot};
+      index_[i] = Bucket{Tag(e.hash), slot};
     }
   }
 
-  std::deque<Entry> slab_;
+  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  size_t used_ = 0;             // slots handed out so far
   std::vector<uint32_t> free_;  // slots of erased entries
   std::vector<Bucket> index_;   // a power of two in size
   size_t size_ = 0;

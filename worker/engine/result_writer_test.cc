@@ -132,7 +132,7 @@ std::vector<std::string> Keys() {
 }
 
 std::vector<std::vector<Value>> ValueSets() {
-  static const std::string kQuotes(100, '"');  // Values are views: it must outlive them
+  static const std::string kQuotes(100, '"');  // Values view their strings
   return {
       {Value::Number(7), Value::Number(3), Value::String("/home"), Value::String("a\"\\\n\x02"),
        Value::Number(59.9)},
