@@ -883,6 +883,7 @@ proto::JobSpec SessionSpec(const std::string& name) {
 // each commit.
 class TimedBackground {
  public:
+  TimedBackground() { boost::asio::post(pool_, worker::LowerThreadPriority); }
   ~TimedBackground() { pool_.join(); }
   worker::BackgroundExecutor Executor() {
     return [this](std::function<void()> work) {

@@ -4,9 +4,19 @@
 #include <cstdint>
 #include <thread>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 namespace sluice::worker {
+
+void LowerThreadPriority() {
+  // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value.
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10) != 0) {
+    spdlog::debug("could not lower the priority of the checkpoint thread");
+  }
+}
 
 Task::Sink::Sink(const JobContext& job, DeliveryTracker* tracker)
     : producer_(job.producer), tracker_(tracker) {

@@ -61,6 +61,11 @@ struct JobContext {
   BackgroundExecutor background;
 };
 
+// Lowers the calling thread's CPU priority (nice +10). For the thread that
+// runs checkpoint commits: when it and a task thread both want a core, the
+// task thread gets it, so a commit does not show up as a pause in processing.
+void LowerThreadPriority();
+
 // The delivery reports of one task's records, in two generations: records
 // produced since the last barrier count in the current one; a checkpoint waits
 // for the generation its barrier sealed. Owned by the worker, because

@@ -479,6 +479,7 @@ Status TaskHost::Start() {
   SLUICE_ASSIGN_OR_RETURN(shared_->producer,
                           KafkaProducer::Create(options_.brokers, options_.kafka_settings));
   shared_->background = std::make_unique<boost::asio::thread_pool>(1);
+  boost::asio::post(*shared_->background, LowerThreadPriority);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.push_back(std::make_unique<Thread>(*this, static_cast<size_t>(i)));
     Thread* t = threads_.back().get();

@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
@@ -108,6 +109,9 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& data
                                                          const StateOptions& options) {
   if (data_dir.empty()) return Status::InvalidArgument("state data directory is empty");
   SLUICE_RETURN_IF_ERROR(EnsureWritableDir(data_dir, "state directory"));
+  // RocksDB's flushes and compactions yield the CPU to the task threads.
+  rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);
+  rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::HIGH);
   return std::unique_ptr<StateBackend>(new StateBackend(data_dir, options));
 }
 
