@@ -35,6 +35,14 @@ void ReferenceId(JsonWriter& w, const std::string& hashed) {
   w.SafeString(std::string_view(hex, 32));
 }
 
+// The opening every result and alert shares: {"id":...,"job":...
+void ReferenceHead(JsonWriter& w, const JobPlan& plan, const std::string& hashed) {
+  w.BeginObject();
+  ReferenceId(w, hashed);
+  w.SafeKey("job");
+  w.String(plan.name());
+}
+
 std::string ReferenceWindow(const JobPlan& plan, std::string_view key, int64_t start, int64_t end,
                             uint32_t revision, bool update, const std::vector<Value>& values) {
   std::string id;
@@ -47,10 +55,7 @@ std::string ReferenceWindow(const JobPlan& plan, std::string_view key, int64_t s
   e.I64(revision);
   std::string out;
   JsonWriter w(&out);
-  w.BeginObject();
-  ReferenceId(w, id);
-  w.SafeKey("job");
-  w.String(plan.name());
+  ReferenceHead(w, plan, id);
   w.SafeKey("key");
   w.String(key);
   w.SafeKey("window_start");
@@ -82,10 +87,7 @@ std::string ReferenceAlert(const JobPlan& plan, size_t rule, std::string_view ke
   e.I64(offset);
   std::string out;
   JsonWriter w(&out);
-  w.BeginObject();
-  ReferenceId(w, id);
-  w.SafeKey("job");
-  w.String(plan.name());
+  ReferenceHead(w, plan, id);
   w.SafeKey("rule");
   w.String(r.name);
   w.SafeKey("key");
