@@ -59,8 +59,9 @@ struct Fixture {
   }
   ~Fixture() { pool.join(); }
 
-  std::unique_ptr<Task> Open(TaskDeliveries* deliveries) {
-    auto t = Task::Open(ctx, 0, 1, deliveries);
+  // Opens the task (again) from what the checkpoint store holds.
+  std::unique_ptr<Task> Open() {
+    auto t = Task::Open(ctx, 0, 1, &deliveries.emplace_back());
     REQUIRE(t.ok());
     return std::move(*t);
   }
@@ -91,6 +92,7 @@ struct Fixture {
 
   testing::TempDir dir;
   ManualClock clock{kT0};
+  std::deque<TaskDeliveries> deliveries;  // outlive the producer's delivery reports
   std::unique_ptr<devbroker::MockCluster> cluster;
   std::unique_ptr<KafkaProducer> producer;
   std::unique_ptr<StateBackend> backend;
@@ -101,8 +103,7 @@ struct Fixture {
 
 TEST_CASE("a checkpoint commits the barrier's state and offset while the task goes on") {
   Fixture f;
-  TaskDeliveries deliveries;
-  auto task = f.Open(&deliveries);
+  auto task = f.Open();
   // With the broker down, the sealed records cannot be acknowledged: the
   // barrier returns, the commit waits, and processing continues.
   REQUIRE(f.cluster->SetBrokerDown(1).ok());
@@ -129,8 +130,7 @@ TEST_CASE("a checkpoint commits the barrier's state and offset while the task go
   // A restart resumes from the barrier: offset 10 with the state of 10 events
   // (9 windows fired, the tenth open).
   task.reset();
-  TaskDeliveries again_deliveries;
-  auto again = f.Open(&again_deliveries);
+  auto again = f.Open();
   REQUIRE(again->next_offset() == 10);
   REQUIRE(again->processor().counters().window_results == 9);
   REQUIRE(again->processor().open_windows() == 1);
@@ -138,22 +138,19 @@ TEST_CASE("a checkpoint commits the barrier's state and offset while the task go
 
 TEST_CASE("a commit the coordinator no longer confirms is not saved") {
   Fixture f;
-  TaskDeliveries deliveries;
-  auto task = f.Open(&deliveries);
+  auto task = f.Open();
   f.Feed(*task, 0, 5);
   REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000, [] { return false; }).ok());
   CheckpointOutcome done = f.Await(*task);
   REQUIRE(done.status.code() == StatusCode::kFailedPrecondition);
   REQUIRE(task->committed_offset() == -1);
   task.reset();
-  TaskDeliveries again_deliveries;
-  REQUIRE(f.Open(&again_deliveries)->next_offset() == -1);  // nothing was saved
+  REQUIRE(f.Open()->next_offset() == -1);  // nothing was saved
 }
 
 TEST_CASE("a synchronous checkpoint waits for the one in flight and then takes its own") {
   Fixture f;
-  TaskDeliveries deliveries;
-  auto task = f.Open(&deliveries);
+  auto task = f.Open();
   f.Feed(*task, 0, 5);
   REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
   f.Feed(*task, 5, 8);
@@ -164,8 +161,7 @@ TEST_CASE("a synchronous checkpoint waits for the one in flight and then takes i
 
 TEST_CASE("a task stopped with a commit waiting for the broker stops promptly") {
   Fixture f;
-  TaskDeliveries deliveries;
-  auto task = f.Open(&deliveries);
+  auto task = f.Open();
   REQUIRE(f.cluster->SetBrokerDown(1).ok());
   f.Feed(*task, 0, 5);
   REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
@@ -175,8 +171,7 @@ TEST_CASE("a task stopped with a commit waiting for the broker stops promptly") 
   task.reset();  // cancels the commit's wait (else it would wait 60 s)
   REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
   REQUIRE(f.cluster->SetBrokerUp(1).ok());
-  TaskDeliveries again_deliveries;
-  REQUIRE(f.Open(&again_deliveries)->next_offset() == -1);
+  REQUIRE(f.Open()->next_offset() == -1);
 }
 
 }  // namespace

@@ -201,28 +201,11 @@ char* json::WriteEscaped(char* p, std::string_view s) {
 }
 
 void JsonWriter::AppendEscaped(std::string* out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t run = 0;  // start of the current run of characters that need no escape
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (!kNeedsEscape[c]) continue;
-    out->append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        out->append("\\u00");
-        out->push_back(kHex[c >> 4]);
-        out->push_back(kHex[c & 0xf]);
-    }
-  }
-  out->append(s.data() + run, s.size() - run);
+  // Room for the worst case (every byte as \u00XX), then cut to what was written.
+  const size_t at = out->size();
+  out->resize(at + 6 * s.size());
+  char* end = json::WriteEscaped(out->data() + at, s);
+  out->resize(static_cast<size_t>(end - out->data()));
 }
 
 }  // namespace sluice::engine
