@@ -19,10 +19,19 @@ namespace sluice::engine {
 
 namespace {
 
-constexpr uint64_t kStateVersion = 1;
+// Version 2 keeps rolling-rule events in chunks of their own (kChunkPrefix);
+// version 1 kept them inside the key's entry, and is still read.
+constexpr uint64_t kStateVersion = 2;
+constexpr uint64_t kInlineRollingVersion = 1;
 constexpr std::string_view kMetaKey = "m";
 constexpr std::string_view kPendingKey = "p";
 constexpr std::string_view kKeyPrefix = "k/";
+constexpr std::string_view kChunkPrefix = "r/";
+
+void AppendBigEndian(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+constexpr uint64_t kSignBit = uint64_t{1} << 63;
 
 int64_t FloorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -43,14 +52,24 @@ struct WindowState {
 struct RollingEntry {
   int64_t time;
   int64_t offset;
+  // The last event of a chunk the store holds; the chunk is named after it.
+  bool chunk_end = false;
 };
 
 // Rolling rules: the events of a key within the largest rolling window, in
 // (time, offset) order, and their values of JobPlan::rolling_slots() (`stride`
 // values per event).
+//
+// In the store the events live apart from the key's entry, in chunks: a
+// snapshot writes the events added since the last one as one chunk, and
+// deletes a chunk once its last event has expired, so a checkpoint costs what
+// changed, not the whole list (as Flink's ListState on RocksDB). The key's
+// entry holds how many events are live; a restore drops the expired ones at
+// the front of the first chunk.
 struct RollingState {
   std::deque<RollingEntry> entries;
   std::deque<OwnedValue> values;
+  size_t unsaved = 0;  // events at the back that no chunk holds yet
 };
 
 // Everything the task keeps for one key.
@@ -289,11 +308,16 @@ class TaskProcessor::Impl {
     KeyState& key_state = MutableKey(p.key);
     if (!key_state.rolling) key_state.rolling = std::make_unique<RollingState>();
     RollingState& ks = *key_state.rolling;
-    // Forget events older than the largest rolling window.
+    // Forget events older than the largest rolling window; a chunk whose
+    // last event goes is deleted at the next snapshot.
     const int64_t horizon = SaturatingAdd(p.time, -plan_->max_rolling_ms());
     while (!ks.entries.empty() && ks.entries.front().time <= horizon) {
+      if (ks.entries.front().chunk_end) {
+        expired_chunks_.push_back(ChunkKey(p.key, ks.entries.front()));
+      }
       ks.entries.pop_front();
       for (size_t i = 0; i < stride_; ++i) ks.values.pop_front();
+      ks.unsaved = std::min(ks.unsaved, ks.entries.size());
     }
     for (size_t r = 0; r < plan_->rules().size(); ++r) {
       const RuleDef& rule = plan_->rules()[r];
@@ -340,6 +364,7 @@ class TaskProcessor::Impl {
       }
     }
     ks.entries.push_back({p.time, p.offset});
+    ++ks.unsaved;
     for (uint32_t slot : plan_->rolling_slots()) ks.values.emplace_back().Set(ev.fields[slot]);
   }
 
@@ -585,14 +610,60 @@ class TaskProcessor::Impl {
       ks.persisted = false;
       return;
     }
-    EncodeKey(ks, stride_, &encode_buf_);
+    EncodeKey(ks, &encode_buf_);
     snapshot_batch_.Put(std::move(store_key), encode_buf_);
     ks.persisted = true;
+    if (ks.rolling && ks.rolling->unsaved > 0) SaveChunk(key, *ks.rolling);
+  }
+
+  // Writes the events no chunk holds yet as a new chunk.
+  void SaveChunk(std::string_view key, RollingState& rs) {
+    const size_t first = rs.entries.size() - rs.unsaved;
+    encode_buf_.clear();
+    Encoder e(&encode_buf_);
+    e.U64(rs.unsaved);
+    for (size_t i = first; i < rs.entries.size(); ++i) {
+      e.I64(rs.entries[i].time);
+      e.I64(rs.entries[i].offset);
+      for (size_t j = 0; j < stride_; ++j) rs.values[i * stride_ + j].Encode(e);
+    }
+    rs.entries.back().chunk_end = true;
+    rs.unsaved = 0;
+    snapshot_batch_.Put(ChunkKey(key, rs.entries.back()), encode_buf_);
+  }
+
+  // A chunk's name: the prefix, the key (length first), then the time and
+  // offset of its last event, ordered as signed numbers, so that a scan
+  // lists a key's chunks together and in event order.
+  static std::string ChunkKey(std::string_view key, const RollingEntry& last) {
+    std::string out(kChunkPrefix);
+    out.reserve(kChunkPrefix.size() + 4 + key.size() + 16);
+    const auto len = static_cast<uint32_t>(key.size());
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(len >> shift));
+    out.append(key);
+    AppendBigEndian(&out, static_cast<uint64_t>(last.time) ^ kSignBit);
+    AppendBigEndian(&out, static_cast<uint64_t>(last.offset) ^ kSignBit);
+    return out;
+  }
+  // The key of a chunk's name; false if it is not one.
+  static bool ChunkKeyOf(std::string_view name, std::string_view* key) {
+    if (name.substr(0, kChunkPrefix.size()) != kChunkPrefix) return false;
+    name.remove_prefix(kChunkPrefix.size());
+    if (name.size() < 4) return false;
+    uint32_t len = 0;
+    for (size_t i = 0; i < 4; ++i) len = (len << 8) | static_cast<uint8_t>(name[i]);
+    name.remove_prefix(4);
+    if (name.size() != size_t{len} + 16) return false;
+    *key = name.substr(0, len);
+    return true;
   }
 
 
-  static void EncodeKey(const KeyState& ks, size_t stride, std::string* out);
-  bool DecodeKey(std::string_view in, KeyState* ks) const;
+  static void EncodeKey(const KeyState& ks, std::string* out);
+  // `version`: of the state being restored. Version 2 gives in `live` the
+  // number of rolling events the key's chunks hold that are live.
+  bool DecodeKey(std::string_view in, uint64_t version, KeyState* ks, uint64_t* live) const;
+  Status RestoreChunks(const StateStore& store, std::vector<std::pair<KeyEntry*, uint64_t>>& live);
 
   // ---- Output ------------------------------------------------------------
 
@@ -713,6 +784,9 @@ class TaskProcessor::Impl {
   size_t snapshot_next_ = 0;
   WriteBatch snapshot_batch_;
   std::string encode_buf_;
+  // Chunks whose events have all expired since the last barrier: the next
+  // snapshot deletes them.
+  std::vector<std::string> expired_chunks_;
   TimerQueue<KeyState> timers_;
   std::vector<PendingEvent> pending_;      // slab
   std::vector<uint32_t> pending_heap_;
@@ -739,7 +813,7 @@ bool TaskProcessor::Impl::PendingLater::operator()(uint32_t a, uint32_t b) const
   return x.offset > y.offset;
 }
 
-void TaskProcessor::Impl::EncodeKey(const KeyState& ks, size_t stride, std::string* out) {
+void TaskProcessor::Impl::EncodeKey(const KeyState& ks, std::string* out) {
   out->clear();
   Encoder e(out);
   e.U64(ks.windows.size());
@@ -752,16 +826,13 @@ void TaskProcessor::Impl::EncodeKey(const KeyState& ks, size_t stride, std::stri
     e.U64(w.accs.size());
     for (const Accumulator& a : w.accs) a.Encode(e);
   }
-  const size_t n = ks.rolling ? ks.rolling->entries.size() : 0;
-  e.U64(n);
-  for (size_t i = 0; i < n; ++i) {
-    e.I64(ks.rolling->entries[i].time);
-    e.I64(ks.rolling->entries[i].offset);
-    for (size_t j = 0; j < stride; ++j) ks.rolling->values[i * stride + j].Encode(e);
-  }
+  // The rolling events live in chunks (SaveChunk); here only their number.
+  e.U64(ks.rolling ? ks.rolling->entries.size() : 0);
 }
 
-bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
+bool TaskProcessor::Impl::DecodeKey(std::string_view in, uint64_t version, KeyState* ks,
+                                    uint64_t* live) const {
+  *live = 0;
   Decoder d(in);
   uint64_t nw = d.U64();
   for (uint64_t i = 0; i < nw && d.ok(); ++i) {
@@ -778,14 +849,59 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, KeyState* ks) const {
   }
   uint64_t nr = d.U64();
   if (nr > 0) ks->rolling = std::make_unique<RollingState>();
-  for (uint64_t i = 0; i < nr && d.ok(); ++i) {
-    RollingEntry entry;
-    entry.time = d.I64();
-    entry.offset = d.I64();
-    ks->rolling->entries.push_back(entry);
-    for (size_t j = 0; j < stride_; ++j) ks->rolling->values.emplace_back().Decode(d);
+  if (version == kInlineRollingVersion) {
+    // The events follow inline; none is in a chunk yet.
+    for (uint64_t i = 0; i < nr && d.ok(); ++i) {
+      RollingEntry entry;
+      entry.time = d.I64();
+      entry.offset = d.I64();
+      ks->rolling->entries.push_back(entry);
+      for (size_t j = 0; j < stride_; ++j) ks->rolling->values.emplace_back().Decode(d);
+    }
+    if (ks->rolling) ks->rolling->unsaved = ks->rolling->entries.size();
+  } else {
+    *live = nr;
   }
   return d.ok() && d.done();
+}
+
+Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
+                                          std::vector<std::pair<KeyEntry*, uint64_t>>& live) {
+  SLUICE_RETURN_IF_ERROR(store.Scan(kChunkPrefix, [&](std::string_view name, std::string_view v) {
+    std::string_view key;
+    KeyEntry* e = ChunkKeyOf(name, &key) ? keys_.Find(key) : nullptr;
+    if (e == nullptr || !e->state.rolling) {
+      return Status::Corruption("a chunk of rolling events has no key state");
+    }
+    RollingState& rs = *e->state.rolling;
+    Decoder d(v);
+    const uint64_t n = d.U64();
+    for (uint64_t i = 0; i < n && d.ok(); ++i) {
+      RollingEntry entry;
+      entry.time = d.I64();
+      entry.offset = d.I64();
+      rs.entries.push_back(entry);
+      for (size_t j = 0; j < stride_; ++j) rs.values.emplace_back().Decode(d);
+    }
+    if (!d.ok() || !d.done() || n == 0) {
+      return Status::Corruption("a chunk of rolling events of key '" + std::string(key) +
+                                "' does not decode");
+    }
+    rs.entries.back().chunk_end = true;
+    return Status::Ok();
+  }));
+  // Events before the live ones had expired; their chunk's last event had not.
+  for (auto& [e, n] : live) {
+    RollingState& rs = *e->state.rolling;
+    if (rs.entries.size() < n) {
+      return Status::Corruption("rolling events of key '" + e->key + "' are missing");
+    }
+    while (rs.entries.size() > n) {
+      rs.entries.pop_front();
+      for (size_t j = 0; j < stride_; ++j) rs.values.pop_front();
+    }
+  }
+  return Status::Ok();
 }
 
 Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
@@ -801,8 +917,22 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
       if (e == nullptr || e->state.empty()) snapshot_batch_.Delete(std::string(k));
       return Status::Ok();
     }));
-    keys_.ForEach([&](KeyEntry& e) { MarkDirty(e.state, e.key); });
+    // Every rolling event is written again, in new chunks.
+    SLUICE_RETURN_IF_ERROR(store.Scan(kChunkPrefix, [&](std::string_view k, std::string_view) {
+      snapshot_batch_.Delete(std::string(k));
+      return Status::Ok();
+    }));
+    expired_chunks_.clear();
+    keys_.ForEach([&](KeyEntry& e) {
+      if (e.state.rolling) {
+        for (RollingEntry& r : e.state.rolling->entries) r.chunk_end = false;
+        e.state.rolling->unsaved = e.state.rolling->entries.size();
+      }
+      MarkDirty(e.state, e.key);
+    });
   }
+  for (std::string& name : expired_chunks_) snapshot_batch_.Delete(std::move(name));
+  expired_chunks_.clear();
   // The keys changed since the last barrier are written by SnapshotStep.
   snapshot_keys_.swap(touched_keys_);
   touched_keys_.clear();
@@ -872,9 +1002,11 @@ void TaskProcessor::Impl::TakeSnapshot(WriteBatch* batch) {
 Status TaskProcessor::Impl::Restore(const StateStore& store) {
   SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> meta, store.Get(kMetaKey));
   if (!meta) return Status::Ok();  // a new task
+  uint64_t version = 0;
   {
     Decoder d(*meta);
-    if (d.U64() != kStateVersion) {
+    version = d.U64();
+    if (version != kStateVersion && version != kInlineRollingVersion) {
       return Status::Corruption("task state has an unknown version");
     }
     std::string_view job = d.Bytes();
@@ -897,9 +1029,11 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     }
     if (!d.ok()) return Status::Corruption("task metadata does not decode");
   }
+  std::vector<std::pair<KeyEntry*, uint64_t>> live_rolling;
   SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view v) {
     KeyState ks;
-    if (!DecodeKey(v, &ks)) {
+    uint64_t live = 0;
+    if (!DecodeKey(v, version, &ks, &live)) {
       return Status::Corruption("state of key '" + std::string(k.substr(kKeyPrefix.size())) +
                                 "' does not decode");
     }
@@ -910,6 +1044,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     if (!added) return Status::Corruption("key state listed twice");
     e.state = std::move(ks);
     e.state.name = &e.key;
+    if (live > 0) live_rolling.emplace_back(&e, live);
     KeyState& restored = e.state;
     // Timers follow from the windows.
     for (const WindowState& w : restored.windows) {
@@ -922,6 +1057,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     }
     return Status::Ok();
   }));
+  if (version != kInlineRollingVersion) SLUICE_RETURN_IF_ERROR(RestoreChunks(store, live_rolling));
   SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> pending, store.Get(kPendingKey));
   if (pending) {
     Decoder d(*pending);
@@ -946,7 +1082,8 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     }
     if (!d.ok()) return Status::Corruption("queued rule events do not decode");
   }
-  checkpointed_once_ = true;
+  // State of the older version is rewritten whole at the first checkpoint.
+  checkpointed_once_ = version == kStateVersion;
   return Status::Ok();
 }
 

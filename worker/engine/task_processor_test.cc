@@ -4,8 +4,10 @@
 #include "worker/engine/task_processor.h"
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <random>
 
+#include "worker/engine/codec.h"
 #include "worker/engine/state_store.h"
 #include "worker/engine/testing.h"
 
@@ -223,6 +225,155 @@ TEST_CASE("keys created and emptied between checkpoints cost the store nothing")
   REQUIRE(h.task().Checkpoint(store).ok());
   REQUIRE(store.last_batch_size() == 3);  // "last" + meta + queued events; no deletes
   REQUIRE(store.size() == 3);
+}
+
+
+// ---- Rolling-rule events in chunks ----------------------------------------
+
+proto::JobSpec VelocityJob() {
+  proto::JobSpec spec = BaseSpec("velocity");
+  proto::RuleSpec* velocity = spec.add_rules();
+  velocity->set_name("velocity");
+  velocity->mutable_window()->set_rolling_ms(60'000);
+  *velocity->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  velocity->set_when("n > 3");
+  return spec;
+}
+
+// The store's chunks of rolling events: name -> value size.
+std::map<std::string, size_t> Chunks(const InMemoryStateStore& store) {
+  std::map<std::string, size_t> out;
+  REQUIRE(store
+              .Scan("r/",
+                    [&](std::string_view k, std::string_view v) {
+                      out.emplace(std::string(k), v.size());
+                      return Status::Ok();
+                    })
+              .ok());
+  return out;
+}
+
+TEST_CASE("a checkpoint writes a key's new rolling events, not its whole list") {
+  Harness h(VelocityJob());
+  InMemoryStateStore store;
+  for (int i = 0; i < 100; ++i) h.Feed(Event("u1", T + i * 100));
+  REQUIRE(h.task().Checkpoint(store).ok());
+  const auto first = Chunks(store);
+  REQUIRE(first.size() == 1);
+  // The 100th event is still queued (the watermark has not reached it).
+  const size_t first_size = first.begin()->second;
+  REQUIRE(first_size > 99 * 4);
+
+  h.Feed(Event("u1", T + 10'000));
+  REQUIRE(h.task().Checkpoint(store).ok());
+  // meta, queued events, the key's entry and one new chunk of one event.
+  REQUIRE(store.last_batch_size() == 4);
+  const auto second = Chunks(store);
+  REQUIRE(second.size() == 2);
+  for (const auto& [name, size] : second) {
+    if (first.count(name) == 0) REQUIRE(size * 20 < first_size);
+  }
+}
+
+TEST_CASE("a chunk is deleted once its last rolling event has expired") {
+  Harness h(VelocityJob());
+  InMemoryStateStore store;
+  // One event every 10 s for 10 minutes, a checkpoint after each: with a
+  // 60 s window, the store keeps a handful of chunks, not 60.
+  size_t most = 0;
+  for (int i = 0; i < 60; ++i) {
+    h.Feed(Event("u1", T + i * 10'000));
+    REQUIRE(h.task().Checkpoint(store).ok());
+    most = std::max(most, Chunks(store).size());
+  }
+  REQUIRE(most >= 5);
+  REQUIRE(most <= 8);
+  REQUIRE(Chunks(store).size() <= 8);
+}
+
+TEST_CASE("a restore drops the expired events of a partly expired chunk") {
+  std::vector<std::string> events;
+  for (int i = 0; i < 30; ++i) events.push_back(Event("u1", T + i * 1'000));  // one chunk
+  for (int i = 70; i < 76; ++i) events.push_back(Event("u1", T + i * 1'000));  // expire half
+  const size_t cut = events.size();
+  for (int i = 76; i < 100; ++i) events.push_back(Event("u1", T + i * 1'000));
+  const auto expected = RunStraight(VelocityJob(), events);
+  REQUIRE(expected.size() > 20);
+
+  Harness h(VelocityJob());
+  InMemoryStateStore store;
+  for (size_t i = 0; i < 30; ++i) h.Feed(events[i]);
+  REQUIRE(h.task().Checkpoint(store).ok());
+  for (size_t i = 30; i < cut; ++i) h.Feed(events[i]);
+  REQUIRE(h.task().Checkpoint(store).ok());
+  REQUIRE(Chunks(store).size() == 2);  // the first, partly expired, and the new one
+  const size_t before = h.sink().records().size();
+  std::vector<CollectingSink::Record> out(h.sink().records().begin(),
+                                          h.sink().records().begin() +
+                                              static_cast<ptrdiff_t>(before));
+  h.RestoreFrom(store);
+  h.set_next_offset(static_cast<int64_t>(cut));
+  for (size_t i = cut; i < events.size(); ++i) h.Feed(events[i]);
+  h.task().Drain();
+  out.insert(out.end(), h.sink().records().begin() + static_cast<ptrdiff_t>(before),
+             h.sink().records().end());
+  REQUIRE(out == expected);
+}
+
+TEST_CASE("state of the version that kept rolling events inline is restored and rewritten") {
+  // Version 1: the key's entry held its rolling events inline. The job keeps
+  // no event fields (count() only), so an event is its time and offset.
+  InMemoryStateStore store;
+  {
+    WriteBatch b;
+    std::string meta;
+    Encoder e(&meta);
+    e.U64(1);
+    e.Bytes("velocity");
+    e.Bytes("events");
+    e.I64(0);                                  // partition
+    e.I64(3);                                  // next offset
+    e.I64(T + 2'000);                          // max event time
+    e.I64(T + 1'000);                          // watermark
+    e.Bool(true);                              // seen an event
+    e.I64(0);                                  // processing time of the last event
+    for (int64_t c : {3, 3, 0, 0, 0, 0, 0}) e.I64(c);  // counters
+    b.Put("m", meta);
+    std::string key;
+    Encoder k(&key);
+    k.U64(0);  // windows
+    k.U64(2);  // rolling events
+    for (int64_t i : {0, 1}) {
+      k.I64(T + i * 1'000);
+      k.I64(i);
+    }
+    b.Put("k/u1", key);
+    std::string pending;
+    Encoder p(&pending);
+    p.U64(1);
+    p.I64(T + 2'000);
+    p.I64(2);
+    p.Bytes("u1");
+    p.Bytes(Event("u1", T + 2'000));
+    b.Put("p", pending);
+    REQUIRE(store.Write(b).ok());
+  }
+  Harness h(VelocityJob());
+  h.RestoreFrom(store);
+  h.set_next_offset(3);
+  // The 4th and 5th events in the window alert, counting the restored three.
+  h.Feed(Event("u1", T + 3'000));
+  h.Feed(Event("u1", T + 4'000));
+  REQUIRE(h.task().Checkpoint(store).ok());
+  REQUIRE(Chunks(store).size() == 1);
+  REQUIRE(store.Get("m")->value()[0] == 2);  // rewritten as the current version
+  h.RestoreFrom(store);
+  h.set_next_offset(5);
+  h.Feed(Event("u1", T + 5'000));
+  h.task().Drain();
+  std::vector<int64_t> counts;
+  for (const std::string& a : h.Output()) counts.push_back(testing::IntField(a, "n"));
+  REQUIRE(counts == std::vector<int64_t>{4, 5, 6});
 }
 
 }  // namespace
