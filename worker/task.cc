@@ -45,6 +45,7 @@ Task::~Task() {
   // and let it finish. A snapshot not yet complete is dropped.
   if (in_flight_ && in_flight_->posted) {
     in_flight_->cancelled.store(true);
+    in_flight_->sealed->Wake();
     WaitInFlight();
   }
 }
@@ -116,18 +117,12 @@ CheckpointOutcome Task::Commit(InFlight& f) {
   CheckpointOutcome out;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
-  while (f.sealed->in_flight.load() > 0) {
-    if (f.cancelled.load()) {
-      out.status = Status::Unavailable("the task stopped");
-      return out;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      out.status = Status::Unavailable("sink did not acknowledge " +
-                                       std::to_string(f.sealed->in_flight.load()) +
-                                       " records in time");
-      return out;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!f.sealed->WaitDrained(deadline, f.cancelled)) {
+    out.status = Status::Unavailable(
+        f.cancelled.load() ? std::string("the task stopped")
+                           : "sink did not acknowledge " +
+                                 std::to_string(f.sealed->in_flight.load()) + " records in time");
+    return out;
   }
   if (f.sealed->failed.load() > 0) {
     out.status = Status::Unavailable(f.sealed->last_error);

@@ -50,7 +50,7 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   } else {
     tracker->delivered.fetch_add(1);
   }
-  tracker->in_flight.fetch_sub(1);
+  tracker->Settled();
 }
 
 void OnLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
@@ -138,8 +138,8 @@ Status KafkaProducer::Produce(rd_kafka_topic_t* rkt, std::string_view key, std::
       continue;
     }
     if (tracker != nullptr) {
-      tracker->in_flight.fetch_sub(1);
       tracker->failed.fetch_add(1);
+      tracker->Settled();
     }
     return FromKafka(err, std::string("produce to ") + rd_kafka_topic_name(rkt));
   }

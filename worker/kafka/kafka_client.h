@@ -10,6 +10,8 @@
 //   KafkaConsumer  one per task thread, for the partitions of its tasks.
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,13 +33,35 @@ namespace sluice::worker {
 
 // Per task: records handed to the producer and not yet acknowledged, and
 // deliveries that failed for good. A checkpoint waits for in_flight to reach 0
-// and fails if failed > 0.
+// (WaitDrained) and fails if failed > 0.
 struct DeliveryTracker {
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
   std::atomic<bool> has_error{false};
   std::string last_error;  // written by the delivery thread before has_error
+
+  // One record handed over is settled (delivered or failed for good).
+  void Settled() {
+    if (in_flight.fetch_sub(1) == 1) Wake();
+  }
+  // Wakes WaitDrained, e.g. after setting its `stop`.
+  void Wake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    drained_.notify_all();
+  }
+  // Waits until nothing is in flight (true), or until `stop` is set or
+  // `deadline` passes (false).
+  bool WaitDrained(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>& stop) {
+    std::unique_lock<std::mutex> lock(mu_);
+    drained_.wait_until(lock, deadline,
+                        [&] { return in_flight.load() == 0 || stop.load(); });
+    return in_flight.load() == 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable drained_;
 };
 
 class KafkaProducer {
