@@ -558,6 +558,7 @@ class TaskProcessor::Impl {
         MarkDirty(ks, e.key);
         return;
       }
+      ks.dirty_gen = 0;  // so that a list of changed keys that holds it skips it
       keys_.Erase(e);
     });
     empty_keys_ = 0;
@@ -596,7 +597,7 @@ class TaskProcessor::Impl {
     // now, as it was at the barrier (copy on write).
     if (ks.dirty_gen != 0) SnapshotKey(key, ks);
     ks.dirty_gen = gen_;
-    touched_keys_.emplace_back(key);
+    touched_keys_.push_back(&ks);
   }
 
   // Writes a key's state into the open snapshot: a put, or a delete if it has
@@ -775,12 +776,15 @@ class TaskProcessor::Impl {
 
   // State: the write-back cache of every key, and what fires next.
   KeyTable<KeyState> keys_;
-  std::vector<std::string> touched_keys_;  // keys changed since the last barrier
+  // Keys changed since the last barrier. An entry keeps its address while it
+  // is in the table; one erased since has dirty_gen 0 (and is skipped), and
+  // one reused by a new key since is that key, listed again.
+  std::vector<KeyState*> touched_keys_;
   // Snapshots: the generation keys changed now belong to, and the snapshot
   // being taken (its keys are written in steps, or when about to change).
   uint32_t gen_ = 1;
   bool snapshot_open_ = false;
-  std::vector<std::string> snapshot_keys_;
+  std::vector<KeyState*> snapshot_keys_;
   size_t snapshot_next_ = 0;
   WriteBatch snapshot_batch_;
   std::string encode_buf_;
@@ -979,13 +983,13 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
 
 bool TaskProcessor::Impl::SnapshotStep(size_t max_keys) {
   for (; snapshot_next_ < snapshot_keys_.size() && max_keys > 0; ++snapshot_next_, --max_keys) {
-    const std::string& key = snapshot_keys_[snapshot_next_];
-    KeyEntry* e = keys_.Find(key);
-    // Gone, already written (copy on write), or listed twice.
-    if (e == nullptr || e->state.dirty_gen == 0 || e->state.dirty_gen == gen_) continue;
-    SnapshotKey(key, e->state);
+    KeyState& ks = *snapshot_keys_[snapshot_next_];
+    // Already written (copy on write), listed twice, erased, or reused by a
+    // key that changed after the barrier.
+    if (ks.dirty_gen == 0 || ks.dirty_gen == gen_) continue;
+    SnapshotKey(*ks.name, ks);
     // Without state: out of the table, unless timers still refer to it.
-    if (e->state.empty() && e->state.timers == 0) keys_.Erase(*e);
+    if (ks.empty() && ks.timers == 0) keys_.Erase(*keys_.Find(*ks.name));
   }
   return snapshot_next_ == snapshot_keys_.size();
 }
