@@ -665,6 +665,8 @@ class TaskProcessor::Impl {
   // number of rolling events the key's chunks hold that are live.
   bool DecodeKey(std::string_view in, uint64_t version, KeyState* ks, uint64_t* live) const;
   Status RestoreChunks(const StateStore& store, std::vector<std::pair<KeyEntry*, uint64_t>>& live);
+  // Appends `n` events as SaveChunk encodes them (time, offset, values).
+  void DecodeRollingEvents(Decoder& d, uint64_t n, RollingState& rs) const;
 
   // ---- Output ------------------------------------------------------------
 
@@ -855,18 +857,24 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, uint64_t version, KeySt
   if (nr > 0) ks->rolling = std::make_unique<RollingState>();
   if (version == kInlineRollingVersion) {
     // The events follow inline; none is in a chunk yet.
-    for (uint64_t i = 0; i < nr && d.ok(); ++i) {
-      RollingEntry entry;
-      entry.time = d.I64();
-      entry.offset = d.I64();
-      ks->rolling->entries.push_back(entry);
-      for (size_t j = 0; j < stride_; ++j) ks->rolling->values.emplace_back().Decode(d);
+    if (ks->rolling) {
+      DecodeRollingEvents(d, nr, *ks->rolling);
+      ks->rolling->unsaved = ks->rolling->entries.size();
     }
-    if (ks->rolling) ks->rolling->unsaved = ks->rolling->entries.size();
   } else {
     *live = nr;
   }
   return d.ok() && d.done();
+}
+
+void TaskProcessor::Impl::DecodeRollingEvents(Decoder& d, uint64_t n, RollingState& rs) const {
+  for (uint64_t i = 0; i < n && d.ok(); ++i) {
+    RollingEntry entry;
+    entry.time = d.I64();
+    entry.offset = d.I64();
+    rs.entries.push_back(entry);
+    for (size_t j = 0; j < stride_; ++j) rs.values.emplace_back().Decode(d);
+  }
 }
 
 Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
@@ -880,13 +888,7 @@ Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
     RollingState& rs = *e->state.rolling;
     Decoder d(v);
     const uint64_t n = d.U64();
-    for (uint64_t i = 0; i < n && d.ok(); ++i) {
-      RollingEntry entry;
-      entry.time = d.I64();
-      entry.offset = d.I64();
-      rs.entries.push_back(entry);
-      for (size_t j = 0; j < stride_; ++j) rs.values.emplace_back().Decode(d);
-    }
+    DecodeRollingEvents(d, n, rs);
     if (!d.ok() || !d.done() || n == 0) {
       return Status::Corruption("a chunk of rolling events of key '" + std::string(key) +
                                 "' does not decode");
