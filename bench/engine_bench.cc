@@ -69,22 +69,22 @@ EventSet Generate(const tools::GeneratorOptions& options, int64_t n, int64_t eve
   return set;
 }
 
-tools::GeneratorOptions Payments(uint64_t seed, int64_t step_ms, int fraud_every) {
+tools::GeneratorOptions Payments(uint64_t seed, int64_t step_ms, int fraud_every, int users) {
   tools::GeneratorOptions o;
   o.kind = tools::EventKind::kPayments;
   o.seed = seed;
   o.step_ms = step_ms;
-  o.users = 100'000;
+  o.users = users;
   o.fraud_every = fraud_every;
   return o;
 }
 
-tools::GeneratorOptions Clicks(uint64_t seed, int64_t step_ms) {
+tools::GeneratorOptions Clicks(uint64_t seed, int64_t step_ms, int users) {
   tools::GeneratorOptions o;
   o.kind = tools::EventKind::kClicks;
   o.seed = seed;
   o.step_ms = step_ms;
-  o.users = 100'000;
+  o.users = users;
   return o;
 }
 
@@ -223,15 +223,16 @@ int Main(int argc, char** argv) {
   int64_t step_ms = 10;
   size_t batch = 500;
   int runs = 3;
+  int users = 100'000;
   app.add_option("--scenario", scenarios,
                  "Scenarios to run, comma separated or repeated (default: all). "
                  "decode: EventDecoder alone over the tumbling events (the baseline); "
-                 "tumbling: 1-minute tumbling count() over 100K users (payments); "
+                 "tumbling: 1-minute tumbling count() over --users users (payments); "
                  "tumbling-live: the same job with event time advancing 1 ms per 1000 events "
                  "(a live stream at 1M events/s; ignores --step-ms), so windows hold many "
                  "events; "
                  "sessions: 30-minute sessions with count, count_distinct(page), first(page), "
-                 "last(page), sum(amount) over 100K users (clicks); "
+                 "last(page), sum(amount) over --users users (clicks); "
                  "fraud: the four JOBS.md rules over payments with fraud_every=1000, "
                  "max_out_of_orderness 5s")
       ->delimiter(',')
@@ -246,6 +247,11 @@ int Main(int argc, char** argv) {
                  "the stream; fewer ms means more events per key and window)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  app.add_option("--users", users,
+                 "Distinct users (keys) of the generated events; fewer keys keep the state in "
+                 "cache, which shows what memory access costs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000'000));
   app.add_option("--batch", batch, "Records per ProcessBatch call")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -267,7 +273,7 @@ int Main(int argc, char** argv) {
   PrintHeader("sluice-engine-bench");
   std::printf("  events:  %lld per scenario, seed %llu, batch %zu, best of %d runs, 1 thread\n",
               static_cast<long long>(n), static_cast<unsigned long long>(seed), batch, runs);
-  std::printf("  users:   100000 (skewed), event-time step %lld ms mean\n\n",
+  std::printf("  users:   %d (skewed), event-time step %lld ms mean\n\n", users,
               static_cast<long long>(step_ms));
   std::fflush(stdout);
 
@@ -285,17 +291,17 @@ int Main(int argc, char** argv) {
     const EventSet* events = nullptr;
     std::shared_ptr<const engine::JobPlan> plan = tumbling_plan;
     if (scenario == "decode" || scenario == "tumbling") {
-      if (!payments) payments = Generate(Payments(seed, step_ms, 0), n);
+      if (!payments) payments = Generate(Payments(seed, step_ms, 0, users), n);
       events = &*payments;
     } else if (scenario == "tumbling-live") {
-      own = Generate(Payments(seed, /*step_ms=*/0, 0), n, kLiveEventsPerMs);
+      own = Generate(Payments(seed, /*step_ms=*/0, 0, users), n, kLiveEventsPerMs);
       events = &*own;
     } else if (scenario == "sessions") {
-      own = Generate(Clicks(seed, step_ms), n);
+      own = Generate(Clicks(seed, step_ms, users), n);
       events = &*own;
       plan = Compile(SessionJob());
     } else {
-      own = Generate(Payments(seed, step_ms, 1000), n);
+      own = Generate(Payments(seed, step_ms, 1000, users), n);
       events = &*own;
       plan = Compile(FraudJob());
     }

@@ -4,6 +4,7 @@
 #include <deque>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
 #include <simdjson.h>
 
 #include "worker/engine/aggregate.h"
@@ -39,6 +40,11 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   return q;
 }
 
+// A window's accumulators, one per aggregate of the job. The first is held
+// inline: with one aggregate (a count), firing or updating a window reads no
+// memory apart from the key's entry.
+using Accumulators = boost::container::small_vector<Accumulator, 1>;
+
 // One window of one key.
 struct WindowState {
   int64_t start = 0;
@@ -46,7 +52,7 @@ struct WindowState {
   bool fired = false;    // emitted at least once
   bool changed = false;  // changed since it was last emitted
   uint32_t revision = 0;  // updates emitted so far
-  std::vector<Accumulator> accs;
+  Accumulators accs;
 };
 
 struct RollingEntry {
@@ -74,7 +80,9 @@ struct RollingState {
 
 // Everything the task keeps for one key.
 struct KeyState {
-  std::vector<WindowState> windows;        // window jobs; sorted by start
+  // Window jobs; sorted by start. The first window is held inline (see
+  // Accumulators): over many keys, each dependent load is a cache miss.
+  boost::container::small_vector<WindowState, 1> windows;
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
   // 0: written. Impl::gen_: changed since the last barrier. Another value:
   // changed before the last barrier and not yet in its snapshot.
@@ -535,7 +543,9 @@ class TaskProcessor::Impl {
         return;
       }
     }
-    spare_accs_.push_back(std::move(it->accs));
+    // Accumulators on the heap are kept for the next window; inline ones
+    // cost nothing to build again.
+    if (it->accs.capacity() > it->accs.static_capacity) spare_accs_.push_back(std::move(it->accs));
     ks.windows.erase(it);
     --open_windows_;
     // An empty key stays in the table until the next checkpoint (or sweep),
@@ -800,7 +810,7 @@ class TaskProcessor::Impl {
   bool checkpointed_once_ = false;
   size_t open_windows_ = 0;  // over all keys
   size_t empty_keys_ = 0;                            // keys left empty since the last sweep
-  std::vector<std::vector<Accumulator>> spare_accs_;  // of purged windows, for reuse
+  std::vector<Accumulators> spare_accs_;  // of purged windows, for reuse
 
   // Scratch reused across events.
   EvalScratch scratch_;
