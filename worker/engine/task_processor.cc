@@ -150,7 +150,7 @@ class TaskProcessor::Impl {
       : plan_(std::move(plan)),
         clock_(clock),
         sink_(sink),
-        decoder_(*plan_),
+        staged_{Staged(*plan_), Staged(*plan_), Staged(*plan_)},
         results_(*plan_),
         job_(plan_->name()),
         ooo_(plan_->spec().source().max_out_of_orderness_ms()),
@@ -180,7 +180,29 @@ class TaskProcessor::Impl {
       partition_ = records.front().position.partition;
       results_.SetSource(topic_, partition_);
     }
-    for (const SourceRecord& r : records) ProcessOne(r, now);
+    // Decoding runs two events ahead, so that the key of an event is in the
+    // cache when the event is processed (with many keys, a lookup is
+    // otherwise two cache misses in a row): while event i is processed,
+    // event i + 2 is decoded and the index bucket of its key requested, and
+    // the entry of event i + 1's key (whose bucket has arrived) is requested.
+    const bool keyed = !plan_->is_rule_job();
+    auto stage = [&](size_t i) {
+      Staged& s = staged_[i % kStaged];
+      Decode(records[i], now, s);
+      if (keyed && s.extracted) {
+        s.hash = KeyTable<KeyState>::Hash(s.ev.key);
+        keys_.PrefetchBucket(s.hash);
+      }
+    };
+    const size_t n = records.size();
+    for (size_t i = 0; i < std::min(n, kStaged - 1); ++i) stage(i);
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kStaged - 1 < n) stage(i + kStaged - 1);
+      if (i + kEntryAhead < n && keyed && staged_[(i + kEntryAhead) % kStaged].extracted) {
+        keys_.PrefetchEntry(staged_[(i + kEntryAhead) % kStaged].hash);
+      }
+      ProcessOne(records[i], now, staged_[i % kStaged]);
+    }
   }
 
   void OnProcessingTime() {
@@ -213,7 +235,27 @@ class TaskProcessor::Impl {
     return max_event_time_ == kMinTime ? kMinTime : SaturatingAdd(max_event_time_, -ooo_ - 1);
   }
 
-  void ProcessOne(const SourceRecord& rec, int64_t now) {
+  // One event, decoded, waiting to be processed. Its views point into its
+  // decoder, which decodes nothing else until the event has been processed.
+  struct Staged {
+    explicit Staged(const JobPlan& plan) : decoder(plan) {}
+    EventDecoder decoder;
+    bool parsed = false;
+    bool extracted = false;  // key and event time are good
+    DecodedEvent ev;
+    uint64_t hash = 0;  // of ev.key, for window jobs
+    std::string reason;  // why not parsed or not extracted
+  };
+
+  // Parses and extracts (the filter runs when the event is processed).
+  static void Decode(const SourceRecord& rec, int64_t now, Staged& s) {
+    s.ev = DecodedEvent{};
+    s.parsed = s.decoder.Parse(rec.payload, &s.reason);
+    s.extracted =
+        s.parsed && s.decoder.Extract(now, /*check_time_bounds=*/true, &s.ev, &s.reason);
+  }
+
+  void ProcessOne(const SourceRecord& rec, int64_t now, const Staged& staged) {
     // A record before the next offset was processed already (a redelivery
     // after a reassignment): processing it again would count it twice.
     if (next_offset_ >= 0 && rec.position.offset < next_offset_) {
@@ -222,25 +264,25 @@ class TaskProcessor::Impl {
     }
     ++counters_.consumed;
     next_offset_ = rec.position.offset + 1;
-    if (!decoder_.Parse(rec.payload, &reason_)) {
+    if (!staged.parsed) {
       ++counters_.dead_lettered;
-      EmitDeadLetter(rec, reason_);
+      EmitDeadLetter(rec, staged.reason);
       return;
     }
     // The filter runs first: an event it drops needs no key or time (as a
     // filter before keyBy in Flink). It still moves the watermark if it has
     // a good time.
-    const bool pass = !plan_->filter() ||
-                      plan_->filter()->EvalBool(EvalInput{decoder_.fields(), {}, {}}, scratch_);
-    DecodedEvent ev;
-    const bool extracted = decoder_.Extract(now, /*check_time_bounds=*/true, &ev, &reason_);
+    const bool pass =
+        !plan_->filter() ||
+        plan_->filter()->EvalBool(EvalInput{staged.decoder.fields(), {}, {}}, scratch_);
+    const DecodedEvent& ev = staged.ev;
     if (!pass) {
       ++counters_.processed;
       ++counters_.filtered;
       if (ev.event_time == kMinTime) return;
-    } else if (!extracted) {
+    } else if (!staged.extracted) {
       ++counters_.dead_lettered;
-      EmitDeadLetter(rec, reason_);
+      EmitDeadLetter(rec, staged.reason);
       return;
     }
     seen_event_ = true;
@@ -579,7 +621,16 @@ class TaskProcessor::Impl {
   void AdvanceWatermark(int64_t wm) {
     if (wm <= watermark_) return;
     watermark_ = wm;
-    while (!timers_.empty() && timers_.next_time() <= watermark_) OnTimer(timers_.Pop());
+    while (!timers_.empty() && timers_.next_time() <= watermark_) {
+      // Timers that fire together belong to keys touched long ago: start
+      // loading the state of a coming one while this one fires.
+      if (const KeyState* ahead = timers_.OwnerAhead(kTimersAhead)) {
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead) + 64);
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead) + 128);
+      }
+      OnTimer(timers_.Pop());
+    }
     PendingLater later{&pending_};
     while (!pending_heap_.empty() && pending_[pending_heap_.front()].time <= watermark_) {
       std::pop_heap(pending_heap_.begin(), pending_heap_.end(), later);
@@ -768,7 +819,13 @@ class TaskProcessor::Impl {
   std::shared_ptr<const JobPlan> plan_;
   const Clock& clock_;
   RecordSink& sink_;
-  EventDecoder decoder_;
+  // Decoders used in turn (ProcessBatch); staged_[0]'s also minifies
+  // payloads for output and decodes restored rule events.
+  static constexpr size_t kStaged = 3;
+  static constexpr size_t kTimersAhead = 8;
+  static constexpr size_t kEntryAhead = 1;
+  Staged staged_[kStaged];
+  EventDecoder& decoder_ = staged_[0].decoder;
   ResultWriter results_;
   const std::string job_;
   const int64_t ooo_;

@@ -112,6 +112,14 @@ void Harness::Feed(const std::vector<std::string>& payloads) {
   for (const std::string& p : payloads) Feed(p);
 }
 
+void Harness::FeedBatch(std::span<const std::string> payloads) {
+  std::vector<SourceRecord> batch;
+  for (const std::string& p : payloads) {
+    batch.push_back(SourceRecord{p, "", SourcePosition{"events", 0, next_offset_++}});
+  }
+  task_->ProcessBatch(batch);
+}
+
 std::vector<std::string> Harness::Values(OutputStream stream) const {
   std::vector<std::string> out;
   for (const auto& r : sink_.records()) {

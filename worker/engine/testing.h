@@ -5,6 +5,7 @@
 // CollectingSink, so window and rule tests never sleep and need no broker.
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ class Harness {
   // Feeds records one at a time, with consecutive offsets from 0.
   void Feed(const std::string& payload);
   void Feed(const std::vector<std::string>& payloads);
+  // Feeds `payloads` in one ProcessBatch call, with consecutive offsets.
+  void FeedBatch(std::span<const std::string> payloads);
 
   std::vector<std::string> Output() const { return Values(OutputStream::kOutput); }
   std::vector<std::string> Late() const { return Values(OutputStream::kLate); }

@@ -87,6 +87,14 @@ class TimerQueue {
     cache_next_ = (cache_next_ + 1) % cache_.size();
   }
 
+  // The owner of the timer `ahead` places after the next one, if it is known
+  // already (among the due timers taken out of their buckets), else nullptr:
+  // for prefetching the state the coming timers will touch.
+  Owner* OwnerAhead(size_t ahead) const {
+    const size_t at = ready_pos_ + ahead;
+    return at < ready_.size() ? ready_[at].timer.owner : nullptr;
+  }
+
   // Takes out the next timer. Not for an empty queue.
   Entry Pop() {
     if (ready_pos_ == ready_.size()) Refill();
