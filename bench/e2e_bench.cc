@@ -297,9 +297,26 @@ struct RateResult {
 // The baseline: one consumer, all partitions, simdjson DOM parse of every
 // message reading user_id (the key) and ts (the event time). Timed from the
 // return of the first non-empty poll to the end of the last message.
-RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n, int round) {
-  RawConsumer c(cfg.bootstrap, "bench-raw-" + topic, topic, cfg.partitions,
-                RD_KAFKA_OFFSET_BEGINNING, cfg.consumer_settings);
+// With `produce`, the loop also produces one record per event, of the size
+// and shape of a window result, with the worker's producer and its settings
+// (worker/kafka/kafka_client.cc: idempotent, acks=all, lz4, linger 5 ms) into
+// a topic of its own: the least a job that emits a result per event costs
+// through librdkafka, without any engine.
+RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n, int round,
+                         bool produce = false) {
+  RawConsumer c(cfg.bootstrap, "bench-raw-" + topic + (produce ? "-p" : ""), topic,
+                cfg.partitions, RD_KAFKA_OFFSET_BEGINNING, cfg.consumer_settings);
+  std::unique_ptr<worker::KafkaProducer> out;
+  rd_kafka_topic_s* out_topic = nullptr;
+  worker::DeliveryTracker tracker;
+  std::string record;
+  if (produce) {
+    CreateTopic(cfg, topic + "-raw-out", cfg.partitions);
+    auto created = worker::KafkaProducer::Create(cfg.bootstrap);
+    SLUICE_CHECK(created.ok()) << created.status().ToString();
+    out = std::move(created).value();
+    out_topic = out->Topic(topic + "-raw-out");
+  }
   std::vector<rd_kafka_message_t*> msgs(1000);
   PaddedParser parser;
   simdjson::dom::element doc;
@@ -322,6 +339,19 @@ RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n,
           ++bad;
         } else {
           checksum += key.size() + static_cast<uint64_t>(key.back()) + static_cast<uint64_t>(ts);
+          if (produce) {
+            const int64_t start = ts - ts % 60'000;
+            char buf[256];
+            const int len = std::snprintf(
+                buf, sizeof(buf),
+                "{\"id\":\"%016llx%016llx\",\"job\":\"bench-tumbling\",\"key\":\"%.*s\","
+                "\"window_start\":%lld,\"window_end\":%lld,\"kind\":\"final\",\"events\":1}",
+                static_cast<unsigned long long>(checksum), static_cast<unsigned long long>(count),
+                static_cast<int>(key.size()), key.data(), static_cast<long long>(start),
+                static_cast<long long>(start + 60'000));
+            record.assign(buf, static_cast<size_t>(len));
+            SLUICE_CHECK(out->Produce(out_topic, key, record, &tracker).ok());
+          }
         }
       }
       rd_kafka_message_destroy(m);
@@ -331,6 +361,13 @@ RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n,
   asm volatile("" : : "r"(checksum) : "memory");
   SLUICE_CHECK(count == n) << "raw consumer read " << count << " of " << n;
   SLUICE_CHECK(bad == 0) << bad << " messages did not parse";
+  if (produce) {
+    // Outside the timed window, as for the worker (whose rate counts
+    // consumed records): every record is acknowledged before the next run.
+    SLUICE_CHECK(out->Flush(60'000).ok());
+    SLUICE_CHECK(tracker.failed.load() == 0) << tracker.failed.load() << " records failed";
+    SLUICE_CHECK(tracker.delivered.load() == n) << tracker.delivered.load() << " of " << n;
+  }
   RateResult r;
   r.who = "raw librdkafka + simdjson";
   r.round = round;
@@ -526,6 +563,10 @@ void RunThroughput(const Config& cfg) {
        }},
       {"raw loop (worker's consumer settings)",
        [&](const std::string& t, int r) { return ThroughputRaw(cfg, t, cfg.round_events, r); }},
+      {"raw loop + produce a result per event (tuned fetch)",
+       [&](const std::string& t, int r) {
+         return ThroughputRaw(tuned_cfg, t, cfg.round_events, r, /*produce=*/true);
+       }},
   };
   std::vector<std::vector<RateResult>> results(contenders.size());
   LoadProducer producer(cfg.bootstrap);
@@ -670,6 +711,12 @@ void RunLatency(const Config& cfg, const std::string& label) {
   std::atomic<int64_t> measure_from_us{INT64_MAX}, measure_to_us{INT64_MAX};
   std::map<std::string, Samples> by_rule;
   Samples all_us, all_ms_event_time;
+  // The alert's Kafka timestamp is the worker's produce time (CreateTime, set
+  // by librdkafka when the worker hands the record over, in ms): it splits an
+  // alert's latency into the part up to the worker's produce call (the first
+  // hop and the worker) and the part after (the worker's producer, the broker,
+  // the alert consumer).
+  Samples to_produce_ms, after_produce_ms;
   std::vector<std::pair<int64_t, double>> series;  // (sent_us, latency ms)
   int64_t alerts_seen = 0;
   std::thread consumer([&] {
@@ -696,6 +743,13 @@ void RunLatency(const Config& cfg, const std::string& label) {
               all_us.Add(lat_ms);
               series.emplace_back(sent_us, lat_ms);
               all_ms_event_time.Add(static_cast<double>(now_us / 1000 - event_time));
+              rd_kafka_timestamp_type_t type;
+              const int64_t produced_ms = rd_kafka_message_timestamp(m, &type);
+              if (type == RD_KAFKA_TIMESTAMP_CREATE_TIME && produced_ms > 0) {
+                to_produce_ms.Add(static_cast<double>(produced_ms) - sent_us / 1000.0);
+                after_produce_ms.Add(static_cast<double>(now_us) / 1000.0 -
+                                     static_cast<double>(produced_ms));
+              }
             }
           }
         }
@@ -821,6 +875,16 @@ void RunLatency(const Config& cfg, const std::string& label) {
               "resolution): p50 %.0f, p99 %.0f, p99.9 %.0f ms.\n",
               all_ms_event_time.Quantile(0.5), all_ms_event_time.Quantile(0.99),
               all_ms_event_time.Quantile(0.999));
+  if (!to_produce_ms.empty()) {
+    std::printf("Split at the worker's produce call (the alert's CreateTime, 1 ms "
+                "resolution), %zu alerts: event produced -> alert produced p50 %.1f / p90 %.1f "
+                "/ p99 %.1f ms (the input hop and the worker); alert produced -> alert read "
+                "p50 %.1f / p90 %.1f / p99 %.1f ms (the worker's producer, the broker, the "
+                "reader).\n",
+                to_produce_ms.size(), to_produce_ms.Quantile(0.5), to_produce_ms.Quantile(0.9),
+                to_produce_ms.Quantile(0.99), after_produce_ms.Quantile(0.5),
+                after_produce_ms.Quantile(0.9), after_produce_ms.Quantile(0.99));
+  }
   std::fflush(stdout);
 }
 
