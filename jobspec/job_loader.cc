@@ -303,6 +303,8 @@ class Loader {
       const Entry& e, const std::string& yaml_path,
       const std::string& proto_path,
       google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out);
+  Status MapSelect(const Entry& e, const std::string& path,
+                   proto::RuleSpec* rule);
 
   std::string filename_;
   int top_line_;
@@ -637,7 +639,8 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
   }
   Section r;
   SLUICE_RETURN_IF_ERROR(ReadSection(
-      node, where, line, {"name", "when", "window", "aggregate"}, &r));
+      node, where, line, {"name", "when", "window", "aggregate", "select"},
+      &r));
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(r, "name", &f));
   SLUICE_ASSIGN_OR_RETURN(*rule->mutable_name(),
@@ -677,6 +680,9 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
     SLUICE_RETURN_IF_ERROR(MapAggregates(*f, r.Path("aggregate"),
                                          r.Path("aggregates"),
                                          rule->mutable_aggregates()));
+  }
+  if ((f = r.Find("select")) != nullptr) {
+    SLUICE_RETURN_IF_ERROR(MapSelect(*f, r.Path("select"), rule));
   }
   return Status::Ok();
 }
@@ -842,6 +848,73 @@ Status Loader::MapAggregates(
     lines_[path] = a.value_line();
     lines_[proto_path + "[" + std::to_string(index) + "]"] = a.value_line();
     *out->Add() = std::move(agg).value();
+  }
+  return Status::Ok();
+}
+
+// A rule's select, after its aggregates: output name -> expression, in the
+// file's order. The expressions are parsed by JobPlan::Compile, whose errors
+// ("rules[0].select[1]: ...") find their line through lines_.
+Status Loader::MapSelect(const Entry& e, const std::string& path,
+                         proto::RuleSpec* rule) {
+  if (!e.value.IsMap()) {
+    return Error(e.value_line(), path +
+                                     ": expected a mapping of name: "
+                                     "expression, like { price_eur: price * "
+                                     "0.908 }, got " +
+                                     Describe(e.value));
+  }
+  if (e.value.size() == 0) {
+    return Error(e.key_line(), path + ": expected at least one field");
+  }
+  int index = 0;
+  for (auto it = e.value.begin(); it != e.value.end(); ++it, ++index) {
+    Entry f{"", it->first, it->second};
+    if (!f.key_node.IsScalar()) {
+      return Error(f.key_line() > 0 ? f.key_line() : e.key_line(),
+                   path + ": expected a field name, got " +
+                       Describe(f.key_node));
+    }
+    f.key = f.key_node.Scalar();
+    const std::string what = path + ": select name " + Quote(f.key);
+    if (!IsIdentifier(f.key)) {
+      return Error(f.key_line(),
+                   what +
+                       " is not an identifier (A-Z, a-z, 0-9 and '_', not "
+                       "starting with a digit)");
+    }
+    if (Contains(kKeywords, f.key)) {
+      return Error(f.key_line(),
+                   what + " is a word of the expression language");
+    }
+    if (Contains(kOutputFields, f.key)) {
+      return Error(f.key_line(),
+                   what + " is taken by a field of every output record");
+    }
+    for (const proto::AggregateSpec& agg : rule->aggregates()) {
+      if (agg.name() == f.key) {
+        return Error(f.key_line(),
+                     what + " is taken by an aggregate of the rule");
+      }
+    }
+    for (const proto::SelectSpec& earlier : rule->select()) {
+      if (earlier.name() == f.key) {
+        return Error(f.key_line(), "duplicate select name " + Quote(f.key) +
+                                       " in " + path);
+      }
+    }
+    const std::string field_path = path + "." + f.key;
+    SLUICE_ASSIGN_OR_RETURN(std::string expr,
+                            Scalar(f, field_path, "an expression"));
+    if (expr.empty()) {
+      return Error(f.value_line(),
+                   field_path + ": expected an expression, got ''");
+    }
+    lines_[field_path] = f.value_line();
+    lines_[path + "[" + std::to_string(index) + "]"] = f.value_line();
+    proto::SelectSpec* select = rule->add_select();
+    select->set_name(f.key);
+    select->set_expr(std::move(expr));
   }
   return Status::Ok();
 }

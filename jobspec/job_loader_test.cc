@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -362,7 +363,7 @@ rules:
 )",
                 "fraud.yaml") ==
         "fraud.yaml:11: unknown key 'windw' in rules[1] "
-        "(expected one of: name, when, window, aggregate)");
+        "(expected one of: name, when, window, aggregate, select)");
   CHECK(ErrorOf(R"(name: fraud
 source: { topic: payments, key: user_id, event_time: ts }
 sinks: { output: alerts }
@@ -742,6 +743,88 @@ aggregate:
   CHECK(MustParse(kFraud).rules(2).aggregates(0).name() == "n");
 }
 
+// A rule with a select; the error tests below add a line 11 to it.
+// Lines: 5 name, 6 window, 7 aggregate, 8 when, 9 select, 10 total_eur.
+constexpr std::string_view kSelect = R"(name: fraud
+source: { topic: payments, key: user_id, event_time: ts }
+sinks: { output: alerts }
+rules:
+  - name: burst
+    window: { rolling: 1h }
+    aggregate: { total: sum(amount) }
+    when: total > 10000
+    select:
+      total_eur: total * 0.908
+)";
+
+TEST_CASE("a rule's select maps names to expressions in the file's order",
+          "[jobspec]") {
+  const JobSpec spec = MustParse(std::string(kSelect) +
+                                 "      country: lower(country)\n"
+                                 "      big: amount > 5000\n"
+                                 "      amount: amount\n");
+  REQUIRE(spec.rules_size() == 1);
+  const proto::RuleSpec& rule = spec.rules(0);
+  REQUIRE(rule.select_size() == 4);
+  CHECK(rule.select(0).name() == "total_eur");
+  CHECK(rule.select(0).expr() == "total * 0.908");
+  CHECK(rule.select(1).name() == "country");
+  CHECK(rule.select(1).expr() == "lower(country)");
+  CHECK(rule.select(2).name() == "big");
+  CHECK(rule.select(2).expr() == "amount > 5000");
+  CHECK(rule.select(3).name() == "amount");
+  CHECK(rule.select(3).expr() == "amount");
+  CHECK(MustParse(kFraud).rules(0).select().empty());
+}
+
+TEST_CASE("select: names and expressions", "[jobspec][errors]") {
+  auto select_error = [](std::string_view entry) {
+    return ErrorOf(std::string(kSelect) + "      " + std::string(entry) + "\n");
+  };
+  CHECK(select_error("country-code: country") ==
+        "job.yaml:11: rules[0].select: select name 'country-code' is not an "
+        "identifier (A-Z, a-z, 0-9 and '_', not starting with a digit)");
+  CHECK(select_error("in: country") ==
+        "job.yaml:11: rules[0].select: select name 'in' is a word of the "
+        "expression language");
+  CHECK(select_error("event_time: ts") ==
+        "job.yaml:11: rules[0].select: select name 'event_time' is taken by a "
+        "field of every output record");
+  CHECK(select_error("total: amount") ==
+        "job.yaml:11: rules[0].select: select name 'total' is taken by an "
+        "aggregate of the rule");
+  CHECK(select_error("total_eur: amount") ==
+        "job.yaml:11: duplicate select name 'total_eur' in rules[0].select");
+  CHECK(select_error("c: ''") ==
+        "job.yaml:11: rules[0].select.c: expected an expression, got ''");
+  CHECK(select_error("c: { x: 1 }") ==
+        "job.yaml:11: rules[0].select.c: expected an expression, got a "
+        "mapping");
+  CHECK(select_error("seen: new_value(country)") ==
+        "job.yaml:11: rules[0].select[1]: column 1: new_value() is not allowed "
+        "in select (it is a condition; use it in when)");
+  const std::string syntax = select_error("c: amount * ");
+  INFO(syntax);
+  CHECK(syntax.rfind("job.yaml:11: rules[0].select[1]: column ", 0) == 0);
+
+  // The first of two entries: its own line, not the select's or the last.
+  std::string yaml(kSelect);
+  yaml.replace(yaml.find("total * 0.908"), 13, "total * ");
+  const std::string first = ErrorOf(yaml + "      country: country\n");
+  INFO(first);
+  CHECK(first.rfind("job.yaml:10: rules[0].select[0]: column ", 0) == 0);
+
+  yaml = std::string(kSelect);
+  yaml.replace(yaml.find("\n      total_eur: total * 0.908"), 31,
+               " [total_eur]");
+  CHECK(ErrorOf(yaml) ==
+        "job.yaml:9: rules[0].select: expected a mapping of name: expression, "
+        "like { price_eur: price * 0.908 }, got a list");
+  yaml.replace(yaml.find("[total_eur]"), 11, "{}");
+  CHECK(ErrorOf(yaml) ==
+        "job.yaml:9: rules[0].select: expected at least one field");
+}
+
 // ---- Expression errors, found by engine::JobPlan::Compile. ----
 
 TEST_CASE("expression errors point at the line of the expression",
@@ -897,6 +980,34 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
                      "page");
     RequireAggregate(spec->aggregates(5), "revenue", AggregateSpec::SUM,
                      "amount");
+  }
+  SECTION("nexmark-q1: a projection of every bid") {
+    Result<JobSpec> spec = LoadJobFile(dir + "nexmark-q1.yaml");
+    INFO(spec.status().message());
+    REQUIRE(spec.ok());
+    CHECK(spec->name() == "nexmark-q1");
+    CHECK(spec->source().topic() == "nexmark");
+    CHECK(spec->filter() == "event_type == \"bid\"");
+    REQUIRE(spec->rules_size() == 1);
+    CHECK(spec->rules(0).when() == "true");
+    REQUIRE(spec->rules(0).select_size() == 4);
+    CHECK(spec->rules(0).select(0).name() == "auction");
+    CHECK(spec->rules(0).select(1).name() == "bidder");
+    CHECK(spec->rules(0).select(2).name() == "price");
+    CHECK(spec->rules(0).select(2).expr() == "price * 0.908");
+    CHECK(spec->rules(0).select(3).name() == "date_time");
+  }
+  SECTION("every file in examples/jobs") {
+    int files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (entry.path().extension() != ".yaml") continue;
+      ++files;
+      Result<JobSpec> spec = LoadJobFile(entry.path().string());
+      INFO(entry.path().string() << ": " << spec.status().message());
+      CHECK(spec.ok());
+    }
+    // fraud, sessions, pageviews, nexmark-q0, q1, q2 and q11.
+    CHECK(files >= 7);
   }
   SECTION("pageviews") {
     Result<JobSpec> spec = LoadJobFile(dir + "pageviews.yaml");

@@ -743,9 +743,7 @@ class Parser {
       SLUICE_ASSIGN_OR_RETURN(const Token* path, ParsePath());
       std::optional<uint32_t> slot = scope_.ResolveNewValue(path->text);
       if (!slot) {
-        return ErrorAt(
-            name.offset,
-            "new_value() is only allowed in rules with a rolling window");
+        return ErrorAt(name.offset, scope_.NewValueRefusal());
       }
       Emit(Op::kNewValue, *slot);
     } else if (name.text == "lower" || name.text == "abs") {

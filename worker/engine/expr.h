@@ -55,6 +55,11 @@ class ExprScope {
   virtual std::optional<uint32_t> ResolveNewValue(std::string_view field_path) = 0;
   // Appended to "unknown name" errors, e.g. "(aggregates here: n, total)".
   virtual std::string UnknownNameHint() const { return ""; }
+  // The error where ResolveNewValue refuses new_value(): why it is not
+  // allowed here.
+  virtual std::string NewValueRefusal() const {
+    return "new_value() is only allowed in rules with a rolling window";
+  }
 };
 
 // The per-event inputs an expression reads.

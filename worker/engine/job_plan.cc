@@ -61,6 +61,27 @@ class AggregateScope : public FieldScope {
   std::vector<uint32_t>* new_value_fields_;
 };
 
+// A rule's select: like its `when` (aggregates, then fields) but without
+// new_value(), which is a condition on the window rather than a value.
+class SelectScope : public AggregateScope {
+ public:
+  SelectScope(std::function<uint32_t(std::string_view)> field_slot,
+              const std::vector<AggregateDef>* aggregates)
+      : AggregateScope(std::move(field_slot), aggregates, /*allow_fields=*/true, nullptr) {}
+  std::string NewValueRefusal() const override {
+    return "new_value() is not allowed in select (it is a condition; use it in when)";
+  }
+};
+
+// Output field names: identifiers, so records never need them escaped.
+bool IsIdentifier(const std::string& name) {
+  bool identifier = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+  for (char c : name) {
+    identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  }
+  return identifier;
+}
+
 Status Prefixed(const std::string& path, const Status& s) {
   return Status(s.code(), path + ": " + s.message());
 }
@@ -69,12 +90,7 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
                                       const std::function<uint32_t(std::string_view)>& slot) {
   AggregateDef def;
   def.name = spec.name();
-  // Output field names: identifiers, so records never need them escaped.
-  bool identifier = !def.name.empty() && !std::isdigit(static_cast<unsigned char>(def.name[0]));
-  for (char c : def.name) {
-    identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-  }
-  if (!identifier) {
+  if (!IsIdentifier(def.name)) {
     return Status::InvalidArgument("aggregate name '" + def.name +
                                    "' is not an identifier like total_spend");
   }
@@ -103,6 +119,36 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
     }
     def.field_slot = slot(spec.field());
   }
+  return def;
+}
+
+// One select of `rule`, whose aggregates and earlier selects are compiled.
+Result<SelectDef> CompileSelect(const proto::SelectSpec& spec, const RuleDef& rule,
+                                const std::function<uint32_t(std::string_view)>& slot) {
+  SelectDef def;
+  def.name = spec.name();
+  if (!IsIdentifier(def.name)) {
+    return Status::InvalidArgument("select name '" + def.name +
+                                   "' is not an identifier like price_eur");
+  }
+  for (const AggregateDef& a : rule.aggregates) {
+    if (a.name == def.name) {
+      return Status::InvalidArgument("select name '" + def.name +
+                                     "' is taken by an aggregate of the rule");
+    }
+  }
+  for (const SelectDef& other : rule.selects) {
+    if (other.name == def.name) {
+      return Status::InvalidArgument("duplicate select name '" + def.name + "'");
+    }
+  }
+  if (spec.expr().empty()) {
+    return Status::InvalidArgument("select '" + def.name + "' needs an expression");
+  }
+  SelectScope scope(slot, &rule.aggregates);
+  auto expr = Expr::Parse(spec.expr(), scope);
+  if (!expr.ok()) return expr.status();
+  def.expr = std::move(expr).value();
   return def;
 }
 
@@ -176,6 +222,13 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
   auto when = Expr::Parse(spec.when(), scope);
   if (!when.ok()) return Prefixed(path + ".when", when.status());
   rule.when = std::move(when).value();
+  for (int i = 0; i < spec.select_size(); ++i) {
+    auto select = CompileSelect(spec.select(i), rule, slot);
+    if (!select.ok()) {
+      return Prefixed(path + ".select[" + std::to_string(i) + "]", select.status());
+    }
+    rule.selects.push_back(std::move(select).value());
+  }
   if (rule.window.kind == WindowKind::kRolling) {
     for (AggregateDef& a : rule.aggregates) {
       if (a.field_slot) a.rolling_index = RollingIndex(*a.field_slot);

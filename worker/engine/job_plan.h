@@ -50,11 +50,20 @@ struct WindowDef {
   int64_t allowed_lateness_ms = 0;
 };
 
+// One output field of a rule's alerts (RuleSpec.select): `expr` is evaluated
+// when the rule alerts, with what its `when` sees (the event's fields and the
+// rule's aggregates), and written after the aggregates.
+struct SelectDef {
+  std::string name;  // an identifier, none of the rule's aggregate names
+  Expr expr;         // never reads new_value()
+};
+
 struct RuleDef {
   std::string name;
   WindowDef window;  // kNone or kRolling
   std::vector<AggregateDef> aggregates;
   Expr when;
+  std::vector<SelectDef> selects;  // in the order of the alert's fields
   // For new_value(f): the rolling index (see AggregateDef) of f, by new_value
   // slot.
   std::vector<int32_t> new_value_rolling_index;
@@ -66,6 +75,7 @@ class JobPlan {
   // into the job file, then what is wrong:
   //   "filter: column 8: expected an expression, got end of input"
   //   "rules[1].when: unknown name 'm' (aggregates here: n)"
+  //   "rules[0].select[2]: column 1: new_value() is not allowed in select ..."
   //   "having: ..." / "window: ..." / "aggregates[2]: ..."
   // The job loader turns the path into a file line.
   static Result<std::shared_ptr<const JobPlan>> Compile(const proto::JobSpec& spec);
@@ -116,10 +126,10 @@ class JobPlan {
 };
 
 // Whether a task of `before` can continue from its state under `after` (an
-// update: rules, thresholds, filters may change). OK, or FailedPrecondition
-// naming what changed: the source (topic, key, event time, format), the
-// sinks, the kind of job, the window, the aggregates of a window job, or the
-// event fields rolling rules keep per event.
+// update: rules, thresholds, filters and selects may change). OK, or
+// FailedPrecondition naming what changed: the source (topic, key, event time,
+// format), the sinks, the kind of job, the window, the aggregates of a window
+// job, or the event fields rolling rules keep per event.
 Status CheckStateCompatible(const JobPlan& before, const JobPlan& after);
 
 }  // namespace sluice::engine

@@ -95,6 +95,63 @@ TEST_CASE("compile errors name the part of the job at fault") {
   REQUIRE(CompileError(spec).find("(aggregates here: events)") != std::string::npos);
 }
 
+TEST_CASE("a rule's select compiles over its aggregates and the event's fields") {
+  proto::JobSpec base = BaseSpec();
+  proto::RuleSpec* r = base.add_rules();
+  r->set_name("burst");
+  r->mutable_window()->set_rolling_ms(60'000);
+  *r->add_aggregates() = Agg("total", proto::AggregateSpec::SUM, "amount");
+  r->set_when("total > 100");
+  auto select = [](proto::JobSpec* spec, const std::string& name, const std::string& expr) {
+    proto::SelectSpec* s = spec->mutable_rules(0)->add_select();
+    s->set_name(name);
+    s->set_expr(expr);
+  };
+
+  proto::JobSpec spec = base;
+  select(&spec, "total_eur", "total * 0.908");
+  select(&spec, "country", "lower(country)");
+  auto plan = JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  const RuleDef& rule = (*plan)->rules()[0];
+  REQUIRE(rule.selects.size() == 2);
+  REQUIRE(rule.selects[0].name == "total_eur");
+  REQUIRE(rule.selects[1].name == "country");
+  REQUIRE(rule.selects[1].expr.text() == "lower(country)");
+  // A select's fields are read from the event, not kept per event.
+  REQUIRE((*plan)->rolling_slots() == std::vector<uint32_t>{2});
+
+  spec = base;
+  select(&spec, "seen", "new_value(country)");
+  REQUIRE(CompileError(spec) ==
+          "rules[0].select[0]: column 1: new_value() is not allowed in select (it is a "
+          "condition; use it in when)");
+
+  spec = base;
+  select(&spec, "ok", "amount");
+  select(&spec, "price-eur", "amount * 0.908");
+  REQUIRE(CompileError(spec) ==
+          "rules[0].select[1]: select name 'price-eur' is not an identifier like price_eur");
+
+  spec = base;
+  select(&spec, "total", "total * 0.908");
+  REQUIRE(CompileError(spec) ==
+          "rules[0].select[0]: select name 'total' is taken by an aggregate of the rule");
+
+  spec = base;
+  select(&spec, "eur", "total * 0.908");
+  select(&spec, "eur", "amount");
+  REQUIRE(CompileError(spec) == "rules[0].select[1]: duplicate select name 'eur'");
+
+  spec = base;
+  select(&spec, "eur", "");
+  REQUIRE(CompileError(spec) == "rules[0].select[0]: select 'eur' needs an expression");
+
+  spec = base;
+  select(&spec, "eur", "total *");
+  REQUIRE(CompileError(spec).rfind("rules[0].select[0]: column 8: ", 0) == 0);
+}
+
 }  // namespace
 }  // namespace sluice::engine
 
@@ -123,6 +180,17 @@ TEST_CASE("updates may change conditions but not the state layout") {
   extra->set_name("big");
   extra->set_when("amount > 5000");
   REQUIRE(CheckStateCompatible(*before, *Compiled(thresholds)).ok());
+
+  // A select keeps no state: adding or changing one, even over a field the
+  // rule did not read, is an update.
+  proto::JobSpec selects = rules;
+  proto::SelectSpec* select = selects.mutable_rules(0)->add_select();
+  select->set_name("country");
+  select->set_expr("lower(country)");
+  REQUIRE(CheckStateCompatible(*before, *Compiled(selects)).ok());
+  proto::JobSpec other_select = selects;
+  other_select.mutable_rules(0)->mutable_select(0)->set_expr("merchant");
+  REQUIRE(CheckStateCompatible(*Compiled(selects), *Compiled(other_select)).ok());
 
   proto::JobSpec new_field = rules;
   new_field.mutable_rules(0)->set_when("new_value(country)");

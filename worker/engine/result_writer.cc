@@ -40,8 +40,9 @@ std::string Escaped(std::string_view s) {
   return out;
 }
 
-std::string AggKey(const std::string& name) {
-  // Aggregate names are identifiers (checked by the job loader): no escaping.
+std::string FieldKey(const std::string& name) {
+  // Aggregate and select names are identifiers (checked by JobPlan::Compile):
+  // no escaping.
   return ",\"" + name + "\":";
 }
 
@@ -95,7 +96,7 @@ ResultWriter::ResultWriter(const JobPlan& plan) {
     window_id_prefix_ = std::move(id);
   }
   window_head_ = "\",\"job\":\"" + job + "\",\"key\":\"";
-  for (const AggregateDef& a : plan.aggregates()) window_agg_keys_.push_back(AggKey(a.name));
+  for (const AggregateDef& a : plan.aggregates()) window_agg_keys_.push_back(FieldKey(a.name));
   for (const RuleDef& r : plan.rules()) {
     RuleParts parts;
     Encoder e(&parts.id_prefix);
@@ -103,7 +104,8 @@ ResultWriter::ResultWriter(const JobPlan& plan) {
     e.Bytes(plan.name());
     e.Bytes(r.name);
     parts.head = "\",\"job\":\"" + job + "\",\"rule\":\"" + Escaped(r.name) + "\",\"key\":\"";
-    for (const AggregateDef& a : r.aggregates) parts.agg_keys.push_back(AggKey(a.name));
+    for (const AggregateDef& a : r.aggregates) parts.value_keys.push_back(FieldKey(a.name));
+    for (const SelectDef& s : r.selects) parts.value_keys.push_back(FieldKey(s.name));
     rules_.push_back(std::move(parts));
   }
   SetSource("", 0);
@@ -192,7 +194,7 @@ std::string_view ResultWriter::Alert(size_t rule, std::string_view key, int64_t 
                 kEventTime.size() + kEvent.size() + event.size() + source_head_.size() +
                 2 * json::kMaxNumberChars + 2;
   for (size_t a = 0; a < values.size(); ++a) {
-    size += parts.agg_keys[a].size() + MaxValueChars(values[a]);
+    size += parts.value_keys[a].size() + MaxValueChars(values[a]);
   }
   char* const begin = Reserve(size);
   char* p = WriteId(begin, hashed);
@@ -201,7 +203,7 @@ std::string_view ResultWriter::Alert(size_t rule, std::string_view key, int64_t 
   p = Put(p, kEventTime);
   p = json::WriteInt(p, event_time);
   for (size_t a = 0; a < values.size(); ++a) {
-    p = Put(p, parts.agg_keys[a]);
+    p = Put(p, parts.value_keys[a]);
     p = WriteValue(p, values[a]);
   }
   p = Put(p, kEvent);

@@ -37,8 +37,9 @@ class ResultWriter {
                           bool update, std::span<const Value> values);
 
   // An alert of JobPlan::rules()[rule]: `values` are the results of the
-  // rule's first values.size() aggregates; `event` is the event as minified
-  // JSON; `offset` its position in the source partition.
+  // rule's aggregates, then of its selects (RuleDef::selects), in order, or
+  // the first values.size() of them; `event` is the event as minified JSON;
+  // `offset` its position in the source partition.
   std::string_view Alert(size_t rule, std::string_view key, int64_t event_time,
                          std::span<const Value> values, std::string_view event, int64_t offset);
 
@@ -46,7 +47,7 @@ class ResultWriter {
   struct RuleParts {
     std::string id_prefix;               // the id's hashed bytes before the key
     std::string head;                    // `","job":"…","rule":"…","key":"`
-    std::vector<std::string> agg_keys;   // `,"name":` per aggregate
+    std::vector<std::string> value_keys;  // `,"name":` per aggregate, then per select
   };
 
   // At least `n` bytes at the start of the buffer.

@@ -95,7 +95,8 @@ std::string ReferenceAlert(const JobPlan& plan, size_t rule, std::string_view ke
   w.SafeKey("event_time");
   w.Int(time);
   for (size_t a = 0; a < values.size(); ++a) {
-    w.SafeKey(r.aggregates[a].name);
+    w.SafeKey(a < r.aggregates.size() ? r.aggregates[a].name
+                                      : r.selects[a - r.aggregates.size()].name);
     WriteValue(w, values[a]);
   }
   w.SafeKey("event");
@@ -205,6 +206,45 @@ TEST_CASE("alerts are the bytes JsonWriter wrote, with the rule's aggregates and
       }
     }
   }
+}
+
+TEST_CASE("alerts write a rule's select values after its aggregates, escaped as JsonWriter") {
+  proto::JobSpec spec = BaseSpec("fraud");
+  auto add_select = [](proto::RuleSpec* rule, const std::string& name) {
+    proto::SelectSpec* s = rule->add_select();
+    s->set_name(name);
+    s->set_expr("amount");
+  };
+  proto::RuleSpec* plain = spec.add_rules();
+  plain->set_name("euro");
+  plain->set_when("true");
+  for (const char* name : {"price_eur", "bidder", "country", "flag", "note"}) {
+    add_select(plain, name);
+  }
+  proto::RuleSpec* rolling = spec.add_rules();
+  rolling->set_name("burst");
+  rolling->mutable_window()->set_rolling_ms(300'000);
+  *rolling->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  *rolling->add_aggregates() = Agg("total", proto::AggregateSpec::SUM, "amount");
+  rolling->set_when("n > 3");
+  for (const char* name : {"total_eur", "a", "b", "c", "d"}) add_select(rolling, name);
+  auto plan = Compile(spec);
+  ResultWriter writer(*plan);
+  writer.SetSource("payments", 3);
+  const std::string event = "{\"user\":\"u1\",\"amount\":7001,\"ts\":5}";
+  for (const std::string& key : {std::string("u42"), std::string("a\"b\\c")}) {
+    for (const auto& values : ValueSets()) {  // numbers, escaped strings, null, bools
+      REQUIRE(std::string(writer.Alert(0, key, 1'700'000'123'456, values, event, 7)) ==
+              ReferenceAlert(*plan, 0, key, 1'700'000'123'456, values, event, "payments", 3, 7));
+      std::vector<Value> with_aggs = {Value::Number(4), Value::Number(120.5)};
+      with_aggs.insert(with_aggs.end(), values.begin(), values.end());
+      REQUIRE(std::string(writer.Alert(1, key, 5, with_aggs, event, 8)) ==
+              ReferenceAlert(*plan, 1, key, 5, with_aggs, event, "payments", 3, 8));
+    }
+  }
+  const std::string alert(writer.Alert(0, "k", 1, ValueSets()[0], event, 0));
+  REQUIRE(alert.find(",\"price_eur\":7,\"bidder\":3,\"country\":\"/home\",\"flag\":"
+                     "\"a\\\"\\\\\\n\\u0002\",\"note\":59.9,\"event\":{") != std::string::npos);
 }
 
 TEST_CASE("json::WriteEscaped escapes as JsonWriter::AppendEscaped, within 6 bytes a byte") {

@@ -181,5 +181,95 @@ TEST_CASE("rolling rules evaluate in event-time order, not arrival order") {
           std::vector<std::string>{"seq@1000 n=1", "seq@3000 n=2", "seq@5000 n=3"});
 }
 
+proto::SelectSpec Select(const std::string& name, const std::string& expr) {
+  proto::SelectSpec s;
+  s.set_name(name);
+  s.set_expr(expr);
+  return s;
+}
+
+// What an alert holds between its event_time and its event.
+std::string ValuesOf(const std::string& alert) {
+  const size_t from = alert.find(',', alert.find("\"event_time\":"));
+  const size_t to = alert.find(",\"event\":{");
+  if (from == std::string::npos || to == std::string::npos || to < from) return "<none>";
+  return alert.substr(from, to - from);
+}
+
+TEST_CASE("an alert carries its select values in the order of the select") {
+  proto::JobSpec spec = BaseSpec("fraud");
+  proto::RuleSpec r = Rule("large_amount", "amount > 5000");
+  *r.add_select() = Select("price_eur", "amount * 0.908");
+  *r.add_select() = Select("country", "country");
+  *r.add_select() = Select("very_large", "amount > 9000");
+  *r.add_select() = Select("tag", "\"a\\\"b\"");
+  *spec.add_rules() = r;
+  Harness h(spec);
+  h.Feed(Pay(T, 6000, "D\\\"E"));
+  auto out = h.Output();
+  REQUIRE(out.size() == 1);
+  REQUIRE(out[0].substr(41) ==
+          "\"job\":\"fraud\",\"rule\":\"large_amount\",\"key\":\"u1\",\"event_time\":" +
+              std::to_string(T) +
+              ",\"price_eur\":5448,\"country\":\"D\\\"E\",\"very_large\":false,"
+              "\"tag\":\"a\\\"b\",\"event\":" +
+              Pay(T, 6000, "D\\\"E") +
+              ",\"source\":{\"topic\":\"events\",\"partition\":0,\"offset\":0}}");
+}
+
+TEST_CASE("a rolling rule's select reads its aggregates and the event") {
+  proto::JobSpec spec = BaseSpec("fraud");
+  proto::RuleSpec r = Rule("burst_spend", "total > 100", 3600 * kSec);
+  *r.add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  *r.add_aggregates() = Agg("total", proto::AggregateSpec::SUM, "amount");
+  *r.add_select() = Select("total_eur", "total * 0.5");
+  *r.add_select() = Select("last_eur", "amount * 0.5");
+  *r.add_select() = Select("per_payment", "total / n");
+  *spec.add_rules() = r;
+  Harness h(spec);
+  h.Feed({Pay(T, 60, "DE"), Pay(T + kSec, 90, "DE")});
+  h.task().Drain();
+  auto out = h.Output();
+  REQUIRE(out.size() == 1);
+  REQUIRE(ValuesOf(out[0]) ==
+          ",\"n\":2,\"total\":150,\"total_eur\":75,\"last_eur\":45,"
+          "\"per_payment\":75");
+}
+
+TEST_CASE("a select of a missing field or a null operand is null") {
+  proto::JobSpec spec = BaseSpec();
+  proto::RuleSpec r = Rule("all", "true");
+  *r.add_select() = Select("missing", "merchant.id");
+  *r.add_select() = Select("scaled", "amount * 2");
+  *r.add_select() = Select("quotient", "amount / 0");
+  *spec.add_rules() = r;
+  Harness h(spec);
+  h.Feed({Event("u1", T), Pay(T + 1, 3, "DE")});
+  auto out = h.Output();
+  REQUIRE(out.size() == 2);
+  REQUIRE(ValuesOf(out[0]) == ",\"missing\":null,\"scaled\":null,\"quotient\":null");
+  REQUIRE(ValuesOf(out[1]) == ",\"missing\":null,\"scaled\":6,\"quotient\":null");
+}
+
+TEST_CASE("strings lower() makes in two selects of one alert are both kept") {
+  proto::JobSpec spec = BaseSpec();
+  for (int64_t rolling_ms : {int64_t{0}, 60 * kSec}) {
+    proto::RuleSpec r = Rule(rolling_ms > 0 ? "rolling" : "plain", "true", rolling_ms);
+    *r.add_select() = Select("country", "lower(country)");
+    *r.add_select() = Select("city", "lower(city)");
+    *r.add_select() = Select("same", "lower(country) == lower(city)");
+    *spec.add_rules() = r;
+  }
+  Harness h(spec);
+  h.Feed(Event("u1", T, "\"country\":\"DE\",\"city\":\"FR\""));
+  h.task().Drain();
+  auto out = h.Output();
+  REQUIRE(out.size() == 2);
+  for (const std::string& alert : out) {
+    INFO(alert);
+    REQUIRE(ValuesOf(alert) == ",\"country\":\"de\",\"city\":\"fr\",\"same\":false");
+  }
+}
+
 }  // namespace
 }  // namespace sluice::engine

@@ -157,13 +157,16 @@ class TaskProcessor::Impl {
         idle_timeout_(plan_->spec().source().idle_timeout_ms()),
         lateness_(plan_->window().allowed_lateness_ms),
         stride_(plan_->rolling_slots().size()) {
-    size_t max_aggs = plan_->aggregates().size();
+    size_t max_values = plan_->aggregates().size();
+    size_t max_selects = 0;
     size_t max_new_values = 0;
     for (const RuleDef& r : plan_->rules()) {
-      max_aggs = std::max(max_aggs, r.aggregates.size());
+      max_values = std::max(max_values, r.aggregates.size() + r.selects.size());
+      max_selects = std::max(max_selects, r.selects.size());
       max_new_values = std::max(max_new_values, r.new_value_rolling_index.size());
     }
-    agg_values_.resize(max_aggs);
+    agg_values_.resize(max_values);
+    select_scratch_.resize(max_selects);
     new_values_ = std::make_unique<bool[]>(std::max<size_t>(max_new_values, 1));
     for (const RuleDef& r : plan_->rules()) {
       std::vector<Accumulator> accs;
@@ -307,8 +310,9 @@ class TaskProcessor::Impl {
     for (size_t i = 0; i < plan_->rules().size(); ++i) {
       const RuleDef& rule = plan_->rules()[i];
       if (rule.window.kind != WindowKind::kNone) continue;
-      if (rule.when.EvalBool(EvalInput{ev.fields, {}, {}}, scratch_)) {
-        EmitAlert(i, ev.key, ev.event_time, rec.payload, rec.position.offset, 0);
+      const EvalInput input{ev.fields, {}, {}};
+      if (rule.when.EvalBool(input, scratch_)) {
+        EmitAlert(i, input, ev.key, ev.event_time, rec.payload, rec.position.offset);
       }
     }
     if (!plan_->has_rolling_rules()) {
@@ -410,7 +414,7 @@ class TaskProcessor::Impl {
       EvalInput input{ev.fields, std::span<const Value>(agg_values_.data(), accs.size()),
                       std::span<const bool>(new_values_.get(), nv)};
       if (rule.when.EvalBool(input, scratch_)) {
-        EmitAlert(r, p.key, p.time, p.payload, p.offset, accs.size());
+        EmitAlert(r, input, p.key, p.time, p.payload, p.offset);
       }
     }
     ks.entries.push_back({p.time, p.offset});
@@ -743,13 +747,22 @@ class TaskProcessor::Impl {
     w.EndObject();
   }
 
-  void EmitAlert(size_t rule, std::string_view key, int64_t time, std::string_view payload,
-                 int64_t offset, size_t num_aggs) {
+  // An alert of plan_->rules()[rule] for an event. `input` is what its `when`
+  // saw: the event's fields and, for a rolling rule, its aggregate values, the
+  // first of agg_values_. The rule's selects are evaluated with it into the
+  // values after the aggregates, each with its own scratch, so that a string
+  // one of them made (lower()) outlives the next one's evaluation.
+  void EmitAlert(size_t rule, const EvalInput& input, std::string_view key, int64_t time,
+                 std::string_view payload, int64_t offset) {
+    const RuleDef& def = plan_->rules()[rule];
+    const size_t num_aggs = def.aggregates.size();
+    for (size_t s = 0; s < def.selects.size(); ++s) {
+      agg_values_[num_aggs + s] = def.selects[s].expr.Eval(input, select_scratch_[s]);
+    }
+    const std::span<const Value> values(agg_values_.data(), num_aggs + def.selects.size());
     ++counters_.alerts;
     sink_.Emit(OutputStream::kOutput, key,
-               results_.Alert(rule, key, time,
-                              std::span<const Value>(agg_values_.data(), num_aggs),
-                              decoder_.Minify(payload), offset));
+               results_.Alert(rule, key, time, values, decoder_.Minify(payload), offset));
   }
 
   void EmitWindow(std::string_view key, WindowState& win) {
@@ -871,8 +884,10 @@ class TaskProcessor::Impl {
 
   // Scratch reused across events.
   EvalScratch scratch_;
+  std::vector<EvalScratch> select_scratch_;  // one per select of a rule
   std::string reason_;
   std::string out_;
+  // Aggregate values, then (alerts) select values, of the record being written.
   std::vector<Value> agg_values_;
   std::vector<Value> field_views_;
   std::unique_ptr<bool[]> new_values_;
