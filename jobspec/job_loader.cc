@@ -303,6 +303,26 @@ class Loader {
       const Entry& e, const std::string& yaml_path,
       const std::string& proto_path,
       google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out);
+  // What every name of an output field must be (an aggregate's, a
+  // select's): an identifier that is no word of the expression language and
+  // no field every output record has. `what` names it in the error, e.g.
+  // "rules[0].aggregate: aggregate name 'n'".
+  Status CheckOutputName(const Entry& e, const std::string& what) const {
+    if (!IsIdentifier(e.key)) {
+      return Error(e.key_line(), what +
+                                     " is not an identifier (A-Z, a-z, 0-9 "
+                                     "and '_', not starting with a digit)");
+    }
+    if (Contains(kKeywords, e.key)) {
+      return Error(e.key_line(),
+                   what + " is a word of the expression language");
+    }
+    if (Contains(kOutputFields, e.key)) {
+      return Error(e.key_line(),
+                   what + " is taken by a field of every output record");
+    }
+    return Status::Ok();
+  }
   Status MapSelect(const Entry& e, const std::string& path,
                    proto::RuleSpec* rule);
 
@@ -814,22 +834,8 @@ Status Loader::MapAggregates(
                        Describe(a.key_node));
     }
     a.key = a.key_node.Scalar();
-    if (!IsIdentifier(a.key)) {
-      return Error(a.key_line(),
-                   yaml_path + ": aggregate name " + Quote(a.key) +
-                       " is not an identifier (A-Z, a-z, 0-9 and '_', not "
-                       "starting with a digit)");
-    }
-    if (Contains(kKeywords, a.key)) {
-      return Error(a.key_line(), yaml_path + ": aggregate name " +
-                                     Quote(a.key) +
-                                     " is a word of the expression language");
-    }
-    if (Contains(kOutputFields, a.key)) {
-      return Error(a.key_line(),
-                   yaml_path + ": aggregate name " + Quote(a.key) +
-                       " is taken by a field of every output record");
-    }
+    SLUICE_RETURN_IF_ERROR(CheckOutputName(
+        a, yaml_path + ": aggregate name " + Quote(a.key)));
     for (const proto::AggregateSpec& earlier : *out) {
       if (earlier.name() == a.key) {
         return Error(a.key_line(), "duplicate aggregate name " + Quote(a.key) +
@@ -877,20 +883,7 @@ Status Loader::MapSelect(const Entry& e, const std::string& path,
     }
     f.key = f.key_node.Scalar();
     const std::string what = path + ": select name " + Quote(f.key);
-    if (!IsIdentifier(f.key)) {
-      return Error(f.key_line(),
-                   what +
-                       " is not an identifier (A-Z, a-z, 0-9 and '_', not "
-                       "starting with a digit)");
-    }
-    if (Contains(kKeywords, f.key)) {
-      return Error(f.key_line(),
-                   what + " is a word of the expression language");
-    }
-    if (Contains(kOutputFields, f.key)) {
-      return Error(f.key_line(),
-                   what + " is taken by a field of every output record");
-    }
+    SLUICE_RETURN_IF_ERROR(CheckOutputName(f, what));
     for (const proto::AggregateSpec& agg : rule->aggregates()) {
       if (agg.name() == f.key) {
         return Error(f.key_line(),
