@@ -309,7 +309,6 @@ RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n,
   std::unique_ptr<worker::KafkaProducer> out;
   rd_kafka_topic_s* out_topic = nullptr;
   worker::DeliveryTracker tracker;
-  std::string record;
   if (produce) {
     CreateTopic(cfg, topic + "-raw-out", cfg.partitions);
     auto created = worker::KafkaProducer::Create(cfg.bootstrap);
@@ -349,8 +348,9 @@ RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n,
                 static_cast<unsigned long long>(checksum), static_cast<unsigned long long>(count),
                 static_cast<int>(key.size()), key.data(), static_cast<long long>(start),
                 static_cast<long long>(start + 60'000));
-            record.assign(buf, static_cast<size_t>(len));
-            SLUICE_CHECK(out->Produce(out_topic, key, record, &tracker).ok());
+            SLUICE_CHECK(out->Produce(out_topic, key,
+                                      std::string_view(buf, static_cast<size_t>(len)), &tracker)
+                             .ok());
           }
         }
       }
