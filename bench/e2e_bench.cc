@@ -18,8 +18,9 @@
 //               replay of the records since the checkpoint. No Kafka input:
 //               records are handed to Task::Process directly.
 //
-// The program needs a running sluice-devbroker (--bootstrap, --control); see
-// bench/run_e2e_bench.sh, which starts one. Results print as Markdown.
+// The program needs a running broker: sluice-devbroker (--bootstrap, --control)
+// or Apache Kafka (--bootstrap alone); bench/run_e2e_bench.sh starts either.
+// Results print as Markdown.
 
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
@@ -262,7 +263,49 @@ std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
   return *plan;
 }
 
+// Creates a topic through Kafka's admin API (replication 1) and waits for the
+// broker's answer; an existing topic is an error (every run names its own).
+void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name, int partitions) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  SLUICE_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), errstr,
+                                 sizeof(errstr)) == RD_KAFKA_CONF_OK)
+      << errstr;
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  SLUICE_CHECK(rk != nullptr) << errstr;
+  rd_kafka_NewTopic_t* topic =
+      rd_kafka_NewTopic_new(name.c_str(), partitions, 1, errstr, sizeof(errstr));
+  SLUICE_CHECK(topic != nullptr) << errstr;
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  SLUICE_CHECK(rd_kafka_AdminOptions_set_operation_timeout(options, 30'000, errstr,
+                                                           sizeof(errstr)) == 0)
+      << errstr;
+  rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 60'000);
+  SLUICE_CHECK(ev != nullptr) << "create topic " << name << ": no answer within 60 s";
+  SLUICE_CHECK(rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      << "create topic " << name << ": " << rd_kafka_event_error_string(ev);
+  size_t n = 0;
+  const rd_kafka_topic_result_t** results =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+  for (size_t i = 0; i < n; ++i) {
+    SLUICE_CHECK(rd_kafka_topic_result_error(results[i]) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        << "create topic " << name << ": " << rd_kafka_topic_result_error_string(results[i]);
+  }
+  rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_NewTopic_destroy(topic);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_destroy(rk);
+}
+
+// On sluice-devbroker through its control port; on Kafka through the admin API.
 void CreateTopic(const Config& cfg, const std::string& name, int partitions) {
+  if (cfg.control.empty()) {
+    CreateTopicWithAdmin(cfg.bootstrap, name, partitions);
+    return;
+  }
   std::string reply =
       DevbrokerControl(cfg.control, "create-topic " + name + " " + std::to_string(partitions));
   SLUICE_CHECK(reply == "ok") << "create-topic " << name << ": " << reply;
@@ -1345,12 +1388,13 @@ void RunTumblingCheckpoint(const Config& cfg) {
 
 int Main(int argc, char** argv) {
   CLI::App app{"sluice-e2e-bench: end-to-end benchmarks of the worker data plane against a "
-               "running sluice-devbroker. See bench/run_e2e_bench.sh."};
+               "running sluice-devbroker or Apache Kafka. See bench/run_e2e_bench.sh."};
   Config cfg;
   std::vector<std::string> scenarios;
   app.add_option("--bootstrap", cfg.bootstrap, "Broker bootstrap address")->required();
-  app.add_option("--control", cfg.control, "sluice-devbroker control address (create-topic)")
-      ->required();
+  app.add_option("--control", cfg.control,
+                 "sluice-devbroker control address (create-topic); without it the broker is "
+                 "taken for Apache Kafka and topics are made through the admin API");
   app.add_option("--scenario", scenarios, "throughput, latency, checkpoint (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember({"all", "throughput", "latency", "checkpoint"}));
@@ -1420,8 +1464,13 @@ int Main(int argc, char** argv) {
 #else
   std::printf("- build: ASSERTIONS ON (not a Release build)\n");
 #endif
-  std::printf("- broker: sluice-devbroker at %s (librdkafka %s mock)\n", cfg.bootstrap.c_str(),
-              rd_kafka_version_str());
+  if (cfg.control.empty()) {
+    std::printf("- broker: Apache Kafka at %s (client librdkafka %s)\n", cfg.bootstrap.c_str(),
+                rd_kafka_version_str());
+  } else {
+    std::printf("- broker: sluice-devbroker at %s (librdkafka %s mock)\n", cfg.bootstrap.c_str(),
+                rd_kafka_version_str());
+  }
   std::fflush(stdout);
   if (wanted("throughput")) RunThroughput(cfg);
   if (wanted("latency")) {

@@ -9,19 +9,28 @@
 #   scripts/demo.sh --short [N]     N events per stream (default 5000), then
 #                                   drain, summarize, and check that every
 #                                   injected fraud pattern raised its alert
+#   scripts/demo.sh --kafka ...     the same on a real Apache Kafka broker
+#                                   (scripts/kafka.sh; needs Java and Maven)
 #   scripts/demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHORT=0
+KAFKA=0
 EVENTS=5000
 RATE="${SLUICE_DEMO_RATE:-200}"
-case "${1:-}" in
-  --short) SHORT=1; EVENTS="${2:-5000}" ;;
-  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-  "") ;;
-  *) echo "demo.sh: unknown argument '$1'" >&2; sed -n '2,13p' "$0" >&2; exit 2 ;;
-esac
+usage() { sed -n '2,15p' "$0"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --short)
+      SHORT=1
+      if [[ "${2:-}" =~ ^[0-9]+$ ]]; then EVENTS="$2"; shift; fi ;;
+    --kafka) KAFKA=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "demo.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
 
 bash scripts/build.sh build >/dev/null
 BIN=build
@@ -37,6 +46,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  if [ "$KAFKA" = 1 ]; then bash scripts/kafka.sh stop "$DIR/kafka" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
@@ -55,12 +65,20 @@ stop_pid() {  # PID: SIGTERM and wait
 }
 
 echo "demo: logs and state in $DIR"
-start devbroker "$BIN/tools/devbroker/sluice-devbroker" --port 0 --bootstrap-file "$DIR/bootstrap" \
-  --topic payments:8 --topic clicks:8 \
-  --topic fraud-alerts:8 --topic payments-late:8 --topic payments-dlq:8 \
-  --topic user-sessions:8 --topic sessions-late:8 --topic sessions-dlq:8 \
-  --topic pageviews-per-minute:8 --topic pageviews-late:8 --topic pageviews-dlq:8
-wait_file "$DIR/bootstrap"
+TOPICS=(payments:8 clicks:8
+        fraud-alerts:8 payments-late:8 payments-dlq:8
+        user-sessions:8 sessions-late:8 sessions-dlq:8
+        pageviews-per-minute:8 pageviews-late:8 pageviews-dlq:8)
+if [ "$KAFKA" = 1 ]; then
+  echo "demo: starting Apache Kafka (scripts/kafka.sh start $DIR/kafka)"
+  bash scripts/kafka.sh start "$DIR/kafka" >/dev/null
+  bash scripts/kafka.sh topics "$DIR/kafka" "${TOPICS[@]}"
+  cp "$DIR/kafka/bootstrap" "$DIR/bootstrap"
+else
+  start devbroker "$BIN/tools/devbroker/sluice-devbroker" --port 0 --bootstrap-file "$DIR/bootstrap" \
+    "${TOPICS[@]/#/--topic=}"
+  wait_file "$DIR/bootstrap"
+fi
 BROKERS="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap")"
 start coordinator "$BIN/coordinator/sluice-coordinator" --listen 127.0.0.1:0 \
   --address-file "$DIR/coordinator.address" --brokers "$BROKERS" --data-dir "$DIR/coordinator"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Sluice needs to build, test and run, only when
-# they are missing. Works as root or through sudo.
+# they are missing. Works as root or through sudo. Java and Maven are for what
+# runs beside Sluice (a real Kafka broker for tests and benchmarks,
+# scripts/kafka.sh); they are installed only if `java` or `mvn` is missing.
 set -euo pipefail
 
 PACKAGES=(
@@ -17,6 +19,9 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0

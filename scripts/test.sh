@@ -15,11 +15,16 @@ for arg in "$@"; do
   esac
 done
 
-bash scripts/build.sh build
+# -Werror in the project's own test builds only (a user's build never fails on
+# a new compiler's warning).
+bash scripts/build.sh build -DSLUICE_WERROR=ON
+# The real Kafka broker the system tests also run on (fetched once, through
+# Maven; scripts/kafka.sh says what to do if it cannot be fetched).
+bash scripts/kafka.sh fetch >/dev/null
 (cd build && ctest --output-on-failure --timeout 600)
 
 if [ "$SANITIZE" = 1 ]; then
-  cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-asan --target sluice_unit_tests -j "$(nproc)"
   (cd build-asan && ctest --output-on-failure --timeout 900 -L unit)
 fi

@@ -2,8 +2,10 @@
 workers), produce events, read topics back, and compute the expected output
 with sluice-run over the same records.
 
-Set SLUICE_BUILD_DIR to the build directory (default: <repo>/build) and
-SLUICE_TEST_BROKERS to run against a real Kafka instead of sluice-devbroker.
+Set SLUICE_BUILD_DIR to the build directory (default: <repo>/build). The
+`broker` fixture (conftest.py) runs each test on sluice-devbroker and on a real
+Apache Kafka from scripts/kafka.sh; SLUICE_TEST_BROKER_KINDS=devbroker (or
+kafka) picks one, SLUICE_TEST_BROKERS=host:port uses a Kafka of your own.
 """
 
 import json
@@ -13,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -40,16 +43,59 @@ def wait_for(predicate, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-class Broker:
-    """sluice-devbroker on an ephemeral port, or the Kafka in SLUICE_TEST_BROKERS."""
+class KafkaServer:
+    """A real Apache Kafka broker (scripts/kafka.sh) with its data in `data_dir`:
+    one per test session, shared by every test of the session (each test makes
+    topics of its own). stop()/kill9() and start() again keep data and port."""
 
-    def __init__(self, workdir):
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.bootstrap = None
+
+    def _script(self, *args, timeout=600):
+        r = subprocess.run(["bash", os.path.join(REPO, "scripts", "kafka.sh"), *args],
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, f"scripts/kafka.sh {' '.join(args)}: exit {r.returncode}\n" + \
+            r.stdout[-2000:] + r.stderr[-4000:]
+        return r.stdout
+
+    def start(self):
+        out = self._script("start", self.data_dir)
+        bootstrap = [line.split("=", 1)[1] for line in out.splitlines()
+                     if line.startswith("bootstrap=")]
+        assert bootstrap, out
+        assert self.bootstrap in (None, bootstrap[0]), \
+            f"the broker came back on {bootstrap[0]}, not {self.bootstrap}"
+        self.bootstrap = bootstrap[0]
+        return self.bootstrap
+
+    def stop(self):
+        self._script("stop", self.data_dir)
+
+    def kill9(self):
+        self._script("kill", self.data_dir)
+
+
+class Broker:
+    """The broker one test runs against: sluice-devbroker on an ephemeral port
+    (kind "devbroker"), the session's real Kafka (kind "kafka", from a
+    KafkaServer), or the Kafka in SLUICE_TEST_BROKERS (kind "external")."""
+
+    def __init__(self, workdir, kafka=None):
         self.external = os.environ.get("SLUICE_TEST_BROKERS")
         self.proc = None
         self.control_addr = None
+        self.kafka = kafka
+        self._restarter = None
         if self.external:
+            self.kind = "external"
             self.bootstrap = self.external
             return
+        if kafka is not None:
+            self.kind = "kafka"
+            self.bootstrap = kafka.bootstrap
+            return
+        self.kind = "devbroker"
         bootstrap_file = os.path.join(workdir, "bootstrap")
         self.log = open(os.path.join(workdir, "devbroker.log"), "w")
         self.proc = subprocess.Popen(
@@ -79,17 +125,69 @@ class Broker:
                 reply += chunk
         return reply.decode().strip()
 
-    def create_topic(self, name, partitions):
-        if self.external:
-            from confluent_kafka.admin import AdminClient, NewTopic
-            admin = AdminClient({"bootstrap.servers": self.bootstrap})
-            for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-                f.result()
+    def can_break(self):
+        """Whether outage() works here (not on an external broker)."""
+        return self.kind != "external"
+
+    def outage(self, seconds, crash=False):
+        """Takes the broker down now and brings it back after `seconds`. The dev
+        broker refuses connections meanwhile (its data stays); a real Kafka is
+        stopped cleanly, or with `crash` killed with SIGKILL, and restarted on
+        the same data and port. wait_up() waits for the restart."""
+        if self.kind == "devbroker":
+            assert not crash, "sluice-devbroker keeps its data in memory: it cannot crash and recover"
+            assert self.control(f"down-for {seconds:g}") == "ok"
+            return
+        assert self.kind == "kafka", "fault injection needs sluice-devbroker or scripts/kafka.sh"
+        if crash:
+            self.kafka.kill9()
         else:
+            self.kafka.stop()
+        errors = []
+
+        def restart():
+            time.sleep(seconds)
+            try:
+                self.kafka.start()
+            except BaseException as e:  # noqa: B902 -- handed to wait_up()
+                errors.append(e)
+        self._restarter = threading.Thread(target=restart, daemon=True)
+        self._restarter.errors = errors
+        self._restarter.start()
+
+    def wait_up(self, timeout=300):
+        """After outage(): waits until the broker is back."""
+        if self._restarter is not None:
+            self._restarter.join(timeout)
+            assert not self._restarter.is_alive(), "the broker did not come back"
+            if self._restarter.errors:
+                raise self._restarter.errors[0]
+            self._restarter = None
+
+    def create_topic(self, name, partitions):
+        if self.kind == "devbroker":
             reply = self.control(f"create-topic {name} {partitions}")
             assert reply == "ok", reply
+            return
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for f in admin.create_topics([NewTopic(name, partitions, 1)],
+                                     operation_timeout=30).values():
+            f.result()
+        # Until every partition has a leader, a producer or a consumer of
+        # the new topic may see it missing.
+        wait_for(lambda: self._partitions_led(admin, name) == partitions, 30,
+                 f"the {partitions} partitions of {name} to have leaders")
+
+    @staticmethod
+    def _partitions_led(admin, name):
+        md = admin.list_topics(name, timeout=10).topics.get(name)
+        if md is None or md.error is not None:
+            return 0
+        return sum(1 for p in md.partitions.values() if p.leader >= 0 and p.error is None)
 
     def stop(self):
+        self.wait_up()
         if self.proc:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -1,10 +1,15 @@
 """The first README command in its short mode: the local cluster (dev broker,
-coordinator, two workers), the example jobs over generated streams, a drain,
-and a summary that must show every injected fraud pattern alerted."""
+or with --kafka a real Kafka from scripts/kafka.sh; coordinator, two
+workers), the example jobs over generated streams, a drain, and a summary that
+must show every injected fraud pattern alerted."""
 
 import os
 import re
 import subprocess
+
+import pytest
+
+from conftest import BROKER_KINDS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,8 +19,10 @@ def running_demo_processes(demo_dir):
     return [line for line in out.splitlines() if "pgrep" not in line]
 
 
-def test_demo_short_mode_alerts_every_injected_pattern():
-    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), "--short", "2000"],
+@pytest.mark.parametrize("kind", [k for k in BROKER_KINDS if k != "external"])
+def test_demo_short_mode_alerts_every_injected_pattern(kind):
+    flags = ["--kafka"] if kind == "kafka" else []
+    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), *flags, "--short", "2000"],
                        capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]

@@ -1,5 +1,5 @@
-"""System tests of sluice-worker against a real Kafka protocol broker
-(sluice-devbroker, or SLUICE_TEST_BROKERS): output equals the engine's for the
+"""System tests of sluice-worker on each broker (sluice-devbroker and a real
+Apache Kafka; see conftest.py): output equals the engine's for the
 same records, through crashes, lost local state, broker outages and garbage."""
 
 import json
@@ -8,6 +8,8 @@ import random
 import shutil
 import threading
 import time
+
+import pytest
 
 from sluice_testlib import (Worker, check_against_reference, payments, produce, read_topic,
                             wait_for, write_job)
@@ -85,23 +87,35 @@ def test_lost_local_state_restores_from_checkpoint_store(workdir, broker):
     crash_and_recover(workdir, broker, lose_local_state=True)
 
 
-def test_broker_outage_mid_stream(workdir, broker):
-    if broker.external:
-        import pytest
-        pytest.skip("fault injection needs sluice-devbroker")
+def broker_outage_mid_stream(workdir, broker, crash):
+    if not broker.can_break():
+        pytest.skip("fault injection needs sluice-devbroker or scripts/kafka.sh")
+    if crash and broker.kind != "kafka":
+        pytest.skip("sluice-devbroker keeps its data in memory: only a real Kafka can crash")
     job_file, job = setup_job(workdir, broker)
     events = payments(seed=3, n=4000, disorder_ms=2000)
     w = Worker(workdir, job_file, broker.bootstrap)
     w.start("--drain-on-exit")
     produce(broker.bootstrap, job["topic"], events[:2000])
     w.wait_consumed(1000)
-    assert broker.control("down-for 5") == "ok"
+    broker.outage(5, crash=crash)
     time.sleep(1)
     assert w.proc.poll() is None
     produce(broker.bootstrap, job["topic"], events[2000:])  # waits for the broker
+    broker.wait_up()
     w.wait_consumed(len(events), timeout=180)
     assert w.stop() == 0
     check_against_reference(broker, job_file, job, len(events), PARTITIONS, exact=False)
+
+
+def test_broker_outage_mid_stream(workdir, broker):
+    """The broker refuses connections (dev broker) or stops (real Kafka) for 5 s."""
+    broker_outage_mid_stream(workdir, broker, crash=False)
+
+
+def test_broker_kill9_mid_stream(workdir, broker):
+    """A real Kafka killed with SIGKILL and restarted on its data after 5 s."""
+    broker_outage_mid_stream(workdir, broker, crash=True)
 
 
 def test_malformed_events_go_to_dead_letters_with_reasons(workdir, broker):
