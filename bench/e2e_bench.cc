@@ -1,11 +1,11 @@
 // sluice-e2e-bench: end-to-end benchmarks of the worker's data plane.
 //
 //   throughput  TaskHost (1 and 2 task threads) running a 1-minute tumbling
-//               count keyed by user_id over an 8-partition topic of
-//               sluice-devbroker (RocksDB state, checkpoints every 10 s, sink
+//               count keyed by user_id over an 8-partition topic of the
+//               broker (RocksDB state, checkpoints every 10 s, sink
 //               topics on the same broker), against a raw librdkafka
 //               consume-and-parse loop over the same topic in the same run.
-//               The broker keeps only ~5 MB per partition, so the input is
+//               sluice-devbroker keeps only ~5 MB per partition, so the input is
 //               produced in rounds into fresh topics; each round is consumed
 //               by all three contenders in turn (order rotated per round).
 //   latency     event-to-alert latency of the fraud rules (examples/jobs/
@@ -264,8 +264,9 @@ std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
 }
 
 // Creates a topic through Kafka's admin API (replication 1) and waits for the
-// broker's answer; an existing topic is an error (every run names its own).
-void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name, int partitions) {
+// broker's answer; an existing topic is an error unless `if_missing`.
+void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name, int partitions,
+                          bool if_missing) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   SLUICE_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), errstr,
@@ -290,7 +291,9 @@ void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name,
   const rd_kafka_topic_result_t** results =
       rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
   for (size_t i = 0; i < n; ++i) {
-    SLUICE_CHECK(rd_kafka_topic_result_error(results[i]) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    const rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+    SLUICE_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR ||
+                 (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && if_missing))
         << "create topic " << name << ": " << rd_kafka_topic_result_error_string(results[i]);
   }
   rd_kafka_event_destroy(ev);
@@ -303,12 +306,21 @@ void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name,
 // On sluice-devbroker through its control port; on Kafka through the admin API.
 void CreateTopic(const Config& cfg, const std::string& name, int partitions) {
   if (cfg.control.empty()) {
-    CreateTopicWithAdmin(cfg.bootstrap, name, partitions);
+    CreateTopicWithAdmin(cfg.bootstrap, name, partitions, /*if_missing=*/false);
     return;
   }
   std::string reply =
       DevbrokerControl(cfg.control, "create-topic " + name + " " + std::to_string(partitions));
   SLUICE_CHECK(reply == "ok") << "create-topic " << name << ": " << reply;
+}
+
+// The sink topics a job writes to. sluice-devbroker creates a topic on first
+// use; Kafka (auto-creation off, as scripts/kafka.sh runs it) needs them made.
+void CreateSinkTopics(const Config& cfg, const proto::SinkSpec& sinks) {
+  if (!cfg.control.empty()) return;
+  for (const std::string& name : {sinks.output(), sinks.late(), sinks.dead_letter()}) {
+    if (!name.empty()) CreateTopicWithAdmin(cfg.bootstrap, name, cfg.partitions, /*if_missing=*/true);
+  }
 }
 
 int64_t DirBytes(const fs::path& dir) {
@@ -458,6 +470,7 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
   spec.mutable_window()->set_tumbling_ms(60'000);
   *spec.add_aggregates() = Agg("events", F::COUNT);
   if (variant == "no-output") spec.set_having("events > 1000000000");
+  CreateSinkTopics(cfg, spec.sinks());
   auto plan = Compile(spec);
   for (int p = 0; p < cfg.partitions; ++p) host.StartTask(plan, 1, p, 0);
 
@@ -569,7 +582,8 @@ std::map<std::string, std::string> With(const std::map<std::string, std::string>
 }
 
 void RunThroughput(const Config& cfg) {
-  std::printf("\n## 1. Throughput through sluice-devbroker\n\n");
+  std::printf("\n## 1. Throughput through %s\n\n",
+              cfg.control.empty() ? "Apache Kafka" : "sluice-devbroker");
   const bool live = cfg.event_time == "live";
   std::printf("%d rounds of %lld payments (%d users, generator seed = round, event time %s), "
               "each produced into a fresh %d-partition topic, then consumed by each contender "
@@ -712,6 +726,7 @@ void RunLatency(const Config& cfg, const std::string& label) {
   proto::RuleSpec* low = spec.add_rules();
   low->set_name("low_threshold");
   low->set_when(when);
+  CreateSinkTopics(cfg, spec.sinks());
   auto plan = Compile(spec);
   std::printf("Job: %s with max_out_of_orderness 0 (other settings as in the file: "
               "filter `%s`, idle_timeout %llds, max_future %llds, max_past %lldd), plus rule "

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include <google/protobuf/util/message_differencer.h>
 #include <spdlog/spdlog.h>
 
 #include "jobspec/job_loader.h"
@@ -15,16 +16,17 @@ namespace {
 constexpr std::string_view kJobPrefix = "job/";
 constexpr std::string_view kTaskPrefix = "task/";
 
+std::string JobStoreKey(const std::string& name) { return std::string(kJobPrefix) + name; }
+
 std::string TaskStoreKey(const TaskKey& key) {
   char partition[16];
   std::snprintf(partition, sizeof(partition), "%08d", key.partition);
   return std::string(kTaskPrefix) + key.job + "/" + partition;
 }
 
-
 }  // namespace
 
-Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock, engine::StateStore& store,
+Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock, MetadataStore& store,
                          TopicMetadata& topics)
     : options_(std::move(options)), clock_(clock), store_(store), topics_(topics) {}
 
@@ -65,23 +67,54 @@ Status Coordinator::Load() {
   return Status::Ok();
 }
 
-Status Coordinator::PersistJob(const proto::JobInfo& job) {
-  engine::WriteBatch batch;
-  batch.Put(std::string(kJobPrefix) + job.name(), job.SerializeAsString());
-  return store_.Write(batch);
+Coordinator::Saved Coordinator::Save() const { return Saved{jobs_, tasks_, workers_}; }
+
+Status Coordinator::CommitSince(Saved before) {
+  using google::protobuf::util::MessageDifferencer;
+  MetadataBatch batch;
+  for (const auto& [name, job] : jobs_) {
+    auto it = before.jobs.find(name);
+    if (it == before.jobs.end() || !MessageDifferencer::Equals(it->second, job)) {
+      batch.Put(JobStoreKey(name), job.SerializeAsString());
+    }
+  }
+  for (const auto& [name, job] : before.jobs) {
+    if (!jobs_.count(name)) batch.Delete(JobStoreKey(name));
+  }
+  for (const auto& [key, task] : tasks_) {
+    auto it = before.tasks.find(key);
+    if (it != before.tasks.end() && it->second.owner == task.owner &&
+        it->second.epoch == task.epoch && it->second.moving_to == task.moving_to &&
+        it->second.done == task.done) {
+      continue;
+    }
+    proto::StoredTask stored;
+    stored.set_job(key.job);
+    stored.set_partition(key.partition);
+    stored.set_owner(task.owner);
+    stored.set_epoch(task.epoch);
+    stored.set_moving_to(task.moving_to);
+    stored.set_done(task.done);
+    batch.Put(TaskStoreKey(key), stored.SerializeAsString());
+  }
+  for (const auto& [key, task] : before.tasks) {
+    if (!tasks_.count(key)) batch.Delete(TaskStoreKey(key));
+  }
+  if (batch.empty()) return Status::Ok();
+  Status s = store_.Commit(batch);
+  if (s.ok()) return s;
+  ++failed_commits_;
+  spdlog::error("cannot write the coordinator's metadata, so the change is undone: {}",
+                s.message());
+  jobs_ = std::move(before.jobs);
+  tasks_ = std::move(before.tasks);
+  workers_ = std::move(before.workers);
+  return Status::Unavailable("the coordinator cannot write its metadata: " + s.message());
 }
 
-Status Coordinator::PersistTask(const TaskKey& key, const TaskRecord& task) {
-  proto::StoredTask stored;
-  stored.set_job(key.job);
-  stored.set_partition(key.partition);
-  stored.set_owner(task.owner);
-  stored.set_epoch(task.epoch);
-  stored.set_moving_to(task.moving_to);
-  stored.set_done(task.done);
-  engine::WriteBatch batch;
-  batch.Put(TaskStoreKey(key), stored.SerializeAsString());
-  return store_.Write(batch);
+int64_t Coordinator::failed_commits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failed_commits_;
 }
 
 std::vector<std::string> Coordinator::LiveWorkers() const {
@@ -133,6 +166,7 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
 
   std::lock_guard<std::mutex> lock(mu_);
   if (jobs_.count(spec.name())) return Status::AlreadyExists("a job named " + spec.name() + " already exists");
+  Saved before = Save();
   proto::JobInfo job;
   job.set_name(spec.name());
   *job.mutable_spec() = spec;
@@ -141,16 +175,12 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
   job.set_version(1);
   job.set_submitted_ms(clock_.NowMillis());
   job.set_updated_ms(job.submitted_ms());
-  SLUICE_RETURN_IF_ERROR(PersistJob(job));
   jobs_[job.name()] = job;
-  for (int32_t p = 0; p < *partitions; ++p) {
-    TaskKey key{job.name(), p};
-    tasks_[key] = TaskRecord();
-    SLUICE_RETURN_IF_ERROR(PersistTask(key, tasks_[key]));
-  }
+  for (int32_t p = 0; p < *partitions; ++p) tasks_[TaskKey{job.name(), p}] = TaskRecord();
+  Rebalance();
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   spdlog::info("job {} submitted: {} partitions of {}", job.name(), *partitions,
                spec.source().topic());
-  Rebalance();
   return job;
 }
 
@@ -168,16 +198,17 @@ Result<proto::JobInfo> Coordinator::UpdateJob(const proto::UpdateJobRequest& req
     return Status::FailedPrecondition("job " + job.name() + " is " +
                                       proto::JobState_Name(job.state()) + "; only a running job can be updated");
   }
-  auto before = engine::JobPlan::Compile(job.spec());
-  auto after = engine::JobPlan::Compile(spec);
-  if (!before.ok() || !after.ok()) return Status::Internal("a job spec stopped compiling");
-  SLUICE_RETURN_IF_ERROR(engine::CheckStateCompatible(**before, **after));
+  auto old_plan = engine::JobPlan::Compile(job.spec());
+  auto new_plan = engine::JobPlan::Compile(spec);
+  if (!old_plan.ok() || !new_plan.ok()) return Status::Internal("a job spec stopped compiling");
+  SLUICE_RETURN_IF_ERROR(engine::CheckStateCompatible(**old_plan, **new_plan));
   proto::JobInfo updated = job;
   *updated.mutable_spec() = spec;
   updated.set_version(job.version() + 1);
   updated.set_updated_ms(clock_.NowMillis());
-  SLUICE_RETURN_IF_ERROR(PersistJob(updated));
+  Saved before = Save();
   job = updated;
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   spdlog::info("job {} updated to version {}", job.name(), job.version());
   return job;
 }
@@ -186,23 +217,24 @@ Result<proto::JobInfo> Coordinator::StopJob(const std::string& name, bool drain)
   std::lock_guard<std::mutex> lock(mu_);
   auto it = jobs_.find(name);
   if (it == jobs_.end()) return Status::NotFound("no job named " + name);
+  if (it->second.state() == proto::STOPPED) return it->second;
+  Saved before = Save();
   proto::JobInfo& job = it->second;
-  if (job.state() == proto::STOPPED) return job;
-  if (job.state() == proto::RUNNING) {
+  const bool was_running = job.state() == proto::RUNNING;
+  if (was_running) {
     job.set_state(drain ? proto::DRAINING : proto::STOPPING);
     job.set_updated_ms(clock_.NowMillis());
-    SLUICE_RETURN_IF_ERROR(PersistJob(job));
     for (auto& [key, task] : tasks_) {
       if (key.job != name) continue;
       // A move in progress is called off: the owner stops or drains the task.
       task.moving_to.clear();
       task.done = false;
-      SLUICE_RETURN_IF_ERROR(PersistTask(key, task));
     }
-    spdlog::info("job {}: {}", name, drain ? "draining" : "stopping");
   }
   CompleteStops();
-  return job;
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
+  if (was_running) spdlog::info("job {}: {}", name, drain ? "draining" : "stopping");
+  return jobs_.at(name);
 }
 
 Result<proto::JobInfo> Coordinator::CancelJob(const std::string& name) {
@@ -210,21 +242,15 @@ Result<proto::JobInfo> Coordinator::CancelJob(const std::string& name) {
   auto it = jobs_.find(name);
   if (it == jobs_.end()) return Status::NotFound("no job named " + name);
   proto::JobInfo job = it->second;
-  engine::WriteBatch batch;
-  batch.Delete(std::string(kJobPrefix) + name);
+  Saved before = Save();
   for (auto t = tasks_.begin(); t != tasks_.end();) {
-    if (t->first.job == name) {
-      batch.Delete(TaskStoreKey(t->first));
-      t = tasks_.erase(t);
-    } else {
-      ++t;
-    }
+    t = t->first.job == name ? tasks_.erase(t) : std::next(t);
   }
-  SLUICE_RETURN_IF_ERROR(store_.Write(batch));
   jobs_.erase(it);
+  Rebalance();
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   spdlog::info("job {} cancelled", name);
   job.set_state(proto::STOPPED);
-  Rebalance();
   return job;
 }
 
@@ -273,23 +299,20 @@ std::vector<proto::WorkerInfo> Coordinator::ListWorkers() const {
 
 // ---- WorkerService ----------------------------------------------------------
 
-proto::RegisterResponse Coordinator::Register(const proto::RegisterRequest& request) {
+Result<proto::RegisterResponse> Coordinator::Register(const proto::RegisterRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_.NowMillis();
+  Saved before = Save();
   auto it = workers_.find(request.worker_id());
-  if (it != workers_.end() && it->second.alive && !it->second.placeholder) {
+  const bool again = it != workers_.end() && it->second.alive && !it->second.placeholder;
+  if (again) {
     // The same worker registering again is a new process: fence the old one's
     // tasks by giving them a new epoch.
     for (auto& [key, task] : tasks_) {
       if (task.owner != request.worker_id()) continue;
       ++task.epoch;
       task.report = proto::TaskReport();
-      PersistTask(key, task).IgnoreError();
     }
-    spdlog::info("worker {} registered again (restarted)", request.worker_id());
-  } else {
-    spdlog::info("worker {} registered ({} threads, host {})", request.worker_id(),
-                 request.threads(), request.host());
   }
   WorkerRecord& w = workers_[request.worker_id()];
   w.host = request.host();
@@ -298,13 +321,20 @@ proto::RegisterResponse Coordinator::Register(const proto::RegisterRequest& requ
   w.alive = true;
   w.placeholder = false;
   Rebalance();
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
+  if (again) {
+    spdlog::info("worker {} registered again (restarted)", request.worker_id());
+  } else {
+    spdlog::info("worker {} registered ({} threads, host {})", request.worker_id(),
+                 request.threads(), request.host());
+  }
   proto::RegisterResponse response;
   response.set_heartbeat_ms(options_.heartbeat_ms);
   response.set_lease_ms(options_.lease_ms);
   return response;
 }
 
-proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& request) {
+Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   proto::HeartbeatResponse response;
   const std::string& id = request.worker_id();
@@ -313,6 +343,7 @@ proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& r
     response.set_reregister(true);
     return response;
   }
+  Saved before = Save();
   WorkerRecord& worker = wit->second;
   if (!worker.alive && !request.leaving()) {
     spdlog::info("worker {} is back after its lease expired", id);
@@ -342,20 +373,17 @@ proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& r
         } else {
           task.owner.clear();  // reassigned by Rebalance
         }
-        PersistTask(key, task).IgnoreError();
         changed = true;
         break;
       case proto::TaskReport::DRAINED:
         if (state == proto::DRAINING) {
           task.done = true;
-          PersistTask(key, task).IgnoreError();
           changed = true;
         }
         break;
       case proto::TaskReport::FAILED:
         spdlog::warn("task {} failed on {}: {}", key.ToString(), id, report.error());
         task.owner.clear();
-        PersistTask(key, task).IgnoreError();
         changed = true;
         break;
       default:
@@ -366,10 +394,7 @@ proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& r
     // Its tasks move now; the released ones without waiting for the lease.
     spdlog::info("worker {} is leaving", id);
     for (auto& [key, task] : tasks_) {
-      if (task.owner == id) {
-        task.owner.clear();
-        PersistTask(key, task).IgnoreError();
-      }
+      if (task.owner == id) task.owner.clear();
       if (task.moving_to == id) task.moving_to.clear();
     }
     changed = true;
@@ -378,6 +403,7 @@ proto::HeartbeatResponse Coordinator::Heartbeat(const proto::HeartbeatRequest& r
     CompleteStops();
     Rebalance();
   }
+  SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   if (request.leaving()) return response;
 
   std::set<std::string> job_names;
@@ -423,18 +449,14 @@ void Coordinator::Rebalance() {
   for (auto& [key, task] : tasks_) {
     auto job = jobs_.find(key.job);
     if (job == jobs_.end()) continue;
-    bool changed = false;
     if (job->second.state() == proto::RUNNING) {
       const std::string& target = plan.at(key);
       if (task.owner.empty() || !alive.count(task.owner)) {
         Assign(key, task, target);
-        changed = true;
       } else if (task.owner == target) {
-        changed = !task.moving_to.empty();
         task.moving_to.clear();
       } else if (task.moving_to != target) {
         task.moving_to = target;  // the owner releases it first
-        changed = true;
       }
     } else if (job->second.state() != proto::STOPPED && !task.done &&
                (task.owner.empty() || !alive.count(task.owner))) {
@@ -449,9 +471,7 @@ void Coordinator::Rebalance() {
         if (n < load[least]) least = w;
       }
       Assign(key, task, least);
-      changed = true;
     }
-    if (changed) PersistTask(key, task).IgnoreError();
   }
 }
 
@@ -465,11 +485,8 @@ void Coordinator::CompleteStops() {
     if (!all_done) continue;
     job.set_state(proto::STOPPED);
     job.set_updated_ms(clock_.NowMillis());
-    PersistJob(job).IgnoreError();
     for (auto& [key, task] : tasks_) {
-      if (key.job != name) continue;
-      task.owner.clear();
-      PersistTask(key, task).IgnoreError();
+      if (key.job == name) task.owner.clear();
     }
     spdlog::info("job {} stopped", name);
   }
@@ -494,11 +511,13 @@ void Coordinator::ExpireLeases(int64_t now) {
   // Tick rebalances next.
 }
 
-void Coordinator::Tick() {
+Status Coordinator::Tick() {
   std::lock_guard<std::mutex> lock(mu_);
+  Saved before = Save();
   ExpireLeases(clock_.NowMillis());
   CompleteStops();
   Rebalance();
+  return CommitSince(std::move(before));
 }
 
 }  // namespace sluice::coordinator

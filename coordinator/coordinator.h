@@ -3,8 +3,15 @@
 // Coordinator: the single source of truth for who runs what. Holds the jobs,
 // the workers and their leases, and the assignment of every task (job,
 // partition) to a worker under an epoch. The gRPC services (service.h) are
-// thin adapters over it; its state persists in a StateStore (RocksDB in the
-// daemon) and survives restarts.
+// thin adapters over it; its jobs and assignments persist in a MetadataStore
+// (metadata_store.h; RocksDB with synced writes in the daemon) and survive
+// restarts.
+//
+// Durability: every request and every Tick changes the in-memory state, then
+// commits what it changed as one batch before it answers. If the commit
+// fails, the in-memory state is put back as it was and the request fails
+// (workers retry), so nothing is handed out (an epoch, an assignment, a job)
+// that a restarted coordinator would not know.
 //
 // Assignment: PlanAssignment (planner.h) over the live workers; a task whose
 // owner is gone is assigned at once under epoch + 1; a task on a live worker
@@ -28,7 +35,7 @@
 #include "common/status.h"
 #include "coordinator/planner.h"
 #include "proto/sluice.pb.h"
-#include "worker/engine/state_store.h"
+#include "coordinator/metadata_store.h"
 
 namespace sluice::coordinator {
 
@@ -49,7 +56,7 @@ struct CoordinatorOptions {
 
 class Coordinator {
  public:
-  Coordinator(CoordinatorOptions options, const Clock& clock, engine::StateStore& store,
+  Coordinator(CoordinatorOptions options, const Clock& clock, MetadataStore& store,
               TopicMetadata& topics);
 
   // Loads jobs and assignments from the store.
@@ -64,12 +71,16 @@ class Coordinator {
   Result<proto::JobStatus> GetJob(const std::string& name) const;
   std::vector<proto::WorkerInfo> ListWorkers() const;
 
-  // WorkerService.
-  proto::RegisterResponse Register(const proto::RegisterRequest& request);
-  proto::HeartbeatResponse Heartbeat(const proto::HeartbeatRequest& request);
+  // WorkerService. Fail only when the metadata cannot be written.
+  Result<proto::RegisterResponse> Register(const proto::RegisterRequest& request);
+  Result<proto::HeartbeatResponse> Heartbeat(const proto::HeartbeatRequest& request);
 
-  // Expires leases, rebalances, completes stops. Call every ~100 ms.
-  void Tick();
+  // Expires leases, rebalances, completes stops. Call every ~100 ms. Fails
+  // (changing nothing) when the metadata cannot be written.
+  Status Tick();
+
+  // Metadata commits that failed (each undid its request's changes).
+  int64_t failed_commits() const;
 
  private:
   struct TaskRecord {
@@ -87,25 +98,36 @@ class Coordinator {
     bool placeholder = false;  // named by stored assignments, not yet re-registered
   };
 
+  // The state a request starts from, to commit what it changed or to put it
+  // back if that commit fails.
+  struct Saved {
+    std::map<std::string, proto::JobInfo> jobs;
+    std::map<TaskKey, TaskRecord> tasks;
+    std::map<std::string, WorkerRecord> workers;
+  };
+  Saved Save() const;
+  // Commits the jobs and tasks that differ from `before` as one batch; if
+  // that fails, restores `before` and returns the error.
+  Status CommitSince(Saved before);
+
   Result<proto::JobSpec> ParseSpec(const std::string& yaml, const std::string& filename,
                                    const proto::JobSpec& spec) const;
   void Assign(const TaskKey& key, TaskRecord& task, const std::string& worker);
   void Rebalance();
   void CompleteStops();
   void ExpireLeases(int64_t now);
-  Status PersistJob(const proto::JobInfo& job);
-  Status PersistTask(const TaskKey& key, const TaskRecord& task);
   std::vector<std::string> LiveWorkers() const;
 
   const CoordinatorOptions options_;
   const Clock& clock_;
-  engine::StateStore& store_;
+  MetadataStore& store_;
   TopicMetadata& topics_;
 
   mutable std::mutex mu_;
   std::map<std::string, proto::JobInfo> jobs_;
   std::map<TaskKey, TaskRecord> tasks_;
   std::map<std::string, WorkerRecord> workers_;
+  int64_t failed_commits_ = 0;
 };
 
 }  // namespace sluice::coordinator

@@ -1,12 +1,12 @@
-// The coordinator's logic with fakes: an in-memory store, fake Kafka metadata
-// and a manual clock.
+// The coordinator's logic with fakes: an in-memory metadata store (that fails
+// on demand), fake Kafka metadata and a manual clock.
 
 #include "coordinator/coordinator.h"
 
 #include <catch2/catch.hpp>
 #include <spdlog/spdlog.h>
 
-#include "worker/engine/state_store.h"
+#include "coordinator/metadata_store.h"
 
 namespace sluice::coordinator {
 namespace {
@@ -32,7 +32,7 @@ std::string FraudYaml(const std::string& name = "fraud", const std::string& thre
 
 struct Fixture {
   ManualClock clock{1'000'000};
-  engine::InMemoryStateStore store;
+  InMemoryMetadataStore store;
   FakeTopics topics;
   std::unique_ptr<Coordinator> c;
 
@@ -49,7 +49,7 @@ struct Fixture {
     proto::RegisterRequest r;
     r.set_worker_id(id);
     r.set_threads(2);
-    c->Register(r);
+    REQUIRE(c->Register(r).ok());
   }
   Result<proto::JobInfo> Submit(const std::string& yaml) {
     proto::SubmitJobRequest r;
@@ -71,7 +71,10 @@ struct Fixture {
       r->set_epoch(a.epoch());
       r->set_state((a.stop() || a.drain()) ? state : proto::TaskReport::RUNNING);
     }
-    last[id] = c->Heartbeat(req);
+    auto response = c->Heartbeat(req);
+    INFO(response.status().ToString());
+    REQUIRE(response.ok());
+    last[id] = *response;
     return last[id];
   }
   std::map<std::string, int> Placement(const std::string& job) {
@@ -83,6 +86,7 @@ struct Fixture {
   std::map<int32_t, std::pair<std::string, int64_t>> Owners(const std::string& job) {
     std::map<int32_t, std::pair<std::string, int64_t>> out;
     auto status = c->GetJob(job);
+    if (!status.ok()) return out;  // no such job (yet)
     for (const proto::TaskStatus& t : status->tasks()) {
       out[t.report().partition()] = {t.worker_id(), t.report().epoch()};
     }
@@ -134,12 +138,12 @@ TEST_CASE("a worker that stops heartbeating loses its tasks after the lease") {
   f.clock.Advance(3000);
   f.Beat("w1");
   f.Beat("w2");
-  f.c->Tick();
+  REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Placement("fraud").count("w3"));  // within the lease
   f.clock.Advance(2500);
   f.Beat("w1");
   f.Beat("w2");
-  f.c->Tick();  // w3 silent for 5.5 s
+  REQUIRE(f.c->Tick().ok());  // w3 silent for 5.5 s
   REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 4}, {"w2", 4}});
   auto after = f.Owners("fraud");
   for (const auto& [p, owner] : before) {
@@ -193,7 +197,7 @@ TEST_CASE("a leaving worker's tasks move at once") {
   proto::HeartbeatRequest leave;
   leave.set_worker_id("w2");
   leave.set_leaving(true);
-  f.c->Heartbeat(leave);
+  REQUIRE(f.c->Heartbeat(leave).ok());
   REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 8}});
 }
 
@@ -230,15 +234,15 @@ TEST_CASE("a restarted coordinator keeps jobs, owners and epochs; workers re-reg
     proto::HeartbeatRequest r;
     r.set_worker_id("w1");
     return r;
-  }()).reregister());
+  }())->reregister());
   for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
-  f.c->Tick();
+  REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Owners("fraud") == before);
   // A worker that never comes back loses its tasks after the lease.
   f.clock.Advance(6000);
   f.Beat("w1");
   f.Beat("w2");
-  f.c->Tick();
+  REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Placement("fraud").count("w3") == 0);
 }
 
@@ -282,7 +286,7 @@ TEST_CASE("cancel removes a job and its tasks") {
   REQUIRE(f.Beat("w1").assignments_size() == 0);
   f.Restart();
   REQUIRE(f.c->ListJobs().empty());
-  REQUIRE(f.store.size() == 0);
+  REQUIRE(f.store.data().empty());
 }
 
 }  // namespace
@@ -298,13 +302,183 @@ TEST_CASE("after a restart, stored owners get three leases to re-register") {
   auto before = f.Owners("fraud");
   f.Restart();
   f.clock.Advance(8'000);  // 1.6 leases, nobody back yet
-  f.c->Tick();
+  REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Owners("fraud") == before);
   f.Register("w1");  // w1 is back; w2 never returns
   f.clock.Advance(7'500);
   f.Beat("w1");
-  f.c->Tick();
+  REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w1", 8}});
+}
+
+}  // namespace
+}  // namespace sluice::coordinator
+
+namespace sluice::coordinator {
+namespace {
+
+// What a restarted coordinator would know: jobs, owners and epochs as stored.
+struct Durable {
+  std::vector<proto::JobInfo> jobs;
+  std::map<int32_t, std::pair<std::string, int64_t>> owners;
+  bool operator==(const Durable& o) const {
+    if (jobs.size() != o.jobs.size() || owners != o.owners) return false;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      if (jobs[i].SerializeAsString() != o.jobs[i].SerializeAsString()) return false;
+    }
+    return true;
+  }
+};
+
+// A coordinator brought up on a copy of the store, as after a kill -9 of the
+// process (or a crash of its host: commits are durable when they return).
+Durable AfterCrash(Fixture& f) {
+  InMemoryMetadataStore copy = f.store;
+  Coordinator restarted(CoordinatorOptions{1000, 5000, "kafka:9092"}, f.clock, copy, f.topics);
+  REQUIRE(restarted.Load().ok());
+  Durable d;
+  d.jobs = restarted.ListJobs();
+  if (auto status = restarted.GetJob("fraud"); status.ok()) {
+    for (const proto::TaskStatus& t : status->tasks()) {
+      d.owners[t.report().partition()] = {t.worker_id(), t.report().epoch()};
+    }
+  }
+  return d;
+}
+
+TEST_CASE("a metadata write that fails fails the request and changes nothing") {
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  // Each request below fails once (nothing changes, in memory or stored),
+  // then succeeds when retried.
+  auto refused = [&](const auto& request) {
+    const auto jobs = f.c->ListJobs();
+    const auto owners = f.Owners("fraud");
+    const auto stored = f.store.data();
+    f.store.FailCommits(1);
+    auto result = request();
+    REQUIRE(result.status().code() == StatusCode::kUnavailable);
+    CHECK_THAT(result.status().message(), Catch::Contains("cannot write its metadata"));
+    CHECK(f.c->ListJobs().size() == jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      CHECK(f.c->ListJobs()[i].SerializeAsString() == jobs[i].SerializeAsString());
+    }
+    CHECK(f.Owners("fraud") == owners);
+    CHECK(f.store.data() == stored);
+    auto retried = request();
+    INFO(retried.status().ToString());
+    REQUIRE(retried.ok());
+  };
+  auto submit = [&] { return f.Submit(FraudYaml()); };
+  refused(submit);
+  REQUIRE(f.c->failed_commits() == 1);
+  REQUIRE(f.c->ListJobs().size() == 1);
+  f.Beat("w1");
+  f.Beat("w2");
+
+  // A restarted worker's epoch bump is not handed out until it is stored.
+  const auto before = f.Owners("fraud");
+  proto::RegisterRequest again;
+  again.set_worker_id("w1");
+  again.set_threads(2);
+  refused([&] { return f.c->Register(again); });
+  for (const auto& [p, owner] : f.Owners("fraud")) {
+    CHECK(owner.second == before.at(p).second + (owner.first == "w1" ? 1 : 0));
+  }
+  CHECK(AfterCrash(f).owners == f.Owners("fraud"));
+
+  proto::UpdateJobRequest update;
+  update.set_name("fraud");
+  update.set_yaml(FraudYaml("fraud", "200"));
+  refused([&] { return f.c->UpdateJob(update); });
+  REQUIRE(f.c->ListJobs()[0].version() == 2);
+
+  // A lease that expires in a Tick whose write fails expires again next Tick.
+  f.clock.Advance(6000);
+  f.Beat("w2");
+  f.store.FailCommits(1);
+  REQUIRE(f.c->Tick().code() == StatusCode::kUnavailable);
+  REQUIRE(f.Placement("fraud").count("w1") == 1);
+  REQUIRE(f.c->Tick().ok());
+  REQUIRE(f.Placement("fraud") == std::map<std::string, int>{{"w2", 8}});
+
+  refused([&] { return f.c->StopJob("fraud", /*drain=*/true); });
+  REQUIRE(f.c->ListJobs()[0].state() == proto::DRAINING);
+  refused([&] { return f.c->CancelJob("fraud"); });
+  REQUIRE(f.c->ListJobs().empty());
+  REQUIRE(f.store.data().empty());
+}
+
+TEST_CASE("no epoch is handed out that a restarted coordinator would not know") {
+  // Workers join, restart, leave and die, with some metadata writes failing;
+  // after every step a coordinator restarted from the store (a kill -9 right
+  // then) knows every epoch handed out so far, and no task's epoch is ever
+  // given to two workers.
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  std::map<std::pair<int32_t, int64_t>, std::string> handed_out;  // (partition, epoch) -> worker
+  std::map<int32_t, int64_t> highest;
+  uint64_t rng = 42;
+  auto next = [&](uint64_t n) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (rng >> 33) % n;
+  };
+  const std::vector<std::string> ids = {"w1", "w2", "w3"};
+  for (int step = 0; step < 300; ++step) {
+    if (next(5) == 0) f.store.FailCommits(1);
+    const std::string& id = ids[next(ids.size())];
+    proto::HeartbeatRequest req;
+    req.set_worker_id(id);
+    switch (next(6)) {
+      case 0: {  // (re)start: a new process registers
+        proto::RegisterRequest r;
+        r.set_worker_id(id);
+        r.set_threads(2);
+        (void)f.c->Register(r);
+        f.last.erase(id);
+        break;
+      }
+      case 1:  // silence: time passes, leases may expire
+        f.clock.Advance(1500);
+        (void)f.c->Tick();
+        break;
+      case 2:  // leaves
+        req.set_leaving(true);
+        (void)f.c->Heartbeat(req);
+        f.last.erase(id);
+        break;
+      default: {  // heartbeats, releasing what it was told to stop
+        for (const proto::Assignment& a : f.last[id].assignments()) {
+          proto::TaskReport* t = req.add_tasks();
+          t->set_job(a.job());
+          t->set_partition(a.partition());
+          t->set_epoch(a.epoch());
+          t->set_state(a.stop() ? proto::TaskReport::RELEASED : proto::TaskReport::RUNNING);
+        }
+        auto response = f.c->Heartbeat(req);
+        if (!response.ok()) break;
+        if (response->reregister()) {
+          f.last.erase(id);
+          break;
+        }
+        f.last[id] = *response;
+        for (const proto::Assignment& a : response->assignments()) {
+          auto [it, fresh] = handed_out.emplace(std::make_pair(a.partition(), a.epoch()), id);
+          INFO("step " << step << ": partition " << a.partition() << " epoch " << a.epoch());
+          REQUIRE(it->second == id);  // never the same epoch to two workers
+          highest[a.partition()] = std::max(highest[a.partition()], a.epoch());
+        }
+      }
+    }
+    f.store.FailCommits(0);
+    const Durable crashed = AfterCrash(f);
+    for (const auto& [p, epoch] : highest) {
+      INFO("step " << step << ": partition " << p);
+      REQUIRE(crashed.owners.at(p).second >= epoch);
+    }
+  }
+  REQUIRE(handed_out.size() > 8);  // tasks did move around
 }
 
 }  // namespace

@@ -15,10 +15,10 @@
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/rocksdb_metadata_store.h"
 #include "coordinator/service.h"
 #include "jobspec/job_loader.h"
 #include "worker/kafka/kafka_client.h"
-#include "worker/state/rocksdb_state_store.h"
 #include "worker/status_file.h"
 
 namespace {
@@ -68,6 +68,11 @@ std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_
     sluice::AppendMetric(&out, "sluice_worker_alive", {{"worker", w.worker_id()}},
                          w.alive() ? 1 : 0);
   }
+  out += "# HELP sluice_coordinator_metadata_write_failures_total Metadata writes that failed "
+         "(each undid its request)\n"
+         "# TYPE sluice_coordinator_metadata_write_failures_total counter\n";
+  sluice::AppendMetric(&out, "sluice_coordinator_metadata_write_failures_total", {},
+                       static_cast<double>(c.failed_commits()));
   return out + sluice::worker::TaskMetrics(reports, owners, now_ms);
 }
 
@@ -111,15 +116,7 @@ int main(int argc, char** argv) {
   options.heartbeat_ms = *hb;
   options.lease_ms = *ls;
 
-  sluice::worker::StateOptions state_options;
-  state_options.block_cache_bytes = 16 << 20;
-  state_options.write_buffer_bytes = 16 << 20;
-  auto backend = sluice::worker::StateBackend::Open(data_dir, state_options);
-  if (!backend.ok()) {
-    spdlog::error("{}", backend.status().message());
-    return 1;
-  }
-  auto store = (*backend)->OpenTask("coordinator", /*wipe=*/false);
+  auto store = sluice::coordinator::RocksDbMetadataStore::Open(data_dir + "/coordinator");
   if (!store.ok()) {
     spdlog::error("{}", store.status().message());
     return 1;
@@ -166,7 +163,9 @@ int main(int argc, char** argv) {
 
   const std::atomic<bool>& stop = sluice::InstallStopSignals();
   while (!stop.load()) {
-    coordinator.Tick();
+    // A failed metadata write is logged and counted (/metrics) by the
+    // coordinator; the next tick tries again.
+    coordinator.Tick().IgnoreError();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -69,14 +69,12 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const proto::Regi
   if (req->worker_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a worker needs an id");
   }
-  *resp = c_.Register(*req);
-  return grpc::Status::OK;
+  return Reply(c_.Register(*req), resp);
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const proto::HeartbeatRequest* req,
                                           proto::HeartbeatResponse* resp) {
-  *resp = c_.Heartbeat(*req);
-  return grpc::Status::OK;
+  return Reply(c_.Heartbeat(*req), resp);
 }
 
 }  // namespace sluice::coordinator

@@ -32,7 +32,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-bash scripts/build.sh build >/dev/null
+if ! build_log="$(bash scripts/build.sh build 2>&1)"; then
+  printf '%s\n' "$build_log" | tail -n 40 >&2
+  echo "demo: the build failed (above)" >&2
+  exit 1
+fi
 BIN=build
 PY=/usr/bin/python3
 DIR="$(mktemp -d /tmp/sluice-demo.XXXXXX)"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds Sluice and runs every test: the unit tests and system tests (ctest),
-# then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Builds Sluice and runs every test: the unit tests and system tests (ctest;
+# the system tests on the dev broker and on a real Apache Kafka), then the unit
+# tests again under AddressSanitizer and UndefinedBehaviorSanitizer, and the
+# worker's and coordinator's unit tests under ThreadSanitizer.
 #   scripts/test.sh               everything
-#   scripts/test.sh --no-sanitize skip the sanitizer pass
+#   scripts/test.sh --no-sanitize skip the sanitizer passes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +12,8 @@ SANITIZE=1
 for arg in "$@"; do
   case "$arg" in
     --no-sanitize) SANITIZE=0 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
-    *) echo "test.sh: unknown argument '$arg'" >&2; sed -n '2,6p' "$0" >&2; exit 2 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument '$arg'" >&2; sed -n '2,8p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -27,4 +29,9 @@ if [ "$SANITIZE" = 1 ]; then
   cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-asan --target sluice_unit_tests -j "$(nproc)"
   (cd build-asan && ctest --output-on-failure --timeout 900 -L unit)
+
+  cmake -S . -B build-tsan -G Ninja -DSLUICE_TSAN=ON -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-tsan --target sluice_daemon_unit_tests -j "$(nproc)"
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest --output-on-failure --timeout 900 -L daemon)
 fi

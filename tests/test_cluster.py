@@ -301,3 +301,56 @@ def test_bad_requests_fail_clearly_and_change_nothing(cluster):  # noqa: F811
     for j in (job, win):
         st = cluster.ctl_json("status", j["name"])
         assert st["job"]["state"] == "RUNNING" and st["job"]["version"] == "1", st["job"]
+
+
+def test_coordinator_killed_right_after_an_epoch_bump_never_hands_an_epoch_out_twice(cluster):  # noqa: F811
+    job_file, job = submit_fraud_job(cluster)
+    name = job["name"]
+    before = cluster.wait_running(name, PARTITIONS)
+    owners = {}  # (partition, epoch) -> the one worker that ever ran it
+
+    def record(placement_with_epochs):
+        for p, (worker, epoch) in placement_with_epochs.items():
+            assert owners.setdefault((p, epoch), worker) == worker, \
+                f"partition {p} epoch {epoch} ran on {owners[(p, epoch)]} and on {worker}"
+    record({p: (t["worker"], t["epoch"]) for p, t in before.items()})
+
+    events = payments(seed=15, n=3000, disorder_ms=3000, malformed=0.01)
+    stream = Stream(cluster.broker.bootstrap, job["topic"], events, chunks=15, pause=0.3)
+    wait_for(lambda: cluster.consumed(name) >= 300, 60, "300 records consumed")
+
+    # w1 restarts under the same id: its tasks get new epochs (the old
+    # process is fenced). The moment the new process runs them, the
+    # coordinator is killed.
+    victim = cluster.workers["w1"]
+    mine = sorted(p for p, t in before.items() if t["worker"] == "w1")
+    victim.kill9()
+    victim.killed = False
+    victim.start()
+    bumped = wait_for(
+        lambda: (lambda ts: {p: ts[p]["epoch"] for p in mine}
+                 if all(p in ts and ts[p]["epoch"] > before[p]["epoch"] for p in mine)
+                 else None)(victim.tasks(name)),
+        30, "the restarted w1 to run its tasks under new epochs", interval=0.02)
+    cluster.coordinator.kill9()
+    record({p: ("w1", e) for p, e in bumped.items()})
+
+    cluster.coordinator.start()
+    after = cluster.wait_running(
+        name, PARTITIONS, timeout=30,
+        accept=lambda tasks: all(tasks[p]["epoch"] >= bumped[p] for p in mine),
+        what="with the epochs of w1's restart")
+    for p in mine:
+        # The restarted coordinator knows the bumped epoch: it keeps w1 on
+        # it, or moves the task under a higher one, never back to an old one.
+        assert after[p]["epoch"] >= bumped[p], (p, bumped[p], after[p])
+        if after[p]["worker"] == "w1":
+            assert after[p]["epoch"] == bumped[p], (p, bumped[p], after[p])
+    record({p: (t["worker"], t["epoch"]) for p, t in after.items()})
+    record(cluster.file_placement(name))
+
+    stream.wait()
+    cluster.wait_caught_up(name, job["topic"], PARTITIONS)
+    record(cluster.file_placement(name))
+    cluster.drain(name)
+    check_against_reference(cluster.broker, job_file, job, len(events), PARTITIONS, exact=False)

@@ -14,13 +14,12 @@
 #include <utility>
 #include <vector>
 
-#include "worker/state/rocksdb_status.h"
+#include "common/rocksdb_status.h"
 
 namespace sluice::worker {
 namespace {
 
 namespace fs = std::filesystem;
-using internal::FromRocksDb;
 
 constexpr std::string_view kFormatKey = "format";
 constexpr std::string_view kFormat = "sluice-checkpoint/1";

@@ -15,13 +15,12 @@
 #include <system_error>
 #include <utility>
 
-#include "worker/state/rocksdb_status.h"
+#include "common/rocksdb_status.h"
 
 namespace sluice::worker {
 namespace {
 
 namespace fs = std::filesystem;
-using internal::FromRocksDb;
 
 Status FsError(const std::string& what, const std::error_code& ec) {
   return Status::IoError(what + ": " + ec.message());

@@ -1,7 +1,8 @@
 #pragma once
 
-// Translation of rocksdb::Status into sluice Status, for the .cc files of
-// worker/state/ (this header pulls in RocksDB; keep it out of other headers).
+// Translation of rocksdb::Status into sluice Status, for the .cc files that
+// use RocksDB (worker/state/, the coordinator's metadata store). Header-only:
+// it pulls in RocksDB, so keep it out of other headers.
 
 #include <rocksdb/status.h>
 
@@ -10,7 +11,7 @@
 
 #include "common/status.h"
 
-namespace sluice::worker::internal {
+namespace sluice {
 
 // `context` says what was being done, e.g. "opening state of task fraud-3 at
 // /var/lib/sluice/state/fraud-3"; the RocksDB message follows it.
@@ -40,4 +41,4 @@ inline Status FromRocksDb(const rocksdb::Status& s, std::string_view context) {
   }
 }
 
-}  // namespace sluice::worker::internal
+}  // namespace sluice
