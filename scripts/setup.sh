@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config ccache git
+  build-essential cmake ninja-build pkg-config ccache git clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libxxhash-dev
