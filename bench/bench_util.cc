@@ -34,9 +34,9 @@ void EventSet::Seal(std::string_view topic) {
   records_.clear();
   records_.reserve(spans_.size());
   for (size_t i = 0; i < spans_.size(); ++i) {
-    records_.push_back(engine::SourceRecord{
-        std::string_view(bytes_).substr(spans_[i].first, spans_[i].second), "",
-        engine::SourcePosition{*topic_, 0, static_cast<int64_t>(i)}});
+    records_.push_back(
+        engine::SourceRecord{std::string_view(bytes_).substr(spans_[i].first, spans_[i].second), "",
+                             engine::SourcePosition{*topic_, 0, static_cast<int64_t>(i)}});
   }
 }
 

@@ -23,23 +23,22 @@
 // Results print as Markdown.
 
 #include <librdkafka/rdkafka.h>
-#include <unistd.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <algorithm>
 #include <atomic>
-#include <utility>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,6 +47,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -131,9 +131,12 @@ class LoadProducer {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
     const std::map<std::string, std::string> settings = {
-        {"bootstrap.servers", brokers},     {"enable.idempotence", "true"},
-        {"linger.ms", linger_ms},           {"compression.type", "lz4"},
-        {"partitioner", "murmur2_random"},  {"queue.buffering.max.messages", "1000000"},
+        {"bootstrap.servers", brokers},
+        {"enable.idempotence", "true"},
+        {"linger.ms", linger_ms},
+        {"compression.type", "lz4"},
+        {"partitioner", "murmur2_random"},
+        {"queue.buffering.max.messages", "1000000"},
         {"queue.buffering.max.kbytes", "1048576"}};
     for (const auto& [k, v] : settings) {
       SLUICE_CHECK(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) ==
@@ -203,14 +206,10 @@ struct RawConsumer {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
     std::map<std::string, std::string> settings = {
-        {"bootstrap.servers", brokers},
-        {"group.id", group},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"isolation.level", "read_committed"},
-        {"enable.partition.eof", "false"},
-        {"queued.max.messages.kbytes", "16384"}};
+        {"bootstrap.servers", brokers},    {"group.id", group},
+        {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"}, {"isolation.level", "read_committed"},
+        {"enable.partition.eof", "false"}, {"queued.max.messages.kbytes", "16384"}};
     for (const auto& [k, v] : extra) settings[k] = v;
     for (const auto& [k, v] : settings) {
       SLUICE_CHECK(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) ==
@@ -255,8 +254,6 @@ class PaddedParser {
 
 // ---- Jobs ---------------------------------------------------------------------
 
-
-
 std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
   auto plan = engine::JobPlan::Compile(spec);
   SLUICE_CHECK(plan.ok()) << spec.name() << ": " << plan.status().ToString();
@@ -279,8 +276,8 @@ void CreateTopicWithAdmin(const std::string& bootstrap, const std::string& name,
   SLUICE_CHECK(topic != nullptr) << errstr;
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  SLUICE_CHECK(rd_kafka_AdminOptions_set_operation_timeout(options, 30'000, errstr,
-                                                           sizeof(errstr)) == 0)
+  SLUICE_CHECK(
+      rd_kafka_AdminOptions_set_operation_timeout(options, 30'000, errstr, sizeof(errstr)) == 0)
       << errstr;
   rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
   rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 60'000);
@@ -319,15 +316,16 @@ void CreateTopic(const Config& cfg, const std::string& name, int partitions) {
 void CreateSinkTopics(const Config& cfg, const proto::SinkSpec& sinks) {
   if (!cfg.control.empty()) return;
   for (const std::string& name : {sinks.output(), sinks.late(), sinks.dead_letter()}) {
-    if (!name.empty()) CreateTopicWithAdmin(cfg.bootstrap, name, cfg.partitions, /*if_missing=*/true);
+    if (!name.empty())
+      CreateTopicWithAdmin(cfg.bootstrap, name, cfg.partitions, /*if_missing=*/true);
   }
 }
 
 int64_t DirBytes(const fs::path& dir) {
   int64_t total = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
   }
@@ -342,9 +340,9 @@ struct RateResult {
   int64_t events = 0;         // consumed in total
   int64_t window_events = 0;  // counted in the measured window
   double window_s = 0;
-  double rate = 0;            // window_events / window_s
-  double rate_low = 0;        // pessimistic bound (TaskHost: see ThroughputHost)
-  int checkpoints = 0;        // checkpoints taken inside the window (TaskHost)
+  double rate = 0;      // window_events / window_s
+  double rate_low = 0;  // pessimistic bound (TaskHost: see ThroughputHost)
+  int checkpoints = 0;  // checkpoints taken inside the window (TaskHost)
   int64_t outputs = 0;
   std::vector<double> thread_rates;  // TaskHost: each thread's busy rate
 };
@@ -359,8 +357,8 @@ struct RateResult {
 // through librdkafka, without any engine.
 RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n, int round,
                          bool produce = false) {
-  RawConsumer c(cfg.bootstrap, "bench-raw-" + topic + (produce ? "-p" : ""), topic,
-                cfg.partitions, RD_KAFKA_OFFSET_BEGINNING, cfg.consumer_settings);
+  RawConsumer c(cfg.bootstrap, "bench-raw-" + topic + (produce ? "-p" : ""), topic, cfg.partitions,
+                RD_KAFKA_OFFSET_BEGINNING, cfg.consumer_settings);
   std::unique_ptr<worker::KafkaProducer> out;
   rd_kafka_topic_s* out_topic = nullptr;
   worker::DeliveryTracker tracker;
@@ -478,7 +476,7 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
     Steady::time_point t;
     int64_t total;
   };
-  std::vector<Point> points;                                       // all tasks
+  std::vector<Point> points;  // all tasks
   std::vector<std::vector<Point>> per_thread(static_cast<size_t>(threads));
   std::vector<int64_t> thread_total(static_cast<size_t>(threads), 0);
   int64_t total = 0, outputs = 0;
@@ -527,7 +525,8 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
     for (const proto::TaskReport& fr : final_reports) {
       std::printf("     partition %d: consumed %lld, next_offset %lld, end_offset %lld\n",
                   fr.partition(), static_cast<long long>(fr.consumed()),
-                  static_cast<long long>(fr.next_offset()), static_cast<long long>(fr.end_offset()));
+                  static_cast<long long>(fr.next_offset()),
+                  static_cast<long long>(fr.end_offset()));
     }
     std::fflush(stdout);
   }
@@ -555,8 +554,8 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
     const Point& pb = pts[pts.size() - 2];
     const double rate = static_cast<double>(pb.total - pa.total) / (Ms(pa.t, pb.t) / 1000);
     first_s = std::min(first_s, Ms(a.t, pa.t) / 1000 - static_cast<double>(pa.total) / rate);
-    last_s = std::max(last_s, Ms(a.t, pb.t) / 1000 +
-                                  static_cast<double>(pts.back().total - pb.total) / rate);
+    last_s = std::max(
+        last_s, Ms(a.t, pb.t) / 1000 + static_cast<double>(pts.back().total - pb.total) / rate);
     r.thread_rates.push_back(rate);
   }
   r.window_events = total;
@@ -571,8 +570,8 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
 // (default 100000) messages or queued.max.messages.kbytes (the worker sets
 // 16384) of data. A consumer with a backlog therefore runs in bursts. "tuned"
 // raises both limits so that fetching never pauses.
-const std::map<std::string, std::string> kTunedFetch = {
-    {"queued.min.messages", "10000000"}, {"queued.max.messages.kbytes", "2097151"}};
+const std::map<std::string, std::string> kTunedFetch = {{"queued.min.messages", "10000000"},
+                                                        {"queued.max.messages.kbytes", "2097151"}};
 
 std::map<std::string, std::string> With(const std::map<std::string, std::string>& base,
                                         const std::map<std::string, std::string>& extra) {
@@ -585,12 +584,13 @@ void RunThroughput(const Config& cfg) {
   std::printf("\n## 1. Throughput through %s\n\n",
               cfg.control.empty() ? "Apache Kafka" : "sluice-devbroker");
   const bool live = cfg.event_time == "live";
-  std::printf("%d rounds of %lld payments (%d users, generator seed = round, event time %s), "
-              "each produced into a fresh %d-partition topic, then consumed by each contender "
-              "in turn (order rotated per round).\n\n",
-              cfg.rounds, static_cast<long long>(cfg.round_events), cfg.users,
-              live ? "+1 ms per 1000 events (live)" : "+10 ms per event on average (sparse)",
-              cfg.partitions);
+  std::printf(
+      "%d rounds of %lld payments (%d users, generator seed = round, event time %s), "
+      "each produced into a fresh %d-partition topic, then consumed by each contender "
+      "in turn (order rotated per round).\n\n",
+      cfg.rounds, static_cast<long long>(cfg.round_events), cfg.users,
+      live ? "+1 ms per 1000 events (live)" : "+10 ms per event on average (sparse)",
+      cfg.partitions);
   std::fflush(stdout);
   struct Contender {
     std::string name;
@@ -601,7 +601,9 @@ void RunThroughput(const Config& cfg) {
   tuned_cfg.consumer_settings = tuned;
   const std::vector<Contender> contenders = {
       {"raw loop (tuned fetch)",
-       [&](const std::string& t, int r) { return ThroughputRaw(tuned_cfg, t, cfg.round_events, r); }},
+       [&](const std::string& t, int r) {
+         return ThroughputRaw(tuned_cfg, t, cfg.round_events, r);
+       }},
       {"TaskHost 1 thread (worker defaults)",
        [&](const std::string& t, int r) { return ThroughputHost(cfg, t, cfg.round_events, r, 1); }},
       {"TaskHost 2 threads (worker defaults)",
@@ -658,22 +660,24 @@ void RunThroughput(const Config& cfg) {
       min_part = std::min(min_part, high);
     }
     SLUICE_CHECK(high_sum == cfg.round_events) << high_sum;
-    std::printf("round %d: topic %s, %.1f MB of JSON (%.0f B/event, lz4 on the wire), produced in "
-                "%.2f s; records per partition %lld..%lld (none dropped by the broker)\n",
-                round, topic.c_str(), static_cast<double>(bytes) / 1e6,
-                static_cast<double>(bytes) / static_cast<double>(cfg.round_events), produce_s,
-                static_cast<long long>(min_part), static_cast<long long>(max_part));
+    std::printf(
+        "round %d: topic %s, %.1f MB of JSON (%.0f B/event, lz4 on the wire), produced in "
+        "%.2f s; records per partition %lld..%lld (none dropped by the broker)\n",
+        round, topic.c_str(), static_cast<double>(bytes) / 1e6,
+        static_cast<double>(bytes) / static_cast<double>(cfg.round_events), produce_s,
+        static_cast<long long>(min_part), static_cast<long long>(max_part));
     std::fflush(stdout);
     for (size_t k = 0; k < contenders.size(); ++k) {
       const size_t which = (k + static_cast<size_t>(round) - 1) % contenders.size();
       RateResult r = contenders[which].run(topic, round);
       std::string per_thread;
       for (double tr : r.thread_rates) per_thread += " " + std::to_string(static_cast<int64_t>(tr));
-      std::printf("  %-42s %9.0f events/s (%lld events in %.3f s; coarse %.0f; per-thread busy "
-                  "rate%s; checkpoints during the run %d; window results %lld)\n",
-                  contenders[which].name.c_str(), r.rate, static_cast<long long>(r.window_events),
-                  r.window_s, r.rate_low, per_thread.empty() ? " -" : per_thread.c_str(),
-                  r.checkpoints, static_cast<long long>(r.outputs));
+      std::printf(
+          "  %-42s %9.0f events/s (%lld events in %.3f s; coarse %.0f; per-thread busy "
+          "rate%s; checkpoints during the run %d; window results %lld)\n",
+          contenders[which].name.c_str(), r.rate, static_cast<long long>(r.window_events),
+          r.window_s, r.rate_low, per_thread.empty() ? " -" : per_thread.c_str(), r.checkpoints,
+          static_cast<long long>(r.outputs));
       std::fflush(stdout);
       results[which].push_back(r);
     }
@@ -685,8 +689,9 @@ void RunThroughput(const Config& cfg) {
   };
   std::vector<double> base;
   for (const RateResult& r : results[0]) base.push_back(r.rate);
-  std::printf("\n| contender | events/s per round | median events/s | ratio to the raw loop "
-              "(median of per-round ratios) |\n|---|---|---:|---:|\n");
+  std::printf(
+      "\n| contender | events/s per round | median events/s | ratio to the raw loop "
+      "(median of per-round ratios) |\n|---|---|---:|---:|\n");
   for (size_t c = 0; c < contenders.size(); ++c) {
     std::vector<double> rates, ratios;
     std::string per_round;
@@ -728,17 +733,19 @@ void RunLatency(const Config& cfg, const std::string& label) {
   low->set_when(when);
   CreateSinkTopics(cfg, spec.sinks());
   auto plan = Compile(spec);
-  std::printf("Job: %s with max_out_of_orderness 0 (other settings as in the file: "
-              "filter `%s`, idle_timeout %llds, max_future %llds, max_past %lldd), plus rule "
-              "`low_threshold: %s`. %d task threads, %d partitions.\n",
-              cfg.fraud_job.c_str(), spec.filter().c_str(),
-              static_cast<long long>(spec.source().idle_timeout_ms() / 1000),
-              static_cast<long long>(spec.source().max_future_ms() / 1000),
-              static_cast<long long>(spec.source().max_past_ms() / 86'400'000), when,
-              cfg.latency_threads, cfg.partitions);
-  std::printf("Input: %.0f payments/s (%d users, fraud_every 1000), ts = producer wall clock at "
-              "produce; warm-up %.0f s, measured %.0f s.\n\n",
-              cfg.latency_rate, cfg.latency_users, cfg.latency_warmup_s, cfg.latency_seconds);
+  std::printf(
+      "Job: %s with max_out_of_orderness 0 (other settings as in the file: "
+      "filter `%s`, idle_timeout %llds, max_future %llds, max_past %lldd), plus rule "
+      "`low_threshold: %s`. %d task threads, %d partitions.\n",
+      cfg.fraud_job.c_str(), spec.filter().c_str(),
+      static_cast<long long>(spec.source().idle_timeout_ms() / 1000),
+      static_cast<long long>(spec.source().max_future_ms() / 1000),
+      static_cast<long long>(spec.source().max_past_ms() / 86'400'000), when, cfg.latency_threads,
+      cfg.partitions);
+  std::printf(
+      "Input: %.0f payments/s (%d users, fraud_every 1000), ts = producer wall clock at "
+      "produce; warm-up %.0f s, measured %.0f s.\n\n",
+      cfg.latency_rate, cfg.latency_users, cfg.latency_warmup_s, cfg.latency_seconds);
   std::fflush(stdout);
 
   const fs::path dir = fs::path(cfg.work_dir) / ("latency-" + tag);
@@ -792,7 +799,8 @@ void RunLatency(const Config& cfg, const std::string& label) {
           std::string_view rule;
           int64_t event_time = 0, sent_us = 0;
           if (!parser.Parse({static_cast<const char*>(m->payload), m->len}, &doc) &&
-              !doc["rule"].get_string().get(rule) && !doc["event_time"].get_int64().get(event_time) &&
+              !doc["rule"].get_string().get(rule) &&
+              !doc["event_time"].get_int64().get(event_time) &&
               !doc["event"]["sent_us"].get_int64().get(sent_us)) {
             ++alerts_seen;
             if (sent_us >= measure_from_us.load() && sent_us < measure_to_us.load()) {
@@ -898,14 +906,16 @@ void RunLatency(const Config& cfg, const std::string& label) {
   host.Shutdown(false);
   fs::remove_all(dir);
 
-  std::printf("Produced %lld events (%.0f/s in the measured window); the host consumed %lld, "
-              "raised %lld alerts (late %lld, dead-lettered %lld); the alert consumer read "
-              "%lld.\n\n",
-              static_cast<long long>(sent), achieved, static_cast<long long>(consumed),
-              static_cast<long long>(alerts), static_cast<long long>(late),
-              static_cast<long long>(dlq), static_cast<long long>(alerts_seen));
-  std::printf("| rule | alerts measured | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n"
-              "|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "Produced %lld events (%.0f/s in the measured window); the host consumed %lld, "
+      "raised %lld alerts (late %lld, dead-lettered %lld); the alert consumer read "
+      "%lld.\n\n",
+      static_cast<long long>(sent), achieved, static_cast<long long>(consumed),
+      static_cast<long long>(alerts), static_cast<long long>(late), static_cast<long long>(dlq),
+      static_cast<long long>(alerts_seen));
+  std::printf(
+      "| rule | alerts measured | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n");
   auto row = [](const std::string& name, Samples& s) {
     std::printf("| %s | %zu | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name.c_str(), s.size(),
                 s.Quantile(0.5), s.Quantile(0.9), s.Quantile(0.99), s.Quantile(0.999), s.Max());
@@ -929,19 +939,21 @@ void RunLatency(const Config& cfg, const std::string& label) {
     }
     std::printf("\n");
   }
-  std::printf("\nSame alerts from the ms event_time field (now_ms - event_time, 1 ms "
-              "resolution): p50 %.0f, p99 %.0f, p99.9 %.0f ms.\n",
-              all_ms_event_time.Quantile(0.5), all_ms_event_time.Quantile(0.99),
-              all_ms_event_time.Quantile(0.999));
+  std::printf(
+      "\nSame alerts from the ms event_time field (now_ms - event_time, 1 ms "
+      "resolution): p50 %.0f, p99 %.0f, p99.9 %.0f ms.\n",
+      all_ms_event_time.Quantile(0.5), all_ms_event_time.Quantile(0.99),
+      all_ms_event_time.Quantile(0.999));
   if (!to_produce_ms.empty()) {
-    std::printf("Split at the worker's produce call (the alert's CreateTime, 1 ms "
-                "resolution), %zu alerts: event produced -> alert produced p50 %.1f / p90 %.1f "
-                "/ p99 %.1f ms (the input hop and the worker); alert produced -> alert read "
-                "p50 %.1f / p90 %.1f / p99 %.1f ms (the worker's producer, the broker, the "
-                "reader).\n",
-                to_produce_ms.size(), to_produce_ms.Quantile(0.5), to_produce_ms.Quantile(0.9),
-                to_produce_ms.Quantile(0.99), after_produce_ms.Quantile(0.5),
-                after_produce_ms.Quantile(0.9), after_produce_ms.Quantile(0.99));
+    std::printf(
+        "Split at the worker's produce call (the alert's CreateTime, 1 ms "
+        "resolution), %zu alerts: event produced -> alert produced p50 %.1f / p90 %.1f "
+        "/ p99 %.1f ms (the input hop and the worker); alert produced -> alert read "
+        "p50 %.1f / p90 %.1f / p99 %.1f ms (the worker's producer, the broker, the "
+        "reader).\n",
+        to_produce_ms.size(), to_produce_ms.Quantile(0.5), to_produce_ms.Quantile(0.9),
+        to_produce_ms.Quantile(0.99), after_produce_ms.Quantile(0.5),
+        after_produce_ms.Quantile(0.9), after_produce_ms.Quantile(0.99));
   }
   std::fflush(stdout);
 }
@@ -980,8 +992,8 @@ CkptInput MakeCkptInput(const Config& cfg) {
   }
   in.records.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    in.records.push_back({in.payloads[static_cast<size_t>(i)], in.keys[static_cast<size_t>(i)],
-                          {"e2e-ckpt", 0, i}});
+    in.records.push_back(
+        {in.payloads[static_cast<size_t>(i)], in.keys[static_cast<size_t>(i)], {"e2e-ckpt", 0, i}});
   }
   in.load_end = static_cast<size_t>(cfg.keys);
   size_t end = in.load_end;
@@ -1046,7 +1058,8 @@ double ProcessRange(const std::function<void(std::span<const engine::SourceRecor
                     const CkptInput& in, size_t from, size_t to) {
   const auto t0 = Steady::now();
   for (size_t i = from; i < to; i += 1000) {
-    process(std::span<const engine::SourceRecord>(in.records).subspan(i, std::min<size_t>(1000, to - i)));
+    process(std::span<const engine::SourceRecord>(in.records)
+                .subspan(i, std::min<size_t>(1000, to - i)));
   }
   return SecondsSince(t0);
 }
@@ -1054,15 +1067,15 @@ double ProcessRange(const std::function<void(std::span<const engine::SourceRecor
 void RunCheckpoint(const Config& cfg) {
   std::printf("\n## 3. Checkpoint stall and recovery with %lld keys\n\n",
               static_cast<long long>(cfg.keys));
-  std::printf("Job: session windows (gap 24 h: none closes during the run) keyed by user_id, "
-              "count() and sum(amount); one task; %lld distinct users seen once each, then %d "
-              "deltas of %lld events on random existing users (%.1f%% of the keys dirty per "
-              "checkpoint), then %lld events after the last checkpoint. Records go to "
-              "Task::Process in batches of 1000 (no Kafka input).\n\n",
-              static_cast<long long>(cfg.keys), cfg.deltas,
-              static_cast<long long>(cfg.delta_events),
-              100.0 * static_cast<double>(cfg.delta_events) / static_cast<double>(cfg.keys),
-              static_cast<long long>(cfg.replay_events));
+  std::printf(
+      "Job: session windows (gap 24 h: none closes during the run) keyed by user_id, "
+      "count() and sum(amount); one task; %lld distinct users seen once each, then %d "
+      "deltas of %lld events on random existing users (%.1f%% of the keys dirty per "
+      "checkpoint), then %lld events after the last checkpoint. Records go to "
+      "Task::Process in batches of 1000 (no Kafka input).\n\n",
+      static_cast<long long>(cfg.keys), cfg.deltas, static_cast<long long>(cfg.delta_events),
+      100.0 * static_cast<double>(cfg.delta_events) / static_cast<double>(cfg.keys),
+      static_cast<long long>(cfg.replay_events));
   std::fflush(stdout);
   const CkptInput in = MakeCkptInput(cfg);
   const fs::path dir = fs::path(cfg.work_dir) / "checkpoint";
@@ -1112,10 +1125,11 @@ void RunCheckpoint(const Config& cfg) {
       full_ms += Ms(s, Steady::now());  // nothing to process meanwhile: all of it at once
     }
     full_commit_ms = background.TakeCommits().Max();
-    std::printf("A  Task: loaded %lld keys in %.2f s (%.0f events/s); first checkpoint (full): "
-                "barrier %.1f ms, commit %.1f ms\n",
-                static_cast<long long>(cfg.keys), load_s,
-                static_cast<double>(cfg.keys) / load_s, full_ms, full_commit_ms);
+    std::printf(
+        "A  Task: loaded %lld keys in %.2f s (%.0f events/s); first checkpoint (full): "
+        "barrier %.1f ms, commit %.1f ms\n",
+        static_cast<long long>(cfg.keys), load_s, static_cast<double>(cfg.keys) / load_s, full_ms,
+        full_commit_ms);
     std::fflush(stdout);
     // As a task thread does: a batch of records, then a step of the open
     // snapshot's encoding (TaskHost's budget, 1 ms).
@@ -1159,8 +1173,7 @@ void RunCheckpoint(const Config& cfg) {
     SLUICE_CHECK(again.ok()) << again.status().ToString();
     restored_offset = (*again)->next_offset();
     restored_windows = (*again)->processor().open_windows();
-    SLUICE_CHECK(restored_offset == static_cast<int64_t>(in.delta_end.back()))
-        << restored_offset;
+    SLUICE_CHECK(restored_offset == static_cast<int64_t>(in.delta_end.back())) << restored_offset;
     auto process2 = [&](std::span<const engine::SourceRecord> r) { (*again)->Process(r); };
     replay_s = ProcessRange(process2, in, in.delta_end.back(), in.replay_end);
     again->reset();
@@ -1235,35 +1248,40 @@ void RunCheckpoint(const Config& cfg) {
   }
   fs::remove_all(dir);
 
-  std::printf("\n| checkpoint | n | stall: longest pause of the task thread, p50 / p99 / max "
-              "ms | barrier p50 / p99 ms | encoding step p50 / p99 ms | commit (background) p50 / "
-              "p99 / max ms |\n|---|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "\n| checkpoint | n | stall: longest pause of the task thread, p50 / p99 / max "
+      "ms | barrier p50 / p99 ms | encoding step p50 / p99 ms | commit (background) p50 / "
+      "p99 / max ms |\n|---|---:|---:|---:|---:|---:|\n");
   std::printf("| first (full: %lld keys), encoded at once | 1 | %.1f | – | – | %.1f |\n",
               static_cast<long long>(cfg.keys), full_ms, full_commit_ms);
-  std::printf("| incremental (%lld events / ~%lld dirty keys each) | %zu | %.2f / %.2f / %.2f | "
-              "%.3f / %.3f | %.2f / %.2f | %.1f / %.1f / %.1f |\n",
-              static_cast<long long>(cfg.delta_events), static_cast<long long>(cfg.delta_events),
-              stall_ms.size(), stall_ms.Quantile(0.5), stall_ms.Quantile(0.99), stall_ms.Max(),
-              barrier_ms.Quantile(0.5), barrier_ms.Quantile(0.99), step_ms.Quantile(0.5),
-              step_ms.Quantile(0.99), commit_ms.Quantile(0.5), commit_ms.Quantile(0.99),
-              commit_ms.Max());
-  std::printf("\nThe task thread pauses for the barrier (Task::BeginCheckpoint: position, "
-              "watermark, the list of changed keys; seal the delivery generation) and then for "
-              "steps of encoding the changed keys (AdvanceCheckpoint, 1 ms budget each, between "
-              "batches of 1000 records; a key about to change is encoded first). The commit "
-              "(wait for acknowledgements, RocksDB write, backup) runs on the background thread "
-              "while the task processes the next records.\n");
-  std::printf("\nWhere the time goes (B: the same steps on TaskProcessor + RocksDbStateStore + "
-              "CheckpointStore):\n\n| step | full: ms | incremental p50 ms | incremental p99 ms "
-              "|\n|---|---:|---:|---:|\n");
-  std::printf("| TaskProcessor::Snapshot (encode the dirty keys into a WriteBatch; barrier) | "
-              "%.1f | %.2f | %.2f |\n",
-              b_full_snapshot, b_snapshot_ms.Quantile(0.5), b_snapshot_ms.Quantile(0.99));
+  std::printf(
+      "| incremental (%lld events / ~%lld dirty keys each) | %zu | %.2f / %.2f / %.2f | "
+      "%.3f / %.3f | %.2f / %.2f | %.1f / %.1f / %.1f |\n",
+      static_cast<long long>(cfg.delta_events), static_cast<long long>(cfg.delta_events),
+      stall_ms.size(), stall_ms.Quantile(0.5), stall_ms.Quantile(0.99), stall_ms.Max(),
+      barrier_ms.Quantile(0.5), barrier_ms.Quantile(0.99), step_ms.Quantile(0.5),
+      step_ms.Quantile(0.99), commit_ms.Quantile(0.5), commit_ms.Quantile(0.99), commit_ms.Max());
+  std::printf(
+      "\nThe task thread pauses for the barrier (Task::BeginCheckpoint: position, "
+      "watermark, the list of changed keys; seal the delivery generation) and then for "
+      "steps of encoding the changed keys (AdvanceCheckpoint, 1 ms budget each, between "
+      "batches of 1000 records; a key about to change is encoded first). The commit "
+      "(wait for acknowledgements, RocksDB write, backup) runs on the background thread "
+      "while the task processes the next records.\n");
+  std::printf(
+      "\nWhere the time goes (B: the same steps on TaskProcessor + RocksDbStateStore + "
+      "CheckpointStore):\n\n| step | full: ms | incremental p50 ms | incremental p99 ms "
+      "|\n|---|---:|---:|---:|\n");
+  std::printf(
+      "| TaskProcessor::Snapshot (encode the dirty keys into a WriteBatch; barrier) | "
+      "%.1f | %.2f | %.2f |\n",
+      b_full_snapshot, b_snapshot_ms.Quantile(0.5), b_snapshot_ms.Quantile(0.99));
   std::printf("| RocksDbStateStore::Write (one WriteBatch; commit) | %.1f | %.1f | %.1f |\n",
               b_full_write, b_write_ms.Quantile(0.5), b_write_ms.Quantile(0.99));
-  std::printf("| CheckpointStore::Save (memtable flush + BackupEngine copy + fsync + purge; commit) | "
-              "%.1f | %.1f | %.1f |\n",
-              b_full_save, b_save_ms.Quantile(0.5), b_save_ms.Quantile(0.99));
+  std::printf(
+      "| CheckpointStore::Save (memtable flush + BackupEngine copy + fsync + purge; commit) | "
+      "%.1f | %.1f | %.1f |\n",
+      b_full_save, b_save_ms.Quantile(0.5), b_save_ms.Quantile(0.99));
   std::printf("\nSizes after the run: task RocksDB %.1f MB, checkpoint store %.1f MB (3 kept).\n",
               static_cast<double>(state_bytes) / 1e6, static_cast<double>(ckpt_bytes) / 1e6);
   std::printf("\n| recovery with %lld keys | seconds |\n|---|---:|\n",
@@ -1272,19 +1290,20 @@ void RunCheckpoint(const Config& cfg) {
   std::printf("| - CheckpointStore::RestoreLatest (copy + verify files) (B) | %.2f |\n",
               b_restore_files);
   std::printf("| - StateBackend::OpenTask (open RocksDB) (B) | %.2f |\n", b_open_db);
-  std::printf("| - TaskProcessor::Restore (scan all keys, rebuild maps and timers) (B) | %.2f "
-              "|\n",
-              b_processor_restore);
+  std::printf(
+      "| - TaskProcessor::Restore (scan all keys, rebuild maps and timers) (B) | %.2f "
+      "|\n",
+      b_processor_restore);
   std::printf("| replay of the %lld records after the checkpoint (A) | %.2f (%.0f events/s) |\n",
               static_cast<long long>(cfg.replay_events), replay_s,
               static_cast<double>(cfg.replay_events) / replay_s);
   std::printf("| ready + replayed | %.2f |\n", open_s + replay_s);
-  std::printf("\n(Restored at offset %lld with %zu open windows; a fresh Task::Open with no "
-              "checkpoint took %.3f s.)\n",
-              static_cast<long long>(restored_offset), restored_windows, fresh_open_s);
+  std::printf(
+      "\n(Restored at offset %lld with %zu open windows; a fresh Task::Open with no "
+      "checkpoint took %.3f s.)\n",
+      static_cast<long long>(restored_offset), restored_windows, fresh_open_s);
   std::fflush(stdout);
 }
-
 
 // ==== 3b. Checkpoint of the throughput job (tumbling count) =======================
 
@@ -1336,9 +1355,10 @@ void RunTumblingCheckpoint(const Config& cfg) {
   ctx.checkpoint_uri = "file://" + fs::absolute(dir / "checkpoints").string();
   auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
   SLUICE_CHECK(task.ok()) << task.status().ToString();
-  std::printf("| interval | events | processing s | window results produced | in flight at "
-              "the barrier | barrier (stall) ms | commit (background) ms |\n"
-              "|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "| interval | events | processing s | window results produced | in flight at "
+      "the barrier | barrier (stall) ms | commit (background) ms |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n");
   for (int k = 0; k < 2; ++k) {
     const int64_t results_before = (*task)->processor().counters().window_results;
     const auto t0 = Steady::now();
@@ -1353,11 +1373,11 @@ void RunTumblingCheckpoint(const Config& cfg) {
     const double barrier_ms = Ms(c0, Steady::now());
     SLUICE_CHECK(st.ok()) << st.ToString();
     AwaitCheckpoint(**task);
-    std::printf("| %s | %lld | %.2f | %lld | %lld | %.1f | %.0f |\n", k == 0 ? "first" : "second",
-                static_cast<long long>(n), proc_s,
-                static_cast<long long>((*task)->processor().counters().window_results -
-                                       results_before),
-                static_cast<long long>(in_flight), barrier_ms, background.TakeCommits().Max());
+    std::printf(
+        "| %s | %lld | %.2f | %lld | %lld | %.1f | %.0f |\n", k == 0 ? "first" : "second",
+        static_cast<long long>(n), proc_s,
+        static_cast<long long>((*task)->processor().counters().window_results - results_before),
+        static_cast<long long>(in_flight), barrier_ms, background.TakeCommits().Max());
     std::fflush(stdout);
   }
   std::printf("\n(Open windows at the end: %zu.)\n", (*task)->processor().open_windows());
@@ -1374,8 +1394,9 @@ void RunTumblingCheckpoint(const Config& cfg) {
       "file://" + fs::absolute(dir / "checkpoints-b").string(), "tumbling-ckpt", 0, 3);
   SLUICE_CHECK(ckpts.ok());
   engine::TaskProcessor proc(ctx.plan, clock, sink);
-  std::printf("\n| interval (components) | TaskProcessor::Checkpoint ms | CheckpointStore::Save ms "
-              "| RocksDB after, MB |\n|---|---:|---:|---:|\n");
+  std::printf(
+      "\n| interval (components) | TaskProcessor::Checkpoint ms | CheckpointStore::Save ms "
+      "| RocksDB after, MB |\n|---|---:|---:|---:|\n");
   for (int k = 0; k < 2; ++k) {
     for (int64_t i = k * n; i < (k + 1) * n; i += 1000) {
       proc.ProcessBatch(std::span<const engine::SourceRecord>(records).subspan(
@@ -1402,8 +1423,9 @@ void RunTumblingCheckpoint(const Config& cfg) {
 }  // namespace
 
 int Main(int argc, char** argv) {
-  CLI::App app{"sluice-e2e-bench: end-to-end benchmarks of the worker data plane against a "
-               "running sluice-devbroker or Apache Kafka. See bench/run_e2e_bench.sh."};
+  CLI::App app{
+      "sluice-e2e-bench: end-to-end benchmarks of the worker data plane against a "
+      "running sluice-devbroker or Apache Kafka. See bench/run_e2e_bench.sh."};
   Config cfg;
   std::vector<std::string> scenarios;
   app.add_option("--bootstrap", cfg.bootstrap, "Broker bootstrap address")->required();
@@ -1489,15 +1511,17 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
   if (wanted("throughput")) RunThroughput(cfg);
   if (wanted("latency")) {
-    RunLatency(cfg, "consumers as configured by the worker (fetch.wait.max.ms 500, librdkafka's "
-                    "default)");
+    RunLatency(cfg,
+               "consumers as configured by the worker (fetch.wait.max.ms 500, librdkafka's "
+               "default)");
     Config fast = cfg;
     fast.consumer_settings["fetch.wait.max.ms"] = "5";
     RunLatency(fast, "every consumer (worker, alert reader, baseline) with fetch.wait.max.ms=5");
     Config low = fast;
     low.latency_linger_ms = "0";
-    RunLatency(low, "fetch.wait.max.ms=5, and linger.ms=0 on the event producer and the worker's "
-                    "producer");
+    RunLatency(low,
+               "fetch.wait.max.ms=5, and linger.ms=0 on the event producer and the worker's "
+               "producer");
     if (cfg.latency_rate > 5000) {
       fast.latency_rate = 5000;
       RunLatency(fast, "fetch.wait.max.ms=5, input at 5000 events/s (shows the Poll batch wait)");

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "common/check.h"
 #include "common/clock.h"
 #include "proto/sluice.pb.h"
@@ -34,9 +35,8 @@
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
-#include "bench/bench_util.h"
-#include "worker/engine/testing.h"
 #include "worker/engine/task_processor.h"
+#include "worker/engine/testing.h"
 
 namespace sluice::bench {
 namespace {
@@ -89,8 +89,6 @@ tools::GeneratorOptions Clicks(uint64_t seed, int64_t step_ms, int users) {
 }
 
 // ---- Jobs -------------------------------------------------------------------
-
-
 
 proto::JobSpec TumblingJob() {
   proto::JobSpec spec = BenchJob("tumbling", "payments");
@@ -308,9 +306,8 @@ int Main(int argc, char** argv) {
 
     Row row{std::string(scenario), n, {}};
     for (int i = 0; i < runs; ++i) {
-      RunResult r =
-          scenario == "decode" ? RunDecodeOnly(*plan, *events, kNowMs)
-                               : RunTask(plan, *events, batch, kNowMs);
+      RunResult r = scenario == "decode" ? RunDecodeOnly(*plan, *events, kNowMs)
+                                         : RunTask(plan, *events, batch, kNowMs);
       if (i == 0 || r.seconds < row.best.seconds) row.best = r;
     }
     rows.push_back(row);
@@ -356,7 +353,8 @@ int Main(int argc, char** argv) {
     std::printf(
         "\ntarget: %.1fM events/s per core for the tumbling count incl. JSON decoding; "
         "%s reached %.2fM (%.0f%%)\n",
-        kTargetEventsPerSecond / 1e6, r.scenario.c_str(), rate / 1e6, 100 * rate / kTargetEventsPerSecond);
+        kTargetEventsPerSecond / 1e6, r.scenario.c_str(), rate / 1e6,
+        100 * rate / kTargetEventsPerSecond);
   }
   return 0;
 }

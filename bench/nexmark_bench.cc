@@ -27,6 +27,8 @@
 // core" divides by the CPU actually used; elapsed time is printed too (on an
 // idle machine the two agree).
 
+#include <time.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
@@ -41,9 +43,9 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <time.h>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "common/check.h"
 #include "common/clock.h"
 #include "jobspec/job_loader.h"
@@ -52,7 +54,6 @@
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
-#include "bench/bench_util.h"
 #include "worker/engine/task_processor.h"
 
 #ifndef SLUICE_SOURCE_DIR
@@ -193,8 +194,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   auto wanted = [&](std::string_view q) {
-    return queries.empty() ||
-           std::find(queries.begin(), queries.end(), "all") != queries.end() ||
+    return queries.empty() || std::find(queries.begin(), queries.end(), "all") != queries.end() ||
            std::find(queries.begin(), queries.end(), q) != queries.end();
   };
 
@@ -205,10 +205,11 @@ int Main(int argc, char** argv) {
   PrintHeader("sluice-nexmark-bench");
   std::printf("  events:  %lld per query, seed %llu, batch %zu, best of %d runs, 1 thread\n",
               static_cast<long long>(n), static_cast<unsigned long long>(seed), batch, runs);
-  std::printf("  stream:  Nexmark person:auction:bid 1:3:46, hot ratios 2/4/4, %lld events/s "
-              "of event time (%.1f s of event time per %lld events)\n",
-              static_cast<long long>(rate), static_cast<double>(n) / static_cast<double>(rate),
-              static_cast<long long>(n));
+  std::printf(
+      "  stream:  Nexmark person:auction:bid 1:3:46, hot ratios 2/4/4, %lld events/s "
+      "of event time (%.1f s of event time per %lld events)\n",
+      static_cast<long long>(rate), static_cast<double>(n) / static_cast<double>(rate),
+      static_cast<long long>(n));
   std::printf("  jobs:    %s/nexmark-q{0,1,2,11}.yaml\n\n", jobs_dir.c_str());
   std::fflush(stdout);
 
@@ -229,8 +230,8 @@ int Main(int argc, char** argv) {
 
     Row row{std::string(q), bids_only ? "bids only" : "mixed", n, {}};
     for (int i = 0; i < runs; ++i) {
-      RunResult r = q == "decode" ? RunDecodeOnly(*plan, set, kNowMs)
-                                  : RunTask(plan, set, batch, kNowMs);
+      RunResult r =
+          q == "decode" ? RunDecodeOnly(*plan, set, kNowMs) : RunTask(plan, set, batch, kNowMs);
       if (i == 0 || r.seconds < row.best.seconds) row.best = r;
     }
     rows.push_back(row);
@@ -267,8 +268,8 @@ int Main(int argc, char** argv) {
       ratio = buf;
     }
     std::printf("| %s | %s | %lld | %.3f | %.3f | %.0f | %lld | %lld | %lld | %s | %s | %s |\n",
-                r.query.c_str(), r.stream.c_str(), static_cast<long long>(r.events),
-                r.best.seconds, r.best.wall_seconds, rate_per_s,
+                r.query.c_str(), r.stream.c_str(), static_cast<long long>(r.events), r.best.seconds,
+                r.best.wall_seconds, rate_per_s,
                 static_cast<long long>(r.query == "decode" ? 0 : r.best.output),
                 static_cast<long long>(r.best.filtered),
                 static_cast<long long>(r.best.dead_lettered), vs_decode.c_str(), flink.c_str(),

@@ -26,7 +26,7 @@ class CheckFailure {
 
 }  // namespace sluice::internal
 
-#define SLUICE_CHECK(cond)                                              \
-  if (__builtin_expect(!!(cond), 1)) {                                  \
-  } else                                                                \
+#define SLUICE_CHECK(cond)             \
+  if (__builtin_expect(!!(cond), 1)) { \
+  } else                               \
     ::sluice::internal::CheckFailure(__FILE__, __LINE__, #cond).stream()

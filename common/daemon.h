@@ -4,10 +4,9 @@
 // --log-level and --metrics-port, usage on a bad flag, and starting the
 // metrics endpoint when asked for.
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "common/http_server.h"
 #include "common/status.h"

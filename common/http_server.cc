@@ -1,11 +1,11 @@
 #include "common/http_server.h"
 
-#include <thread>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
+#include <thread>
 
 namespace sluice {
 

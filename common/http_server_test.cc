@@ -1,7 +1,7 @@
 #include "common/http_server.h"
 
-#include <catch2/catch.hpp>
 #include <boost/asio.hpp>
+#include <catch2/catch.hpp>
 
 namespace sluice {
 namespace {

@@ -32,16 +32,13 @@ enum class StatusCode {
 class [[nodiscard]] Status {
  public:
   Status() = default;
-  Status(StatusCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
   static Status InvalidArgument(std::string m) {
     return Status(StatusCode::kInvalidArgument, std::move(m));
   }
-  static Status NotFound(std::string m) {
-    return Status(StatusCode::kNotFound, std::move(m));
-  }
+  static Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
   static Status AlreadyExists(std::string m) {
     return Status(StatusCode::kAlreadyExists, std::move(m));
   }
@@ -51,15 +48,9 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) {
     return Status(StatusCode::kUnavailable, std::move(m));
   }
-  static Status IoError(std::string m) {
-    return Status(StatusCode::kIoError, std::move(m));
-  }
-  static Status Corruption(std::string m) {
-    return Status(StatusCode::kCorruption, std::move(m));
-  }
-  static Status Internal(std::string m) {
-    return Status(StatusCode::kInternal, std::move(m));
-  }
+  static Status IoError(std::string m) { return Status(StatusCode::kIoError, std::move(m)); }
+  static Status Corruption(std::string m) { return Status(StatusCode::kCorruption, std::move(m)); }
+  static Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
@@ -77,7 +68,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     assert(!status_.ok() && "Result built from an OK status has no value");
   }
@@ -101,10 +92,10 @@ class [[nodiscard]] Result {
 }  // namespace sluice
 
 // Returns early from the enclosing function when `expr` is not OK.
-#define SLUICE_RETURN_IF_ERROR(expr)         \
-  do {                                       \
-    ::sluice::Status _st = (expr);           \
-    if (!_st.ok()) return _st;               \
+#define SLUICE_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::sluice::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 #define SLUICE_CONCAT_INNER(a, b) a##b

@@ -1,10 +1,10 @@
 #include "coordinator/coordinator.h"
 
-#include <algorithm>
-#include <set>
-
 #include <google/protobuf/util/message_differencer.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
 
 #include "jobspec/job_loader.h"
 #include "worker/engine/job_plan.h"
@@ -133,7 +133,8 @@ Result<proto::JobSpec> Coordinator::ParseSpec(const std::string& yaml, const std
     return parsed;
   }
   auto plan = engine::JobPlan::Compile(spec);
-  if (!plan.ok()) return Status::InvalidArgument("job " + spec.name() + ": " + plan.status().message());
+  if (!plan.ok())
+    return Status::InvalidArgument("job " + spec.name() + ": " + plan.status().message());
   return spec;
 }
 
@@ -160,12 +161,13 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
       return Status::FailedPrecondition("source topic " + spec.source().topic() +
                                         " does not exist on " + brokers);
     }
-    return Status::Unavailable("cannot read the partitions of " + spec.source().topic() +
-                               " from " + brokers + ": " + partitions.status().message());
+    return Status::Unavailable("cannot read the partitions of " + spec.source().topic() + " from " +
+                               brokers + ": " + partitions.status().message());
   }
 
   std::lock_guard<std::mutex> lock(mu_);
-  if (jobs_.count(spec.name())) return Status::AlreadyExists("a job named " + spec.name() + " already exists");
+  if (jobs_.count(spec.name()))
+    return Status::AlreadyExists("a job named " + spec.name() + " already exists");
   Saved before = Save();
   proto::JobInfo job;
   job.set_name(spec.name());
@@ -196,7 +198,8 @@ Result<proto::JobInfo> Coordinator::UpdateJob(const proto::UpdateJobRequest& req
   }
   if (job.state() != proto::RUNNING) {
     return Status::FailedPrecondition("job " + job.name() + " is " +
-                                      proto::JobState_Name(job.state()) + "; only a running job can be updated");
+                                      proto::JobState_Name(job.state()) +
+                                      "; only a running job can be updated");
   }
   auto old_plan = engine::JobPlan::Compile(job.spec());
   auto new_plan = engine::JobPlan::Compile(spec);

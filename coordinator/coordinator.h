@@ -33,9 +33,9 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "coordinator/metadata_store.h"
 #include "coordinator/planner.h"
 #include "proto/sluice.pb.h"
-#include "coordinator/metadata_store.h"
 
 namespace sluice::coordinator {
 

@@ -3,8 +3,9 @@
 
 #include "coordinator/coordinator.h"
 
-#include <catch2/catch.hpp>
 #include <spdlog/spdlog.h>
+
+#include <catch2/catch.hpp>
 
 #include "coordinator/metadata_store.h"
 
@@ -25,7 +26,8 @@ std::string FraudYaml(const std::string& name = "fraud", const std::string& thre
                       const std::string& topic = "payments") {
   return "name: " + name + "\nsource:\n  topic: " + topic +
          "\n  key: user_id\n  event_time: ts\nsinks:\n  output: alerts\nrules:\n"
-         "  - name: large_amount\n    when: amount > " + threshold +
+         "  - name: large_amount\n    when: amount > " +
+         threshold +
          "\n  - name: velocity\n    window: { rolling: 5m }\n    aggregate: { n: count() }\n"
          "    when: n > 3\n";
 }
@@ -59,8 +61,8 @@ struct Fixture {
   }
   // A heartbeat that reports every assigned task RUNNING, or in `state`.
   const proto::HeartbeatResponse& Beat(const std::string& id,
-                                proto::TaskReport::State state = proto::TaskReport::RUNNING,
-                                bool leaving = false) {
+                                       proto::TaskReport::State state = proto::TaskReport::RUNNING,
+                                       bool leaving = false) {
     proto::HeartbeatRequest req;
     req.set_worker_id(id);
     req.set_leaving(leaving);
@@ -122,8 +124,9 @@ TEST_CASE("bad submissions are refused with a clear error and change nothing") {
   auto missing = f.Submit(FraudYaml("other", "1", "nosuchtopic"));
   REQUIRE(missing.status().code() == StatusCode::kFailedPrecondition);
   REQUIRE(missing.status().message() == "source topic nosuchtopic does not exist on kafka:9092");
-  auto bad = f.Submit("name: x\nsource:\n  topic: payments\n  key: k\n  event_time: ts\n"
-                      "  max_out_of_orderness: five\n");
+  auto bad = f.Submit(
+      "name: x\nsource:\n  topic: payments\n  key: k\n  event_time: ts\n"
+      "  max_out_of_orderness: five\n");
   REQUIRE(bad.status().code() == StatusCode::kInvalidArgument);
   REQUIRE(bad.status().message().rfind("job.yaml:6:", 0) == 0);
   REQUIRE(f.c->ListJobs().size() == 1);
@@ -231,10 +234,11 @@ TEST_CASE("a restarted coordinator keeps jobs, owners and epochs; workers re-reg
   REQUIRE(f.Owners("fraud") == before);
   // Workers are unknown until they register again; that keeps their epochs.
   REQUIRE(f.c->Heartbeat([] {
-    proto::HeartbeatRequest r;
-    r.set_worker_id("w1");
-    return r;
-  }())->reregister());
+               proto::HeartbeatRequest r;
+               r.set_worker_id("w1");
+               return r;
+             }())
+              ->reregister());
   for (const char* w : {"w1", "w2", "w3"}) f.Register(w);
   REQUIRE(f.c->Tick().ok());
   REQUIRE(f.Owners("fraud") == before);

@@ -1,14 +1,14 @@
 // sluice-coordinator: assigns the Kafka partitions of submitted jobs to
 // workers, over gRPC. Jobs, assignments and epochs persist under --data-dir.
 
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
 
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -23,7 +23,6 @@
 
 namespace {
 
-
 // Partition counts from Kafka metadata, with a client per broker list.
 class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
  public:
@@ -32,8 +31,8 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
     std::lock_guard<std::mutex> lock(mu_);
     auto& client = clients_[brokers];
     if (!client) {
-      auto created = sluice::worker::KafkaConsumer::Create(
-          brokers, "sluice-coordinator", {{"allow.auto.create.topics", "false"}});
+      auto created = sluice::worker::KafkaConsumer::Create(brokers, "sluice-coordinator",
+                                                           {{"allow.auto.create.topics", "false"}});
       if (!created.ok()) return created.status();
       client = std::move(created).value();
     }
@@ -52,9 +51,9 @@ std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_
   std::vector<sluice::proto::TaskReport> reports;
   std::vector<std::string> owners;
   for (const sluice::proto::JobInfo& job : c.ListJobs()) {
-    sluice::AppendMetric(&out, "sluice_job_info",
-                         {{"job", job.name()}, {"state", sluice::proto::JobState_Name(job.state())}},
-                         1);
+    sluice::AppendMetric(
+        &out, "sluice_job_info",
+        {{"job", job.name()}, {"state", sluice::proto::JobState_Name(job.state())}}, 1);
     auto status = c.GetJob(job.name());
     if (!status.ok()) continue;
     for (const sluice::proto::TaskStatus& t : status->tasks()) {
@@ -62,15 +61,17 @@ std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_
       owners.push_back(t.worker_id());
     }
   }
-  out += "# HELP sluice_worker_alive Whether a worker holds its lease\n"
-         "# TYPE sluice_worker_alive gauge\n";
+  out +=
+      "# HELP sluice_worker_alive Whether a worker holds its lease\n"
+      "# TYPE sluice_worker_alive gauge\n";
   for (const sluice::proto::WorkerInfo& w : c.ListWorkers()) {
     sluice::AppendMetric(&out, "sluice_worker_alive", {{"worker", w.worker_id()}},
                          w.alive() ? 1 : 0);
   }
-  out += "# HELP sluice_coordinator_metadata_write_failures_total Metadata writes that failed "
-         "(each undid its request)\n"
-         "# TYPE sluice_coordinator_metadata_write_failures_total counter\n";
+  out +=
+      "# HELP sluice_coordinator_metadata_write_failures_total Metadata writes that failed "
+      "(each undid its request)\n"
+      "# TYPE sluice_coordinator_metadata_write_failures_total counter\n";
   sluice::AppendMetric(&out, "sluice_coordinator_metadata_write_failures_total", {},
                        static_cast<double>(c.failed_commits()));
   return out + sluice::worker::TaskMetrics(reports, owners, now_ms);
@@ -96,8 +97,7 @@ int main(int argc, char** argv) {
   app.add_option("--address-file", address_file,
                  "Write 'address=HOST:PORT' here once serving (for port 0)");
   app.add_option("--heartbeat", heartbeat, "Worker heartbeat interval")->default_val("1s");
-  app.add_option("--lease", lease, "A worker silent this long is presumed dead")
-      ->default_val("5s");
+  app.add_option("--lease", lease, "A worker silent this long is presumed dead")->default_val("5s");
   sluice::AddDaemonFlags(app, &daemon, "jobs, workers, every task's last report");
   CLI11_PARSE(app, argc, argv);
 

@@ -5,7 +5,6 @@
 #include "coordinator/rocksdb_metadata_store.h"
 
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <map>
 #include <string>
@@ -51,10 +50,9 @@ TEST_CASE("metadata commits survive a reopen, and a batch applies whole") {
     REQUIRE(store->Commit(MetadataBatch()).ok());  // nothing to write
   }
   auto store = Open(dir);
-  CHECK(ScanAll(*store, "job/") == std::map<std::string, std::string>{{"job/b", "2"},
-                                                                      {"job/c", "3"}});
-  CHECK(ScanAll(*store, "task/") ==
-        std::map<std::string, std::string>{{"task/a/00000000", "t0"}});
+  CHECK(ScanAll(*store, "job/") ==
+        std::map<std::string, std::string>{{"job/b", "2"}, {"job/c", "3"}});
+  CHECK(ScanAll(*store, "task/") == std::map<std::string, std::string>{{"task/a/00000000", "t0"}});
   CHECK(ScanAll(*store, "jo").size() == 2);
   CHECK(ScanAll(*store, "nothing/").empty());
 }

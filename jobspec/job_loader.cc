@@ -33,8 +33,7 @@ constexpr int64_t kDefaultCheckpointIntervalMs = 10 * kSecondMs;
 constexpr size_t kMaxJobNameLength = 200;
 constexpr size_t kMaxTopicLength = 249;
 
-constexpr std::string_view kDurationExpected =
-    "a duration like 250ms, 5s, 30m, 1h or 7d";
+constexpr std::string_view kDurationExpected = "a duration like 250ms, 5s, 30m, 1h or 7d";
 constexpr std::string_view kAggregateExpected =
     "an aggregate like count(), sum(f), min(f), max(f), avg(f), "
     "count_distinct(f), first(f), last(f) or duration()";
@@ -44,15 +43,12 @@ constexpr std::string_view kAggregateExpected =
 constexpr std::array<std::string_view, 10> kOutputFields = {
     "id",   "job",        "key",   "kind",       "window_start",
     "rule", "window_end", "event", "event_time", "source"};
-constexpr std::array<std::string_view, 4> kKeywords = {"true", "false", "null",
-                                                       "in"};
+constexpr std::array<std::string_view, 4> kKeywords = {"true", "false", "null", "in"};
 
 bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsAsciiLower(char c) { return c >= 'a' && c <= 'z'; }
 bool IsAsciiAlpha(char c) { return IsAsciiLower(c) || (c >= 'A' && c <= 'Z'); }
-bool IsIdentChar(char c) {
-  return IsAsciiAlpha(c) || IsAsciiDigit(c) || c == '_';
-}
+bool IsIdentChar(char c) { return IsAsciiAlpha(c) || IsAsciiDigit(c) || c == '_'; }
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
 // [A-Za-z_][A-Za-z0-9_]*
@@ -116,8 +112,7 @@ bool IsTopicName(std::string_view s) {
 }
 
 template <size_t N>
-bool Contains(const std::array<std::string_view, N>& words,
-              std::string_view s) {
+bool Contains(const std::array<std::string_view, N>& words, std::string_view s) {
   for (std::string_view w : words) {
     if (w == s) return true;
   }
@@ -193,8 +188,8 @@ std::string JoinKeys(std::initializer_list<std::string_view> keys) {
 // Parses the text of one aggregate, "fn(field)" or "count()". The returned
 // spec has no name yet. Errors carry no path; the caller adds it.
 Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
-  const Status malformed = Status::InvalidArgument(
-      "expected " + std::string(kAggregateExpected) + ", got " + Quote(text));
+  const Status malformed = Status::InvalidArgument("expected " + std::string(kAggregateExpected) +
+                                                   ", got " + Quote(text));
   size_t i = 0;
   auto skip_blanks = [&] {
     while (i < text.size() && IsBlank(text[i])) ++i;
@@ -217,34 +212,31 @@ Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
   if (i != text.size()) return malformed;
   if (!arg.empty() && !IsIdentifierPath(arg)) return malformed;
 
-  static const std::map<std::string_view, proto::AggregateSpec::Function>
-      kFunctions = {
-          {"count", proto::AggregateSpec::COUNT},
-          {"sum", proto::AggregateSpec::SUM},
-          {"min", proto::AggregateSpec::MIN},
-          {"max", proto::AggregateSpec::MAX},
-          {"avg", proto::AggregateSpec::AVG},
-          {"count_distinct", proto::AggregateSpec::COUNT_DISTINCT},
-          {"first", proto::AggregateSpec::FIRST},
-          {"last", proto::AggregateSpec::LAST},
-          {"duration", proto::AggregateSpec::DURATION},
-      };
+  static const std::map<std::string_view, proto::AggregateSpec::Function> kFunctions = {
+      {"count", proto::AggregateSpec::COUNT},
+      {"sum", proto::AggregateSpec::SUM},
+      {"min", proto::AggregateSpec::MIN},
+      {"max", proto::AggregateSpec::MAX},
+      {"avg", proto::AggregateSpec::AVG},
+      {"count_distinct", proto::AggregateSpec::COUNT_DISTINCT},
+      {"first", proto::AggregateSpec::FIRST},
+      {"last", proto::AggregateSpec::LAST},
+      {"duration", proto::AggregateSpec::DURATION},
+  };
   const auto it = kFunctions.find(fn);
   if (it == kFunctions.end()) {
-    return Status::InvalidArgument(
-        "unknown aggregate function " + Quote(fn) +
-        " (expected one of: count, sum, min, max, avg, count_distinct, "
-        "first, last, duration)");
+    return Status::InvalidArgument("unknown aggregate function " + Quote(fn) +
+                                   " (expected one of: count, sum, min, max, avg, count_distinct, "
+                                   "first, last, duration)");
   }
-  const bool no_field = it->second == proto::AggregateSpec::COUNT ||
-                        it->second == proto::AggregateSpec::DURATION;
+  const bool no_field =
+      it->second == proto::AggregateSpec::COUNT || it->second == proto::AggregateSpec::DURATION;
   if (no_field && !arg.empty()) {
-    return Status::InvalidArgument(std::string(fn) + "() takes no field, got " +
-                                   Quote(text));
+    return Status::InvalidArgument(std::string(fn) + "() takes no field, got " + Quote(text));
   }
   if (!no_field && arg.empty()) {
-    return Status::InvalidArgument(std::string(fn) + "() needs a field, like " +
-                                   std::string(fn) + "(amount)");
+    return Status::InvalidArgument(std::string(fn) + "() needs a field, like " + std::string(fn) +
+                                   "(amount)");
   }
   proto::AggregateSpec agg;
   agg.set_function(it->second);
@@ -257,8 +249,7 @@ Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
 class Loader {
  public:
   Loader(std::string_view filename, int top_line)
-      : filename_(filename.empty() ? "<job>" : filename),
-        top_line_(top_line > 0 ? top_line : 1) {}
+      : filename_(filename.empty() ? "<job>" : filename), top_line_(top_line > 0 ? top_line : 1) {}
 
   Status Error(int line, std::string_view message) const {
     return Status::InvalidArgument(Prefix(line) + std::string(message));
@@ -276,33 +267,25 @@ class Loader {
   }
 
   Status ReadSection(const YAML::Node& node, std::string where, int line,
-                     std::initializer_list<std::string_view> allowed,
-                     Section* out);
-  Status Require(const Section& section, std::string_view key,
-                 const Entry** out) const;
+                     std::initializer_list<std::string_view> allowed, Section* out);
+  Status Require(const Section& section, std::string_view key, const Entry** out) const;
   Result<std::string> Scalar(const Entry& e, const std::string& path,
                              std::string_view expected) const;
-  Status Duration(const Entry& e, const std::string& path, bool positive,
-                  int64_t* out) const;
-  Status OptionalDuration(const Section& section, std::string_view key,
-                          bool positive, int64_t default_ms,
-                          int64_t* out) const;
+  Status Duration(const Entry& e, const std::string& path, bool positive, int64_t* out) const;
+  Status OptionalDuration(const Section& section, std::string_view key, bool positive,
+                          int64_t default_ms, int64_t* out) const;
   Status Topic(const Entry& e, const std::string& path, std::string* out) const;
-  Status FieldPath(const Entry& e, const std::string& path,
-                   std::string* out) const;
+  Status FieldPath(const Entry& e, const std::string& path, std::string* out) const;
 
   Status MapSource(const Entry& e, proto::SourceSpec* source);
   Status MapSinks(const Entry& e, proto::JobSpec* spec);
   Status MapRules(const Entry& e, proto::JobSpec* spec);
   Status MapRule(const YAML::Node& node, int index, int line,
                  std::map<std::string, int>* rule_names, proto::RuleSpec* rule);
-  Status MapRuleWindow(const Entry& e, const std::string& path,
-                       proto::WindowSpec* window);
+  Status MapRuleWindow(const Entry& e, const std::string& path, proto::WindowSpec* window);
   Status MapJobWindow(const Entry& e, proto::WindowSpec* window);
-  Status MapAggregates(
-      const Entry& e, const std::string& yaml_path,
-      const std::string& proto_path,
-      google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out);
+  Status MapAggregates(const Entry& e, const std::string& yaml_path, const std::string& proto_path,
+                       google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out);
   // What every name of an output field must be (an aggregate's, a
   // select's): an identifier that is no word of the expression language and
   // no field every output record has. `what` names it in the error, e.g.
@@ -314,17 +297,14 @@ class Loader {
                                      "and '_', not starting with a digit)");
     }
     if (Contains(kKeywords, e.key)) {
-      return Error(e.key_line(),
-                   what + " is a word of the expression language");
+      return Error(e.key_line(), what + " is a word of the expression language");
     }
     if (Contains(kOutputFields, e.key)) {
-      return Error(e.key_line(),
-                   what + " is taken by a field of every output record");
+      return Error(e.key_line(), what + " is taken by a field of every output record");
     }
     return Status::Ok();
   }
-  Status MapSelect(const Entry& e, const std::string& path,
-                   proto::RuleSpec* rule);
+  Status MapSelect(const Entry& e, const std::string& path, proto::RuleSpec* rule);
 
   std::string filename_;
   int top_line_;
@@ -332,33 +312,28 @@ class Loader {
 };
 
 Status Loader::ReadSection(const YAML::Node& node, std::string where, int line,
-                           std::initializer_list<std::string_view> allowed,
-                           Section* out) {
+                           std::initializer_list<std::string_view> allowed, Section* out) {
   out->where = std::move(where);
   out->line = line;
   out->entries.clear();
   if (!node.IsMap()) {
-    return Error(line,
-                 out->where + ": expected a mapping, got " + Describe(node));
+    return Error(line, out->where + ": expected a mapping, got " + Describe(node));
   }
   for (auto it = node.begin(); it != node.end(); ++it) {
     Entry e{"", it->first, it->second};
     if (!e.key_node.IsScalar()) {
       return Error(e.key_line() > 0 ? e.key_line() : line,
-                   "expected a key name" + out->InWhere() + ", got " +
-                       Describe(e.key_node));
+                   "expected a key name" + out->InWhere() + ", got " + Describe(e.key_node));
     }
     e.key = e.key_node.Scalar();
     bool known = false;
     for (std::string_view a : allowed) known = known || a == e.key;
     if (!known) {
-      return Error(e.key_line(),
-                   "unknown key " + Quote(e.key) + out->InWhere() +
-                       " (expected one of: " + JoinKeys(allowed) + ")");
+      return Error(e.key_line(), "unknown key " + Quote(e.key) + out->InWhere() +
+                                     " (expected one of: " + JoinKeys(allowed) + ")");
     }
     if (out->Find(e.key) != nullptr) {
-      return Error(e.key_line(),
-                   "duplicate key " + Quote(e.key) + out->InWhere());
+      return Error(e.key_line(), "duplicate key " + Quote(e.key) + out->InWhere());
     }
     lines_[out->Path(e.key)] = e.value_line();
     out->entries.push_back(std::move(e));
@@ -366,12 +341,10 @@ Status Loader::ReadSection(const YAML::Node& node, std::string where, int line,
   return Status::Ok();
 }
 
-Status Loader::Require(const Section& section, std::string_view key,
-                       const Entry** out) const {
+Status Loader::Require(const Section& section, std::string_view key, const Entry** out) const {
   *out = section.Find(key);
   if (*out == nullptr) {
-    return Error(section.line,
-                 "missing required key " + Quote(key) + section.InWhere());
+    return Error(section.line, "missing required key " + Quote(key) + section.InWhere());
   }
   return Status::Ok();
 }
@@ -379,8 +352,8 @@ Status Loader::Require(const Section& section, std::string_view key,
 Result<std::string> Loader::Scalar(const Entry& e, const std::string& path,
                                    std::string_view expected) const {
   if (!e.value.IsScalar()) {
-    return Error(e.value_line(), path + ": expected " + std::string(expected) +
-                                     ", got " + Describe(e.value));
+    return Error(e.value_line(),
+                 path + ": expected " + std::string(expected) + ", got " + Describe(e.value));
   }
   // "?" plain, "!" quoted. Any other tag is most likely an expression that
   // starts with '!', which YAML reads as a tag.
@@ -406,9 +379,8 @@ Status Loader::Duration(const Entry& e, const std::string& path, bool positive,
   return Status::Ok();
 }
 
-Status Loader::OptionalDuration(const Section& section, std::string_view key,
-                                bool positive, int64_t default_ms,
-                                int64_t* out) const {
+Status Loader::OptionalDuration(const Section& section, std::string_view key, bool positive,
+                                int64_t default_ms, int64_t* out) const {
   const Entry* e = section.Find(key);
   if (e == nullptr) {
     *out = default_ms;
@@ -417,26 +389,23 @@ Status Loader::OptionalDuration(const Section& section, std::string_view key,
   return Duration(*e, section.Path(key), positive, out);
 }
 
-Status Loader::Topic(const Entry& e, const std::string& path,
-                     std::string* out) const {
+Status Loader::Topic(const Entry& e, const std::string& path, std::string* out) const {
   SLUICE_ASSIGN_OR_RETURN(*out, Scalar(e, path, "a Kafka topic name"));
   if (!IsTopicName(*out)) {
-    return Error(e.value_line(),
-                 path +
-                     ": expected a Kafka topic name (at most 249 of "
-                     "A-Z a-z 0-9 . _ -), got " +
-                     Quote(*out));
+    return Error(e.value_line(), path +
+                                     ": expected a Kafka topic name (at most 249 of "
+                                     "A-Z a-z 0-9 . _ -), got " +
+                                     Quote(*out));
   }
   return Status::Ok();
 }
 
-Status Loader::FieldPath(const Entry& e, const std::string& path,
-                         std::string* out) const {
+Status Loader::FieldPath(const Entry& e, const std::string& path, std::string* out) const {
   constexpr std::string_view kExpected = "a field path like user_id or user.id";
   SLUICE_ASSIGN_OR_RETURN(*out, Scalar(e, path, kExpected));
   if (!IsFieldPath(*out)) {
-    return Error(e.value_line(), path + ": expected " + std::string(kExpected) +
-                                     ", got " + Quote(*out));
+    return Error(e.value_line(),
+                 path + ": expected " + std::string(kExpected) + ", got " + Quote(*out));
   }
   return Status::Ok();
 }
@@ -449,19 +418,16 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
                      Describe(root));
   }
   Section job;
-  SLUICE_RETURN_IF_ERROR(
-      ReadSection(root, "", top_line_,
-                  {"name", "source", "filter", "sinks", "checkpoint_interval",
-                   "rules", "window", "aggregate", "having"},
-                  &job));
+  SLUICE_RETURN_IF_ERROR(ReadSection(root, "", top_line_,
+                                     {"name", "source", "filter", "sinks", "checkpoint_interval",
+                                      "rules", "window", "aggregate", "having"},
+                                     &job));
   const Entry* e = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(job, "name", &e));
   SLUICE_ASSIGN_OR_RETURN(std::string name, Scalar(*e, "name", "a job name"));
   if (!IsJobName(name)) {
-    return Error(e->value_line(),
-                 "name: expected a job name of a-z, 0-9 and '-' (at most " +
-                     std::to_string(kMaxJobNameLength) + "), got " +
-                     Quote(name));
+    return Error(e->value_line(), "name: expected a job name of a-z, 0-9 and '-' (at most " +
+                                      std::to_string(kMaxJobNameLength) + "), got " + Quote(name));
   }
   spec->set_name(name);
 
@@ -469,8 +435,7 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
   SLUICE_RETURN_IF_ERROR(MapSource(*e, spec->mutable_source()));
 
   if ((e = job.Find("filter")) != nullptr) {
-    SLUICE_ASSIGN_OR_RETURN(*spec->mutable_filter(),
-                            Scalar(*e, "filter", "an expression"));
+    SLUICE_ASSIGN_OR_RETURN(*spec->mutable_filter(), Scalar(*e, "filter", "an expression"));
   }
 
   SLUICE_RETURN_IF_ERROR(Require(job, "sinks", &e));
@@ -478,8 +443,7 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
 
   int64_t checkpoint_ms = 0;
   SLUICE_RETURN_IF_ERROR(OptionalDuration(job, "checkpoint_interval", true,
-                                          kDefaultCheckpointIntervalMs,
-                                          &checkpoint_ms));
+                                          kDefaultCheckpointIntervalMs, &checkpoint_ms));
   spec->set_checkpoint_interval_ms(checkpoint_ms);
 
   const Entry* rules = job.Find("rules");
@@ -487,10 +451,8 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
   const Entry* aggregate = job.Find("aggregate");
   const Entry* having = job.Find("having");
   if (rules != nullptr && window != nullptr) {
-    const Entry* later =
-        rules->key_line() > window->key_line() ? rules : window;
-    return Error(later->key_line(),
-                 "a job has either 'rules' or 'window', not both");
+    const Entry* later = rules->key_line() > window->key_line() ? rules : window;
+    return Error(later->key_line(), "a job has either 'rules' or 'window', not both");
   }
   if (rules != nullptr) {
     if (aggregate != nullptr) {
@@ -511,39 +473,34 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
                    "missing required key 'window' (a job with 'aggregate' "
                    "is a window job)");
     }
-    return Error(top_line_,
-                 "a job needs either 'rules' or 'window' and 'aggregate'");
+    return Error(top_line_, "a job needs either 'rules' or 'window' and 'aggregate'");
   }
   SLUICE_RETURN_IF_ERROR(MapJobWindow(*window, spec->mutable_window()));
   if (aggregate == nullptr) {
-    return Error(top_line_,
-                 "missing required key 'aggregate' (a window job needs it)");
+    return Error(top_line_, "missing required key 'aggregate' (a window job needs it)");
   }
-  SLUICE_RETURN_IF_ERROR(MapAggregates(*aggregate, "aggregate", "aggregates",
-                                       spec->mutable_aggregates()));
+  SLUICE_RETURN_IF_ERROR(
+      MapAggregates(*aggregate, "aggregate", "aggregates", spec->mutable_aggregates()));
   if (having != nullptr) {
-    SLUICE_ASSIGN_OR_RETURN(*spec->mutable_having(),
-                            Scalar(*having, "having", "an expression"));
+    SLUICE_ASSIGN_OR_RETURN(*spec->mutable_having(), Scalar(*having, "having", "an expression"));
   }
   return Status::Ok();
 }
 
 Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
   Section s;
-  SLUICE_RETURN_IF_ERROR(ReadSection(
-      e.value, "source", e.key_line(),
-      {"brokers", "topic", "format", "key", "event_time",
-       "max_out_of_orderness", "idle_timeout", "max_future", "max_past"},
-      &s));
+  SLUICE_RETURN_IF_ERROR(
+      ReadSection(e.value, "source", e.key_line(),
+                  {"brokers", "topic", "format", "key", "event_time", "max_out_of_orderness",
+                   "idle_timeout", "max_future", "max_past"},
+                  &s));
   const Entry* f = nullptr;
   if ((f = s.Find("brokers")) != nullptr) {
-    constexpr std::string_view kExpected =
-        "a broker list like host:9092 or host1:9092,host2:9092";
-    SLUICE_ASSIGN_OR_RETURN(*source->mutable_brokers(),
-                            Scalar(*f, "source.brokers", kExpected));
+    constexpr std::string_view kExpected = "a broker list like host:9092 or host1:9092,host2:9092";
+    SLUICE_ASSIGN_OR_RETURN(*source->mutable_brokers(), Scalar(*f, "source.brokers", kExpected));
     if (source->brokers().empty()) {
-      return Error(f->value_line(), "source.brokers: expected " +
-                                        std::string(kExpected) + ", got ''");
+      return Error(f->value_line(),
+                   "source.brokers: expected " + std::string(kExpected) + ", got ''");
     }
   }
   SLUICE_RETURN_IF_ERROR(Require(s, "topic", &f));
@@ -551,29 +508,23 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
 
   source->set_format("json");
   if ((f = s.Find("format")) != nullptr) {
-    SLUICE_ASSIGN_OR_RETURN(std::string format,
-                            Scalar(*f, "source.format", "json"));
+    SLUICE_ASSIGN_OR_RETURN(std::string format, Scalar(*f, "source.format", "json"));
     if (format != "json") {
       return Error(f->value_line(),
-                   "source.format: expected json (the only format), got " +
-                       Quote(format));
+                   "source.format: expected json (the only format), got " + Quote(format));
     }
   }
   SLUICE_RETURN_IF_ERROR(Require(s, "key", &f));
   SLUICE_RETURN_IF_ERROR(FieldPath(*f, "source.key", source->mutable_key()));
   SLUICE_RETURN_IF_ERROR(Require(s, "event_time", &f));
-  SLUICE_RETURN_IF_ERROR(
-      FieldPath(*f, "source.event_time", source->mutable_event_time()));
+  SLUICE_RETURN_IF_ERROR(FieldPath(*f, "source.event_time", source->mutable_event_time()));
 
   int64_t ms = 0;
-  SLUICE_RETURN_IF_ERROR(
-      OptionalDuration(s, "max_out_of_orderness", false, 0, &ms));
+  SLUICE_RETURN_IF_ERROR(OptionalDuration(s, "max_out_of_orderness", false, 0, &ms));
   source->set_max_out_of_orderness_ms(ms);
-  SLUICE_RETURN_IF_ERROR(
-      OptionalDuration(s, "idle_timeout", false, kDefaultIdleTimeoutMs, &ms));
+  SLUICE_RETURN_IF_ERROR(OptionalDuration(s, "idle_timeout", false, kDefaultIdleTimeoutMs, &ms));
   source->set_idle_timeout_ms(ms);
-  SLUICE_RETURN_IF_ERROR(
-      OptionalDuration(s, "max_future", false, kDefaultMaxFutureMs, &ms));
+  SLUICE_RETURN_IF_ERROR(OptionalDuration(s, "max_future", false, kDefaultMaxFutureMs, &ms));
   source->set_max_future_ms(ms);
   SLUICE_RETURN_IF_ERROR(OptionalDuration(s, "max_past", false, 0, &ms));
   source->set_max_past_ms(ms);
@@ -582,8 +533,8 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
 
 Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
   Section s;
-  SLUICE_RETURN_IF_ERROR(ReadSection(e.value, "sinks", e.key_line(),
-                                     {"output", "late", "dead_letter"}, &s));
+  SLUICE_RETURN_IF_ERROR(
+      ReadSection(e.value, "sinks", e.key_line(), {"output", "late", "dead_letter"}, &s));
   proto::SinkSpec* sinks = spec->mutable_sinks();
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(s, "output", &f));
@@ -620,16 +571,14 @@ Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
                                         "not write to the topic it reads");
     }
     return Error(s.line, s.Path(key) + ": the default " + Quote(topic) +
-                             " is the source topic; set " + s.Path(key) +
-                             " to another topic");
+                             " is the source topic; set " + s.Path(key) + " to another topic");
   }
   return Status::Ok();
 }
 
 Status Loader::MapRules(const Entry& e, proto::JobSpec* spec) {
   if (!e.value.IsSequence()) {
-    return Error(e.value_line(),
-                 "rules: expected a list of rules, got " + Describe(e.value));
+    return Error(e.value_line(), "rules: expected a list of rules, got " + Describe(e.value));
   }
   if (e.value.size() == 0) {
     return Error(e.key_line(), "rules: expected at least one rule");
@@ -640,15 +589,13 @@ Status Loader::MapRules(const Entry& e, proto::JobSpec* spec) {
   for (auto it = e.value.begin(); it != e.value.end(); ++it, ++index) {
     const YAML::Node item = *it;
     const int line = LineOf(item) > 0 ? LineOf(item) : e.key_line();
-    SLUICE_RETURN_IF_ERROR(
-        MapRule(item, index, line, &rule_names, spec->add_rules()));
+    SLUICE_RETURN_IF_ERROR(MapRule(item, index, line, &rule_names, spec->add_rules()));
   }
   return Status::Ok();
 }
 
 Status Loader::MapRule(const YAML::Node& node, int index, int line,
-                       std::map<std::string, int>* rule_names,
-                       proto::RuleSpec* rule) {
+                       std::map<std::string, int>* rule_names, proto::RuleSpec* rule) {
   const std::string where = "rules[" + std::to_string(index) + "]";
   lines_[where] = line;
   if (!node.IsMap()) {
@@ -658,13 +605,11 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
                            Describe(node));
   }
   Section r;
-  SLUICE_RETURN_IF_ERROR(ReadSection(
-      node, where, line, {"name", "when", "window", "aggregate", "select"},
-      &r));
+  SLUICE_RETURN_IF_ERROR(
+      ReadSection(node, where, line, {"name", "when", "window", "aggregate", "select"}, &r));
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(r, "name", &f));
-  SLUICE_ASSIGN_OR_RETURN(*rule->mutable_name(),
-                          Scalar(*f, r.Path("name"), "a rule name"));
+  SLUICE_ASSIGN_OR_RETURN(*rule->mutable_name(), Scalar(*f, r.Path("name"), "a rule name"));
   if (!IsRuleName(rule->name())) {
     return Error(f->value_line(), r.Path("name") +
                                       ": expected a rule name of A-Z, a-z, "
@@ -673,23 +618,19 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
   }
   const auto [previous, inserted] = rule_names->emplace(rule->name(), index);
   if (!inserted) {
-    return Error(f->value_line(), r.Path("name") + ": duplicate rule name " +
-                                      Quote(rule->name()) + " (also rules[" +
-                                      std::to_string(previous->second) + "])");
+    return Error(f->value_line(), r.Path("name") + ": duplicate rule name " + Quote(rule->name()) +
+                                      " (also rules[" + std::to_string(previous->second) + "])");
   }
 
   SLUICE_RETURN_IF_ERROR(Require(r, "when", &f));
-  SLUICE_ASSIGN_OR_RETURN(*rule->mutable_when(),
-                          Scalar(*f, r.Path("when"), "an expression"));
+  SLUICE_ASSIGN_OR_RETURN(*rule->mutable_when(), Scalar(*f, r.Path("when"), "an expression"));
   if (rule->when().empty()) {
-    return Error(f->value_line(),
-                 r.Path("when") + ": expected an expression, got ''");
+    return Error(f->value_line(), r.Path("when") + ": expected an expression, got ''");
   }
 
   const Entry* window = r.Find("window");
   if (window != nullptr) {
-    SLUICE_RETURN_IF_ERROR(
-        MapRuleWindow(*window, r.Path("window"), rule->mutable_window()));
+    SLUICE_RETURN_IF_ERROR(MapRuleWindow(*window, r.Path("window"), rule->mutable_window()));
   }
   if ((f = r.Find("aggregate")) != nullptr) {
     if (window == nullptr) {
@@ -697,9 +638,8 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
                                       ": a rule aggregates over a window; add "
                                       "one like window: { rolling: 5m }");
     }
-    SLUICE_RETURN_IF_ERROR(MapAggregates(*f, r.Path("aggregate"),
-                                         r.Path("aggregates"),
-                                         rule->mutable_aggregates()));
+    SLUICE_RETURN_IF_ERROR(
+        MapAggregates(*f, r.Path("aggregate"), r.Path("aggregates"), rule->mutable_aggregates()));
   }
   if ((f = r.Find("select")) != nullptr) {
     SLUICE_RETURN_IF_ERROR(MapSelect(*f, r.Path("select"), rule));
@@ -707,8 +647,7 @@ Status Loader::MapRule(const YAML::Node& node, int index, int line,
   return Status::Ok();
 }
 
-Status Loader::MapRuleWindow(const Entry& e, const std::string& path,
-                             proto::WindowSpec* window) {
+Status Loader::MapRuleWindow(const Entry& e, const std::string& path, proto::WindowSpec* window) {
   if (e.value.IsMap()) {
     for (auto it = e.value.begin(); it != e.value.end(); ++it) {
       const YAML::Node key = it->first;
@@ -729,8 +668,7 @@ Status Loader::MapRuleWindow(const Entry& e, const std::string& path,
                                      Describe(e.value));
   }
   Section w;
-  SLUICE_RETURN_IF_ERROR(
-      ReadSection(e.value, path, e.key_line(), {"rolling"}, &w));
+  SLUICE_RETURN_IF_ERROR(ReadSection(e.value, path, e.key_line(), {"rolling"}, &w));
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(w, "rolling", &f));
   int64_t ms = 0;
@@ -755,9 +693,9 @@ Status Loader::MapJobWindow(const Entry& e, proto::WindowSpec* window) {
     }
   }
   Section w;
-  SLUICE_RETURN_IF_ERROR(ReadSection(
-      e.value, "window", e.key_line(),
-      {"tumbling", "session", "sliding", "every", "allowed_lateness"}, &w));
+  SLUICE_RETURN_IF_ERROR(
+      ReadSection(e.value, "window", e.key_line(),
+                  {"tumbling", "session", "sliding", "every", "allowed_lateness"}, &w));
 
   const Entry* kind = nullptr;
   for (const Entry& f : w.entries) {
@@ -779,8 +717,7 @@ Status Loader::MapJobWindow(const Entry& e, proto::WindowSpec* window) {
   }
   const Entry* every = w.Find("every");
   if (every != nullptr && kind->key != "sliding") {
-    return Error(every->key_line(),
-                 "window.every: only a sliding window has 'every'");
+    return Error(every->key_line(), "window.every: only a sliding window has 'every'");
   }
 
   int64_t ms = 0;
@@ -798,23 +735,21 @@ Status Loader::MapJobWindow(const Entry& e, proto::WindowSpec* window) {
     int64_t every_ms = 0;
     SLUICE_RETURN_IF_ERROR(Duration(*every, "window.every", true, &every_ms));
     if (every_ms > ms) {
-      return Error(every->value_line(),
-                   "window.every: must not be longer than the window (" +
-                       FormatDurationMs(ms) + "), got " +
-                       FormatDurationMs(every_ms));
+      return Error(every->value_line(), "window.every: must not be longer than the window (" +
+                                            FormatDurationMs(ms) + "), got " +
+                                            FormatDurationMs(every_ms));
     }
     window->mutable_sliding()->set_size_ms(ms);
     window->mutable_sliding()->set_every_ms(every_ms);
   }
-  SLUICE_RETURN_IF_ERROR(
-      OptionalDuration(w, "allowed_lateness", false, 0, &ms));
+  SLUICE_RETURN_IF_ERROR(OptionalDuration(w, "allowed_lateness", false, 0, &ms));
   window->set_allowed_lateness_ms(ms);
   return Status::Ok();
 }
 
-Status Loader::MapAggregates(
-    const Entry& e, const std::string& yaml_path, const std::string& proto_path,
-    google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out) {
+Status Loader::MapAggregates(const Entry& e, const std::string& yaml_path,
+                             const std::string& proto_path,
+                             google::protobuf::RepeatedPtrField<proto::AggregateSpec>* out) {
   if (!e.value.IsMap()) {
     return Error(e.value_line(), yaml_path +
                                      ": expected a mapping of name: "
@@ -830,22 +765,18 @@ Status Loader::MapAggregates(
     Entry a{"", it->first, it->second};
     if (!a.key_node.IsScalar()) {
       return Error(a.key_line() > 0 ? a.key_line() : e.key_line(),
-                   yaml_path + ": expected an aggregate name, got " +
-                       Describe(a.key_node));
+                   yaml_path + ": expected an aggregate name, got " + Describe(a.key_node));
     }
     a.key = a.key_node.Scalar();
-    SLUICE_RETURN_IF_ERROR(CheckOutputName(
-        a, yaml_path + ": aggregate name " + Quote(a.key)));
+    SLUICE_RETURN_IF_ERROR(CheckOutputName(a, yaml_path + ": aggregate name " + Quote(a.key)));
     for (const proto::AggregateSpec& earlier : *out) {
       if (earlier.name() == a.key) {
-        return Error(a.key_line(), "duplicate aggregate name " + Quote(a.key) +
-                                       " in " + yaml_path);
+        return Error(a.key_line(), "duplicate aggregate name " + Quote(a.key) + " in " + yaml_path);
       }
     }
     const std::string path = yaml_path + "." + a.key;
-    SLUICE_ASSIGN_OR_RETURN(
-        std::string text,
-        Scalar(a, path, "an aggregate like count() or sum(amount)"));
+    SLUICE_ASSIGN_OR_RETURN(std::string text,
+                            Scalar(a, path, "an aggregate like count() or sum(amount)"));
     Result<proto::AggregateSpec> agg = ParseAggregateCall(text);
     if (!agg.ok()) {
       return Error(a.value_line(), path + ": " + agg.status().message());
@@ -861,8 +792,7 @@ Status Loader::MapAggregates(
 // A rule's select, after its aggregates: output name -> expression, in the
 // file's order. The expressions are parsed by JobPlan::Compile, whose errors
 // ("rules[0].select[1]: ...") find their line through lines_.
-Status Loader::MapSelect(const Entry& e, const std::string& path,
-                         proto::RuleSpec* rule) {
+Status Loader::MapSelect(const Entry& e, const std::string& path, proto::RuleSpec* rule) {
   if (!e.value.IsMap()) {
     return Error(e.value_line(), path +
                                      ": expected a mapping of name: "
@@ -878,30 +808,25 @@ Status Loader::MapSelect(const Entry& e, const std::string& path,
     Entry f{"", it->first, it->second};
     if (!f.key_node.IsScalar()) {
       return Error(f.key_line() > 0 ? f.key_line() : e.key_line(),
-                   path + ": expected a field name, got " +
-                       Describe(f.key_node));
+                   path + ": expected a field name, got " + Describe(f.key_node));
     }
     f.key = f.key_node.Scalar();
     const std::string what = path + ": select name " + Quote(f.key);
     SLUICE_RETURN_IF_ERROR(CheckOutputName(f, what));
     for (const proto::AggregateSpec& agg : rule->aggregates()) {
       if (agg.name() == f.key) {
-        return Error(f.key_line(),
-                     what + " is taken by an aggregate of the rule");
+        return Error(f.key_line(), what + " is taken by an aggregate of the rule");
       }
     }
     for (const proto::SelectSpec& earlier : rule->select()) {
       if (earlier.name() == f.key) {
-        return Error(f.key_line(), "duplicate select name " + Quote(f.key) +
-                                       " in " + path);
+        return Error(f.key_line(), "duplicate select name " + Quote(f.key) + " in " + path);
       }
     }
     const std::string field_path = path + "." + f.key;
-    SLUICE_ASSIGN_OR_RETURN(std::string expr,
-                            Scalar(f, field_path, "an expression"));
+    SLUICE_ASSIGN_OR_RETURN(std::string expr, Scalar(f, field_path, "an expression"));
     if (expr.empty()) {
-      return Error(f.value_line(),
-                   field_path + ": expected an expression, got ''");
+      return Error(f.value_line(), field_path + ": expected an expression, got ''");
     }
     lines_[field_path] = f.value_line();
     lines_[path + "[" + std::to_string(index) + "]"] = f.value_line();
@@ -931,14 +856,12 @@ Status Loader::LocateCompileError(const Status& status) const {
     const size_t cut = path.find_last_of(".[");
     path.resize(cut == std::string::npos ? 0 : cut);
   }
-  const StatusCode code = status.code() == StatusCode::kOk
-                              ? StatusCode::kInvalidArgument
-                              : status.code();
+  const StatusCode code =
+      status.code() == StatusCode::kOk ? StatusCode::kInvalidArgument : status.code();
   return Status(code, Prefix(line) + message);
 }
 
-Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text,
-                                           std::string_view filename) {
+Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text, std::string_view filename) {
   // Empty documents (a stray "---") do not count.
   std::vector<YAML::Node> docs;
   for (const YAML::Node& doc : YAML::LoadAll(std::string(yaml_text))) {
@@ -946,8 +869,7 @@ Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text,
   }
   if (docs.size() > 1) {
     return Loader(filename, 1)
-        .Error(LineOf(docs[1]),
-               "a job file holds one YAML document, found another");
+        .Error(LineOf(docs[1]), "a job file holds one YAML document, found another");
   }
   const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   Loader loader(filename, docs.empty() ? 1 : LineOf(root));
@@ -956,23 +878,20 @@ Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text,
   SLUICE_RETURN_IF_ERROR(loader.MapJob(root, &spec));
   spec.set_source_yaml(std::string(yaml_text));
 
-  Result<std::shared_ptr<const engine::JobPlan>> plan =
-      engine::JobPlan::Compile(spec);
+  Result<std::shared_ptr<const engine::JobPlan>> plan = engine::JobPlan::Compile(spec);
   if (!plan.ok()) return loader.LocateCompileError(plan.status());
   return spec;
 }
 
 }  // namespace
 
-Result<proto::JobSpec> ParseJobYaml(std::string_view yaml_text,
-                                    std::string_view filename) {
+Result<proto::JobSpec> ParseJobYaml(std::string_view yaml_text, std::string_view filename) {
   const std::string file = filename.empty() ? "<job>" : std::string(filename);
   try {
     return ParseJobYamlOrThrow(yaml_text, filename);
   } catch (const YAML::Exception& e) {
     const int line = e.mark.is_null() || e.mark.line < 0 ? 1 : e.mark.line + 1;
-    return Status::InvalidArgument(file + ":" + std::to_string(line) +
-                                   ": invalid YAML: " + e.msg);
+    return Status::InvalidArgument(file + ":" + std::to_string(line) + ": invalid YAML: " + e.msg);
   } catch (const std::exception& e) {
     return Status::Internal(file + ": loading the job failed: " + e.what());
   }
@@ -986,8 +905,7 @@ Result<proto::JobSpec> LoadJobFile(const std::string& path) {
   std::unique_ptr<std::FILE, Closer> file(std::fopen(path.c_str(), "rb"));
   if (file == nullptr) {
     const int err = errno;
-    const std::string why =
-        std::error_code(err, std::generic_category()).message();
+    const std::string why = std::error_code(err, std::generic_category()).message();
     if (err == ENOENT) return Status::NotFound(path + ": " + why);
     return Status::IoError(path + ": cannot open: " + why);
   }
@@ -998,16 +916,15 @@ Result<proto::JobSpec> LoadJobFile(const std::string& path) {
     text.append(buf.data(), n);
   }
   if (std::ferror(file.get()) != 0) {
-    const std::string why =
-        std::error_code(errno, std::generic_category()).message();
+    const std::string why = std::error_code(errno, std::generic_category()).message();
     return Status::IoError(path + ": cannot read: " + why);
   }
   return ParseJobYaml(text, path);
 }
 
 Result<int64_t> ParseDurationMs(std::string_view text) {
-  const Status malformed = Status::InvalidArgument(
-      "expected " + std::string(kDurationExpected) + ", got " + Quote(text));
+  const Status malformed = Status::InvalidArgument("expected " + std::string(kDurationExpected) +
+                                                   ", got " + Quote(text));
   size_t digits = 0;
   while (digits < text.size() && IsAsciiDigit(text[digits])) ++digits;
   if (digits == 0) return malformed;
@@ -1028,9 +945,9 @@ Result<int64_t> ParseDurationMs(std::string_view text) {
     return malformed;
   }
 
-  const Status too_long = Status::InvalidArgument(
-      "duration " + Quote(text) + " is longer than the limit of " +
-      FormatDurationMs(kMaxDurationMs));
+  const Status too_long =
+      Status::InvalidArgument("duration " + Quote(text) + " is longer than the limit of " +
+                              FormatDurationMs(kMaxDurationMs));
   int64_t count = 0;
   for (size_t i = 0; i < digits; ++i) {
     count = count * 10 + (text[i] - '0');
@@ -1042,11 +959,10 @@ Result<int64_t> ParseDurationMs(std::string_view text) {
 
 std::string FormatDurationMs(int64_t ms) {
   if (ms == 0) return "0s";
-  static constexpr std::array<std::pair<int64_t, std::string_view>, 4> kUnits =
-      {{{kDayMs, "d"}, {kHourMs, "h"}, {kMinuteMs, "m"}, {kSecondMs, "s"}}};
+  static constexpr std::array<std::pair<int64_t, std::string_view>, 4> kUnits = {
+      {{kDayMs, "d"}, {kHourMs, "h"}, {kMinuteMs, "m"}, {kSecondMs, "s"}}};
   for (const auto& [unit_ms, suffix] : kUnits) {
-    if (ms % unit_ms == 0)
-      return std::to_string(ms / unit_ms) + std::string(suffix);
+    if (ms % unit_ms == 0) return std::to_string(ms / unit_ms) + std::string(suffix);
   }
   return std::to_string(ms) + "ms";
 }

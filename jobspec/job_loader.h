@@ -32,8 +32,7 @@
 namespace sluice::jobspec {
 
 // Parses a job file's text. `filename` is used in error messages only.
-Result<proto::JobSpec> ParseJobYaml(std::string_view yaml_text,
-                                    std::string_view filename);
+Result<proto::JobSpec> ParseJobYaml(std::string_view yaml_text, std::string_view filename);
 
 // Reads and parses a job file. Errors name `path` as given. A missing file is
 // NotFound, another read failure IoError.

@@ -33,8 +33,8 @@ std::string ErrorOf(std::string_view yaml, std::string_view file = "job.yaml") {
   return spec.status().message();
 }
 
-void RequireAggregate(const AggregateSpec& agg, std::string_view name,
-                      AggregateSpec::Function fn, std::string_view field) {
+void RequireAggregate(const AggregateSpec& agg, std::string_view name, AggregateSpec::Function fn,
+                      std::string_view field) {
   CHECK(agg.name() == name);
   CHECK(agg.function() == fn);
   CHECK(agg.field() == field);
@@ -175,12 +175,9 @@ TEST_CASE("the sessions job of JOBS.md loads field by field", "[jobspec]") {
   REQUIRE(spec.aggregates_size() == 5);
   // Document order is kept: it is the order of the output fields.
   RequireAggregate(spec.aggregates(0), "events", AggregateSpec::COUNT, "");
-  RequireAggregate(spec.aggregates(1), "pages", AggregateSpec::COUNT_DISTINCT,
-                   "page");
-  RequireAggregate(spec.aggregates(2), "first_page", AggregateSpec::FIRST,
-                   "page");
-  RequireAggregate(spec.aggregates(3), "last_page", AggregateSpec::LAST,
-                   "page");
+  RequireAggregate(spec.aggregates(1), "pages", AggregateSpec::COUNT_DISTINCT, "page");
+  RequireAggregate(spec.aggregates(2), "first_page", AggregateSpec::FIRST, "page");
+  RequireAggregate(spec.aggregates(3), "last_page", AggregateSpec::LAST, "page");
   RequireAggregate(spec.aggregates(4), "revenue", AggregateSpec::SUM, "amount");
   CHECK(spec.having() == "events >= 2");
 }
@@ -230,8 +227,7 @@ TEST_CASE("window kinds map onto WindowSpec", "[jobspec]") {
     return MustParse(yaml);
   };
   SECTION("sliding") {
-    const JobSpec spec = with_window(
-        "window: { sliding: 10m, every: 1m, allowed_lateness: 2m }");
+    const JobSpec spec = with_window("window: { sliding: 10m, every: 1m, allowed_lateness: 2m }");
     CHECK(spec.window().kind_case() == WindowSpec::kSliding);
     CHECK(spec.window().sliding().size_ms() == 10 * kMinute);
     CHECK(spec.window().sliding().every_ms() == kMinute);
@@ -242,8 +238,7 @@ TEST_CASE("window kinds map onto WindowSpec", "[jobspec]") {
     CHECK(spec.window().sliding().every_ms() == kMinute);
   }
   SECTION("tumbling in block style with lateness") {
-    const JobSpec spec =
-        with_window("window:\n  tumbling: 1h\n  allowed_lateness: 30s");
+    const JobSpec spec = with_window("window:\n  tumbling: 1h\n  allowed_lateness: 30s");
     CHECK(spec.window().tumbling_ms() == kHour);
     CHECK(spec.window().allowed_lateness_ms() == 30 * kSecond);
   }
@@ -270,8 +265,7 @@ aggregate:
   RequireAggregate(spec.aggregates(2), "lo", AggregateSpec::MIN, "amount");
   RequireAggregate(spec.aggregates(3), "hi", AggregateSpec::MAX, "amount");
   RequireAggregate(spec.aggregates(4), "mean", AggregateSpec::AVG, "amount");
-  RequireAggregate(spec.aggregates(5), "users", AggregateSpec::COUNT_DISTINCT,
-                   "user.id");
+  RequireAggregate(spec.aggregates(5), "users", AggregateSpec::COUNT_DISTINCT, "user.id");
   RequireAggregate(spec.aggregates(6), "f", AggregateSpec::FIRST, "page");
   RequireAggregate(spec.aggregates(7), "l", AggregateSpec::LAST, "page");
 }
@@ -376,8 +370,7 @@ rules:
 }
 
 TEST_CASE("duplicate keys are rejected", "[jobspec][errors]") {
-  CHECK(ErrorOf(std::string(kMinimal) + "name: pv2\n") ==
-        "job.yaml:10: duplicate key 'name'");
+  CHECK(ErrorOf(std::string(kMinimal) + "name: pv2\n") == "job.yaml:10: duplicate key 'name'");
   CHECK(ErrorOf(R"(name: pv
 source:
   topic: clicks
@@ -405,8 +398,7 @@ sinks: { output: pv-out }
 window: { tumbling: 1m }
 aggregate: { views: count() }
 )",
-                "x.yaml") ==
-        "x.yaml:2: missing required key 'topic' in source");
+                "x.yaml") == "x.yaml:2: missing required key 'topic' in source");
   CHECK(ErrorOf(R"(name: x
 source:
   topic: clicks
@@ -734,8 +726,7 @@ aggregate:
         "job.yaml:7: aggregate.s: " + expected_like + "'sum(a + b)'");
   CHECK(aggregate_error("s: sum(amount) * 2") ==
         "job.yaml:7: aggregate.s: " + expected_like + "'sum(amount) * 2'");
-  CHECK(aggregate_error("s: count") ==
-        "job.yaml:7: aggregate.s: " + expected_like + "'count'");
+  CHECK(aggregate_error("s: count") == "job.yaml:7: aggregate.s: " + expected_like + "'count'");
   CHECK(aggregate_error("s: { fn: sum }") ==
         "job.yaml:7: aggregate.s: expected an aggregate like count() or "
         "sum(amount), got a mapping");
@@ -757,8 +748,7 @@ rules:
       total_eur: total * 0.908
 )";
 
-TEST_CASE("a rule's select maps names to expressions in the file's order",
-          "[jobspec]") {
+TEST_CASE("a rule's select maps names to expressions in the file's order", "[jobspec]") {
   const JobSpec spec = MustParse(std::string(kSelect) +
                                  "      country: lower(country)\n"
                                  "      big: amount > 5000\n"
@@ -795,8 +785,7 @@ TEST_CASE("select: names and expressions", "[jobspec][errors]") {
         "aggregate of the rule");
   CHECK(select_error("total_eur: amount") ==
         "job.yaml:11: duplicate select name 'total_eur' in rules[0].select");
-  CHECK(select_error("c: ''") ==
-        "job.yaml:11: rules[0].select.c: expected an expression, got ''");
+  CHECK(select_error("c: ''") == "job.yaml:11: rules[0].select.c: expected an expression, got ''");
   CHECK(select_error("c: { x: 1 }") ==
         "job.yaml:11: rules[0].select.c: expected an expression, got a "
         "mapping");
@@ -815,20 +804,17 @@ TEST_CASE("select: names and expressions", "[jobspec][errors]") {
   CHECK(first.rfind("job.yaml:10: rules[0].select[0]: column ", 0) == 0);
 
   yaml = std::string(kSelect);
-  yaml.replace(yaml.find("\n      total_eur: total * 0.908"), 31,
-               " [total_eur]");
+  yaml.replace(yaml.find("\n      total_eur: total * 0.908"), 31, " [total_eur]");
   CHECK(ErrorOf(yaml) ==
         "job.yaml:9: rules[0].select: expected a mapping of name: expression, "
         "like { price_eur: price * 0.908 }, got a list");
   yaml.replace(yaml.find("[total_eur]"), 11, "{}");
-  CHECK(ErrorOf(yaml) ==
-        "job.yaml:9: rules[0].select: expected at least one field");
+  CHECK(ErrorOf(yaml) == "job.yaml:9: rules[0].select: expected at least one field");
 }
 
 // ---- Expression errors, found by engine::JobPlan::Compile. ----
 
-TEST_CASE("expression errors point at the line of the expression",
-          "[jobspec][errors][expr]") {
+TEST_CASE("expression errors point at the line of the expression", "[jobspec][errors][expr]") {
   SECTION("filter") {
     const std::string msg = ErrorOf(R"(name: pv
 source: { topic: clicks, key: page, event_time: ts }
@@ -853,8 +839,7 @@ aggregate: { views: count() }
   }
   SECTION("new_value in a rule without a window") {
     std::string yaml(kFraud);
-    yaml.replace(yaml.find("when: amount > 5000"), 19,
-                 "when: new_value(country)");
+    yaml.replace(yaml.find("when: amount > 5000"), 19, "when: new_value(country)");
     const std::string msg = ErrorOf(yaml, "fraud.yaml");
     INFO(msg);
     CHECK(msg.rfind("fraud.yaml:20: rules[0].when: ", 0) == 0);
@@ -892,24 +877,21 @@ TEST_CASE("durations parse in every unit", "[jobspec][duration]") {
 }
 
 TEST_CASE("malformed durations are rejected", "[jobspec][duration]") {
-  for (std::string_view text :
-       {"5", "5x", "-5s", "", "1.5s", "five", "s", "5 s", " 5s", "5s ", "+5s",
-        "5S", "5sec", "5mss", "1h30m", "0x10s"}) {
+  for (std::string_view text : {"5", "5x", "-5s", "", "1.5s", "five", "s", "5 s", " 5s", "5s ",
+                                "+5s", "5S", "5sec", "5mss", "1h30m", "0x10s"}) {
     Result<int64_t> ms = ParseDurationMs(text);
     INFO("'" << text << "'");
     REQUIRE_FALSE(ms.ok());
     CHECK(ms.status().code() == StatusCode::kInvalidArgument);
     CHECK(ms.status().message() ==
-          "expected a duration like 250ms, 5s, 30m, 1h or 7d, got '" +
-              std::string(text) + "'");
+          "expected a duration like 250ms, 5s, 30m, 1h or 7d, got '" + std::string(text) + "'");
   }
-  for (std::string_view text : {"36501d", "99999999999999999999999ms",
-                                "9223372036854775807ms", "876001h"}) {
+  for (std::string_view text :
+       {"36501d", "99999999999999999999999ms", "9223372036854775807ms", "876001h"}) {
     INFO(text);
     Result<int64_t> ms = ParseDurationMs(text);
     REQUIRE_FALSE(ms.ok());
-    CHECK(ms.status().message().find("longer than the limit of 36500d") !=
-          std::string::npos);
+    CHECK(ms.status().message().find("longer than the limit of 36500d") != std::string::npos);
   }
 }
 
@@ -927,10 +909,9 @@ TEST_CASE("durations format in the largest exact unit", "[jobspec][duration]") {
 }
 
 TEST_CASE("durations round-trip", "[jobspec][duration]") {
-  for (int64_t ms :
-       {int64_t{0}, int64_t{1}, int64_t{999}, int64_t{1000}, int64_t{1001},
-        59 * kSecond, kMinute, 61 * kSecond, kHour + kMinute, kDay - 1, kDay,
-        400 * kDay, kMaxDurationMs - 1, kMaxDurationMs}) {
+  for (int64_t ms : {int64_t{0}, int64_t{1}, int64_t{999}, int64_t{1000}, int64_t{1001},
+                     59 * kSecond, kMinute, 61 * kSecond, kHour + kMinute, kDay - 1, kDay,
+                     400 * kDay, kMaxDurationMs - 1, kMaxDurationMs}) {
     INFO(ms);
     const std::string text = FormatDurationMs(ms);
     Result<int64_t> back = ParseDurationMs(text);
@@ -972,14 +953,10 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     REQUIRE(spec->aggregates_size() == 6);
     RequireAggregate(spec->aggregates(0), "events", AggregateSpec::COUNT, "");
     RequireAggregate(spec->aggregates(1), "duration", AggregateSpec::DURATION, "");
-    RequireAggregate(spec->aggregates(2), "pages",
-                     AggregateSpec::COUNT_DISTINCT, "page");
-    RequireAggregate(spec->aggregates(3), "first_page", AggregateSpec::FIRST,
-                     "page");
-    RequireAggregate(spec->aggregates(4), "last_page", AggregateSpec::LAST,
-                     "page");
-    RequireAggregate(spec->aggregates(5), "revenue", AggregateSpec::SUM,
-                     "amount");
+    RequireAggregate(spec->aggregates(2), "pages", AggregateSpec::COUNT_DISTINCT, "page");
+    RequireAggregate(spec->aggregates(3), "first_page", AggregateSpec::FIRST, "page");
+    RequireAggregate(spec->aggregates(4), "last_page", AggregateSpec::LAST, "page");
+    RequireAggregate(spec->aggregates(5), "revenue", AggregateSpec::SUM, "amount");
   }
   SECTION("nexmark-q1: a projection of every bid") {
     Result<JobSpec> spec = LoadJobFile(dir + "nexmark-q1.yaml");
@@ -1027,8 +1004,7 @@ TEST_CASE("a missing file is NotFound and names the path", "[jobspec]") {
   Result<JobSpec> spec = LoadJobFile("/nonexistent/sluice/job.yaml");
   REQUIRE_FALSE(spec.ok());
   CHECK(spec.status().code() == StatusCode::kNotFound);
-  CHECK(spec.status().message().rfind("/nonexistent/sluice/job.yaml: ", 0) ==
-        0);
+  CHECK(spec.status().message().rfind("/nonexistent/sluice/job.yaml: ", 0) == 0);
 }
 
 TEST_CASE("errors in a file name the path as given", "[jobspec]") {
@@ -1049,7 +1025,6 @@ TEST_CASE("duration() takes no field", "[jobspec]") {
   REQUIRE(spec.status().message().find("s.yaml:10:") == 0);
   REQUIRE(spec.status().message().find("duration() takes no field") != std::string::npos);
 }
-
 
 }  // namespace
 }  // namespace sluice::jobspec

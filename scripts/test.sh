@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Sluice and runs every test: the unit tests and system tests (ctest;
+# Checks the format, builds Sluice and runs every test: the unit tests and
+# system tests (ctest;
 # the system tests on the dev broker and on a real Apache Kafka), then the unit
 # tests again under AddressSanitizer and UndefinedBehaviorSanitizer, and the
 # worker's and coordinator's unit tests under ThreadSanitizer.
@@ -16,6 +17,10 @@ for arg in "$@"; do
     *) echo "test.sh: unknown argument '$arg'" >&2; sed -n '2,8p' "$0" >&2; exit 2 ;;
   esac
 done
+
+bash scripts/setup.sh
+# The sources are formatted as .clang-format says (scripts/format.sh fixes them).
+bash scripts/format.sh --check
 
 # -Werror in the project's own test builds only (a user's build never fails on
 # a new compiler's warning).

@@ -12,8 +12,8 @@ constexpr const char* kCountries[] = {"DE", "FR", "US", "GB", "NL", "ES", "IT", 
 constexpr const char* kSwitchCountries[] = {"BR", "JP", "ZA", "MX", "IN", "AR", "KR", "EG",
                                             "TR", "TH", "VN", "CL", "NG", "PE", "PH", "ID"};
 constexpr int64_t kThirtyDays = 30LL * 86'400'000;
-constexpr const char* kPages[] = {"/home", "/search", "/item", "/item/reviews", "/cart",
-                                  "/checkout", "/account", "/help"};
+constexpr const char* kPages[] = {"/home", "/search",   "/item",    "/item/reviews",
+                                  "/cart", "/checkout", "/account", "/help"};
 }  // namespace
 
 EventGenerator::EventGenerator(const GeneratorOptions& options)
@@ -76,9 +76,15 @@ int64_t EventGenerator::Next(std::string* out) {
   if (!in_pattern && chance(opts_.malformed_share)) {
     key_.clear();
     switch (rng_() % 3) {
-      case 0: out->assign("{\"user_id\":\"u1\",\"amount\":"); break;
-      case 1: out->assign("{\"amount\":3,\"ts\":" + std::to_string(ts) + "}"); break;
-      default: out->assign("{\"user_id\":\"u2\",\"ts\":\"not a time\"}"); break;
+      case 0:
+        out->assign("{\"user_id\":\"u1\",\"amount\":");
+        break;
+      case 1:
+        out->assign("{\"amount\":3,\"ts\":" + std::to_string(ts) + "}");
+        break;
+      default:
+        out->assign("{\"user_id\":\"u2\",\"ts\":\"not a time\"}");
+        break;
     }
     return ts;
   }
@@ -126,8 +132,7 @@ int64_t EventGenerator::Next(std::string* out) {
       fraud_country_ = kSwitchCountries[(seq_ / 7) % 16];
       pending_ = ExpectedAlert{kRules[fraud_kind_], "u" + std::to_string(user), {}};
     }
-    Payment(out, user, ts, 1 + static_cast<double>(rng_() % 30000) / 100.0,
-            kCountries[user % 8]);
+    Payment(out, user, ts, 1 + static_cast<double>(rng_() % 30000) / 100.0, kCountries[user % 8]);
   }
   key_ = "u" + std::to_string(user);
   return ts;

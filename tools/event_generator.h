@@ -8,8 +8,8 @@
 // Event time starts at `start_ms` and advances by `step_ms` per event on
 // average; users follow a skewed (Zipf-like) distribution.
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <random>
 #include <string>

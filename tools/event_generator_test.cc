@@ -39,8 +39,10 @@ TEST_CASE("malformed and late shares are about as asked") {
   for (int i = 0; i < 10'000; ++i) {
     int64_t before = gen.now_ms();
     int64_t ts = gen.Next(&s);
-    if (gen.last_key().empty()) ++malformed;
-    else if (ts < before - 500'000) ++late;
+    if (gen.last_key().empty())
+      ++malformed;
+    else if (ts < before - 500'000)
+      ++late;
   }
   REQUIRE(malformed > 800);
   REQUIRE(malformed < 1200);

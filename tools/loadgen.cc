@@ -3,6 +3,7 @@
 // --seed. With --expect it also writes the alerts the injected fraud patterns
 // must raise, one JSON object per line, so a run can be checked.
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -10,14 +11,11 @@
 #include <iostream>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-
 #include "common/clock.h"
 #include "common/stop_signals.h"
 #include "tools/event_generator.h"
 #include "worker/engine/json_writer.h"
 #include "worker/kafka/kafka_client.h"
-
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -80,8 +78,8 @@ int main(int argc, char** argv) {
 
   sluice::SystemClock clock;
   sluice::tools::GeneratorOptions opts;
-  opts.kind = kind == "clicks" ? sluice::tools::EventKind::kClicks
-                               : sluice::tools::EventKind::kPayments;
+  opts.kind =
+      kind == "clicks" ? sluice::tools::EventKind::kClicks : sluice::tools::EventKind::kPayments;
   opts.seed = seed;
   opts.users = users;
   opts.step_ms = 0;  // event time follows the wall clock

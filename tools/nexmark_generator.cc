@@ -9,13 +9,12 @@ namespace sluice::tools {
 namespace {
 
 constexpr std::string_view kStates[] = {"AZ", "CA", "ID", "OR", "WA", "WY"};
-constexpr std::string_view kCities[] = {"Phoenix", "Los Angeles", "San Francisco", "Boise",
-                                        "Portland", "Bend", "Redmond", "Seattle",
-                                        "Kent", "Cheyenne"};
-constexpr std::string_view kFirstNames[] = {"Peter", "Paul",  "Luke",   "John",
-                                            "Saul",  "Vicky", "Kate",   "Julie",
-                                            "Sarah", "Deiter", "Walter"};
-constexpr std::string_view kLastNames[] = {"Shultz",  "Abrams", "Spencer", "White", "Bartels",
+constexpr std::string_view kCities[] = {"Phoenix",  "Los Angeles", "San Francisco", "Boise",
+                                        "Portland", "Bend",        "Redmond",       "Seattle",
+                                        "Kent",     "Cheyenne"};
+constexpr std::string_view kFirstNames[] = {"Peter", "Paul",  "Luke",  "John",   "Saul",  "Vicky",
+                                            "Kate",  "Julie", "Sarah", "Deiter", "Walter"};
+constexpr std::string_view kLastNames[] = {"Shultz", "Abrams", "Spencer", "White", "Bartels",
                                            "Walton", "Smith",  "Jones",   "Noris"};
 // Bids come through one of a few hot channels, or one of many others.
 constexpr std::string_view kHotChannels[] = {"Google", "Facebook", "Baidu", "Apple"};
@@ -59,9 +58,12 @@ void StrField(std::string* out, std::string_view name, std::string_view v) {
 
 std::string_view NexmarkEventTypeName(NexmarkEventType type) {
   switch (type) {
-    case NexmarkEventType::kPerson: return "person";
-    case NexmarkEventType::kAuction: return "auction";
-    case NexmarkEventType::kBid: return "bid";
+    case NexmarkEventType::kPerson:
+      return "person";
+    case NexmarkEventType::kAuction:
+      return "auction";
+    case NexmarkEventType::kBid:
+      return "bid";
   }
   return "?";
 }
@@ -237,12 +239,12 @@ void NexmarkGenerator::Auction(int64_t n, int64_t ts, std::string* out) {
   IntField(out, "date_time", ts);
   // Auctions last on average as long as it takes to start
   // num_in_flight_auctions more of them.
-  const int64_t ahead =
-      int64_t{opts_.num_in_flight_auctions} * total_ / opts_.auction_proportion;
+  const int64_t ahead = int64_t{opts_.num_in_flight_auctions} * total_ / opts_.auction_proportion;
   const int64_t horizon = TimeOf(n + ahead) - ts;
-  IntField(out, "expires",
-           ts + 1 + static_cast<int64_t>(Below(static_cast<uint64_t>(std::max<int64_t>(
-                        horizon * 2, 1)))));
+  IntField(
+      out, "expires",
+      ts + 1 +
+          static_cast<int64_t>(Below(static_cast<uint64_t>(std::max<int64_t>(horizon * 2, 1)))));
   int64_t seller;
   if (Below(static_cast<uint64_t>(opts_.hot_sellers_ratio)) > 0) {
     seller = (LastPersonId(n) / kHotBucket) * kHotBucket;  // the hot seller
@@ -250,8 +252,7 @@ void NexmarkGenerator::Auction(int64_t n, int64_t ts, std::string* out) {
     seller = RandomPersonId(n);
   }
   IntField(out, "seller", seller + kFirstPersonId);
-  IntField(out, "category",
-           kFirstCategoryId + static_cast<int64_t>(Below(kNumCategories)));
+  IntField(out, "category", kFirstCategoryId + static_cast<int64_t>(Below(kNumCategories)));
   Key(out, "extra");
   out->push_back('"');
   AppendExtra(out, static_cast<int>(used), opts_.avg_auction_bytes);
@@ -321,9 +322,15 @@ int64_t NexmarkGenerator::Next(std::string* out) {
   out->clear();
   StrField(out, "event_type", NexmarkEventTypeName(last_type_));
   switch (last_type_) {
-    case NexmarkEventType::kPerson: Person(n, ts, out); break;
-    case NexmarkEventType::kAuction: Auction(n, ts, out); break;
-    case NexmarkEventType::kBid: Bid(n, ts, out); break;
+    case NexmarkEventType::kPerson:
+      Person(n, ts, out);
+      break;
+    case NexmarkEventType::kAuction:
+      Auction(n, ts, out);
+      break;
+    case NexmarkEventType::kBid:
+      Bid(n, ts, out);
+      break;
   }
   out->push_back('}');
   return ts;

@@ -1,8 +1,7 @@
 #include "tools/nexmark_generator.h"
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cctype>
 #include <map>
 #include <optional>
@@ -64,7 +63,8 @@ class FlatJsonParser {
     return true;
   }
   void Ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
       ++i_;
     }
   }
@@ -85,8 +85,18 @@ class FlatJsonParser {
       if (i_ >= s_.size()) return false;
       const char e = s_[i_++];
       switch (e) {
-        case '"': case '\\': case '/': out->push_back(e); break;
-        case 'b': case 'f': case 'n': case 'r': case 't': out->push_back('?'); break;
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+          out->push_back('?');
+          break;
         case 'u':
           for (int k = 0; k < 4; ++k) {
             if (i_ >= s_.size() || !std::isxdigit(static_cast<unsigned char>(s_[i_++]))) {
@@ -95,7 +105,8 @@ class FlatJsonParser {
           }
           out->push_back('?');
           break;
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;

@@ -2,15 +2,14 @@
 // workers run, over events from a file, stdin or the built-in generator, and
 // prints what the job emits. For trying a job file and for bounded replays.
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <fstream>
-#include <map>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "common/clock.h"
 #include "jobspec/job_loader.h"

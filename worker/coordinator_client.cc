@@ -1,12 +1,12 @@
 #include "worker/coordinator_client.h"
 
-#include <chrono>
-#include <set>
-#include <thread>
-
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
 
 #include "proto/sluice.grpc.pb.h"
 
@@ -31,8 +31,7 @@ CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  rpc_->channel =
-      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  rpc_->channel = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
   rpc_->stub = proto::WorkerService::NewStub(rpc_->channel);
 }
 

@@ -4,14 +4,13 @@
 //   cluster mode:    --coordinator HOST:PORT: tasks come from the coordinator
 //   standalone mode: --job FILE [--partitions 0-7]: for debugging and tests
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -39,8 +38,7 @@ void SleepUnlessStopped(int ms) {
 sluice::Result<int32_t> WaitForTopic(const sluice::worker::HostOptions& options,
                                      const std::string& topic) {
   SLUICE_ASSIGN_OR_RETURN(auto probe, sluice::worker::KafkaConsumer::Create(
-                                          options.brokers, "sluice-probe",
-                                          options.kafka_settings));
+                                          options.brokers, "sluice-probe", options.kafka_settings));
   while (!g_stop->load()) {
     auto count = probe->PartitionCount(topic, 5'000);
     if (count.ok()) return count;
@@ -61,7 +59,7 @@ int main(int argc, char** argv) {
       "coordinator (--coordinator); standalone mode runs one job (--job). SIGTERM takes a "
       "final checkpoint of every task and exits."};
   std::string coordinator, worker_id, job_file, brokers, partitions = "all", data_dir,
-      checkpoint_dir, status_file;
+                                                         checkpoint_dir, status_file;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int keep = 3;
   size_t block_cache_mb = 256, write_buffer_mb = 128;
@@ -164,8 +162,8 @@ int main(int argc, char** argv) {
 
   auto metrics = sluice::StartMetrics(daemon, [&] {
     std::vector<sluice::proto::TaskReport> reports = host.Reports();
-    return sluice::worker::TaskMetrics(
-        reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
+    return sluice::worker::TaskMetrics(reports, std::vector<std::string>(reports.size(), worker_id),
+                                       clock.NowMillis());
   });
   if (!metrics.ok()) {
     spdlog::error("{}", metrics.status().message());
@@ -196,8 +194,8 @@ int main(int argc, char** argv) {
     }
     for (int32_t p : run) {
       if (p >= *count) {
-        spdlog::error("topic {} has {} partitions; there is no partition {}",
-                      spec.source().topic(), *count, p);
+        spdlog::error("topic {} has {} partitions; there is no partition {}", spec.source().topic(),
+                      *count, p);
         host.Shutdown(false);
         return 1;
       }

@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "common/http_server.h"
-
 #include "worker/engine/json_writer.h"
 
 namespace sluice::worker {
@@ -35,12 +34,18 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
     w.Key("version");
     w.Int(r.version());
     const std::pair<const char*, int64_t> fields[] = {
-        {"next_offset", r.next_offset()},   {"end_offset", r.end_offset()},
-        {"watermark", r.watermark()},       {"last_checkpoint_id", r.last_checkpoint_id()},
-        {"last_checkpoint_ms", r.last_checkpoint_ms()}, {"consumed", r.consumed()},
-        {"processed", r.processed()},       {"filtered", r.filtered()},
-        {"late", r.late()},                 {"dead_lettered", r.dead_lettered()},
-        {"alerts", r.alerts()},             {"window_results", r.window_results()},
+        {"next_offset", r.next_offset()},
+        {"end_offset", r.end_offset()},
+        {"watermark", r.watermark()},
+        {"last_checkpoint_id", r.last_checkpoint_id()},
+        {"last_checkpoint_ms", r.last_checkpoint_ms()},
+        {"consumed", r.consumed()},
+        {"processed", r.processed()},
+        {"filtered", r.filtered()},
+        {"late", r.late()},
+        {"dead_lettered", r.dead_lettered()},
+        {"alerts", r.alerts()},
+        {"window_results", r.window_results()},
         {"open_windows", r.open_windows()}};
     for (const auto& [name, value] : fields) {
       w.Key(name);
@@ -83,9 +88,10 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.window_results()); }},
       {"sluice_task_lag", "gauge", "Records in the partition not yet consumed",
        [](const proto::TaskReport& r, int64_t) {
-         return r.end_offset() < 0 ? 0.0
-                                   : static_cast<double>(std::max<int64_t>(
-                                         0, r.end_offset() - std::max<int64_t>(0, r.next_offset())));
+         return r.end_offset() < 0
+                    ? 0.0
+                    : static_cast<double>(std::max<int64_t>(
+                          0, r.end_offset() - std::max<int64_t>(0, r.next_offset())));
        }},
       {"sluice_task_watermark_ms", "gauge", "Event-time watermark (ms since the epoch)",
        [](const proto::TaskReport& r, int64_t) {
@@ -93,16 +99,17 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
        }},
       {"sluice_task_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint",
        [](const proto::TaskReport& r, int64_t now) {
-         return r.last_checkpoint_ms() <= 0 ? 0.0
-                                            : static_cast<double>(now - r.last_checkpoint_ms()) / 1000;
+         return r.last_checkpoint_ms() <= 0
+                    ? 0.0
+                    : static_cast<double>(now - r.last_checkpoint_ms()) / 1000;
        }},
       {"sluice_task_open_windows", "gauge", "Windows in the task's state",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.open_windows()); }},
   };
   std::string out;
   for (const Family& f : kFamilies) {
-    out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type +
-           "\n";
+    out +=
+        std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type + "\n";
     for (size_t i = 0; i < reports.size(); ++i) {
       const proto::TaskReport& r = reports[i];
       AppendMetric(&out, f.name,

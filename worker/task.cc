@@ -1,13 +1,12 @@
 #include "worker/task.h"
 
-#include <chrono>
-#include <cstdint>
-#include <thread>
-
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
+#include <chrono>
+#include <cstdint>
+#include <thread>
 
 namespace sluice::worker {
 
@@ -50,12 +49,12 @@ Task::~Task() {
   }
 }
 
-Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition,
-                                         int64_t epoch, TaskDeliveries* deliveries) {
+Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition, int64_t epoch,
+                                         TaskDeliveries* deliveries) {
   std::unique_ptr<Task> task(new Task(job, partition, epoch, deliveries));
-  SLUICE_ASSIGN_OR_RETURN(task->checkpoints_,
-                          CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition,
-                                                job.keep_checkpoints));
+  SLUICE_ASSIGN_OR_RETURN(
+      task->checkpoints_,
+      CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition, job.keep_checkpoints));
   SLUICE_ASSIGN_OR_RETURN(std::optional<CheckpointMeta> latest, task->checkpoints_->Latest());
   if (latest) {
     CheckpointMeta restored;
@@ -86,8 +85,7 @@ int64_t Task::in_flight() const {
 }
 
 bool Task::CheckpointDue(int64_t now_ms) const {
-  return !in_flight_ &&
-         now_ms - last_checkpoint_ms_ >= job_.plan->spec().checkpoint_interval_ms();
+  return !in_flight_ && now_ms - last_checkpoint_ms_ >= job_.plan->spec().checkpoint_interval_ms();
 }
 
 Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_timeout_ms,
@@ -210,8 +208,7 @@ std::optional<CheckpointOutcome> Task::WaitInFlight() {
 }
 
 Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
-  if (std::optional<CheckpointOutcome> earlier = WaitInFlight();
-      earlier && !earlier->status.ok()) {
+  if (std::optional<CheckpointOutcome> earlier = WaitInFlight(); earlier && !earlier->status.ok()) {
     return earlier->status;
   }
   SLUICE_ASSIGN_OR_RETURN(in_flight_, Barrier(now_ms, flush_timeout_ms, /*may_commit=*/{}));

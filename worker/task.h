@@ -84,8 +84,8 @@ class Task {
   // there is one (the local state is replaced by it), else empty state.
   // `epoch` fences stale owners: a checkpoint store refuses a checkpoint older
   // than its newest one's epoch.
-  static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition,
-                                            int64_t epoch, TaskDeliveries* deliveries);
+  static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition, int64_t epoch,
+                                            TaskDeliveries* deliveries);
   ~Task();
 
   int32_t partition() const { return partition_; }

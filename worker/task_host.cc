@@ -1,13 +1,13 @@
 #include "worker/task_host.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
 #include <set>
-
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <spdlog/spdlog.h>
 
 #include "worker/engine/record.h"
 #include "worker/kafka/kafka_client.h"
@@ -245,12 +245,14 @@ void TaskHost::Thread::Apply(Command& c) {
       if (c.mode == StopMode::kDrain) task.Drain();
       Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
       if (s.ok()) CommitOffset(task);
-      auto state = !s.ok()                         ? proto::TaskReport::FAILED
+      auto state = !s.ok()                      ? proto::TaskReport::FAILED
                    : c.mode == StopMode::kDrain ? proto::TaskReport::DRAINED
                                                 : proto::TaskReport::RELEASED;
-      if (!s.ok()) spdlog::error("task {}: final checkpoint failed: {}", c.task.ToString(), s.message());
+      if (!s.ok())
+        spdlog::error("task {}: final checkpoint failed: {}", c.task.ToString(), s.message());
       spdlog::info("task {}: {} at offset {}", c.task.ToString(),
-                   state == proto::TaskReport::DRAINED ? "drained" : "released", task.next_offset());
+                   state == proto::TaskReport::DRAINED ? "drained" : "released",
+                   task.next_offset());
       PublishTask(c.task, state, s.ok() ? "" : s.message());
       Remove(c.task);
       return;
@@ -306,7 +308,8 @@ void TaskHost::Thread::CommitOffset(const Task& task) {
   auto it = consumers_.find(task.job_name());
   if (it == consumers_.end()) return;
   PartitionOffset po{task.partition(), task.committed_offset()};
-  Status s = it->second.consumer->Commit(it->second.topic, std::span<const PartitionOffset>(&po, 1));
+  Status s =
+      it->second.consumer->Commit(it->second.topic, std::span<const PartitionOffset>(&po, 1));
   if (!s.ok()) spdlog::warn("task {}: {}", task.name(), s.message());
 }
 
@@ -342,8 +345,7 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     }
     TaskHost* host = &host_;
     Status s = task.BeginCheckpoint(
-        now, host_.options_.flush_timeout_ms,
-        [host, ref = ref, epoch = task.epoch()] {
+        now, host_.options_.flush_timeout_ms, [host, ref = ref, epoch = task.epoch()] {
           return host->MayCheckpoint(ref, epoch, host->clock_.NowMillis());
         });
     barrier_taken = true;
@@ -356,9 +358,10 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
   }
   for (const TaskRef& ref : failed) Restart(ref);
   if (unconfirmed && !checkpoint_warned_) {
-    spdlog::warn("thread {}: assignment not confirmed by the coordinator lately; processing "
-                 "continues, checkpoints wait",
-                 index_);
+    spdlog::warn(
+        "thread {}: assignment not confirmed by the coordinator lately; processing "
+        "continues, checkpoints wait",
+        index_);
   }
   checkpoint_warned_ = unconfirmed;
 
@@ -381,10 +384,11 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     for (auto& [ref, entry] : tasks_) {
       const Task& t = *entry.task;
       const auto& c = t.processor().counters();
-      spdlog::info("task {}: offset {} watermark {} consumed {} late {} dead_lettered {} alerts {} "
-                   "windows {}",
-                   t.name(), t.next_offset(), t.processor().watermark(), c.consumed, c.late,
-                   c.dead_lettered, c.alerts, c.window_results);
+      spdlog::info(
+          "task {}: offset {} watermark {} consumed {} late {} dead_lettered {} alerts {} "
+          "windows {}",
+          t.name(), t.next_offset(), t.processor().watermark(), c.consumed, c.late, c.dead_lettered,
+          c.alerts, c.window_results);
     }
   }
 }

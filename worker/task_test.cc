@@ -2,18 +2,18 @@
 // the barrier returns at once, the commit waits for the sealed records, and
 // what it commits is the state and offset of the barrier.
 
-#include <chrono>
-#include <deque>
-#include <thread>
+#include "worker/task.h"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <deque>
+#include <thread>
 
+#include "tools/devbroker/mock_cluster.h"
 #include "worker/engine/testing.h"
 #include "worker/state/testing_dir.h"
-#include "worker/task.h"
-#include "tools/devbroker/mock_cluster.h"
 
 namespace sluice::worker {
 namespace {

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "common/logging.h"
-#include "common/stop_signals.h"
 #include "common/status.h"
+#include "common/stop_signals.h"
 #include "tools/devbroker/control_commands.h"
 #include "tools/devbroker/control_server.h"
 #include "tools/devbroker/mock_cluster.h"

@@ -9,10 +9,17 @@ namespace sluice::engine {
 void OwnedValue::Encode(Encoder& e) const {
   e.U64(static_cast<uint64_t>(type));
   switch (type) {
-    case ValueType::kNull: break;
-    case ValueType::kBool: e.Bool(boolean); break;
-    case ValueType::kNumber: e.Double(number); break;
-    case ValueType::kString: e.Bytes(str); break;
+    case ValueType::kNull:
+      break;
+    case ValueType::kBool:
+      e.Bool(boolean);
+      break;
+    case ValueType::kNumber:
+      e.Double(number);
+      break;
+    case ValueType::kString:
+      e.Bytes(str);
+      break;
   }
 }
 
@@ -20,20 +27,37 @@ void OwnedValue::Decode(Decoder& d) {
   uint64_t t = d.U64();
   str.clear();
   switch (t) {
-    case 0: type = ValueType::kNull; break;
-    case 1: type = ValueType::kBool; boolean = d.Bool(); break;
-    case 2: type = ValueType::kNumber; number = d.Double(); break;
-    case 3: type = ValueType::kString; str.assign(d.Bytes()); break;
-    default: type = ValueType::kNull; d.Bytes(); break;
+    case 0:
+      type = ValueType::kNull;
+      break;
+    case 1:
+      type = ValueType::kBool;
+      boolean = d.Bool();
+      break;
+    case 2:
+      type = ValueType::kNumber;
+      number = d.Double();
+      break;
+    case 3:
+      type = ValueType::kString;
+      str.assign(d.Bytes());
+      break;
+    default:
+      type = ValueType::kNull;
+      d.Bytes();
+      break;
   }
 }
 
 int CompareValues(const Value& a, const Value& b) {
   if (a.type != b.type) return a.type < b.type ? -1 : 1;
   switch (a.type) {
-    case ValueType::kNull: return 0;
-    case ValueType::kBool: return a.boolean == b.boolean ? 0 : (a.boolean ? 1 : -1);
-    case ValueType::kNumber: return a.number < b.number ? -1 : (a.number > b.number ? 1 : 0);
+    case ValueType::kNull:
+      return 0;
+    case ValueType::kBool:
+      return a.boolean == b.boolean ? 0 : (a.boolean ? 1 : -1);
+    case ValueType::kNumber:
+      return a.number < b.number ? -1 : (a.number > b.number ? 1 : 0);
     case ValueType::kString: {
       int c = a.str.compare(b.str);
       return c < 0 ? -1 : (c > 0 ? 1 : 0);
@@ -48,18 +72,29 @@ bool ValuesEqual(const Value& a, const Value& b) {
 
 void WriteValue(JsonWriter& w, const Value& v) {
   switch (v.type) {
-    case ValueType::kNull: w.Null(); break;
-    case ValueType::kBool: w.Bool(v.boolean); break;
-    case ValueType::kNumber: w.Double(v.number); break;
-    case ValueType::kString: w.String(v.str); break;
+    case ValueType::kNull:
+      w.Null();
+      break;
+    case ValueType::kBool:
+      w.Bool(v.boolean);
+      break;
+    case ValueType::kNumber:
+      w.Double(v.number);
+      break;
+    case ValueType::kString:
+      w.String(v.str);
+      break;
   }
 }
 
 void DistinctKey(const Value& v, std::string* out) {
   out->clear();
   switch (v.type) {
-    case ValueType::kNull: break;
-    case ValueType::kBool: out->push_back(v.boolean ? 'T' : 'F'); break;
+    case ValueType::kNull:
+      break;
+    case ValueType::kBool:
+      out->push_back(v.boolean ? 'T' : 'F');
+      break;
     case ValueType::kNumber: {
       double n = v.number == 0 ? 0.0 : v.number;  // -0 and 0 are one value
       char buf[8];
@@ -224,18 +259,22 @@ void Accumulator::Merge(const Accumulator& other) {
 
 Value Accumulator::Result() const {
   switch (fn_) {
-    case AggFn::kCount: return Value::Number(static_cast<double>(count_));
-    case AggFn::kSum: return count_ == 0 ? Value::Null() : Value::Number(sum_);
+    case AggFn::kCount:
+      return Value::Number(static_cast<double>(count_));
+    case AggFn::kSum:
+      return count_ == 0 ? Value::Null() : Value::Number(sum_);
     case AggFn::kAvg:
       return count_ == 0 ? Value::Null() : Value::Number(sum_ / static_cast<double>(count_));
     case AggFn::kMin:
     case AggFn::kMax:
     case AggFn::kFirst:
-    case AggFn::kLast: return count_ == 0 ? Value::Null() : value_.view();
+    case AggFn::kLast:
+      return count_ == 0 ? Value::Null() : value_.view();
     case AggFn::kCountDistinct:
       return Value::Number(static_cast<double>(distinct_.size()));
     case AggFn::kDuration:
-      return count_ == 0 ? Value::Null() : Value::Number(static_cast<double>(at_offset_ - at_time_));
+      return count_ == 0 ? Value::Null()
+                         : Value::Number(static_cast<double>(at_offset_ - at_time_));
   }
   return Value::Null();
 }

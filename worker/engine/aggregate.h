@@ -113,7 +113,7 @@ class Accumulator {
   AggFn fn_;
   int64_t count_ = 0;
   double sum_ = 0;
-  OwnedValue value_;  // min, max, first, last
+  OwnedValue value_;       // min, max, first, last
   int64_t at_time_ = 0;    // first/last: the chosen event; duration: the first time
   int64_t at_offset_ = 0;  // first/last: the chosen event; duration: the last time
   DistinctSet distinct_;

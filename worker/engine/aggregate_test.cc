@@ -1,7 +1,6 @@
 #include "worker/engine/aggregate.h"
 
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
@@ -9,14 +8,15 @@ namespace sluice::engine {
 namespace {
 
 TEST_CASE("merging partial accumulators equals adding everything to one") {
-  const std::vector<Value> values = {Value::Number(3), Value::String("b"), Value::Null(),
+  const std::vector<Value> values = {Value::Number(3),  Value::String("b"), Value::Null(),
                                      Value::Number(-2), Value::String("a"), Value::Number(3)};
   for (AggFn fn : {AggFn::kCount, AggFn::kSum, AggFn::kMin, AggFn::kMax, AggFn::kAvg,
                    AggFn::kCountDistinct, AggFn::kFirst, AggFn::kLast, AggFn::kDuration}) {
     Accumulator whole(fn), left(fn), right(fn);
     for (size_t i = 0; i < values.size(); ++i) {
       whole.Add(values[i], static_cast<int64_t>(i % 3), static_cast<int64_t>(i));
-      (i % 2 == 0 ? left : right).Add(values[i], static_cast<int64_t>(i % 3), static_cast<int64_t>(i));
+      (i % 2 == 0 ? left : right)
+          .Add(values[i], static_cast<int64_t>(i % 3), static_cast<int64_t>(i));
     }
     Accumulator merged = left;
     merged.Merge(right);

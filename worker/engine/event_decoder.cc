@@ -1,10 +1,10 @@
 #include "worker/engine/event_decoder.h"
 
+#include <simdjson.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstring>
-
-#include <simdjson.h>
 
 #include "worker/engine/time_util.h"
 
@@ -17,14 +17,20 @@ using simdjson::dom::element_type;
 
 const char* TypeName(element_type t) {
   switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a bool";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a bool";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "a value";
 }
@@ -157,15 +163,26 @@ bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
     v = Value::Null();
     if (!found) continue;
     switch (cur.type()) {
-      case element_type::STRING: v = Value::String(std::string_view(cur)); break;
-      case element_type::INT64: v = Value::Number(static_cast<double>(int64_t(cur))); break;
-      case element_type::UINT64: v = Value::Number(static_cast<double>(uint64_t(cur))); break;
-      case element_type::DOUBLE: v = Value::Number(double(cur)); break;
-      case element_type::BOOL: v = Value::Bool(bool(cur)); break;
+      case element_type::STRING:
+        v = Value::String(std::string_view(cur));
+        break;
+      case element_type::INT64:
+        v = Value::Number(static_cast<double>(int64_t(cur)));
+        break;
+      case element_type::UINT64:
+        v = Value::Number(static_cast<double>(uint64_t(cur)));
+        break;
+      case element_type::DOUBLE:
+        v = Value::Number(double(cur));
+        break;
+      case element_type::BOOL:
+        v = Value::Bool(bool(cur));
+        break;
       // Objects and arrays are not values of the expression language.
       case element_type::OBJECT:
       case element_type::ARRAY:
-      case element_type::NULL_VALUE: break;
+      case element_type::NULL_VALUE:
+        break;
     }
   }
 
@@ -186,8 +203,8 @@ bool EventDecoder::Extract(int64_t now_ms, bool check_time_bounds, DecodedEvent*
     return false;
   } else if (t.is_number()) {
     if (!(std::fabs(t.number) < 9.2e18) || t.number != std::trunc(t.number)) {
-      *reason = "wrong type: event_time field " + time_name +
-                " is not a whole number of milliseconds";
+      *reason =
+          "wrong type: event_time field " + time_name + " is not a whole number of milliseconds";
       return false;
     }
     event_time = static_cast<int64_t>(t.number);
@@ -243,7 +260,9 @@ bool EventDecoder::Extract(int64_t now_ms, bool check_time_bounds, DecodedEvent*
       return false;
     }
     switch (key_el.type()) {
-      case element_type::STRING: out->key = std::string_view(key_el); break;
+      case element_type::STRING:
+        out->key = std::string_view(key_el);
+        break;
       case element_type::INT64: {
         auto r = std::to_chars(m.key_buf, m.key_buf + sizeof(m.key_buf), int64_t(key_el));
         out->key = std::string_view(m.key_buf, r.ptr - m.key_buf);

@@ -39,8 +39,8 @@ class EventDecoder {
   // On failure returns false and sets `*reason`, e.g.
   //   "invalid_json at byte 17: ..."   "missing key field user_id"
   //   "event_time 2031-01-01T00:00:00Z is 4y in the future"
-  bool Decode(std::string_view payload, int64_t now_ms, bool check_time_bounds,
-              DecodedEvent* out, std::string* reason);
+  bool Decode(std::string_view payload, int64_t now_ms, bool check_time_bounds, DecodedEvent* out,
+              std::string* reason);
 
   // Decode in two steps, so a filter can run in between: Parse checks the
   // JSON and fills fields(); Extract then reads the key and event time of the

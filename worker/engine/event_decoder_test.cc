@@ -9,8 +9,8 @@ namespace {
 
 constexpr int64_t kNow = 1'700'000'000'000;
 
-std::shared_ptr<const JobPlan> Plan(const std::string& key = "user",
-                                    int64_t max_future = 3'600'000, int64_t max_past = 0) {
+std::shared_ptr<const JobPlan> Plan(const std::string& key = "user", int64_t max_future = 3'600'000,
+                                    int64_t max_past = 0) {
   proto::JobSpec spec = testing::BaseSpec();
   spec.mutable_source()->set_key(key);
   spec.mutable_source()->set_max_future_ms(max_future);

@@ -225,14 +225,10 @@ struct Token {
 };
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsNameStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
+bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsNameChar(char c) { return IsNameStart(c) || IsDigit(c); }
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool IsContinuationByte(char c) {
-  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
-}
+bool IsContinuationByte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 // Columns count characters (UTF-8 code points) from 1.
 size_t ColumnOf(std::string_view text, size_t offset) {
@@ -299,8 +295,7 @@ class Lexer {
     }
     if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
       size_t digits = pos_ + 1;
-      if (digits < text_.size() &&
-          (text_[digits] == '+' || text_[digits] == '-')) {
+      if (digits < text_.size() && (text_[digits] == '+' || text_[digits] == '-')) {
         ++digits;
       }
       if (DigitAt(digits)) {
@@ -313,8 +308,8 @@ class Lexer {
     auto [ptr, ec] = std::from_chars(begin, end, t.number);
     if (ec != std::errc() || ptr != end) {
       t.kind = Tok::kError;
-      t.error = ColumnPrefix(text_, t.offset) + "number '" +
-                std::string(begin, end) + "' is out of range";
+      t.error = ColumnPrefix(text_, t.offset) + "number '" + std::string(begin, end) +
+                "' is out of range";
       return;
     }
     t.kind = Tok::kNumber;
@@ -322,13 +317,11 @@ class Lexer {
 
   void LexName(Token& t) {
     while (pos_ < text_.size() && IsNameChar(text_[pos_])) ++pos_;
-    while (pos_ + 1 < text_.size() && text_[pos_] == '.' &&
-           IsNameChar(text_[pos_ + 1])) {
+    while (pos_ + 1 < text_.size() && text_[pos_] == '.' && IsNameChar(text_[pos_ + 1])) {
       ++pos_;
       while (pos_ < text_.size() && IsNameChar(text_[pos_])) ++pos_;
     }
-    t.kind =
-        text_.substr(t.offset, pos_ - t.offset) == "in" ? Tok::kIn : Tok::kName;
+    t.kind = text_.substr(t.offset, pos_ - t.offset) == "in" ? Tok::kIn : Tok::kName;
   }
 
   void LexString(Token& t) {
@@ -338,8 +331,7 @@ class Lexer {
         t.kind = Tok::kError;
         t.error = ColumnPrefix(text_, pos_) +
                   "expected '\"' to close the string that starts at column " +
-                  std::to_string(ColumnOf(text_, t.offset)) +
-                  ", got end of input";
+                  std::to_string(ColumnOf(text_, t.offset)) + ", got end of input";
         return;
       }
       char c = text_[pos_];
@@ -372,8 +364,7 @@ class Lexer {
           break;
         default:
           t.kind = Tok::kError;
-          t.error = ColumnPrefix(text_, pos_) +
-                    "expected one of \\\" \\\\ \\n \\t, got '" +
+          t.error = ColumnPrefix(text_, pos_) + "expected one of \\\" \\\\ \\n \\t, got '" +
                     std::string(EscapeAt(pos_)) + "'";
           return;
       }
@@ -465,12 +456,9 @@ struct BinaryOp {
 };
 
 constexpr BinaryOp kEqualityOps[] = {{Tok::kEq, Op::kEq}, {Tok::kNe, Op::kNe}};
-constexpr BinaryOp kComparisonOps[] = {{Tok::kLt, Op::kLt},
-                                       {Tok::kLe, Op::kLe},
-                                       {Tok::kGt, Op::kGt},
-                                       {Tok::kGe, Op::kGe}};
-constexpr BinaryOp kSumOps[] = {{Tok::kPlus, Op::kAdd},
-                                {Tok::kMinus, Op::kSub}};
+constexpr BinaryOp kComparisonOps[] = {
+    {Tok::kLt, Op::kLt}, {Tok::kLe, Op::kLe}, {Tok::kGt, Op::kGt}, {Tok::kGe, Op::kGe}};
+constexpr BinaryOp kSumOps[] = {{Tok::kPlus, Op::kAdd}, {Tok::kMinus, Op::kSub}};
 constexpr BinaryOp kProductOps[] = {
     {Tok::kStar, Op::kMul}, {Tok::kSlash, Op::kDiv}, {Tok::kPercent, Op::kMod}};
 
@@ -495,14 +483,12 @@ class Parser {
     SLUICE_RETURN_IF_ERROR(ParseExpr());
     if (Peek().kind != Tok::kEnd) return Unexpected("end of expression");
     if (stack_overflow_at_) {
-      return ErrorAt(*stack_overflow_at_,
-                     "expression is too complex: it needs more than " +
-                         std::to_string(kMaxStack) +
-                         " values at once; split it or use fewer parentheses");
+      return ErrorAt(*stack_overflow_at_, "expression is too complex: it needs more than " +
+                                              std::to_string(kMaxStack) +
+                                              " values at once; split it or use fewer parentheses");
     }
     for (const PendingString& s : strings_) {
-      out_.constants[s.constant].str =
-          std::string_view(out_.strings).substr(s.offset, s.size);
+      out_.constants[s.constant].str = std::string_view(out_.strings).substr(s.offset, s.size);
     }
     return Status::Ok();
   }
@@ -542,8 +528,7 @@ class Parser {
   Status Unexpected(std::string_view what) const {
     const Token& t = Peek();
     if (t.kind == Tok::kError) return Status::InvalidArgument(t.error);
-    return ErrorAt(t.offset,
-                   "expected " + std::string(what) + ", got " + Describe(t));
+    return ErrorAt(t.offset, "expected " + std::string(what) + ", got " + Describe(t));
   }
 
   void Emit(Op op, uint32_t arg = 0) {
@@ -559,8 +544,7 @@ class Parser {
   }
   void EmitString(const std::string& s) {
     strings_.push_back(
-        PendingString{static_cast<uint32_t>(out_.constants.size()),
-                      out_.strings.size(), s.size()});
+        PendingString{static_cast<uint32_t>(out_.constants.size()), out_.strings.size(), s.size()});
     out_.strings += s;
     EmitConstant(Value::String({}));
   }
@@ -569,16 +553,13 @@ class Parser {
     Emit(op);
     return out_.code.size() - 1;
   }
-  void PatchJump(size_t at) {
-    out_.code[at].arg = static_cast<uint32_t>(out_.code.size());
-  }
+  void PatchJump(size_t at) { out_.code[at].arg = static_cast<uint32_t>(out_.code.size()); }
 
   // Runs `fn` one nesting level deeper.
   Status Nested(ParseFn fn) {
     if (nesting_ == kMaxNesting) {
-      return ErrorAt(Peek().offset,
-                     "expression is nested too deeply (more than " +
-                         std::to_string(kMaxNesting) + " levels)");
+      return ErrorAt(Peek().offset, "expression is nested too deeply (more than " +
+                                        std::to_string(kMaxNesting) + " levels)");
     }
     ++nesting_;
     Status status = (this->*fn)();
@@ -625,12 +606,8 @@ class Parser {
     }
   }
 
-  Status ParseEquality() {
-    return ParseLeftAssociative(&Parser::ParseComparison, kEqualityOps);
-  }
-  Status ParseComparison() {
-    return ParseLeftAssociative(&Parser::ParseIn, kComparisonOps);
-  }
+  Status ParseEquality() { return ParseLeftAssociative(&Parser::ParseComparison, kEqualityOps); }
+  Status ParseComparison() { return ParseLeftAssociative(&Parser::ParseIn, kComparisonOps); }
 
   Status ParseIn() {
     SLUICE_RETURN_IF_ERROR(ParseSum());
@@ -649,12 +626,8 @@ class Parser {
     return Status::Ok();
   }
 
-  Status ParseSum() {
-    return ParseLeftAssociative(&Parser::ParseProduct, kSumOps);
-  }
-  Status ParseProduct() {
-    return ParseLeftAssociative(&Parser::ParseUnary, kProductOps);
-  }
+  Status ParseSum() { return ParseLeftAssociative(&Parser::ParseProduct, kSumOps); }
+  Status ParseProduct() { return ParseLeftAssociative(&Parser::ParseUnary, kProductOps); }
 
   Status ParseUnary() {
     Op op;
@@ -714,19 +687,16 @@ class Parser {
     if (!ref) {
       std::string hint = scope_.UnknownNameHint();
       if (!hint.empty() && !IsSpace(hint.front())) hint.insert(0, " ");
-      return ErrorAt(name.offset,
-                     "unknown name '" + std::string(name.text) + "'" + hint);
+      return ErrorAt(name.offset, "unknown name '" + std::string(name.text) + "'" + hint);
     }
-    Emit(ref->kind == ExprRef::Kind::kField ? Op::kField : Op::kAggregate,
-         ref->slot);
+    Emit(ref->kind == ExprRef::Kind::kField ? Op::kField : Op::kAggregate, ref->slot);
     return Status::Ok();
   }
 
   // The field path argument of exists() and new_value().
   Result<const Token*> ParsePath() {
     const Token& t = Peek();
-    if (t.kind != Tok::kName || t.text == "true" || t.text == "false" ||
-        t.text == "null") {
+    if (t.kind != Tok::kName || t.text == "true" || t.text == "false" || t.text == "null") {
       return Unexpected("a field path");
     }
     last_offset_ = Take().offset;
@@ -750,9 +720,8 @@ class Parser {
       SLUICE_RETURN_IF_ERROR(ParseExpr());
       Emit(name.text == "lower" ? Op::kLower : Op::kAbs);
     } else {
-      return ErrorAt(name.offset,
-                     "unknown function '" + std::string(name.text) +
-                         "' (functions: " + std::string(kFunctions) + ")");
+      return ErrorAt(name.offset, "unknown function '" + std::string(name.text) +
+                                      "' (functions: " + std::string(kFunctions) + ")");
     }
     return Expect(Tok::kRParen, "')'");
   }
@@ -857,9 +826,8 @@ Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
         stack[top++] = SlotOrNull(in.aggregates, instr.arg);
         break;
       case Op::kNewValue:
-        stack[top++] = instr.arg < in.new_values.size()
-                           ? Value::Bool(in.new_values[instr.arg])
-                           : Value::Null();
+        stack[top++] = instr.arg < in.new_values.size() ? Value::Bool(in.new_values[instr.arg])
+                                                        : Value::Null();
         break;
       case Op::kExists:
         stack[top - 1] = Value::Bool(!stack[top - 1].is_null());
@@ -897,8 +865,7 @@ Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
       case Op::kGt:
       case Op::kGe:
         --top;
-        stack[top - 1] =
-            Value::Bool(Compare(instr.op, stack[top - 1], stack[top]));
+        stack[top - 1] = Value::Bool(Compare(instr.op, stack[top - 1], stack[top]));
         break;
       case Op::kAndJump:
         if (!stack[top - 1].IsTrue()) {

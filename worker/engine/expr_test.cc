@@ -30,9 +30,8 @@ class TestScope : public ExprScope {
  public:
   std::optional<ExprRef> Resolve(std::string_view name) override {
     static constexpr std::pair<std::string_view, uint32_t> kFields[] = {
-        {"amount", kAmount}, {"user.id", kUserId},  {"country", kCountry},
-        {"name", kName},     {"missing", kMissing}, {"flag", kFlag},
-        {"text", kText}};
+        {"amount", kAmount},   {"user.id", kUserId}, {"country", kCountry}, {"name", kName},
+        {"missing", kMissing}, {"flag", kFlag},      {"text", kText}};
     for (const auto& [field, slot] : kFields) {
       if (name == field) return ExprRef{ExprRef::Kind::kField, slot};
     }
@@ -78,9 +77,7 @@ struct Env {
     return exprs.back();
   }
 
-  Value Eval(std::string_view text) {
-    return Parse(text).Eval(Input(), scratch);
-  }
+  Value Eval(std::string_view text) { return Parse(text).Eval(Input(), scratch); }
 
   double Number(std::string_view text) {
     Value v = Eval(text);
@@ -309,8 +306,7 @@ TEST_CASE("expr: null semantics", "[expr]") {
   CHECK(env.Parse("flag").EvalBool(env.Input(), env.scratch));
 }
 
-TEST_CASE("expr: && and || treat non-bools as false and yield bools",
-          "[expr]") {
+TEST_CASE("expr: && and || treat non-bools as false and yield bools", "[expr]") {
   Env env;
   CHECK(env.Bool("true && true"));
   CHECK_FALSE(env.Bool("true && false"));
@@ -410,8 +406,7 @@ TEST_CASE("expr: new_value reads the slot the scope gives", "[expr]") {
   Env env;
   const Expr& country = env.Parse("new_value(country)");
   const Expr& user = env.Parse("n > 1 && new_value(user.id)");
-  REQUIRE(env.scope.new_value_paths ==
-          std::vector<std::string>{"country", "user.id"});
+  REQUIRE(env.scope.new_value_paths == std::vector<std::string>{"country", "user.id"});
 
   env.new_values = {true, false};
   CHECK(country.Eval(env.Input(), env.scratch).IsTrue());
@@ -465,51 +460,37 @@ TEST_CASE("expr: parse errors name the column", "[expr][errors]") {
   Env env;
   SECTION("missing closing parenthesis") {
     CHECK(env.Error("(amount") == "column 8: expected ')', got end of input");
-    CHECK(env.Error("abs(amount") ==
-          "column 11: expected ')', got end of input");
+    CHECK(env.Error("abs(amount") == "column 11: expected ')', got end of input");
     CHECK(env.Error("(1 + 2 3") == "column 8: expected ')', got '3'");
   }
   SECTION("missing operand") {
     CHECK(env.Error("1 * * 2") == "column 5: expected an expression, got '*'");
-    CHECK(env.Error("amount +* 2") ==
-          "column 9: expected an expression, got '*'");
-    CHECK(env.Error("") ==
-          "column 1: expected an expression, got end of input");
-    CHECK(env.Error("   ") ==
-          "column 4: expected an expression, got end of input");
-    CHECK(env.Error("amount >") ==
-          "column 9: expected an expression, got end of input");
+    CHECK(env.Error("amount +* 2") == "column 9: expected an expression, got '*'");
+    CHECK(env.Error("") == "column 1: expected an expression, got end of input");
+    CHECK(env.Error("   ") == "column 4: expected an expression, got end of input");
+    CHECK(env.Error("amount >") == "column 9: expected an expression, got end of input");
     CHECK(env.Error("()") == "column 2: expected an expression, got ')'");
     CHECK(env.Error("lower()") == "column 7: expected an expression, got ')'");
-    CHECK(env.Error("amount > ]") ==
-          "column 10: expected an expression, got ']'");
+    CHECK(env.Error("amount > ]") == "column 10: expected an expression, got ']'");
   }
   SECTION("trailing junk") {
-    CHECK(env.Error("amount 5") ==
-          "column 8: expected end of expression, got '5'");
+    CHECK(env.Error("amount 5") == "column 8: expected end of expression, got '5'");
     CHECK(env.Error("(1))") == "column 4: expected end of expression, got ')'");
-    CHECK(env.Error("amount = 5") ==
-          "column 8: expected end of expression, got '='");
-    CHECK(env.Error("amount & 1") ==
-          "column 8: expected end of expression, got '&'");
-    CHECK(env.Error("flag | flag") ==
-          "column 6: expected end of expression, got '|'");
+    CHECK(env.Error("amount = 5") == "column 8: expected end of expression, got '='");
+    CHECK(env.Error("amount & 1") == "column 8: expected end of expression, got '&'");
+    CHECK(env.Error("flag | flag") == "column 6: expected end of expression, got '|'");
     CHECK(env.Error("5.") == "column 2: expected end of expression, got '.'");
-    CHECK(env.Error("amount.") ==
-          "column 7: expected end of expression, got '.'");
+    CHECK(env.Error("amount.") == "column 7: expected end of expression, got '.'");
     CHECK(env.Error("1 2") == "column 3: expected end of expression, got '2'");
   }
   SECTION("long tokens are shortened") {
     std::string name(40, 'x');
     CHECK(env.Error("amount " + name) ==
-          "column 8: expected end of expression, got '" + std::string(32, 'x') +
-              "...'");
+          "column 8: expected end of expression, got '" + std::string(32, 'x') + "...'");
   }
   SECTION("columns count characters, not bytes") {
-    CHECK(env.Error(R"("é" == @)") ==
-          "column 8: expected an expression, got '@'");
-    CHECK(env.Error(R"("é" == ü)") ==
-          "column 8: expected an expression, got 'ü'");
+    CHECK(env.Error(R"("é" == @)") == "column 8: expected an expression, got '@'");
+    CHECK(env.Error(R"("é" == ü)") == "column 8: expected an expression, got 'ü'");
   }
   SECTION("unknown function") {
     CHECK(env.Error("foo(1)") ==
@@ -525,12 +506,9 @@ TEST_CASE("expr: parse errors name the column", "[expr][errors]") {
   SECTION("bad function arguments") {
     CHECK(env.Error("abs(1, 2)") == "column 6: expected ')', got ','");
     CHECK(env.Error("exists(1)") == "column 8: expected a field path, got '1'");
-    CHECK(env.Error("exists(true)") ==
-          "column 8: expected a field path, got 'true'");
-    CHECK(env.Error("exists(amount + 1)") ==
-          "column 15: expected ')', got '+'");
-    CHECK(env.Error("new_value(1)") ==
-          "column 11: expected a field path, got '1'");
+    CHECK(env.Error("exists(true)") == "column 8: expected a field path, got 'true'");
+    CHECK(env.Error("exists(amount + 1)") == "column 15: expected ')', got '+'");
+    CHECK(env.Error("new_value(1)") == "column 11: expected a field path, got '1'");
     CHECK(env.Error("exists()") == "column 8: expected a field path, got ')'");
   }
   SECTION("in lists") {
@@ -538,12 +516,9 @@ TEST_CASE("expr: parse errors name the column", "[expr][errors]") {
           "column 23: expected ',' or ']', got end of input");
     CHECK(env.Error(R"(country in ["DE" "FR"])") ==
           R"(column 18: expected ',' or ']', got '"FR"')");
-    CHECK(env.Error(R"(country in "DE")") ==
-          R"(column 12: expected '[', got '"DE"')");
-    CHECK(env.Error("country in [,]") ==
-          "column 13: expected an expression, got ','");
-    CHECK(env.Error("country in [1,]") ==
-          "column 15: expected an expression, got ']'");
+    CHECK(env.Error(R"(country in "DE")") == R"(column 12: expected '[', got '"DE"')");
+    CHECK(env.Error("country in [,]") == "column 13: expected an expression, got ','");
+    CHECK(env.Error("country in [1,]") == "column 15: expected an expression, got ']'");
   }
   SECTION("malformed literals") {
     CHECK(
@@ -552,8 +527,7 @@ TEST_CASE("expr: parse errors name the column", "[expr][errors]") {
     CHECK(
         env.Error(R"("abc\)") ==
         R"(column 6: expected '"' to close the string that starts at column 1, got end of input)");
-    CHECK(env.Error(R"(name == "a\qb")") ==
-          R"(column 11: expected one of \" \\ \n \t, got '\q')");
+    CHECK(env.Error(R"(name == "a\qb")") == R"(column 11: expected one of \" \\ \n \t, got '\q')");
     CHECK(env.Error("1e999 > 1") == "column 1: number '1e999' is out of range");
     // A malformed literal is reported where the parser reaches it.
     CHECK(
@@ -565,15 +539,12 @@ TEST_CASE("expr: parse errors name the column", "[expr][errors]") {
 TEST_CASE("expr: unknown names", "[expr][errors]") {
   Env env;
   CHECK(env.Error("nope > 1") == "column 1: unknown name 'nope'");
-  CHECK(env.Error("amount > 1 && user.name == 2") ==
-        "column 15: unknown name 'user.name'");
+  CHECK(env.Error("amount > 1 && user.name == 2") == "column 15: unknown name 'user.name'");
   CHECK(env.Error("exists(nope)") == "column 8: unknown name 'nope'");
   env.scope.hint = "(aggregates here: n, total)";
-  CHECK(env.Error("nope") ==
-        "column 1: unknown name 'nope' (aggregates here: n, total)");
+  CHECK(env.Error("nope") == "column 1: unknown name 'nope' (aggregates here: n, total)");
   env.scope.hint = " (aggregates here: n total)";
-  CHECK(env.Error("nope") ==
-        "column 1: unknown name 'nope' (aggregates here: n total)");
+  CHECK(env.Error("nope") == "column 1: unknown name 'nope' (aggregates here: n total)");
 }
 
 TEST_CASE("expr: new_value outside a rolling window", "[expr][errors]") {
@@ -606,22 +577,20 @@ TEST_CASE("expr: nesting and stack limits", "[expr][errors]") {
     CHECK(env.Number(nested(31)) > 0);
     std::string text = nested(32);
     std::string column = std::to_string(32 * 9 + 1);
-    CHECK(env.Error(text) ==
-          "column " + column +
-              ": expression is too complex: it needs more than 64 values at "
-              "once; split it or use fewer parentheses");
+    CHECK(env.Error(text) == "column " + column +
+                                 ": expression is too complex: it needs more than 64 values at "
+                                 "once; split it or use fewer parentheses");
   }
 }
 
 TEST_CASE("expr: a warmed scratch serves many evaluations", "[expr]") {
   Env env;
-  const Expr& expr = env.Parse(
-      R"(lower(name) == "carol-3" || lower(name) in ["alice-7", "bob-7"])");
+  const Expr& expr =
+      env.Parse(R"(lower(name) == "carol-3" || lower(name) in ["alice-7", "bob-7"])");
   const Expr& twice = env.Parse("lower(name) < lower(country)");
   int matches = 0;
   for (int i = 0; i < 10000; ++i) {
-    std::string name =
-        (i % 2 == 0 ? "ALICE-" : "Carol-") + std::to_string(i % 9);
+    std::string name = (i % 2 == 0 ? "ALICE-" : "Carol-") + std::to_string(i % 9);
     env.fields[kName] = Value::String(name);
     bool expected = name == "ALICE-7" || name == "Carol-3";
     matches += expected ? 1 : 0;
@@ -649,8 +618,7 @@ TEST_CASE("expr: a warmed scratch serves many evaluations", "[expr]") {
   }
 }
 
-TEST_CASE("EvalScratch: allocations do not overlap and are reused",
-          "[expr][scratch]") {
+TEST_CASE("EvalScratch: allocations do not overlap and are reused", "[expr][scratch]") {
   EvalScratch scratch;
   // Within one round every allocation is distinct, even past the first buffer.
   std::vector<std::pair<char*, size_t>> chunks;

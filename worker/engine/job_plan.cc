@@ -95,15 +95,33 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
                                    "' is not an identifier like total_spend");
   }
   switch (spec.function()) {
-    case proto::AggregateSpec::COUNT: def.fn = AggFn::kCount; break;
-    case proto::AggregateSpec::SUM: def.fn = AggFn::kSum; break;
-    case proto::AggregateSpec::MIN: def.fn = AggFn::kMin; break;
-    case proto::AggregateSpec::MAX: def.fn = AggFn::kMax; break;
-    case proto::AggregateSpec::AVG: def.fn = AggFn::kAvg; break;
-    case proto::AggregateSpec::COUNT_DISTINCT: def.fn = AggFn::kCountDistinct; break;
-    case proto::AggregateSpec::FIRST: def.fn = AggFn::kFirst; break;
-    case proto::AggregateSpec::LAST: def.fn = AggFn::kLast; break;
-    case proto::AggregateSpec::DURATION: def.fn = AggFn::kDuration; break;
+    case proto::AggregateSpec::COUNT:
+      def.fn = AggFn::kCount;
+      break;
+    case proto::AggregateSpec::SUM:
+      def.fn = AggFn::kSum;
+      break;
+    case proto::AggregateSpec::MIN:
+      def.fn = AggFn::kMin;
+      break;
+    case proto::AggregateSpec::MAX:
+      def.fn = AggFn::kMax;
+      break;
+    case proto::AggregateSpec::AVG:
+      def.fn = AggFn::kAvg;
+      break;
+    case proto::AggregateSpec::COUNT_DISTINCT:
+      def.fn = AggFn::kCountDistinct;
+      break;
+    case proto::AggregateSpec::FIRST:
+      def.fn = AggFn::kFirst;
+      break;
+    case proto::AggregateSpec::LAST:
+      def.fn = AggFn::kLast;
+      break;
+    case proto::AggregateSpec::DURATION:
+      def.fn = AggFn::kDuration;
+      break;
     default:
       return Status::InvalidArgument("aggregate '" + def.name + "' has no function");
   }
@@ -191,7 +209,8 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
   }
   const proto::WindowSpec& w = spec.window();
   switch (w.kind_case()) {
-    case proto::WindowSpec::KIND_NOT_SET: break;
+    case proto::WindowSpec::KIND_NOT_SET:
+      break;
     case proto::WindowSpec::kRollingMs:
       if (w.rolling_ms() <= 0) {
         return Status::InvalidArgument(path + ".window: rolling window must be longer than 0");
@@ -201,8 +220,8 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
       max_rolling_ms_ = std::max(max_rolling_ms_, w.rolling_ms());
       break;
     default:
-      return Status::InvalidArgument(path +
-                                     ".window: a rule's window must be rolling, e.g. {rolling: 5m}");
+      return Status::InvalidArgument(
+          path + ".window: a rule's window must be rolling, e.g. {rolling: 5m}");
   }
   for (int i = 0; i < spec.aggregates_size(); ++i) {
     auto agg = CompileAggregate(spec.aggregates(i), slot);
@@ -301,8 +320,8 @@ Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& sp
   if (src.event_time().empty()) {
     return Status::InvalidArgument("source.event_time: missing the event time field");
   }
-  if (src.max_out_of_orderness_ms() < 0 || src.idle_timeout_ms() < 0 ||
-      src.max_future_ms() < 0 || src.max_past_ms() < 0) {
+  if (src.max_out_of_orderness_ms() < 0 || src.idle_timeout_ms() < 0 || src.max_future_ms() < 0 ||
+      src.max_past_ms() < 0) {
     return Status::InvalidArgument("source: durations must not be negative");
   }
   plan->key_slot_ = plan->FieldSlot(src.key());

@@ -55,7 +55,8 @@ TEST_CASE("compile errors name the part of the job at fault") {
 
   spec = base;
   *spec.mutable_rules(0)->add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
-  REQUIRE(CompileError(spec) == "rules[0]: an aggregate needs a rolling window, e.g. {rolling: 5m}");
+  REQUIRE(CompileError(spec) ==
+          "rules[0]: an aggregate needs a rolling window, e.g. {rolling: 5m}");
 
   spec = base;
   *spec.add_rules() = spec.rules(0);
@@ -63,7 +64,8 @@ TEST_CASE("compile errors name the part of the job at fault") {
 
   spec = base;
   spec.mutable_rules(0)->mutable_window()->set_tumbling_ms(1000);
-  REQUIRE(CompileError(spec) == "rules[0].window: a rule's window must be rolling, e.g. {rolling: 5m}");
+  REQUIRE(CompileError(spec) ==
+          "rules[0].window: a rule's window must be rolling, e.g. {rolling: 5m}");
 
   spec = base;
   spec.mutable_window()->set_tumbling_ms(1000);

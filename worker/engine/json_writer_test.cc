@@ -1,7 +1,6 @@
 #include "worker/engine/json_writer.h"
 
 #include <catch2/catch.hpp>
-
 #include <charconv>
 #include <limits>
 #include <random>
@@ -46,13 +45,25 @@ TEST_CASE("documents: commas, nesting, numbers") {
   w.Key("e\"");
   w.String("v");
   w.EndObject();
-  REQUIRE(out == "{\"a\":-3,\"b\":[2.5,4,null,true,null],\"c\":{},\"d\":{\"x\":1},\"e\\\"\":\"v\"}");
+  REQUIRE(out ==
+          "{\"a\":-3,\"b\":[2.5,4,null,true,null],\"c\":{},\"d\":{\"x\":1},\"e\\\"\":\"v\"}");
 }
 
 TEST_CASE("json::WriteInt writes what std::to_chars writes") {
-  std::vector<int64_t> values = {0, 1, -1, 9, 10, 11, 99, 100, 101, -10, -100,
+  std::vector<int64_t> values = {0,
+                                 1,
+                                 -1,
+                                 9,
+                                 10,
+                                 11,
+                                 99,
+                                 100,
+                                 101,
+                                 -10,
+                                 -100,
                                  std::numeric_limits<int64_t>::max(),
-                                 std::numeric_limits<int64_t>::min(), 1'700'000'000'000};
+                                 std::numeric_limits<int64_t>::min(),
+                                 1'700'000'000'000};
   for (int64_t p = 1, i = 0; i < 18; ++i, p *= 10) {
     for (int64_t v : {p - 1, p, p + 1, -(p - 1), -p, -(p + 1)}) values.push_back(v);
   }

@@ -13,14 +13,14 @@
 // may keep its capacity. Single thread; header-only because it is a template
 // over the state.
 
+#include <xxhash.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <xxhash.h>
 
 namespace sluice::engine {
 

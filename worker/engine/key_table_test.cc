@@ -1,7 +1,6 @@
 #include "worker/engine/key_table.h"
 
 #include <catch2/catch.hpp>
-
 #include <map>
 #include <random>
 #include <string>

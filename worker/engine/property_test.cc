@@ -1,8 +1,8 @@
 // Properties: shuffling events within the out-of-orderness bound never
 // changes the results, and neither does how the records are batched.
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <random>
 
 #include "worker/engine/testing.h"

@@ -1,9 +1,9 @@
 #include "worker/engine/result_writer.h"
 
+#include <xxhash.h>
+
 #include <array>
 #include <cstring>
-
-#include <xxhash.h>
 
 #include "worker/engine/codec.h"
 #include "worker/engine/json_writer.h"
@@ -72,9 +72,12 @@ size_t MaxValueChars(const Value& v) {
 
 char* WriteValue(char* p, const Value& v) {
   switch (v.type) {
-    case ValueType::kNull: return Put(p, "null");
-    case ValueType::kBool: return Put(p, v.boolean ? "true" : "false");
-    case ValueType::kNumber: return json::WriteDouble(p, v.number);
+    case ValueType::kNull:
+      return Put(p, "null");
+    case ValueType::kBool:
+      return Put(p, v.boolean ? "true" : "false");
+    case ValueType::kNumber:
+      return json::WriteDouble(p, v.number);
     case ValueType::kString:
       *p++ = '"';
       p = json::WriteEscaped(p, v.str);
@@ -181,8 +184,7 @@ std::string_view ResultWriter::Alert(size_t rule, std::string_view key, int64_t 
                                      int64_t offset) {
   const RuleParts& parts = rules_[rule];
   // The id hashes (alert, job, rule, key, topic, partition, offset).
-  const size_t id_size =
-      parts.id_prefix.size() + key.size() + source_id_.size() + 2 * kMaxVarint;
+  const size_t id_size = parts.id_prefix.size() + key.size() + source_id_.size() + 2 * kMaxVarint;
   if (id_buf_.size() < id_size) id_buf_.resize(id_size);
   char* q = Put(id_buf_.data(), parts.id_prefix);
   q = PutBytes(q, key);

@@ -45,8 +45,8 @@ class ResultWriter {
 
  private:
   struct RuleParts {
-    std::string id_prefix;               // the id's hashed bytes before the key
-    std::string head;                    // `","job":"…","rule":"…","key":"`
+    std::string id_prefix;                // the id's hashed bytes before the key
+    std::string head;                     // `","job":"…","rule":"…","key":"`
     std::vector<std::string> value_keys;  // `,"name":` per aggregate, then per select
   };
 

@@ -1,8 +1,8 @@
 #include "worker/engine/result_writer.h"
 
-#include <catch2/catch.hpp>
 #include <xxhash.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -122,8 +122,14 @@ std::shared_ptr<const JobPlan> Compile(const proto::JobSpec& spec) {
 
 // Keys that need escaping, long keys, empty keys and multi-byte UTF-8.
 std::vector<std::string> Keys() {
-  std::vector<std::string> keys = {"u42", "", "a\"b", "back\\slash", "tab\there",
-                                   std::string("nul\0x", 5), "\x01\x1f\x7f", "caf\xc3\xa9",
+  std::vector<std::string> keys = {"u42",
+                                   "",
+                                   "a\"b",
+                                   "back\\slash",
+                                   "tab\there",
+                                   std::string("nul\0x", 5),
+                                   "\x01\x1f\x7f",
+                                   "caf\xc3\xa9",
                                    std::string(300, 'k') + "\n"};
   std::mt19937_64 rng(7);
   for (int i = 0; i < 200; ++i) {
@@ -142,9 +148,8 @@ std::vector<std::vector<Value>> ValueSets() {
       {Value::Number(0), Value::Number(-0.0), Value::Null(), Value::Null(), Value::Null()},
       {Value::Number(1e300 * 1e300), Value::Number(std::nan("")), Value::Bool(true),
        Value::Bool(false), Value::Number(-1.5e-300)},
-      {Value::Number(9007199254740992.0), Value::Number(-9007199254740991.0),
-       Value::String(""), Value::String(kQuotes),
-       Value::Number(std::numeric_limits<double>::denorm_min())},
+      {Value::Number(9007199254740992.0), Value::Number(-9007199254740991.0), Value::String(""),
+       Value::String(kQuotes), Value::Number(std::numeric_limits<double>::denorm_min())},
   };
 }
 
@@ -197,9 +202,9 @@ TEST_CASE("alerts are the bytes JsonWriter wrote, with the rule's aggregates and
     writer.SetSource(topic, partition);
     for (const std::string& key : Keys()) {
       for (int64_t offset : {int64_t{0}, int64_t{1234}, std::numeric_limits<int64_t>::max()}) {
-        REQUIRE(std::string(writer.Alert(0, key, 1'700'000'123'456, {}, event, offset)) ==
-                ReferenceAlert(*plan, 0, key, 1'700'000'123'456, {}, event, topic, partition,
-                               offset));
+        REQUIRE(
+            std::string(writer.Alert(0, key, 1'700'000'123'456, {}, event, offset)) ==
+            ReferenceAlert(*plan, 0, key, 1'700'000'123'456, {}, event, topic, partition, offset));
         const std::vector<Value> values = {Value::Number(4), Value::Number(120.5)};
         REQUIRE(std::string(writer.Alert(1, key, -5, values, event, offset)) ==
                 ReferenceAlert(*plan, 1, key, -5, values, event, topic, partition, offset));

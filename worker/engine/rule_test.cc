@@ -41,7 +41,8 @@ proto::JobSpec FraudSpec() {
   return spec;
 }
 
-std::string Pay(int64_t t, double amount, const std::string& country, const std::string& user = "u1") {
+std::string Pay(int64_t t, double amount, const std::string& country,
+                const std::string& user = "u1") {
   char buf[128];
   std::snprintf(buf, sizeof(buf), "\"amount\":%g,\"country\":\"%s\"", amount, country.c_str());
   return Event(user, t, buf);
@@ -83,9 +84,10 @@ TEST_CASE("an alert carries the event and its source position") {
   h.Feed(Pay(T, 9000, "DE"));
   auto out = h.Output();
   REQUIRE(out.size() == 1);
-  REQUIRE(out[0].substr(41) == "\"job\":\"fraud\",\"rule\":\"large_amount\",\"key\":\"u1\",\"event_time\":" +
-                                   std::to_string(T) + ",\"event\":" + Pay(T, 9000, "DE") +
-                                   ",\"source\":{\"topic\":\"events\",\"partition\":0,\"offset\":0}}");
+  REQUIRE(out[0].substr(41) ==
+          "\"job\":\"fraud\",\"rule\":\"large_amount\",\"key\":\"u1\",\"event_time\":" +
+              std::to_string(T) + ",\"event\":" + Pay(T, 9000, "DE") +
+              ",\"source\":{\"topic\":\"events\",\"partition\":0,\"offset\":0}}");
 }
 
 TEST_CASE("rolling windows exclude events exactly a window older") {

@@ -20,10 +20,13 @@ TEST_CASE("in-memory store applies batches and scans by prefix") {
   REQUIRE(store.Write(b2).ok());
 
   std::vector<std::string> seen;
-  REQUIRE(store.Scan("k/", [&](std::string_view k, std::string_view v) {
-                 seen.push_back(std::string(k) + "=" + std::string(v));
-                 return Status::Ok();
-               }).ok());
+  REQUIRE(store
+              .Scan("k/",
+                    [&](std::string_view k, std::string_view v) {
+                      seen.push_back(std::string(k) + "=" + std::string(v));
+                      return Status::Ok();
+                    })
+              .ok());
   REQUIRE(seen == std::vector<std::string>{"k/b=2", "k/c=3"});
   REQUIRE(store.Get("m")->value() == "meta");
   REQUIRE_FALSE(store.Get("k/a")->has_value());

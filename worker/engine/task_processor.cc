@@ -1,11 +1,11 @@
 #include "worker/engine/task_processor.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <deque>
 #include <vector>
-
-#include <boost/container/small_vector.hpp>
-#include <simdjson.h>
 
 #include "worker/engine/aggregate.h"
 #include "worker/engine/codec.h"
@@ -49,8 +49,8 @@ using Accumulators = boost::container::small_vector<Accumulator, 1>;
 struct WindowState {
   int64_t start = 0;
   int64_t end = 0;
-  bool fired = false;    // emitted at least once
-  bool changed = false;  // changed since it was last emitted
+  bool fired = false;     // emitted at least once
+  bool changed = false;   // changed since it was last emitted
   uint32_t revision = 0;  // updates emitted so far
   Accumulators accs;
 };
@@ -246,7 +246,7 @@ class TaskProcessor::Impl {
     bool parsed = false;
     bool extracted = false;  // key and event time are good
     DecodedEvent ev;
-    uint64_t hash = 0;  // of ev.key, for window jobs
+    uint64_t hash = 0;   // of ev.key, for window jobs
     std::string reason;  // why not parsed or not extracted
   };
 
@@ -254,8 +254,7 @@ class TaskProcessor::Impl {
   static void Decode(const SourceRecord& rec, int64_t now, Staged& s) {
     s.ev = DecodedEvent{};
     s.parsed = s.decoder.Parse(rec.payload, &s.reason);
-    s.extracted =
-        s.parsed && s.decoder.Extract(now, /*check_time_bounds=*/true, &s.ev, &s.reason);
+    s.extracted = s.parsed && s.decoder.Extract(now, /*check_time_bounds=*/true, &s.ev, &s.reason);
   }
 
   void ProcessOne(const SourceRecord& rec, int64_t now, const Staged& staged) {
@@ -275,9 +274,8 @@ class TaskProcessor::Impl {
     // The filter runs first: an event it drops needs no key or time (as a
     // filter before keyBy in Flink). It still moves the watermark if it has
     // a good time.
-    const bool pass =
-        !plan_->filter() ||
-        plan_->filter()->EvalBool(EvalInput{staged.decoder.fields(), {}, {}}, scratch_);
+    const bool pass = !plan_->filter() || plan_->filter()->EvalBool(
+                                              EvalInput{staged.decoder.fields(), {}, {}}, scratch_);
     const DecodedEvent& ev = staged.ev;
     if (!pass) {
       ++counters_.processed;
@@ -390,16 +388,14 @@ class TaskProcessor::Impl {
         if (entry.time <= from) break;
         for (size_t a = 0; a < accs.size(); ++a) {
           const AggregateDef& def = rule.aggregates[a];
-          Value v = def.rolling_index < 0
-                        ? Value::Bool(true)
-                        : ks.values[e * stride_ + def.rolling_index].view();
+          Value v = def.rolling_index < 0 ? Value::Bool(true)
+                                          : ks.values[e * stride_ + def.rolling_index].view();
           accs[a].Add(v, entry.time, entry.offset);
         }
         for (size_t j = 0; j < nv; ++j) {
           if (!new_values_[j]) continue;
           const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
-          if (ValuesEqual(ks.values[e * stride_ + rule.new_value_rolling_index[j]].view(),
-                          cur)) {
+          if (ValuesEqual(ks.values[e * stride_ + rule.new_value_rolling_index[j]].view(), cur)) {
             new_values_[j] = false;
           }
         }
@@ -463,9 +459,7 @@ class TaskProcessor::Impl {
 
   // A window [.., end) takes no more events once the watermark reaches
   // end - 1 + allowed_lateness.
-  bool Expired(int64_t end) const {
-    return SaturatingAdd(end - 1, lateness_) <= watermark_;
-  }
+  bool Expired(int64_t end) const { return SaturatingAdd(end - 1, lateness_) <= watermark_; }
 
   void AddToWindow(WindowState& win, const DecodedEvent& ev, int64_t offset) {
     const auto& aggs = plan_->aggregates();
@@ -584,8 +578,7 @@ class TaskProcessor::Impl {
     if (timer.kind == TimerKind::kFire) {
       if (!it->fired || it->changed) EmitWindow(*timer.key, *it);
       if (lateness_ > 0) {
-        PushTimer(ks, SaturatingAdd(it->end - 1, lateness_), it->start, it->end,
-                  TimerKind::kPurge);
+        PushTimer(ks, SaturatingAdd(it->end - 1, lateness_), it->start, it->end, TimerKind::kPurge);
         return;
       }
     }
@@ -724,7 +717,6 @@ class TaskProcessor::Impl {
     return true;
   }
 
-
   static void EncodeKey(const KeyState& ks, std::string* out);
   // `version`: of the state being restored. Version 2 gives in `live` the
   // number of rolling events the key's chunks hold that are live.
@@ -774,8 +766,7 @@ class TaskProcessor::Impl {
     for (size_t a = 0; a < aggs.size(); ++a) agg_values_[a] = win.accs[a].Result();
     if (plan_->having() &&
         !plan_->having()->EvalBool(
-            EvalInput{{}, std::span<const Value>(agg_values_.data(), aggs.size()), {}},
-            scratch_)) {
+            EvalInput{{}, std::span<const Value>(agg_values_.data(), aggs.size()), {}}, scratch_)) {
       return;
     }
     ++counters_.window_results;
@@ -874,12 +865,12 @@ class TaskProcessor::Impl {
   // snapshot deletes them.
   std::vector<std::string> expired_chunks_;
   TimerQueue<KeyState> timers_;
-  std::vector<PendingEvent> pending_;      // slab
+  std::vector<PendingEvent> pending_;  // slab
   std::vector<uint32_t> pending_heap_;
   std::vector<uint32_t> free_pending_;
   bool checkpointed_once_ = false;
-  size_t open_windows_ = 0;  // over all keys
-  size_t empty_keys_ = 0;                            // keys left empty since the last sweep
+  size_t open_windows_ = 0;               // over all keys
+  size_t empty_keys_ = 0;                 // keys left empty since the last sweep
   std::vector<Accumulators> spare_accs_;  // of purged windows, for reuse
 
   // Scratch reused across events.
@@ -1110,9 +1101,9 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     watermark_ = d.I64();
     seen_event_ = d.Bool();
     last_event_proc_time_ = d.I64();
-    for (int64_t* c : {&counters_.consumed, &counters_.processed, &counters_.filtered,
-                       &counters_.late, &counters_.dead_lettered, &counters_.window_results,
-                       &counters_.alerts}) {
+    for (int64_t* c :
+         {&counters_.consumed, &counters_.processed, &counters_.filtered, &counters_.late,
+          &counters_.dead_lettered, &counters_.window_results, &counters_.alerts}) {
       *c = d.I64();
     }
     if (!d.ok()) return Status::Corruption("task metadata does not decode");
@@ -1139,8 +1130,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
       if (!w.fired || w.changed) {
         PushTimer(restored, w.end - 1, w.start, w.end, TimerKind::kFire);
       } else {
-        PushTimer(restored, SaturatingAdd(w.end - 1, lateness_), w.start, w.end,
-                  TimerKind::kPurge);
+        PushTimer(restored, SaturatingAdd(w.end - 1, lateness_), w.start, w.end, TimerKind::kPurge);
       }
     }
     return Status::Ok();

@@ -114,9 +114,9 @@ TEST_CASE("a snapshot taken in steps while the task goes on is the state at its 
         REQUIRE(store.Write(batch).ok());
         // A task restored from it and fed the records after the barrier
         // continues as the uninterrupted run.
-        std::vector<CollectingSink::Record> out(h.sink().records().begin(),
-                                                h.sink().records().begin() +
-                                                    static_cast<ptrdiff_t>(emitted_at_barrier));
+        std::vector<CollectingSink::Record> out(
+            h.sink().records().begin(),
+            h.sink().records().begin() + static_cast<ptrdiff_t>(emitted_at_barrier));
         const size_t restored_from = h.sink().records().size();
         h.RestoreFrom(store);
         REQUIRE(h.task().next_offset() == static_cast<int64_t>(barrier));
@@ -227,7 +227,6 @@ TEST_CASE("keys created and emptied between checkpoints cost the store nothing")
   REQUIRE(store.size() == 3);
 }
 
-
 TEST_CASE("keys swept from the table between checkpoints are left out of the next one") {
   // More emptied keys than the sweep threshold (100K): the sweep erases them
   // from the table while the list of changed keys still refers to their
@@ -238,7 +237,8 @@ TEST_CASE("keys swept from the table between checkpoints are left out of the nex
   std::vector<std::string> events;
   for (int u = 0; u < 100'200; ++u) events.push_back(Event("u" + std::to_string(u), T + 2'000 * u));
   const size_t cut = events.size() - 50;
-  for (int u = 0; u < 100; ++u) events.push_back(Event("v" + std::to_string(u), T + 2'000 * (100'200 + u)));
+  for (int u = 0; u < 100; ++u)
+    events.push_back(Event("v" + std::to_string(u), T + 2'000 * (100'200 + u)));
   const auto expected = RunStraight(spec, events);
 
   Harness h(spec);
@@ -251,9 +251,8 @@ TEST_CASE("keys swept from the table between checkpoints are left out of the nex
   REQUIRE(h.task().Checkpoint(store).ok());
   REQUIRE(store.size() == 3);
   const size_t before = h.sink().records().size();
-  std::vector<CollectingSink::Record> out(h.sink().records().begin(),
-                                          h.sink().records().begin() +
-                                              static_cast<ptrdiff_t>(before));
+  std::vector<CollectingSink::Record> out(
+      h.sink().records().begin(), h.sink().records().begin() + static_cast<ptrdiff_t>(before));
   h.RestoreFrom(store);
   h.set_next_offset(static_cast<int64_t>(cut + 25));
   for (size_t i = cut + 25; i < events.size(); ++i) h.Feed(events[i]);
@@ -328,7 +327,7 @@ TEST_CASE("a chunk is deleted once its last rolling event has expired") {
 
 TEST_CASE("a restore drops the expired events of a partly expired chunk") {
   std::vector<std::string> events;
-  for (int i = 0; i < 30; ++i) events.push_back(Event("u1", T + i * 1'000));  // one chunk
+  for (int i = 0; i < 30; ++i) events.push_back(Event("u1", T + i * 1'000));   // one chunk
   for (int i = 70; i < 76; ++i) events.push_back(Event("u1", T + i * 1'000));  // expire half
   const size_t cut = events.size();
   for (int i = 76; i < 100; ++i) events.push_back(Event("u1", T + i * 1'000));
@@ -343,9 +342,8 @@ TEST_CASE("a restore drops the expired events of a partly expired chunk") {
   REQUIRE(h.task().Checkpoint(store).ok());
   REQUIRE(Chunks(store).size() == 2);  // the first, partly expired, and the new one
   const size_t before = h.sink().records().size();
-  std::vector<CollectingSink::Record> out(h.sink().records().begin(),
-                                          h.sink().records().begin() +
-                                              static_cast<ptrdiff_t>(before));
+  std::vector<CollectingSink::Record> out(
+      h.sink().records().begin(), h.sink().records().begin() + static_cast<ptrdiff_t>(before));
   h.RestoreFrom(store);
   h.set_next_offset(static_cast<int64_t>(cut));
   for (size_t i = cut; i < events.size(); ++i) h.Feed(events[i]);
@@ -366,12 +364,12 @@ TEST_CASE("state of the version that kept rolling events inline is restored and 
     e.U64(1);
     e.Bytes("velocity");
     e.Bytes("events");
-    e.I64(0);                                  // partition
-    e.I64(3);                                  // next offset
-    e.I64(T + 2'000);                          // max event time
-    e.I64(T + 1'000);                          // watermark
-    e.Bool(true);                              // seen an event
-    e.I64(0);                                  // processing time of the last event
+    e.I64(0);                                          // partition
+    e.I64(3);                                          // next offset
+    e.I64(T + 2'000);                                  // max event time
+    e.I64(T + 1'000);                                  // watermark
+    e.Bool(true);                                      // seen an event
+    e.I64(0);                                          // processing time of the last event
     for (int64_t c : {3, 3, 0, 0, 0, 0, 0}) e.I64(c);  // counters
     b.Put("m", meta);
     std::string key;

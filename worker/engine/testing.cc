@@ -1,9 +1,9 @@
 #include "worker/engine/testing.h"
 
+#include <simdjson.h>
+
 #include <cstdio>
 #include <random>
-
-#include <simdjson.h>
 
 #include "common/check.h"
 #include "worker/engine/state_store.h"

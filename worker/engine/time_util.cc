@@ -24,11 +24,10 @@ bool ReadDigits(std::string_view s, size_t pos, size_t n, int* out) {
 std::optional<int64_t> ParseRfc3339Millis(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SS
   int year, month, day, hour, minute, second;
-  if (!ReadDigits(s, 0, 4, &year) || s.size() < 19 || s[4] != '-' ||
-      !ReadDigits(s, 5, 2, &month) || s[7] != '-' || !ReadDigits(s, 8, 2, &day) ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !ReadDigits(s, 11, 2, &hour) ||
-      s[13] != ':' || !ReadDigits(s, 14, 2, &minute) || s[16] != ':' ||
-      !ReadDigits(s, 17, 2, &second)) {
+  if (!ReadDigits(s, 0, 4, &year) || s.size() < 19 || s[4] != '-' || !ReadDigits(s, 5, 2, &month) ||
+      s[7] != '-' || !ReadDigits(s, 8, 2, &day) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !ReadDigits(s, 11, 2, &hour) || s[13] != ':' || !ReadDigits(s, 14, 2, &minute) ||
+      s[16] != ':' || !ReadDigits(s, 17, 2, &second)) {
     return std::nullopt;
   }
   if (hour > 23 || minute > 59 || second > 60) return std::nullopt;
@@ -103,8 +102,8 @@ std::string FormatApproxDuration(int64_t millis) {
     int64_t ms;
     const char* suffix;
   };
-  static constexpr Unit kUnits[] = {{365LL * 86400000, "y"}, {86400000, "d"}, {3600000, "h"},
-                                    {60000, "m"},            {1000, "s"}};
+  static constexpr Unit kUnits[] = {
+      {365LL * 86400000, "y"}, {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
   if (millis < 0) millis = 0;
   for (const Unit& u : kUnits) {
     if (millis >= u.ms) return std::to_string(millis / u.ms) + u.suffix;

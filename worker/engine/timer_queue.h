@@ -183,13 +183,13 @@ class TimerQueue {
 
   std::vector<Bucket> buckets_;
   std::vector<HeapEntry> heap_;  // earliest time first
-  std::vector<uint32_t> free_;  // bucket indices to reuse
-  size_t pending_ = 0;          // timers in buckets
+  std::vector<uint32_t> free_;   // bucket indices to reuse
+  size_t pending_ = 0;           // timers in buckets
   // The buckets pushes went to last: pushes come in runs of few times.
   std::array<CacheEntry, 4> cache_{};
   size_t cache_next_ = 0;
-  std::vector<Slot> ready_;  // the earliest time's timers, sorted
-  size_t ready_pos_ = 0;     // the next to take out
+  std::vector<Slot> ready_;     // the earliest time's timers, sorted
+  size_t ready_pos_ = 0;        // the next to take out
   std::vector<SortKey> order_;  // for Refill
   std::vector<Slot> sorted_;
 };

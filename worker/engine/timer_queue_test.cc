@@ -1,7 +1,6 @@
 #include "worker/engine/timer_queue.h"
 
 #include <catch2/catch.hpp>
-
 #include <random>
 #include <string>
 #include <tuple>
@@ -22,11 +21,19 @@ auto Order(const T& t) { return std::make_tuple(t.time, *t.key, t.start, t.kind)
 
 TEST_CASE("timers come out by time, then key as std::string orders it, then start, then kind") {
   // Keys that agree in their first 8 bytes, embedded NULs, bytes above 0x7f.
-  const std::vector<std::string> keys = {"u1",        "u10",          "u2",
-                                         "",          std::string("u1\0", 3),
-                                         "abcdefgh",  "abcdefghA",    "abcdefgh\x01",
-                                         "abcdefgi",  "\xff",         "\x80zz",
-                                         "u100000",   "abcdefghijklmnopqrstuvwxyz"};
+  const std::vector<std::string> keys = {"u1",
+                                         "u10",
+                                         "u2",
+                                         "",
+                                         std::string("u1\0", 3),
+                                         "abcdefgh",
+                                         "abcdefghA",
+                                         "abcdefgh\x01",
+                                         "abcdefgi",
+                                         "\xff",
+                                         "\x80zz",
+                                         "u100000",
+                                         "abcdefghijklmnopqrstuvwxyz"};
   std::vector<Owner> owners(keys.size());
   std::mt19937_64 rng(42);
   Q q;
@@ -36,8 +43,9 @@ TEST_CASE("timers come out by time, then key as std::string orders it, then star
     // Few distinct times (as windows ending together), some far apart.
     const int64_t time = (rng() % 4 == 0) ? static_cast<int64_t>(rng() % 1000) * 7919
                                           : static_cast<int64_t>(rng() % 6) * 60'000;
-    T t{time, &keys[k], &owners[k], static_cast<int64_t>(rng() % 3) * 10, time + 1,
-        rng() % 2 ? TimerKind::kFire : TimerKind::kPurge};
+    T t{time,       &keys[k],
+        &owners[k], static_cast<int64_t>(rng() % 3) * 10,
+        time + 1,   rng() % 2 ? TimerKind::kFire : TimerKind::kPurge};
     q.Push(t);
     expected.push_back(t);
   }
@@ -76,9 +84,9 @@ TEST_CASE("pushes while taking out timers keep the order, even at the current ti
     t = q.Pop();
     order.emplace_back(t.time, *t.key);
   }
-  REQUIRE(order == std::vector<std::pair<int64_t, std::string>>{
-                       {50, "d"}, {100, "b"}, {100, "c"}, {100, "d"}, {150, "b"}, {200, "a"},
-                       {200, "a"}});
+  REQUIRE(order ==
+          std::vector<std::pair<int64_t, std::string>>{
+              {50, "d"}, {100, "b"}, {100, "c"}, {100, "d"}, {150, "b"}, {200, "a"}, {200, "a"}});
 }
 
 TEST_CASE("interleaved pushes and pops match a heap ordered by (time, key, start, kind)") {
@@ -94,7 +102,8 @@ TEST_CASE("interleaved pushes and pops match a heap ordered by (time, key, start
     for (int i = static_cast<int>(rng() % 8); i > 0; --i) {
       const size_t k = rng() % keys.size();
       // Mostly the next few window ends; sometimes one already due.
-      const int64_t time = now + static_cast<int64_t>(rng() % 5) * 1000 - (rng() % 10 == 0 ? 500 : 0);
+      const int64_t time =
+          now + static_cast<int64_t>(rng() % 5) * 1000 - (rng() % 10 == 0 ? 500 : 0);
       T t{time, &keys[k], &owners[k], time - 999, time + 1, TimerKind::kFire};
       q.Push(t);
       reference.insert(std::upper_bound(reference.begin(), reference.end(), t, later), t);

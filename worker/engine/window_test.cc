@@ -36,9 +36,10 @@ TEST_CASE("tumbling windows fire in order when the watermark passes their end") 
   REQUIRE(out.size() == 2);
   // Exact record layout after the id.
   REQUIRE(out[0].substr(0, 7) == "{\"id\":\"");
-  REQUIRE(out[0].substr(41) == "\"job\":\"test\",\"key\":\"u1\",\"window_start\":" +
-                                   std::to_string(T) + ",\"window_end\":" +
-                                   std::to_string(T + kMinute) + ",\"kind\":\"final\",\"events\":2}");
+  REQUIRE(out[0].substr(41) ==
+          "\"job\":\"test\",\"key\":\"u1\",\"window_start\":" + std::to_string(T) +
+              ",\"window_end\":" + std::to_string(T + kMinute) +
+              ",\"kind\":\"final\",\"events\":2}");
   REQUIRE(Field(out[1], "key") == "u2");
   REQUIRE(IntField(out[1], "events") == 1);
   h.task().Drain();
@@ -302,11 +303,11 @@ TEST_CASE("the filter runs before the key and time are required") {
   spec.mutable_window()->set_tumbling_ms(60'000);
   *spec.add_aggregates() = testing::Agg("events", proto::AggregateSpec::COUNT);
   testing::Harness h(spec);
-  h.Feed(std::string(R"({"kind":"view","ts":1700000000000})"));         // no key, filtered
-  h.Feed(std::string(R"({"kind":"view"})"));                            // no key, no time
-  h.Feed(std::string(R"({"kind":"click","ts":1700000000001})"));       // no key: dead letter
+  h.Feed(std::string(R"({"kind":"view","ts":1700000000000})"));   // no key, filtered
+  h.Feed(std::string(R"({"kind":"view"})"));                      // no key, no time
+  h.Feed(std::string(R"({"kind":"click","ts":1700000000001})"));  // no key: dead letter
   h.Feed(std::string(R"({"kind":"click","user":"u1","ts":1700000000002})"));
-  h.Feed(std::string(R"({"kind":"view","ts":1700000100000})"));        // moves the watermark
+  h.Feed(std::string(R"({"kind":"view","ts":1700000100000})"));  // moves the watermark
   REQUIRE(h.DeadLetters().size() == 1);
   REQUIRE(testing::Field(h.DeadLetters()[0], "reason") == "missing key field user");
   REQUIRE(h.Output().size() == 1);  // the window fired on the filtered event's time

@@ -1,9 +1,9 @@
 #include "worker/kafka/kafka_client.h"
 
-#include <chrono>
-
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 namespace sluice::worker {
 
@@ -262,10 +262,10 @@ std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size
       }
       continue;
     }
-    batch_.push_back(Message{
-        m->partition, m->offset,
-        std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0),
-        std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0)});
+    batch_.push_back(
+        Message{m->partition, m->offset,
+                std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0),
+                std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0)});
   }
   return batch_;
 }

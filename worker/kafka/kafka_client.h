@@ -54,8 +54,7 @@ struct DeliveryTracker {
   // `deadline` passes (false).
   bool WaitDrained(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>& stop) {
     std::unique_lock<std::mutex> lock(mu_);
-    drained_.wait_until(lock, deadline,
-                        [&] { return in_flight.load() == 0 || stop.load(); });
+    drained_.wait_until(lock, deadline, [&] { return in_flight.load() == 0 || stop.load(); });
     return in_flight.load() == 0;
   }
 

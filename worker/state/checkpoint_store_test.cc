@@ -37,7 +37,6 @@ using testing::TempDir;
 
 constexpr int64_t T = 1'700'000'000'000;
 
-
 std::unique_ptr<CheckpointStore> OpenCheckpoints(const std::string& uri, const std::string& job,
                                                  int32_t partition, int keep) {
   auto store = CheckpointStore::Open(uri, job, partition, keep);

@@ -34,7 +34,6 @@ std::optional<std::string> GetOrFail(const engine::StateStore& store, std::strin
   return *r;
 }
 
-
 TEST_CASE("rocksdb state store: batches, get, prefix scan in key order, deletes") {
   TempDir tmp;
   auto backend = OpenBackend(tmp.Sub("data"));

@@ -4,7 +4,6 @@
 // state that must open (Catch2 REQUIREs).
 
 #include <catch2/catch.hpp>
-
 #include <memory>
 #include <string>
 
@@ -23,7 +22,7 @@ inline std::unique_ptr<StateBackend> OpenBackend(const std::string& dir) {
 }
 
 inline std::unique_ptr<RocksDbStateStore> OpenTask(StateBackend& backend, const std::string& name,
-                                            bool wipe) {
+                                                   bool wipe) {
   auto store = backend.OpenTask(name, wipe);
   INFO(store.status().ToString());
   REQUIRE(store.ok());
