@@ -61,7 +61,7 @@
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
 #include "worker/engine/testing.h"
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 #include "worker/task.h"
@@ -359,12 +359,12 @@ RateResult ThroughputRaw(const Config& cfg, const std::string& topic, int64_t n,
                          bool produce = false) {
   RawConsumer c(cfg.bootstrap, "bench-raw-" + topic + (produce ? "-p" : ""), topic, cfg.partitions,
                 RD_KAFKA_OFFSET_BEGINNING, cfg.consumer_settings);
-  std::unique_ptr<worker::KafkaProducer> out;
+  std::unique_ptr<kafka::KafkaProducer> out;
   rd_kafka_topic_s* out_topic = nullptr;
-  worker::DeliveryTracker tracker;
+  kafka::DeliveryTracker tracker;
   if (produce) {
     CreateTopic(cfg, topic + "-raw-out", cfg.partitions);
-    auto created = worker::KafkaProducer::Create(cfg.bootstrap);
+    auto created = kafka::KafkaProducer::Create(cfg.bootstrap);
     SLUICE_CHECK(created.ok()) << created.status().ToString();
     out = std::move(created).value();
     out_topic = out->Topic(topic + "-raw-out");
@@ -1090,7 +1090,7 @@ void RunCheckpoint(const Config& cfg) {
   {
     auto backend = worker::StateBackend::Open((dir / "a-state").string(), worker::StateOptions{});
     SLUICE_CHECK(backend.ok());
-    auto producer = worker::KafkaProducer::Create(cfg.bootstrap);
+    auto producer = kafka::KafkaProducer::Create(cfg.bootstrap);
     SLUICE_CHECK(producer.ok());
     worker::TaskDeliveries deliveries;
     TimedBackground background;
@@ -1339,7 +1339,7 @@ void RunTumblingCheckpoint(const Config& cfg) {
   ManualClock clock(1'700'000'000'000);
   auto backend = worker::StateBackend::Open((dir / "state").string(), worker::StateOptions{});
   SLUICE_CHECK(backend.ok());
-  auto producer = worker::KafkaProducer::Create(cfg.bootstrap);
+  auto producer = kafka::KafkaProducer::Create(cfg.bootstrap);
   SLUICE_CHECK(producer.ok());
   worker::TaskDeliveries deliveries;
   TimedBackground background;

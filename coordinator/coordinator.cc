@@ -47,14 +47,11 @@ Status Coordinator::Load() {
       return Status::Corruption("a stored task does not decode");
     }
     TaskRecord& task = tasks_[TaskKey{stored.job(), stored.partition()}];
-    task.owner = stored.owner();
-    task.epoch = stored.epoch();
-    task.moving_to = stored.moving_to();
-    task.done = stored.done();
+    task.life = TaskLifecycle(stored.owner(), stored.epoch(), stored.moving_to(), stored.done());
     // Owners keep their tasks while they re-register: a grace of three
     // leases from now (workers retry every heartbeat; a worker that does not
     // come back loses its tasks then).
-    for (const std::string* w : {&task.owner, &task.moving_to}) {
+    for (const std::string* w : {&task.life.owner(), &task.life.moving_to()}) {
       if (w->empty()) continue;
       WorkerRecord& rec = workers_[*w];
       rec.alive = true;
@@ -71,7 +68,7 @@ Coordinator::Saved Coordinator::Save() const { return Saved{jobs_, tasks_, worke
 
 Status Coordinator::CommitSince(Saved before) {
   using google::protobuf::util::MessageDifferencer;
-  MetadataBatch batch;
+  WriteBatch batch;
   for (const auto& [name, job] : jobs_) {
     auto it = before.jobs.find(name);
     if (it == before.jobs.end() || !MessageDifferencer::Equals(it->second, job)) {
@@ -83,18 +80,14 @@ Status Coordinator::CommitSince(Saved before) {
   }
   for (const auto& [key, task] : tasks_) {
     auto it = before.tasks.find(key);
-    if (it != before.tasks.end() && it->second.owner == task.owner &&
-        it->second.epoch == task.epoch && it->second.moving_to == task.moving_to &&
-        it->second.done == task.done) {
-      continue;
-    }
+    if (it != before.tasks.end() && it->second.life == task.life) continue;
     proto::StoredTask stored;
     stored.set_job(key.job);
     stored.set_partition(key.partition);
-    stored.set_owner(task.owner);
-    stored.set_epoch(task.epoch);
-    stored.set_moving_to(task.moving_to);
-    stored.set_done(task.done);
+    stored.set_owner(task.life.owner());
+    stored.set_epoch(task.life.epoch());
+    stored.set_moving_to(task.life.moving_to());
+    stored.set_done(task.life.done());
     batch.Put(TaskStoreKey(key), stored.SerializeAsString());
   }
   for (const auto& [key, task] : before.tasks) {
@@ -229,9 +222,7 @@ Result<proto::JobInfo> Coordinator::StopJob(const std::string& name, bool drain)
     job.set_updated_ms(clock_.NowMillis());
     for (auto& [key, task] : tasks_) {
       if (key.job != name) continue;
-      // A move in progress is called off: the owner stops or drains the task.
-      task.moving_to.clear();
-      task.done = false;
+      task.life.BeginStop();
     }
   }
   CompleteStops();
@@ -273,11 +264,11 @@ Result<proto::JobStatus> Coordinator::GetJob(const std::string& name) const {
   for (const auto& [key, task] : tasks_) {
     if (key.job != name) continue;
     proto::TaskStatus* ts = status.add_tasks();
-    ts->set_worker_id(task.owner);
+    ts->set_worker_id(task.life.owner());
     *ts->mutable_report() = task.report;
     ts->mutable_report()->set_job(key.job);
     ts->mutable_report()->set_partition(key.partition);
-    ts->mutable_report()->set_epoch(task.epoch);
+    ts->mutable_report()->set_epoch(task.life.epoch());
   }
   return status;
 }
@@ -293,7 +284,7 @@ std::vector<proto::WorkerInfo> Coordinator::ListWorkers() const {
     info.set_alive(w.alive);
     info.set_last_heartbeat_ms(w.last_heartbeat_ms);
     int32_t n = 0;
-    for (const auto& [key, task] : tasks_) n += task.owner == id ? 1 : 0;
+    for (const auto& [key, task] : tasks_) n += task.life.owner() == id ? 1 : 0;
     info.set_tasks(n);
     out.push_back(info);
   }
@@ -312,8 +303,8 @@ Result<proto::RegisterResponse> Coordinator::Register(const proto::RegisterReque
     // The same worker registering again is a new process: fence the old one's
     // tasks by giving them a new epoch.
     for (auto& [key, task] : tasks_) {
-      if (task.owner != request.worker_id()) continue;
-      ++task.epoch;
+      if (task.life.owner() != request.worker_id()) continue;
+      task.life.Fence();
       task.report = proto::TaskReport();
     }
   }
@@ -360,33 +351,32 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
     if (tit == tasks_.end()) continue;
     const TaskKey& key = tit->first;
     TaskRecord& task = tit->second;
-    if (task.owner != id || report.epoch() != task.epoch) continue;  // stale
+    if (task.life.owner() != id || report.epoch() != task.life.epoch()) continue;  // stale
     task.report = report;
     auto job = jobs_.find(key.job);
     const proto::JobState state = job == jobs_.end() ? proto::STOPPED : job->second.state();
     switch (report.state()) {
       case proto::TaskReport::RELEASED:
-        if (state == proto::STOPPING) {
-          task.done = true;
-        } else if (!task.moving_to.empty() && !request.leaving()) {
-          // A graceful move: the owner has checkpointed and let go.
-          spdlog::info("task {} moves from {} to {}", key.ToString(), id, task.moving_to);
-          const std::string target = task.moving_to;
-          Assign(key, task, target);
-        } else {
-          task.owner.clear();  // reassigned by Rebalance
+        if (task.life.phase(state) == TaskLifecycle::Phase::kMoving && !request.leaving()) {
+          spdlog::info("task {} moves from {} to {}", key.ToString(), id, task.life.moving_to());
+        }
+        task.life.Released(state, request.leaving());
+        if (task.life.owner() != id && !task.life.owner().empty()) {
+          task.report = proto::TaskReport();
+          spdlog::info("task {} assigned to {} (epoch {})", key.ToString(), task.life.owner(),
+                       task.life.epoch());
         }
         changed = true;
         break;
       case proto::TaskReport::DRAINED:
         if (state == proto::DRAINING) {
-          task.done = true;
+          task.life.Drained(state);
           changed = true;
         }
         break;
       case proto::TaskReport::FAILED:
         spdlog::warn("task {} failed on {}: {}", key.ToString(), id, report.error());
-        task.owner.clear();
+        task.life.OwnerGone();
         changed = true;
         break;
       default:
@@ -397,8 +387,8 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
     // Its tasks move now; the released ones without waiting for the lease.
     spdlog::info("worker {} is leaving", id);
     for (auto& [key, task] : tasks_) {
-      if (task.owner == id) task.owner.clear();
-      if (task.moving_to == id) task.moving_to.clear();
+      if (task.life.owner() == id) task.life.OwnerGone();
+      if (task.life.moving_to() == id) task.life.TargetGone();
     }
     changed = true;
   }
@@ -411,15 +401,15 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
 
   std::set<std::string> job_names;
   for (const auto& [key, task] : tasks_) {
-    if (task.owner != id || task.done) continue;
+    if (task.life.owner() != id || task.life.done()) continue;
     auto job = jobs_.find(key.job);
     if (job == jobs_.end() || job->second.state() == proto::STOPPED) continue;
     proto::Assignment* a = response.add_assignments();
     a->set_job(key.job);
     a->set_partition(key.partition);
-    a->set_epoch(task.epoch);
+    a->set_epoch(task.life.epoch());
     a->set_drain(job->second.state() == proto::DRAINING);
-    a->set_stop(job->second.state() == proto::STOPPING || !task.moving_to.empty());
+    a->set_stop(job->second.state() == proto::STOPPING || !task.life.moving_to().empty());
     job_names.insert(key.job);
   }
   for (const std::string& name : job_names) *response.add_jobs() = jobs_.at(name);
@@ -429,11 +419,9 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
 // ---- Assignment -------------------------------------------------------------
 
 void Coordinator::Assign(const TaskKey& key, TaskRecord& task, const std::string& worker) {
-  task.owner = worker;
-  task.moving_to.clear();
-  ++task.epoch;
+  task.life.Assign(worker);
   task.report = proto::TaskReport();
-  spdlog::info("task {} assigned to {} (epoch {})", key.ToString(), worker, task.epoch);
+  spdlog::info("task {} assigned to {} (epoch {})", key.ToString(), worker, task.life.epoch());
 }
 
 void Coordinator::Rebalance() {
@@ -445,7 +433,7 @@ void Coordinator::Rebalance() {
     auto job = jobs_.find(key.job);
     if (job == jobs_.end() || job->second.state() != proto::RUNNING) continue;
     input.tasks.push_back(key);
-    if (!task.owner.empty()) input.current[key] = task.owner;
+    if (!task.life.owner().empty()) input.current[key] = task.life.owner();
   }
   const std::map<TaskKey, std::string> plan = PlanAssignment(input);
   std::set<std::string> alive(live.begin(), live.end());
@@ -454,20 +442,18 @@ void Coordinator::Rebalance() {
     if (job == jobs_.end()) continue;
     if (job->second.state() == proto::RUNNING) {
       const std::string& target = plan.at(key);
-      if (task.owner.empty() || !alive.count(task.owner)) {
+      if (task.life.owner().empty() || !alive.count(task.life.owner())) {
         Assign(key, task, target);
-      } else if (task.owner == target) {
-        task.moving_to.clear();
-      } else if (task.moving_to != target) {
-        task.moving_to = target;  // the owner releases it first
+      } else {
+        task.life.Plan(target);
       }
-    } else if (job->second.state() != proto::STOPPED && !task.done &&
-               (task.owner.empty() || !alive.count(task.owner))) {
+    } else if (job->second.state() != proto::STOPPED && !task.life.done() &&
+               (task.life.owner().empty() || !alive.count(task.life.owner()))) {
       // A stopping job's task whose owner is gone: someone restores it to stop it.
       std::map<std::string, int> load;
       for (const std::string& w : live) load[w] = 0;
       for (const auto& [k, t] : tasks_) {
-        if (load.count(t.owner)) ++load[t.owner];
+        if (load.count(t.life.owner())) ++load[t.life.owner()];
       }
       std::string least = live.front();
       for (const auto& [w, n] : load) {
@@ -483,13 +469,13 @@ void Coordinator::CompleteStops() {
     if (job.state() != proto::DRAINING && job.state() != proto::STOPPING) continue;
     bool all_done = true;
     for (const auto& [key, task] : tasks_) {
-      if (key.job == name && !task.done) all_done = false;
+      if (key.job == name && !task.life.done()) all_done = false;
     }
     if (!all_done) continue;
     job.set_state(proto::STOPPED);
     job.set_updated_ms(clock_.NowMillis());
     for (auto& [key, task] : tasks_) {
-      if (key.job == name) task.owner.clear();
+      if (key.job == name) task.life.Retire();
     }
     spdlog::info("job {} stopped", name);
   }
@@ -506,9 +492,9 @@ void Coordinator::ExpireLeases(int64_t now) {
   }
   if (!expired) return;
   for (auto& [key, task] : tasks_) {
-    auto w = workers_.find(task.moving_to);
-    if (!task.moving_to.empty() && (w == workers_.end() || !w->second.alive)) {
-      task.moving_to.clear();
+    auto w = workers_.find(task.life.moving_to());
+    if (!task.life.moving_to().empty() && (w == workers_.end() || !w->second.alive)) {
+      task.life.TargetGone();
     }
   }
   // Tick rebalances next.

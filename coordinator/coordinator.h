@@ -35,6 +35,7 @@
 #include "common/status.h"
 #include "coordinator/metadata_store.h"
 #include "coordinator/planner.h"
+#include "coordinator/task_lifecycle.h"
 #include "proto/sluice.pb.h"
 
 namespace sluice::coordinator {
@@ -84,10 +85,7 @@ class Coordinator {
 
  private:
   struct TaskRecord {
-    std::string owner;
-    int64_t epoch = 0;
-    std::string moving_to;
-    bool done = false;
+    TaskLifecycle life;        // owner, epoch, move, done (persisted)
     proto::TaskReport report;  // the owner's latest, under the current epoch
   };
   struct WorkerRecord {

@@ -18,8 +18,8 @@
 #include "coordinator/rocksdb_metadata_store.h"
 #include "coordinator/service.h"
 #include "jobspec/job_loader.h"
-#include "worker/kafka/kafka_client.h"
-#include "worker/status_file.h"
+#include "kafka/kafka_client.h"
+#include "reports/task_reports.h"
 
 namespace {
 
@@ -31,7 +31,7 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
     std::lock_guard<std::mutex> lock(mu_);
     auto& client = clients_[brokers];
     if (!client) {
-      auto created = sluice::worker::KafkaConsumer::Create(brokers, "sluice-coordinator",
+      auto created = sluice::kafka::KafkaConsumer::Create(brokers, "sluice-coordinator",
                                                            {{"allow.auto.create.topics", "false"}});
       if (!created.ok()) return created.status();
       client = std::move(created).value();
@@ -41,7 +41,7 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<sluice::worker::KafkaConsumer>> clients_;
+  std::map<std::string, std::unique_ptr<sluice::kafka::KafkaConsumer>> clients_;
 };
 
 // Jobs by state, workers by liveness, and every task's last report.
@@ -74,7 +74,7 @@ std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_
       "# TYPE sluice_coordinator_metadata_write_failures_total counter\n";
   sluice::AppendMetric(&out, "sluice_coordinator_metadata_write_failures_total", {},
                        static_cast<double>(c.failed_commits()));
-  return out + sluice::worker::TaskMetrics(reports, owners, now_ms);
+  return out + sluice::reports::TaskMetrics(reports, owners, now_ms);
 }
 
 }  // namespace

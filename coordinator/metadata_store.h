@@ -16,32 +16,14 @@
 
 #include <functional>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
 #include "common/status.h"
+#include "common/write_batch.h"
+#include "worker/engine/state_store.h"
 
 namespace sluice::coordinator {
-
-// Puts and deletes committed together or not at all.
-class MetadataBatch {
- public:
-  void Put(std::string key, std::string value) {
-    ops_.emplace_back(std::move(key), std::move(value));
-  }
-  void Delete(std::string key) { ops_.emplace_back(std::move(key), std::nullopt); }
-
-  const std::vector<std::pair<std::string, std::optional<std::string>>>& ops() const {
-    return ops_;
-  }
-  bool empty() const { return ops_.empty(); }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> ops_;
-};
 
 using MetadataScanFn = std::function<Status(std::string_view key, std::string_view value)>;
 
@@ -50,27 +32,28 @@ class MetadataStore {
   virtual ~MetadataStore() = default;
 
   // Applies `batch` atomically and durably; on error nothing of it applies.
-  virtual Status Commit(const MetadataBatch& batch) = 0;
+  virtual Status Commit(const WriteBatch& batch) = 0;
   // Calls `fn` for every entry whose key starts with `prefix`, in key order;
   // stops at the first error `fn` returns.
   virtual Status Scan(std::string_view prefix, const MetadataScanFn& fn) const = 0;
 };
 
+// The engine's in-memory store as a metadata store, failing on demand.
 class InMemoryMetadataStore final : public MetadataStore {
  public:
-  Status Commit(const MetadataBatch& batch) override;
-  Status Scan(std::string_view prefix, const MetadataScanFn& fn) const override;
+  Status Commit(const WriteBatch& batch) override;
+  Status Scan(std::string_view prefix, const MetadataScanFn& fn) const override {
+    return store_.Scan(prefix, fn);
+  }
 
   // The next `n` commits fail with IoError (and apply nothing).
   void FailCommits(int n) { fail_commits_ = n; }
-  // Commits that applied.
-  int commits() const { return commits_; }
-  const std::map<std::string, std::string, std::less<>>& data() const { return data_; }
+  // Everything stored, in key order.
+  std::map<std::string, std::string> data() const;
 
  private:
-  std::map<std::string, std::string, std::less<>> data_;
+  engine::InMemoryStateStore store_;
   int fail_commits_ = 0;
-  int commits_ = 0;
 };
 
 }  // namespace sluice::coordinator

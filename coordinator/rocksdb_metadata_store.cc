@@ -36,7 +36,7 @@ RocksDbMetadataStore::~RocksDbMetadataStore() {
   if (db_) db_->Close().PermitUncheckedError();
 }
 
-Status RocksDbMetadataStore::Commit(const MetadataBatch& batch) {
+Status RocksDbMetadataStore::Commit(const WriteBatch& batch) {
   if (batch.empty()) return Status::Ok();
   rocksdb::WriteBatch wb;
   for (const auto& [key, value] : batch.ops()) {

@@ -26,7 +26,7 @@ class RocksDbMetadataStore final : public MetadataStore {
   static Result<std::unique_ptr<RocksDbMetadataStore>> Open(const std::string& dir);
   ~RocksDbMetadataStore() override;
 
-  Status Commit(const MetadataBatch& batch) override;
+  Status Commit(const WriteBatch& batch) override;
   Status Scan(std::string_view prefix, const MetadataScanFn& fn) const override;
 
  private:

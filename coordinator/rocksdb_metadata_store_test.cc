@@ -38,16 +38,16 @@ TEST_CASE("metadata commits survive a reopen, and a batch applies whole") {
   const std::string dir = tmp.Sub("coordinator");
   {
     auto store = Open(dir);
-    MetadataBatch first;
+    WriteBatch first;
     first.Put("job/a", "1");
     first.Put("job/b", "2");
     first.Put("task/a/00000000", "t0");
     REQUIRE(store->Commit(first).ok());
-    MetadataBatch second;
+    WriteBatch second;
     second.Delete("job/a");
     second.Put("job/c", "3");
     REQUIRE(store->Commit(second).ok());
-    REQUIRE(store->Commit(MetadataBatch()).ok());  // nothing to write
+    REQUIRE(store->Commit(WriteBatch()).ok());  // nothing to write
   }
   auto store = Open(dir);
   CHECK(ScanAll(*store, "job/") ==
@@ -60,7 +60,7 @@ TEST_CASE("metadata commits survive a reopen, and a batch applies whole") {
 TEST_CASE("a scan stops at the first error its callback returns") {
   testing::TempDir tmp;
   auto store = Open(tmp.Sub("coordinator"));
-  MetadataBatch batch;
+  WriteBatch batch;
   for (const char* k : {"job/a", "job/b", "job/c"}) batch.Put(k, "x");
   REQUIRE(store->Commit(batch).ok());
   int seen = 0;

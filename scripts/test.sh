@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Checks the format, builds Sluice and runs every test: the unit tests and
-# system tests (ctest;
-# the system tests on the dev broker and on a real Apache Kafka), then the unit
-# tests again under AddressSanitizer and UndefinedBehaviorSanitizer, and the
-# worker's and coordinator's unit tests under ThreadSanitizer.
+# Checks the format, builds Sluice and runs every test: the unit tests and the
+# system tests (ctest; the system tests on the dev broker and on a real Apache
+# Kafka), then the unit tests again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, and the worker's and coordinator's unit tests
+# under ThreadSanitizer.
 #   scripts/test.sh               everything
 #   scripts/test.sh --no-sanitize skip the sanitizer passes
 set -euo pipefail

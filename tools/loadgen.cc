@@ -15,7 +15,7 @@
 #include "common/stop_signals.h"
 #include "tools/event_generator.h"
 #include "worker/engine/json_writer.h"
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (topic.empty()) topic = kind;
 
-  auto producer = sluice::worker::KafkaProducer::Create(brokers);
+  auto producer = sluice::kafka::KafkaProducer::Create(brokers);
   if (!producer.ok()) {
     std::cerr << "sluice-loadgen: " << producer.status().message() << "\n";
     return 1;
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   opts.fraud_every = kind == "payments" ? fraud_every : 0;
   sluice::tools::EventGenerator gen(opts);
 
-  sluice::worker::DeliveryTracker tracker;
+  sluice::kafka::DeliveryTracker tracker;
   std::string payload, line;
   const auto start = std::chrono::steady_clock::now();
   auto last_progress = start;

@@ -18,9 +18,9 @@
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
 #include "worker/coordinator_client.h"
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 #include "worker/partitions.h"
-#include "worker/status_file.h"
+#include "reports/task_reports.h"
 #include "worker/task_host.h"
 
 namespace {
@@ -37,7 +37,7 @@ void SleepUnlessStopped(int ms) {
 // brokers and the topic.
 sluice::Result<int32_t> WaitForTopic(const sluice::worker::HostOptions& options,
                                      const std::string& topic) {
-  SLUICE_ASSIGN_OR_RETURN(auto probe, sluice::worker::KafkaConsumer::Create(
+  SLUICE_ASSIGN_OR_RETURN(auto probe, sluice::kafka::KafkaConsumer::Create(
                                           options.brokers, "sluice-probe", options.kafka_settings));
   while (!g_stop->load()) {
     auto count = probe->PartitionCount(topic, 5'000);
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
 
   auto metrics = sluice::StartMetrics(daemon, [&] {
     std::vector<sluice::proto::TaskReport> reports = host.Reports();
-    return sluice::worker::TaskMetrics(reports, std::vector<std::string>(reports.size(), worker_id),
+    return sluice::reports::TaskMetrics(reports, std::vector<std::string>(reports.size(), worker_id),
                                        clock.NowMillis());
   });
   if (!metrics.ok()) {
@@ -206,13 +206,13 @@ int main(int argc, char** argv) {
   }
 
   while (!g_stop->load()) {
-    sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
+    sluice::reports::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
     SleepUnlessStopped(500);
   }
   if (control.joinable()) control.join();
   host.Shutdown(drain_on_exit);
   if (client) client->Leave();
-  sluice::worker::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
+  sluice::reports::WriteStatusFile(status_file, worker_id, clock.NowMillis(), host.Reports());
   if (sluice::Status s = host.error(); !s.ok()) {
     spdlog::error("{}", s.message());
     return 1;

@@ -17,7 +17,7 @@ void LowerThreadPriority() {
   }
 }
 
-Task::Sink::Sink(const JobContext& job, DeliveryTracker* tracker)
+Task::Sink::Sink(const JobContext& job, kafka::DeliveryTracker* tracker)
     : producer_(job.producer), tracker_(tracker) {
   const proto::SinkSpec& sinks = job.plan->spec().sinks();
   topics_[static_cast<int>(engine::OutputStream::kOutput)] = producer_->Topic(sinks.output());

@@ -40,7 +40,7 @@
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 
@@ -53,7 +53,7 @@ using BackgroundExecutor = std::function<void(std::function<void()>)>;
 struct JobContext {
   std::shared_ptr<const engine::JobPlan> plan;
   const Clock* clock = nullptr;
-  KafkaProducer* producer = nullptr;
+  kafka::KafkaProducer* producer = nullptr;
   StateBackend* state = nullptr;
   std::string checkpoint_uri;
   int keep_checkpoints = 3;
@@ -70,7 +70,7 @@ void LowerThreadPriority();
 // produced since the last barrier count in the current one; a checkpoint waits
 // for the generation its barrier sealed. Owned by the worker, because
 // librdkafka reports deliveries after a task is gone.
-using TaskDeliveries = std::array<DeliveryTracker, 2>;
+using TaskDeliveries = std::array<kafka::DeliveryTracker, 2>;
 
 // How a checkpoint of a task ended.
 struct CheckpointOutcome {
@@ -138,15 +138,15 @@ class Task {
   // Sends the processor's records to the job's sink topics.
   class Sink final : public engine::RecordSink {
    public:
-    Sink(const JobContext& job, DeliveryTracker* tracker);
+    Sink(const JobContext& job, kafka::DeliveryTracker* tracker);
     void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override;
     const Status& error() const { return error_; }
     // Later records count in `tracker`.
-    void set_tracker(DeliveryTracker* tracker) { tracker_ = tracker; }
+    void set_tracker(kafka::DeliveryTracker* tracker) { tracker_ = tracker; }
 
    private:
-    KafkaProducer* producer_;
-    DeliveryTracker* tracker_;
+    kafka::KafkaProducer* producer_;
+    kafka::DeliveryTracker* tracker_;
     rd_kafka_topic_s* topics_[3];  // by engine::OutputStream
     Status error_;
   };
@@ -156,7 +156,7 @@ class Task {
   struct InFlight {
     engine::WriteBatch batch;
     CheckpointMeta meta;
-    DeliveryTracker* sealed = nullptr;  // the generation to wait for
+    kafka::DeliveryTracker* sealed = nullptr;  // the generation to wait for
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
     bool posted = false;  // the snapshot is complete and its commit handed over

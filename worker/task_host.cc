@@ -10,7 +10,7 @@
 #include <set>
 
 #include "worker/engine/record.h"
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 #include "worker/task.h"
 
 namespace sluice::worker {
@@ -27,7 +27,7 @@ struct TaskHost::Command {
 
 struct TaskHost::Shared {
   std::unique_ptr<StateBackend> state;
-  std::unique_ptr<KafkaProducer> producer;
+  std::unique_ptr<kafka::KafkaProducer> producer;
   // Checkpoint commits of every task (one thread: they are mostly waiting
   // for acknowledgements and for the disk). Joined after the task threads.
   std::unique_ptr<boost::asio::thread_pool> background;
@@ -72,7 +72,7 @@ class TaskHost::Thread {
     int64_t version = 0;
   };
   struct JobConsumer {
-    std::unique_ptr<KafkaConsumer> consumer;
+    std::unique_ptr<kafka::KafkaConsumer> consumer;
     std::string topic;
     std::vector<int32_t> partitions;
     bool paused = false;
@@ -181,7 +181,7 @@ void TaskHost::Thread::FlushReassign() {
 // Points the job's consumer at exactly this thread's partitions of the job,
 // each from its task's next offset.
 Status TaskHost::Thread::Reassign(const std::string& job) {
-  std::vector<PartitionOffset> offsets;
+  std::vector<kafka::PartitionOffset> offsets;
   std::string topic;
   for (const auto& [ref, entry] : tasks_) {
     if (ref.job != job) continue;
@@ -196,11 +196,11 @@ Status TaskHost::Thread::Reassign(const std::string& job) {
   jc.topic = topic;
   if (!jc.consumer) {
     SLUICE_ASSIGN_OR_RETURN(jc.consumer,
-                            KafkaConsumer::Create(host_.options_.brokers, "sluice-" + job,
+                            kafka::KafkaConsumer::Create(host_.options_.brokers, "sluice-" + job,
                                                   host_.options_.kafka_settings));
   }
   jc.partitions.clear();
-  for (const PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
+  for (const kafka::PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
   jc.paused = false;
   return jc.consumer->Assign(jc.topic, offsets);
 }
@@ -288,7 +288,7 @@ void TaskHost::Thread::Poll() {
   // While a snapshot is being encoded, come back soon to encode more.
   const int timeout = snapshotting_ ? 1 : consumers_.size() == 1 ? 100 : 10;
   for (auto& [job, jc] : consumers_) {
-    std::span<const KafkaConsumer::Message> batch = jc.consumer->Poll(timeout, 1000);
+    std::span<const kafka::KafkaConsumer::Message> batch = jc.consumer->Poll(timeout, 1000);
     for (size_t i = 0; i < batch.size();) {
       const int32_t p = batch[i].partition;
       records_.clear();
@@ -307,9 +307,9 @@ void TaskHost::Thread::CommitOffset(const Task& task) {
   if (task.committed_offset() < 0) return;
   auto it = consumers_.find(task.job_name());
   if (it == consumers_.end()) return;
-  PartitionOffset po{task.partition(), task.committed_offset()};
+  kafka::PartitionOffset po{task.partition(), task.committed_offset()};
   Status s =
-      it->second.consumer->Commit(it->second.topic, std::span<const PartitionOffset>(&po, 1));
+      it->second.consumer->Commit(it->second.topic, std::span<const kafka::PartitionOffset>(&po, 1));
   if (!s.ok()) spdlog::warn("task {}: {}", task.name(), s.message());
 }
 
@@ -481,7 +481,7 @@ TaskHost::~TaskHost() { Shutdown(false); }
 Status TaskHost::Start() {
   SLUICE_ASSIGN_OR_RETURN(shared_->state, StateBackend::Open(options_.data_dir, options_.state));
   SLUICE_ASSIGN_OR_RETURN(shared_->producer,
-                          KafkaProducer::Create(options_.brokers, options_.kafka_settings));
+                          kafka::KafkaProducer::Create(options_.brokers, options_.kafka_settings));
   shared_->background = std::make_unique<boost::asio::thread_pool>(1);
   boost::asio::post(*shared_->background, LowerThreadPriority);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {

@@ -42,7 +42,7 @@ struct Fixture {
     for (const char* t : {"ckpt-out", "ckpt-late", "ckpt-dlq"}) {
       REQUIRE(cluster->CreateTopic(t, 1).ok());
     }
-    auto p = KafkaProducer::Create(cluster->bootstraps(), {{"message.timeout.ms", "60000"}});
+    auto p = kafka::KafkaProducer::Create(cluster->bootstraps(), {{"message.timeout.ms", "60000"}});
     REQUIRE(p.ok());
     producer = std::move(*p);
     auto b = StateBackend::Open((dir.path() / "state").string(), StateOptions{});
@@ -94,7 +94,7 @@ struct Fixture {
   ManualClock clock{kT0};
   std::deque<TaskDeliveries> deliveries;  // outlive the producer's delivery reports
   std::unique_ptr<devbroker::MockCluster> cluster;
-  std::unique_ptr<KafkaProducer> producer;
+  std::unique_ptr<kafka::KafkaProducer> producer;
   std::unique_ptr<StateBackend> backend;
   boost::asio::thread_pool pool{1};
   JobContext ctx;

@@ -20,25 +20,11 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/write_batch.h"
 
 namespace sluice::engine {
 
-// Puts and deletes applied together or not at all.
-class WriteBatch {
- public:
-  void Put(std::string key, std::string value) {
-    ops_.emplace_back(std::move(key), std::move(value));
-  }
-  void Delete(std::string key) { ops_.emplace_back(std::move(key), std::nullopt); }
-
-  const std::vector<std::pair<std::string, std::optional<std::string>>>& ops() const {
-    return ops_;
-  }
-  bool empty() const { return ops_.empty(); }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> ops_;
-};
+using WriteBatch = sluice::WriteBatch;
 
 class StateStore {
  public:

@@ -1,4 +1,4 @@
-#include "worker/status_file.h"
+#include "reports/task_reports.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include "common/http_server.h"
 #include "worker/engine/json_writer.h"
 
-namespace sluice::worker {
+namespace sluice::reports {
 
 void WriteStatusFile(const std::string& path, const std::string& worker_id, int64_t now_ms,
                      const std::vector<proto::TaskReport>& reports) {
@@ -122,4 +122,4 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
   return out;
 }
 
-}  // namespace sluice::worker
+}  // namespace sluice::reports

@@ -1,11 +1,11 @@
-#include "worker/kafka/kafka_client.h"
+#include "kafka/kafka_client.h"
 
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 
-namespace sluice::worker {
+namespace sluice::kafka {
 
 namespace {
 
@@ -314,4 +314,4 @@ Status KafkaConsumer::Commit(const std::string& topic, std::span<const Partition
   return FromKafka(err, "commit offsets");
 }
 
-}  // namespace sluice::worker
+}  // namespace sluice::kafka

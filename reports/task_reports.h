@@ -10,7 +10,7 @@
 
 #include "proto/sluice.pb.h"
 
-namespace sluice::worker {
+namespace sluice::reports {
 
 void WriteStatusFile(const std::string& path, const std::string& worker_id, int64_t now_ms,
                      const std::vector<proto::TaskReport>& reports);
@@ -21,4 +21,4 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
 std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
                         const std::vector<std::string>& workers, int64_t now_ms);
 
-}  // namespace sluice::worker
+}  // namespace sluice::reports

@@ -1,6 +1,6 @@
 #pragma once
 
-// Kafka clients of the worker, over librdkafka. Sluice owns partition
+// Kafka clients of Sluice (worker, coordinator, tools), over librdkafka. Sluice owns partition
 // assignment (the coordinator, or --partitions), so consumers use manual
 // assignment and never join a rebalancing group; the group id is used only
 // to commit offsets, so lag is visible to standard tools.
@@ -29,7 +29,7 @@ struct rd_kafka_topic_s;
 struct rd_kafka_queue_s;
 struct rd_kafka_message_s;
 
-namespace sluice::worker {
+namespace sluice::kafka {
 
 // Per task: records handed to the producer and not yet acknowledged, and
 // deliveries that failed for good. A checkpoint waits for in_flight to reach 0
@@ -147,4 +147,4 @@ class KafkaConsumer {
   int64_t last_error_log_ms_ = 0;
 };
 
-}  // namespace sluice::worker
+}  // namespace sluice::kafka

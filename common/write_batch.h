@@ -1,0 +1,30 @@
+#pragma once
+
+// WriteBatch: puts and deletes applied together or not at all, by a store
+// that takes batches (the engine's StateStore, the coordinator's
+// MetadataStore).
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sluice {
+
+class WriteBatch {
+ public:
+  void Put(std::string key, std::string value) {
+    ops_.emplace_back(std::move(key), std::move(value));
+  }
+  void Delete(std::string key) { ops_.emplace_back(std::move(key), std::nullopt); }
+
+  const std::vector<std::pair<std::string, std::optional<std::string>>>& ops() const {
+    return ops_;
+  }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> ops_;
+};
+
+}  // namespace sluice
