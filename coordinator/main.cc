@@ -32,7 +32,7 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
     auto& client = clients_[brokers];
     if (!client) {
       auto created = sluice::kafka::KafkaConsumer::Create(brokers, "sluice-coordinator",
-                                                           {{"allow.auto.create.topics", "false"}});
+                                                          {{"allow.auto.create.topics", "false"}});
       if (!created.ok()) return created.status();
       client = std::move(created).value();
     }

@@ -47,11 +47,16 @@ void TaskLifecycle::Drained(proto::JobState job) {
 
 const char* PhaseName(TaskLifecycle::Phase phase) {
   switch (phase) {
-    case TaskLifecycle::Phase::kUnassigned: return "unassigned";
-    case TaskLifecycle::Phase::kRunning: return "running";
-    case TaskLifecycle::Phase::kMoving: return "moving";
-    case TaskLifecycle::Phase::kStopping: return "stopping";
-    case TaskLifecycle::Phase::kDone: return "done";
+    case TaskLifecycle::Phase::kUnassigned:
+      return "unassigned";
+    case TaskLifecycle::Phase::kRunning:
+      return "running";
+    case TaskLifecycle::Phase::kMoving:
+      return "moving";
+    case TaskLifecycle::Phase::kStopping:
+      return "stopping";
+    case TaskLifecycle::Phase::kDone:
+      return "done";
   }
   return "?";
 }

@@ -46,7 +46,7 @@ TEST_CASE("a move is called off when the owner is planned again or the target is
 TEST_CASE("a task whose owner fails, leaves or dies is unassigned, keeping its epoch") {
   for (int how = 0; how < 3; ++how) {
     TaskLifecycle t("w1", 3, how == 2 ? "w2" : "", false);
-    if (how == 0) t.OwnerGone();                                     // failed or lease expired
+    if (how == 0) t.OwnerGone();                                        // failed or lease expired
     if (how == 1) t.Released(proto::RUNNING, /*owner_leaving=*/false);  // released, no move
     if (how == 2) t.Released(proto::RUNNING, /*owner_leaving=*/true);   // leaving mid-move
     CHECK(t.phase(proto::RUNNING) == Phase::kUnassigned);

@@ -13,9 +13,9 @@
 
 #include "common/clock.h"
 #include "common/stop_signals.h"
+#include "kafka/kafka_client.h"
 #include "tools/event_generator.h"
 #include "worker/engine/json_writer.h"
-#include "kafka/kafka_client.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

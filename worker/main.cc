@@ -17,10 +17,10 @@
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
-#include "worker/coordinator_client.h"
 #include "kafka/kafka_client.h"
-#include "worker/partitions.h"
 #include "reports/task_reports.h"
+#include "worker/coordinator_client.h"
+#include "worker/partitions.h"
 #include "worker/task_host.h"
 
 namespace {
@@ -162,8 +162,8 @@ int main(int argc, char** argv) {
 
   auto metrics = sluice::StartMetrics(daemon, [&] {
     std::vector<sluice::proto::TaskReport> reports = host.Reports();
-    return sluice::reports::TaskMetrics(reports, std::vector<std::string>(reports.size(), worker_id),
-                                       clock.NowMillis());
+    return sluice::reports::TaskMetrics(
+        reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
   });
   if (!metrics.ok()) {
     spdlog::error("{}", metrics.status().message());

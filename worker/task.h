@@ -37,10 +37,10 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "kafka/kafka_client.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
-#include "kafka/kafka_client.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 

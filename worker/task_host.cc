@@ -9,8 +9,8 @@
 #include <deque>
 #include <set>
 
-#include "worker/engine/record.h"
 #include "kafka/kafka_client.h"
+#include "worker/engine/record.h"
 #include "worker/task.h"
 
 namespace sluice::worker {
@@ -197,7 +197,7 @@ Status TaskHost::Thread::Reassign(const std::string& job) {
   if (!jc.consumer) {
     SLUICE_ASSIGN_OR_RETURN(jc.consumer,
                             kafka::KafkaConsumer::Create(host_.options_.brokers, "sluice-" + job,
-                                                  host_.options_.kafka_settings));
+                                                         host_.options_.kafka_settings));
   }
   jc.partitions.clear();
   for (const kafka::PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
@@ -308,8 +308,8 @@ void TaskHost::Thread::CommitOffset(const Task& task) {
   auto it = consumers_.find(task.job_name());
   if (it == consumers_.end()) return;
   kafka::PartitionOffset po{task.partition(), task.committed_offset()};
-  Status s =
-      it->second.consumer->Commit(it->second.topic, std::span<const kafka::PartitionOffset>(&po, 1));
+  Status s = it->second.consumer->Commit(it->second.topic,
+                                         std::span<const kafka::PartitionOffset>(&po, 1));
   if (!s.ok()) spdlog::warn("task {}: {}", task.name(), s.message());
 }
 
