@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -69,12 +70,28 @@ class Session : public std::enable_shared_from_this<Session> {
 struct HttpServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
-  MetricsFn metrics;
+  asio::steady_timer retry{io};
+  MetricsFn metrics;  // the owner's samples, then the server's own
+  std::atomic<int64_t> accept_errors{0};
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) return;  // closed
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;  // closed
+      if (ec) {
+        // Out of file descriptors, or the like: the endpoint must outlive it.
+        // Count it (in /metrics), say so, and accept again shortly (at once
+        // would spin while the condition lasts).
+        if (accept_errors.fetch_add(1) % 100 == 0) {
+          spdlog::warn("metrics endpoint: accepting a connection failed ({}); retrying",
+                       ec.message());
+        }
+        retry.expires_after(std::chrono::milliseconds(100));
+        retry.async_wait([this](beast::error_code e) {
+          if (!e) Accept();
+        });
+        return;
+      }
       std::make_shared<Session>(std::move(socket), metrics)->Read();
       Accept();
     });
@@ -95,7 +112,15 @@ HttpServer::~HttpServer() {
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
                                                       MetricsFn metrics) {
   auto impl = std::make_unique<Impl>();
-  impl->metrics = std::move(metrics);
+  impl->metrics = [user = std::move(metrics), errors = &impl->accept_errors] {
+    std::string out = user();
+    out +=
+        "# HELP sluice_http_accept_errors_total Connections to this endpoint that could not be "
+        "accepted (e.g. out of file descriptors)\n"
+        "# TYPE sluice_http_accept_errors_total counter\n";
+    AppendMetric(&out, "sluice_http_accept_errors_total", {}, static_cast<double>(errors->load()));
+    return out;
+  };
   beast::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return Status::InvalidArgument("metrics address '" + host + "': " + ec.message());
@@ -115,6 +140,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, i
 }
 
 int HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+int64_t HttpServer::accept_errors() const { return impl_->accept_errors.load(); }
 
 void AppendMetric(std::string* out, const std::string& name,
                   const std::vector<std::pair<std::string, std::string>>& labels, double value) {

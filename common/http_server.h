@@ -5,6 +5,7 @@
 // GET /healthz. The metrics text comes from a callback, called on the server
 // thread for each request; it must be thread-safe.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +26,9 @@ class HttpServer {
   static Result<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
                                                    MetricsFn metrics);
   int port() const;
+  // Connections that could not be accepted (e.g. out of file descriptors);
+  // the server goes on accepting. Also in /metrics.
+  int64_t accept_errors() const;
 
  private:
   struct Impl;

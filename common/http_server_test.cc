@@ -1,7 +1,16 @@
 #include "common/http_server.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <boost/asio.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 namespace sluice {
 namespace {
@@ -11,6 +20,9 @@ std::string Get(int port, const std::string& path) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
   socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+  // A server that never answers fails the test instead of hanging it.
+  timeval timeout{5, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   const std::string request = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
   boost::asio::write(socket, boost::asio::buffer(request));
   std::string response;
@@ -46,6 +58,50 @@ TEST_CASE("a port in use is a clear error") {
   auto second = HttpServer::Start("127.0.0.1", (*first)->port(), [] { return std::string(); });
   REQUIRE_FALSE(second.ok());
   REQUIRE(second.status().message().find("cannot serve metrics on 127.0.0.1:") == 0);
+}
+
+TEST_CASE("the endpoint goes on serving after running out of file descriptors") {
+  auto server = HttpServer::Start("127.0.0.1", 0, [] { return std::string(); });
+  REQUIRE(server.ok());
+  const int port = (*server)->port();
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(client >= 0);
+
+  // No file descriptor left in this process: the limit at the highest one
+  // open, and every free one below it taken.
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  std::vector<int> fillers;
+  int highest = client;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) highest = fd;
+  }
+  rlimit tight = old;
+  tight.rlim_cur = static_cast<rlim_t>(highest + 1);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY)) >= 0;) fillers.push_back(fd);
+
+  // A connection the kernel completes and the server cannot accept.
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((*server)->accept_errors() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int64_t errors = (*server)->accept_errors();
+
+  for (int fd : fillers) ::close(fd);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  ::close(client);
+  REQUIRE(errors > 0);
+  // Descriptors are back: the server accepts again, and says what happened.
+  REQUIRE(Get(port, "/healthz").find("\r\n\r\nok\n") != std::string::npos);
+  const std::string metrics = Get(port, "/metrics");
+  REQUIRE(metrics.find("sluice_http_accept_errors_total ") != std::string::npos);
+  REQUIRE(metrics.find("sluice_http_accept_errors_total 0\n") == std::string::npos);
 }
 
 }  // namespace
