@@ -2,8 +2,8 @@
 # Checks the format, builds Sluice and runs every test: the unit tests and the
 # system tests (ctest; the system tests on the dev broker and on a real Apache
 # Kafka), then the unit tests again under AddressSanitizer and
-# UndefinedBehaviorSanitizer, and the worker's and coordinator's unit tests
-# under ThreadSanitizer.
+# UndefinedBehaviorSanitizer, and the unit tests of the threaded daemon code
+# (coordinator, worker state, HTTP endpoint) under ThreadSanitizer.
 #   scripts/test.sh               everything
 #   scripts/test.sh --no-sanitize skip the sanitizer passes
 set -euo pipefail
@@ -37,6 +37,6 @@ if [ "$SANITIZE" = 1 ]; then
 
   cmake -S . -B build-tsan -G Ninja -DSLUICE_TSAN=ON -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-tsan --target sluice_daemon_unit_tests -j "$(nproc)"
-  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/../scripts/tsan.supp" \
     ctest --output-on-failure --timeout 900 -L daemon)
 fi
