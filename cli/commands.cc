@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include <simdjson.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +17,10 @@
 namespace sluice::cli {
 
 namespace {
+
+// A job file is YAML of a few kilobytes; gRPC's default message limit is 4 MB.
+constexpr size_t kMaxJobFileBytes = 1 << 20;
+constexpr double kMaxTimeoutSeconds = 86'400;
 
 // The parsed command line.
 struct Args {
@@ -88,10 +94,50 @@ Result<std::string> ReadJobFile(const std::string& path) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
+  // Read at most one byte past the limit: /dev/zero or a huge file stops here.
+  std::string text(kMaxJobFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-  return text.str();
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxJobFileBytes) {
+    return Status::InvalidArgument(path + ": larger than " +
+                                   std::to_string(kMaxJobFileBytes >> 20) +
+                                   " MiB; a job file is YAML of a few kilobytes");
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return Status::InvalidArgument(path + ": the file is empty; a job file is YAML (JOBS.md)");
+  }
+  if (text.find('\0') != std::string::npos || !simdjson::validate_utf8(text.data(), text.size())) {
+    return Status::InvalidArgument(path +
+                                   ": not UTF-8 text (binary, or UTF-16?); a job file is YAML "
+                                   "in UTF-8");
+  }
+  return text;
+}
+
+Status CheckCoordinatorAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  const bool digits = !port.empty() && port.size() <= 5 &&
+                      port.find_first_not_of("0123456789") == std::string::npos;
+  if (colon == 0 || !digits || std::stoi(port) < 1 || std::stoi(port) > 65535) {
+    return Status::InvalidArgument(
+        "--coordinator: expected HOST:PORT with a port from 1 to "
+        "65535, got '" +
+        address + "'");
+  }
+  return Status::Ok();
+}
+
+Status CheckTimeout(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0.001 || seconds > kMaxTimeoutSeconds) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%g", seconds);
+    return Status::InvalidArgument("--timeout: expected seconds from 0.001 to " +
+                                   std::to_string(static_cast<int>(kMaxTimeoutSeconds)) + ", got " +
+                                   buf);
+  }
+  return Status::Ok();
 }
 
 int Run(int argc, const char* const* argv, const Environment& env) {
@@ -164,11 +210,20 @@ int Run(int argc, const char* const* argv, const Environment& env) {
           return UsageError(app, "unknown command '" + arg + "'", err);
         }
       }
+      // ... and the same for `sluicectl --bogus`.
+      for (const std::string& arg : app.remaining()) {
+        if (arg.size() > 1 && arg[0] == '-') {
+          return UsageError(app, "unknown option '" + arg + "'", err);
+        }
+      }
     }
     // --help prints to `out` and succeeds; any other error prints to `err`.
     return app.exit(e, out, err) == 0 ? kExitOk : kExitUsage;
   }
 
+  for (const Status& s : {CheckCoordinatorAddress(a.coordinator), CheckTimeout(a.timeout_s)}) {
+    if (!s.ok()) return UsageError(app, s.message(), err);
+  }
   CLI::App* command = app.get_subcommands().front();
   std::string yaml;
   if (command == submit || command == update) {

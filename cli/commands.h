@@ -73,7 +73,14 @@ struct Environment {
 // returns the process's exit code.
 int Run(int argc, const char* const* argv, const Environment& env);
 
-// The text of a job file, or an error naming the file and why it cannot be read.
+// The text of a job file, or an error naming the file and why it cannot be
+// read or is no job file: larger than 1 MiB (read no further, so /dev/zero
+// fails at once), empty, or not UTF-8 text.
 Result<std::string> ReadJobFile(const std::string& path);
+
+// `--coordinator`: HOST:PORT with a port from 1 to 65535.
+Status CheckCoordinatorAddress(const std::string& address);
+// `--timeout`: finite seconds from 0.001 to one day.
+Status CheckTimeout(double seconds);
 
 }  // namespace sluice::cli

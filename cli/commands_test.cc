@@ -303,6 +303,21 @@ TEST_CASE("bad usage prints the error and the usage, exit 2, and calls nobody") 
        "sluicectl: cannot read /nonexistent/fraud.yaml: No such file or directory",
        "Usage: sluicectl submit [OPTIONS] FILE"},
       {{"submit", "/"}, "cannot read /: it is a directory", "Usage: sluicectl submit"},
+      {{"submit", "/dev/zero"}, "/dev/zero: larger than 1 MiB", "Usage: sluicectl submit"},
+      {{"--bogus"}, "unknown option '--bogus'", "Usage: sluicectl [OPTIONS] SUBCOMMAND"},
+      {{"--timeout", "nan", "jobs"}, "--timeout", "Usage: sluicectl"},
+      {{"--timeout", "1e308", "jobs"},
+       "--timeout: expected seconds from 0.001 to 86400",
+       "Usage: sluicectl"},
+      {{"--coordinator", "127.0.0.1:99999", "jobs"},
+       "--coordinator: expected HOST:PORT with a port from 1 to 65535, got '127.0.0.1:99999'",
+       "Usage: sluicectl"},
+      {{"--coordinator", "localhost", "jobs"},
+       "--coordinator: expected HOST:PORT",
+       "Usage: sluicectl"},
+      {{"--coordinator", "localhost:7x", "jobs"},
+       "--coordinator: expected HOST:PORT",
+       "Usage: sluicectl"},
   };
   for (const auto& c : cases) {
     Harness h;
@@ -313,6 +328,40 @@ TEST_CASE("bad usage prints the error and the usage, exit 2, and calls nobody") 
     CHECK(h.out.str().empty());
     CHECK(h.coordinator.calls.empty());
   }
+}
+
+TEST_CASE("a file that is no job file is refused before anything is sent") {
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("sluicectl-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct Case {
+    std::string name;
+    std::string content;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {"empty.yaml", "", "the file is empty"},
+      {"blank.yaml", " \n\t\n", "the file is empty"},
+      {"utf16.yaml", std::string("\xff\xfen\0a\0m\0e\0", 10), "not UTF-8 text"},
+      {"latin1.yaml", "name: caf\xe9\n", "not UTF-8 text"},
+      {"huge.yaml", std::string((1 << 20) + 1, '#'), "larger than 1 MiB"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir + "/" + c.name;
+    std::ofstream(path, std::ios::binary) << c.content;
+    Harness h;
+    INFO(c.name);
+    CHECK(h.Run({"submit", path}) == kExitUsage);
+    CHECK(h.err.str().find("sluicectl: " + path + ": " + c.error) != std::string::npos);
+    CHECK(h.coordinator.calls.empty());
+  }
+  // Exactly at the limit, and UTF-8 beyond ASCII, are read.
+  const std::string ok = dir + "/ok.yaml";
+  std::ofstream(ok, std::ios::binary) << "name: caf\xc3\xa9\n" << std::string((1 << 20) - 12, '#');
+  auto text = ReadJobFile(ok);
+  INFO(text.status().ToString());
+  CHECK(text.ok());
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("--help on sluicectl and on every command, exit 0") {
