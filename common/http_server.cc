@@ -17,7 +17,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// One connection: read a request, answer it, until the peer closes.
+// One connection: read a request, answer it, until the peer closes. A request
+// that does not parse gets 400 (431 for headers over Beast's 8 KB limit) and
+// the connection is closed.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, const HttpServer::MetricsFn& metrics)
@@ -26,13 +28,33 @@ class Session : public std::enable_shared_from_this<Session> {
   void Read() {
     request_ = {};
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, request_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (!ec) self->Answer();
-                     });
+    http::async_read(
+        stream_, buffer_, request_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (!ec) {
+            self->Answer();
+          } else if (ec.category() == beast::error_code(http::error::end_of_stream).category() &&
+                     ec != http::error::end_of_stream) {
+            self->Refuse(ec == http::error::header_limit
+                             ? http::status::request_header_fields_too_large
+                             : http::status::bad_request);
+          }
+        });
   }
 
  private:
+  void Refuse(http::status status) {
+    auto response = std::make_shared<http::response<http::string_body>>(status, 11);
+    response->keep_alive(false);
+    response->body() =
+        status == http::status::bad_request ? "bad request\n" : "request headers too large\n";
+    response->prepare_payload();
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response](beast::error_code, size_t) {
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                      });
+  }
+
   void Answer() {
     auto response = std::make_shared<http::response<http::string_body>>();
     response->version(request_.version());

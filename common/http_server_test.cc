@@ -15,21 +15,25 @@
 namespace sluice {
 namespace {
 
-// A plain HTTP/1.0 GET over a socket; returns the whole response.
-std::string Get(int port, const std::string& path) {
+// Sends `request` as is over a new connection; returns the whole response.
+std::string Send(int port, const std::string& request) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
   socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
   // A server that never answers fails the test instead of hanging it.
   timeval timeout{5, 0};
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
   boost::asio::write(socket, boost::asio::buffer(request));
   std::string response;
   boost::system::error_code ec;
   char buf[4096];
   while (size_t n = socket.read_some(boost::asio::buffer(buf), ec)) response.append(buf, n);
   return response;
+}
+
+// A plain HTTP/1.0 GET; returns the whole response.
+std::string Get(int port, const std::string& path) {
+  return Send(port, "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n");
 }
 
 TEST_CASE("the HTTP endpoint serves metrics and health, 404 otherwise") {
@@ -50,6 +54,18 @@ TEST_CASE("the HTTP endpoint serves metrics and health, 404 otherwise") {
   REQUIRE(Get(port, "/healthz").find("\r\n\r\nok\n") != std::string::npos);
   REQUIRE(Get(port, "/nope").find("404") != std::string::npos);
   REQUIRE(calls == 1);
+}
+
+TEST_CASE("a malformed request gets 400, headers too large get 431, and the server goes on") {
+  auto server = HttpServer::Start("127.0.0.1", 0, [] { return std::string(); });
+  REQUIRE(server.ok());
+  const int port = (*server)->port();
+  CHECK(Send(port, "NOT HTTP AT ALL\r\n\r\n").find("HTTP/1.1 400 Bad Request") == 0);
+  CHECK(Send(port, "GET /metrics HTTP/1.1\r\nHost x\r\n\r\n").find("400") != std::string::npos);
+  const std::string huge =
+      "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(16'000, 'a') + "\r\n\r\n";
+  CHECK(Send(port, huge).find("HTTP/1.1 431 Request Header Fields Too Large") == 0);
+  CHECK(Get(port, "/healthz").find("\r\n\r\nok\n") != std::string::npos);
 }
 
 TEST_CASE("a port in use is a clear error") {
