@@ -182,6 +182,13 @@ sys.exit(0 if md.brokers else 1)
 EOF
 }
 
+started_bootstrap() {  # prints the address of the broker started in DIR
+  local b
+  b="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap" 2>/dev/null)" || true
+  [ -n "$b" ] || die "no broker was started in $DIR"
+  echo "$b"
+}
+
 cluster_id() {  # a Kafka Uuid: 16 random bytes, base64url without padding
   "$PY" -c 'import base64, uuid
 while True:
@@ -318,8 +325,7 @@ cmd_kill() {
 cmd_topics() {
   [ $# -ge 1 ] || die "topics: expected NAME:PARTITIONS..."
   local bootstrap
-  bootstrap="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap" 2>/dev/null)" || true
-  [ -n "$bootstrap" ] || die "no broker was started in $DIR"
+  bootstrap="$(started_bootstrap)"
   "$PY" - "$bootstrap" "$@" <<'EOF'
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -346,8 +352,7 @@ cmd_consume() {
   [ $# -ge 1 ] || die "consume: expected TOPIC"
   local topic="$1"; shift
   local bootstrap
-  bootstrap="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap" 2>/dev/null)" || true
-  [ -n "$bootstrap" ] || die "no broker was started in $DIR"
+  bootstrap="$(started_bootstrap)"
   fetch_jars
   write_log_config
   java_run org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bootstrap" \

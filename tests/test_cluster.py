@@ -327,11 +327,14 @@ def test_coordinator_killed_right_after_an_epoch_bump_never_hands_an_epoch_out_t
     victim.kill9()
     victim.killed = False
     victim.start()
-    bumped = wait_for(
-        lambda: (lambda ts: {p: ts[p]["epoch"] for p in mine}
-                 if all(p in ts and ts[p]["epoch"] > before[p]["epoch"] for p in mine)
-                 else None)(victim.tasks(name)),
-        30, "the restarted w1 to run its tasks under new epochs", interval=0.02)
+    def bumped_epochs():
+        """{partition: epoch} once the new w1 runs all its tasks under new epochs."""
+        tasks = victim.tasks(name)
+        if all(p in tasks and tasks[p]["epoch"] > before[p]["epoch"] for p in mine):
+            return {p: tasks[p]["epoch"] for p in mine}
+        return None
+    bumped = wait_for(bumped_epochs, 30, "the restarted w1 to run its tasks under new epochs",
+                      interval=0.02)
     cluster.coordinator.kill9()
     record({p: ("w1", e) for p, e in bumped.items()})
 
