@@ -227,7 +227,8 @@ TEST_CASE("ToJsonLine: one line, proto field names, defaults included") {
                    "\"partition\":0,\"epoch\":\"0\",\"version\":\"0\",\"state\":\"RUNNING\","
                    "\"next_offset\":\"-1\"") != std::string::npos);
   CHECK(json->find("\"dead_lettered\":\"0\"") != std::string::npos);
-  CHECK(json->find("\"error\":\"\"}}]}") != std::string::npos);
+  CHECK(json->find("\"error\":\"\",") != std::string::npos);
+  CHECK(json->find("\"delivery\":\"\"") != std::string::npos);
 
   // Round trip: what scripts parse is the message itself.
   proto::JobStatus back;

@@ -420,7 +420,7 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
   Section job;
   SLUICE_RETURN_IF_ERROR(ReadSection(root, "", top_line_,
                                      {"name", "source", "filter", "sinks", "checkpoint_interval",
-                                      "rules", "window", "aggregate", "having"},
+                                      "delivery", "rules", "window", "aggregate", "having"},
                                      &job));
   const Entry* e = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(job, "name", &e));
@@ -445,6 +445,26 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
   SLUICE_RETURN_IF_ERROR(OptionalDuration(job, "checkpoint_interval", true,
                                           kDefaultCheckpointIntervalMs, &checkpoint_ms));
   spec->set_checkpoint_interval_ms(checkpoint_ms);
+
+  if ((e = job.Find("delivery")) != nullptr) {
+    constexpr std::string_view kExpected = "exactly_once or at_least_once";
+    SLUICE_ASSIGN_OR_RETURN(std::string delivery, Scalar(*e, "delivery", kExpected));
+    if (delivery == "exactly_once") {
+      spec->set_delivery(proto::JobSpec::EXACTLY_ONCE);
+      // Kafka's transaction.max.timeout.ms is 15 minutes by default.
+      constexpr int64_t kMaxIntervalMs = 5 * 60 * kSecondMs;
+      if (checkpoint_ms > kMaxIntervalMs) {
+        return Error(e->value_line(),
+                     "delivery: exactly_once keeps a transaction open for a checkpoint "
+                     "interval: checkpoint_interval must be at most " +
+                         FormatDurationMs(kMaxIntervalMs) + ", got " +
+                         FormatDurationMs(checkpoint_ms));
+      }
+    } else if (delivery != "at_least_once") {
+      return Error(e->value_line(),
+                   "delivery: expected " + std::string(kExpected) + ", got " + Quote(delivery));
+    }
+  }
 
   const Entry* rules = job.Find("rules");
   const Entry* window = job.Find("window");
@@ -534,7 +554,7 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
 Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
   Section s;
   SLUICE_RETURN_IF_ERROR(
-      ReadSection(e.value, "sinks", e.key_line(), {"output", "late", "dead_letter"}, &s));
+      ReadSection(e.value, "sinks", e.key_line(), {"output", "late", "dead_letter", "markers"}, &s));
   proto::SinkSpec* sinks = spec->mutable_sinks();
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(s, "output", &f));
@@ -545,9 +565,10 @@ Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
     std::string* topic;
     std::string default_topic;
   };
-  const std::array<Defaulted, 2> defaulted = {{
+  const std::array<Defaulted, 3> defaulted = {{
       {"late", sinks->mutable_late(), spec->name() + "-late"},
       {"dead_letter", sinks->mutable_dead_letter(), spec->name() + "-dlq"},
+      {"markers", sinks->mutable_markers(), "sluice-" + spec->name() + "-markers"},
   }};
   for (const Defaulted& d : defaulted) {
     if ((f = s.Find(d.key)) != nullptr) {
@@ -559,11 +580,12 @@ Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
 
   // Writing to the topic the job reads would feed its output back into it.
   const std::string& input = spec->source().topic();
-  for (std::string_view key : {"output", "late", "dead_letter"}) {
+  for (std::string_view key : {"output", "late", "dead_letter", "markers"}) {
     f = s.Find(key);
-    const std::string& topic = key == "output" ? sinks->output()
-                               : key == "late" ? sinks->late()
-                                               : sinks->dead_letter();
+    const std::string& topic = key == "output"        ? sinks->output()
+                               : key == "late"        ? sinks->late()
+                               : key == "dead_letter" ? sinks->dead_letter()
+                                                      : sinks->markers();
     if (topic != input) continue;
     if (f != nullptr) {
       return Error(f->value_line(), s.Path(key) + ": " + Quote(topic) +

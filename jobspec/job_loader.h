@@ -8,7 +8,8 @@
 //    are rejected at every level. Defaults are filled in, so a returned spec is
 //    complete: format "json", max_out_of_orderness 0, idle_timeout 30s,
 //    max_future 1h, max_past 0 (no limit), sinks.late "<name>-late",
-//    sinks.dead_letter "<name>-dlq", checkpoint_interval 10s.
+//    sinks.dead_letter "<name>-dlq", sinks.markers "sluice-<name>-markers",
+//    checkpoint_interval 10s, delivery at_least_once.
 //  - A job is either a rule job (`rules`) or a window job (`window` +
 //    `aggregate`, optional `having`), never both.
 //  - Once the structure is valid, the job is compiled with

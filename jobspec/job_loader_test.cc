@@ -193,6 +193,8 @@ TEST_CASE("defaults fill what a job leaves out", "[jobspec]") {
   CHECK(spec.filter().empty());
   CHECK(spec.sinks().late() == "pv-late");
   CHECK(spec.sinks().dead_letter() == "pv-dlq");
+  CHECK(spec.sinks().markers() == "sluice-pv-markers");
+  CHECK(spec.delivery() == JobSpec::AT_LEAST_ONCE);
   CHECK(spec.checkpoint_interval_ms() == 10 * kSecond);
   CHECK(spec.window().tumbling_ms() == kMinute);
   CHECK(spec.window().allowed_lateness_ms() == 0);
@@ -217,6 +219,39 @@ aggregate: { views: count() }
   CHECK(spec.source().idle_timeout_ms() == 0);
   CHECK(spec.source().max_future_ms() == 0);
   CHECK(spec.source().max_past_ms() == 0);
+}
+
+TEST_CASE("delivery chooses exactly_once or at_least_once", "[jobspec]") {
+  const std::string job = R"(name: pv
+source: { topic: clicks, key: page, event_time: ts }
+sinks: { output: pv-out, markers: pv-txn }
+window: { tumbling: 1m }
+aggregate: { views: count() }
+)";
+  JobSpec spec = MustParse(job + "delivery: exactly_once\n");
+  CHECK(spec.delivery() == JobSpec::EXACTLY_ONCE);
+  CHECK(spec.sinks().markers() == "pv-txn");
+  spec = MustParse(job + "delivery: at_least_once\n");
+  CHECK(spec.delivery() == JobSpec::AT_LEAST_ONCE);
+
+  Result<JobSpec> bad = ParseJobYaml(job + "delivery: twice\n", "j.yaml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message() ==
+        "j.yaml:6: delivery: expected exactly_once or at_least_once, got 'twice'");
+  bad = ParseJobYaml(job + "delivery: exactly_once\ncheckpoint_interval: 10m\n", "j.yaml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message() ==
+        "j.yaml:6: delivery: exactly_once keeps a transaction open for a checkpoint "
+        "interval: checkpoint_interval must be at most 5m, got 10m");
+  bad = ParseJobYaml(R"(name: pv
+source: { topic: clicks, key: page, event_time: ts }
+sinks: { output: pv-out, markers: clicks }
+window: { tumbling: 1m }
+aggregate: { views: count() }
+)",
+                     "j.yaml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("j.yaml:3: sinks.markers: 'clicks' is the source topic") == 0);
 }
 
 TEST_CASE("window kinds map onto WindowSpec", "[jobspec]") {
@@ -313,8 +348,8 @@ TEST_CASE("the document must be one mapping", "[jobspec][errors]") {
 TEST_CASE("unknown keys are rejected at every level", "[jobspec][errors]") {
   CHECK(ErrorOf(std::string(kMinimal) + "windw: { tumbling: 1m }\n") ==
         "job.yaml:10: unknown key 'windw' (expected one of: name, source, "
-        "filter, sinks, checkpoint_interval, rules, window, aggregate, "
-        "having)");
+        "filter, sinks, checkpoint_interval, delivery, rules, window, "
+        "aggregate, having)");
   CHECK(ErrorOf(R"(name: pv
 source:
   topic: clicks
@@ -334,7 +369,7 @@ sinks:
 window: { tumbling: 1m }
 aggregate: { views: count() }
 )") == "job.yaml:5: unknown key 'dead-letter' in sinks (expected one of: "
-       "output, late, dead_letter)");
+       "output, late, dead_letter, markers)");
   CHECK(ErrorOf(R"(name: pv
 source: { topic: clicks, key: page, event_time: ts }
 sinks: { output: pv-out }

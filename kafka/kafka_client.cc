@@ -5,31 +5,11 @@
 
 #include <chrono>
 
+#include "kafka/rdkafka_util.h"
+
 namespace sluice::kafka {
 
 namespace {
-
-Status SetAll(rd_kafka_conf_t* conf, const std::map<std::string, std::string>& settings) {
-  char errstr[512];
-  for (const auto& [name, value] : settings) {
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof(errstr)) !=
-        RD_KAFKA_CONF_OK) {
-      return Status::InvalidArgument("kafka setting " + name + "=" + value + ": " + errstr);
-    }
-  }
-  return Status::Ok();
-}
-
-std::map<std::string, std::string> Merge(std::map<std::string, std::string> base,
-                                         const std::map<std::string, std::string>& extra) {
-  for (const auto& [k, v] : extra) base[k] = v;
-  return base;
-}
-
-Status FromKafka(rd_kafka_resp_err_t err, const std::string& what) {
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
-  return Status::Unavailable(what + ": " + rd_kafka_err2str(err));
-}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -53,16 +33,6 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   tracker->Settled();
 }
 
-void OnLog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
-  if (level <= 3) {
-    spdlog::error("kafka {}: {}", fac, buf);
-  } else if (level <= 5) {
-    spdlog::warn("kafka {}: {}", fac, buf);
-  } else {
-    spdlog::debug("kafka {}: {}", fac, buf);
-  }
-}
-
 }  // namespace
 
 // ---- Producer ---------------------------------------------------------------
@@ -84,7 +54,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(
     return s;
   }
   rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
-  rd_kafka_conf_set_log_cb(conf, OnLog);
+  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (rk == nullptr) {
@@ -175,7 +145,7 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
     rd_kafka_conf_destroy(conf);
     return s;
   }
-  rd_kafka_conf_set_log_cb(conf, OnLog);
+  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
   if (rk == nullptr) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <thread>
 
+#include "common/fault_point.h"
+
 namespace sluice::worker {
 
 void LowerThreadPriority() {
@@ -27,6 +29,10 @@ Task::Sink::Sink(const JobContext& job, kafka::DeliveryTracker* tracker)
 }
 
 void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::string_view value) {
+  if (txn_ != nullptr) {
+    txn_->Emit(stream, key, value);
+    return;
+  }
   Status s = producer_->Produce(topics_[static_cast<int>(stream)], key, value, tracker_);
   if (!s.ok() && error_.ok()) error_ = s;
 }
@@ -55,29 +61,83 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   SLUICE_ASSIGN_OR_RETURN(
       task->checkpoints_,
       CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition, job.keep_checkpoints));
-  SLUICE_ASSIGN_OR_RETURN(std::optional<CheckpointMeta> latest, task->checkpoints_->Latest());
-  if (latest) {
-    CheckpointMeta restored;
-    SLUICE_RETURN_IF_ERROR(
-        task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_), &restored));
-    latest = restored;
-    task->last_checkpoint_id_ = restored.checkpoint_id;
-    task->committed_offset_ = restored.next_offset;
-    SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/false));
+  std::optional<CheckpointMeta> restored;
+  if (job.plan->spec().delivery() == proto::JobSpec::EXACTLY_ONCE) {
+    // Fences every earlier owner before anything is read.
+    SLUICE_ASSIGN_OR_RETURN(
+        task->txn_, TransactionalOutput::Open(job.brokers, job.kafka_settings, job.plan->spec(),
+                                              job.markers, partition, task->name_,
+                                              job.transaction_timeout_ms));
+    task->sink_.set_transactional(task->txn_.get());
+    SLUICE_RETURN_IF_ERROR(task->RestoreCommitted(&restored));
   } else {
-    SLUICE_ASSIGN_OR_RETURN(task->store_, job.state->OpenTask(task->name_, /*wipe=*/true));
+    SLUICE_ASSIGN_OR_RETURN(restored, task->checkpoints_->Latest());
+    if (restored) {
+      SLUICE_RETURN_IF_ERROR(
+          task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_), &*restored));
+    }
   }
+  if (restored) {
+    task->last_checkpoint_id_ = restored->checkpoint_id;
+    task->committed_offset_ = restored->next_offset;
+  }
+  SLUICE_ASSIGN_OR_RETURN(task->store_,
+                          job.state->OpenTask(task->name_, /*wipe=*/!restored.has_value()));
   task->processor_ = std::make_unique<engine::TaskProcessor>(job.plan, *job.clock, task->sink_);
   SLUICE_RETURN_IF_ERROR(task->processor_->Restore(*task->store_));
+  if (task->txn_) {
+    kafka::TxnStatus begun = task->txn_->Begin();
+    if (!begun.ok()) return begun.status;
+  }
   task->last_checkpoint_ms_ = job.clock->NowMillis();
-  if (latest) {
+  if (restored) {
     spdlog::info("task {}: restored checkpoint {} (next offset {}, watermark {})", task->name_,
-                 latest->checkpoint_id, task->next_offset(), task->processor_->watermark());
+                 restored->checkpoint_id, task->next_offset(), task->processor_->watermark());
   } else {
     spdlog::info("task {}: no checkpoint, starting from the beginning of the partition",
                  task->name_);
   }
   return task;
+}
+
+Status Task::RestoreCommitted(std::optional<CheckpointMeta>* restored) {
+  SLUICE_ASSIGN_OR_RETURN(std::optional<CheckpointMeta> committed,
+                          txn_->LastCommitted(job_.transaction_timeout_ms));
+  FaultPoint("during_restore");
+  SLUICE_ASSIGN_OR_RETURN(std::vector<CheckpointMeta> all, checkpoints_->List());
+  const CheckpointMeta* chosen = nullptr;
+  for (const CheckpointMeta& m : all) {  // newest first
+    if (committed ? m.checkpoint_id == committed->checkpoint_id : !m.transactional) {
+      chosen = &m;
+      break;
+    }
+  }
+  if (committed && (chosen == nullptr || chosen->epoch != committed->epoch)) {
+    return Status::Corruption(
+        "task " + name_ + ": its last committed transaction names checkpoint " +
+        std::to_string(committed->checkpoint_id) + " (epoch " + std::to_string(committed->epoch) +
+        "), which is not in the checkpoint store " + checkpoints_->dir() +
+        "; restoring another one would repeat or lose output");
+  }
+  // Newer checkpoints were saved, but their transactions never committed.
+  SLUICE_RETURN_IF_ERROR(checkpoints_->DeleteNewerThan(chosen ? chosen->checkpoint_id : 0));
+  if (chosen == nullptr) return Status::Ok();
+  CheckpointMeta meta;
+  SLUICE_RETURN_IF_ERROR(
+      checkpoints_->Restore(chosen->checkpoint_id, job_.state->TaskDir(name_), &meta));
+  txn_counters_.last_committed_checkpoint = meta.checkpoint_id;
+  *restored = meta;
+  return Status::Ok();
+}
+
+void Task::Process(std::span<const engine::SourceRecord> records) {
+  processor_->ProcessBatch(records);
+  if (!txn_) return;
+  if (txn_->produced()) FaultPoint("after_produce");
+  // Output held while a commit runs is bounded: past the bound, wait for it.
+  if (txn_->held_bytes() > TransactionalOutput::kMaxHeldBytes && in_flight_ && !waited_) {
+    waited_ = WaitInFlight();
+  }
 }
 
 int64_t Task::in_flight() const {
@@ -100,31 +160,41 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
   f->meta.watermark = processor_->watermark();
   f->meta.epoch = epoch_;
   f->meta.created_ms = now_ms;
+  f->meta.transactional = txn_ != nullptr;
   f->flush_timeout_ms = flush_timeout_ms;
   f->may_commit = std::move(may_commit);
+  f->protect_id = last_checkpoint_id_;
+  if (txn_) {
+    if (!txn_->error().ok()) return txn_->error().status;
+    txn_->Seal();
+  }
   // Seal the records produced so far. The other generation is empty: the
   // checkpoint that sealed it has finished, and had it failed, the task
   // would have been restarted with new trackers.
   f->sealed = &(*deliveries_)[generation_];
   generation_ ^= 1;
   sink_.set_tracker(&(*deliveries_)[generation_]);
+  FaultPoint("after_barrier");
   return f;
 }
 
 CheckpointOutcome Task::Commit(InFlight& f) {
   CheckpointOutcome out;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
-  if (!f.sealed->WaitDrained(deadline, f.cancelled)) {
-    out.status = Status::Unavailable(
-        f.cancelled.load() ? std::string("the task stopped")
-                           : "sink did not acknowledge " +
-                                 std::to_string(f.sealed->in_flight.load()) + " records in time");
-    return out;
-  }
-  if (f.sealed->failed.load() > 0) {
-    out.status = Status::Unavailable(f.sealed->last_error);
-    return out;
+  out.aborted = txn_ != nullptr;  // until the transaction commits
+  if (!txn_) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
+    if (!f.sealed->WaitDrained(deadline, f.cancelled)) {
+      out.status = Status::Unavailable(
+          f.cancelled.load() ? std::string("the task stopped")
+                             : "sink did not acknowledge " +
+                                   std::to_string(f.sealed->in_flight.load()) + " records in time");
+      return out;
+    }
+    if (f.sealed->failed.load() > 0) {
+      out.status = Status::Unavailable(f.sealed->last_error);
+      return out;
+    }
   }
   if (f.cancelled.load()) {
     out.status = Status::Unavailable("the task stopped");
@@ -135,16 +205,51 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
     return out;
   }
-  Result<CheckpointMeta> saved = checkpoints_->Save(*store_, f.meta);
+  Result<CheckpointMeta> saved = checkpoints_->Save(*store_, f.meta, f.protect_id);
   if (!saved.ok()) {
     out.status = saved.status();
     return out;
+  }
+  FaultPoint("after_checkpoint");
+  if (txn_) {
+    const auto start = std::chrono::steady_clock::now();
+    kafka::TxnStatus committed = txn_->Commit(*saved, job_.transaction_timeout_ms);
+    out.commit_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (!committed.ok()) {
+      out.status = committed.status;
+      out.fenced = committed.failure == kafka::TxnFailure::kFenced;
+      out.aborted = !out.fenced;
+      return out;
+    }
+    out.aborted = false;
+    FaultPoint("after_commit");
   }
   out.meta = *saved;
   return out;
 }
 
-void Task::Finished(const CheckpointOutcome& outcome) {
+void Task::Finished(CheckpointOutcome& outcome) {
+  if (txn_) {
+    if (outcome.aborted) ++txn_counters_.aborted;
+    if (outcome.status.ok()) {
+      ++txn_counters_.committed;
+      txn_counters_.last_commit_ms = outcome.commit_ms;
+      txn_counters_.commit_ms_total += outcome.commit_ms;
+      txn_counters_.last_committed_checkpoint = outcome.meta.checkpoint_id;
+      kafka::TxnStatus resumed = txn_->Resume();
+      if (!resumed.ok()) {
+        // The checkpoint stands (its transaction committed); the task cannot
+        // go on with this producer.
+        last_checkpoint_id_ = outcome.meta.checkpoint_id;
+        committed_offset_ = outcome.meta.next_offset;
+        outcome.status = resumed.status;
+        outcome.fenced = resumed.failure == kafka::TxnFailure::kFenced;
+        return;
+      }
+    }
+  }
   if (!outcome.status.ok()) return;
   last_checkpoint_id_ = outcome.meta.checkpoint_id;
   committed_offset_ = outcome.meta.next_offset;
@@ -189,6 +294,11 @@ void Task::Post(bool inline_commit) {
 }
 
 std::optional<CheckpointOutcome> Task::PollCheckpoint() {
+  if (waited_) {
+    std::optional<CheckpointOutcome> out = std::move(waited_);
+    waited_.reset();
+    return out;
+  }
   if (!in_flight_ || !in_flight_->posted) return std::nullopt;
   {
     std::lock_guard<std::mutex> lock(in_flight_->mu);
@@ -208,9 +318,9 @@ std::optional<CheckpointOutcome> Task::WaitInFlight() {
 }
 
 Status Task::Checkpoint(int64_t now_ms, int flush_timeout_ms) {
-  if (std::optional<CheckpointOutcome> earlier = WaitInFlight(); earlier && !earlier->status.ok()) {
-    return earlier->status;
-  }
+  std::optional<CheckpointOutcome> earlier = WaitInFlight();
+  if (!earlier) earlier = std::exchange(waited_, std::nullopt);
+  if (earlier && !earlier->status.ok()) return earlier->status;
   SLUICE_ASSIGN_OR_RETURN(in_flight_, Barrier(now_ms, flush_timeout_ms, /*may_commit=*/{}));
   std::optional<CheckpointOutcome> outcome = WaitInFlight();
   return outcome->status;

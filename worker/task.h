@@ -7,16 +7,19 @@
 // A checkpoint has a barrier and a commit (ARCHITECTURE.md, invariant 4):
 //   barrier: on the task thread, between two batches: the processor takes
 //            the position and the set of keys changed since the last
-//            checkpoint, and the records produced so far are sealed into one
-//            delivery generation. Then, in steps between batches
-//            (AdvanceCheckpoint), those keys are encoded into a WriteBatch; a
-//            key about to change is encoded first (copy on write). The task
-//            thread stalls only for the barrier and the steps.
+//            checkpoint, and the records produced so far are sealed (one
+//            delivery generation; under exactly_once, one transaction). Then,
+//            in steps between batches (AdvanceCheckpoint), those keys are
+//            encoded into a WriteBatch; a key about to change is encoded first
+//            (copy on write). The task thread stalls only for the barrier and
+//            the steps.
 //   commit:  in the background (JobContext::background), while the task goes
-//            on processing: wait until the sealed generation is acknowledged
-//            (any delivery failure fails the checkpoint), write the batch to
-//            RocksDB, and back the state up to the checkpoint store with the
-//            manifest (next offset, watermark, epoch). The checkpoint exists
+//            on processing: at_least_once waits until the sealed generation
+//            is acknowledged (any delivery failure fails the checkpoint);
+//            then the batch is written to RocksDB and the state backed up to
+//            the checkpoint store with the manifest (next offset, watermark,
+//            epoch). exactly_once then writes the marker and commits the
+//            transaction (worker/exactly_once.h). The checkpoint exists
 //            only once this succeeds; the worker then commits the offset.
 // At most one checkpoint of a task is in flight. A task whose checkpoint
 // failed is restarted from its last checkpoint, so records whose delivery
@@ -24,12 +27,14 @@
 //
 // Thread safety: a Task is used by the one task thread that owns it; the
 // commit runs on the background executor and touches only the state store,
-// the checkpoint store and its own copy of the barrier's data.
+// the checkpoint store, the transaction and its own copy of the barrier's
+// data.
 
 #include <array>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,6 +46,7 @@
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
+#include "worker/exactly_once.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 
@@ -59,6 +65,13 @@ struct JobContext {
   int keep_checkpoints = 3;
   // Where checkpoint commits run; empty: on the task thread, synchronously.
   BackgroundExecutor background;
+
+  // delivery: exactly_once (the producer above is not used then).
+  std::string brokers;
+  std::map<std::string, std::string> kafka_settings;
+  MarkerTopic markers;
+  // For init_transactions, reading the last marker, and each commit.
+  int transaction_timeout_ms = 30'000;
 };
 
 // Lowers the calling thread's CPU priority (nice +10). For the thread that
@@ -76,6 +89,10 @@ using TaskDeliveries = std::array<kafka::DeliveryTracker, 2>;
 struct CheckpointOutcome {
   Status status;
   CheckpointMeta meta;  // with checkpoint_id, if status is ok
+  // exactly_once:
+  bool aborted = false;    // the transaction was aborted
+  bool fenced = false;     // a newer owner fenced this task: stop, never restart
+  int64_t commit_ms = -1;  // how long the commit took; -1: not reached
 };
 
 class Task {
@@ -101,8 +118,12 @@ class Task {
   // beginning of the partition) for a new task.
   int64_t next_offset() const { return processor_->next_offset(); }
   const engine::TaskProcessor& processor() const { return *processor_; }
+  bool exactly_once() const { return txn_ != nullptr; }
+  const TransactionCounters& transactions() const { return txn_counters_; }
+  // Carried over from the run before a restart.
+  void set_transactions(const TransactionCounters& c) { txn_counters_ = c; }
 
-  void Process(std::span<const engine::SourceRecord> records) { processor_->ProcessBatch(records); }
+  void Process(std::span<const engine::SourceRecord> records);
   void OnProcessingTime() { processor_->OnProcessingTime(); }
   void Drain() { processor_->Drain(); }
 
@@ -143,8 +164,11 @@ class Task {
     const Status& error() const { return error_; }
     // Later records count in `tracker`.
     void set_tracker(kafka::DeliveryTracker* tracker) { tracker_ = tracker; }
+    // exactly_once: records go into `txn` instead.
+    void set_transactional(TransactionalOutput* txn) { txn_ = txn; }
 
    private:
+    TransactionalOutput* txn_ = nullptr;
     kafka::KafkaProducer* producer_;
     kafka::DeliveryTracker* tracker_;
     rd_kafka_topic_s* topics_[3];  // by engine::OutputStream
@@ -159,6 +183,7 @@ class Task {
     kafka::DeliveryTracker* sealed = nullptr;  // the generation to wait for
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
+    int64_t protect_id = 0;  // exactly_once: the last committed checkpoint
     bool posted = false;  // the snapshot is complete and its commit handed over
     std::atomic<bool> cancelled{false};
 
@@ -176,7 +201,11 @@ class Task {
   void Post(bool inline_commit);
   // The commit (any thread).
   CheckpointOutcome Commit(InFlight& f);
-  void Finished(const CheckpointOutcome& outcome);
+  // On the task thread, once a commit has ended; exactly_once begins the next
+  // transaction here (a failure to do so fails `outcome`).
+  void Finished(CheckpointOutcome& outcome);
+  // exactly_once: restores the checkpoint the last committed marker names.
+  Status RestoreCommitted(std::optional<CheckpointMeta>* restored);
   // Waits for the checkpoint in flight, if any, and returns its outcome.
   std::optional<CheckpointOutcome> WaitInFlight();
 
@@ -191,6 +220,11 @@ class Task {
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<engine::TaskProcessor> processor_;
   std::shared_ptr<InFlight> in_flight_;
+  std::unique_ptr<TransactionalOutput> txn_;  // exactly_once only
+  TransactionCounters txn_counters_;
+  // A commit waited for because too much output was held (exactly_once),
+  // for the next PollCheckpoint.
+  std::optional<CheckpointOutcome> waited_;
   int64_t last_checkpoint_ms_ = 0;
   int64_t last_checkpoint_id_ = 0;
   int64_t committed_offset_ = -1;

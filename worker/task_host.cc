@@ -38,6 +38,29 @@ struct TaskHost::Shared {
     std::lock_guard<std::mutex> lock(deliveries_mu);
     return &deliveries.emplace_back();
   }
+
+  // exactly_once: each job's marker topic, resolved (and created) once.
+  std::mutex markers_mu;
+  std::map<std::string, MarkerTopic> markers;
+  std::unique_ptr<kafka::KafkaConsumer> metadata;  // for partition counts
+
+  Result<MarkerTopic> MarkersOf(const HostOptions& options, const engine::JobPlan& plan) {
+    std::lock_guard<std::mutex> lock(markers_mu);
+    auto it = markers.find(plan.name());
+    if (it != markers.end() && it->second.name == plan.spec().sinks().markers()) return it->second;
+    if (!metadata) {
+      SLUICE_ASSIGN_OR_RETURN(metadata, kafka::KafkaConsumer::Create(
+                                            options.brokers, "sluice-metadata",
+                                            options.kafka_settings));
+    }
+    SLUICE_ASSIGN_OR_RETURN(int32_t partitions,
+                            metadata->PartitionCount(plan.spec().source().topic(), 30'000));
+    SLUICE_ASSIGN_OR_RETURN(
+        MarkerTopic m,
+        ResolveMarkerTopic(options.brokers, plan.spec(), partitions, options.kafka_settings));
+    markers[plan.name()] = m;
+    return m;
+  }
 };
 
 // One task thread: its tasks, one consumer per job, and an inbox of commands.
@@ -154,6 +177,13 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   ctx.background = [background](std::function<void()> work) {
     boost::asio::post(*background, std::move(work));
   };
+  if (ctx.plan->spec().delivery() == proto::JobSpec::EXACTLY_ONCE) {
+    ctx.brokers = host_.options_.brokers;
+    ctx.kafka_settings = host_.options_.kafka_settings;
+    ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
+    SLUICE_ASSIGN_OR_RETURN(ctx.markers,
+                            host_.shared_->MarkersOf(host_.options_, *ctx.plan));
+  }
   SLUICE_ASSIGN_OR_RETURN(auto task,
                           Task::Open(ctx, ref.partition, epoch, host_.shared_->NewDeliveries()));
   tasks_[ref] = Entry{std::move(task), version};
@@ -321,6 +351,7 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
   bool unconfirmed = false;
   bool barrier_taken = false;
   std::vector<TaskRef> failed;
+  std::vector<std::pair<TaskRef, std::string>> fenced;
   snapshotting_ = false;
   for (auto& [ref, entry] : tasks_) {
     Task& task = *entry.task;
@@ -329,6 +360,9 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     if (std::optional<CheckpointOutcome> done = task.PollCheckpoint()) {
       if (done->status.ok()) {
         CommitOffset(task);
+      } else if (done->fenced) {
+        fenced.emplace_back(ref, done->status.message());
+        continue;
       } else {
         spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
                       task.name(), done->status.message());
@@ -357,6 +391,13 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     }
   }
   for (const TaskRef& ref : failed) Restart(ref);
+  for (const auto& [ref, why] : fenced) {
+    // Restarting would fence the new owner in turn: stop for good.
+    spdlog::error("task {}: fenced by a newer owner of its transactional id; stopped: {}",
+                  ref.ToString(), why);
+    PublishTask(ref, proto::TaskReport::FAILED, "fenced by a newer owner: " + why);
+    Remove(ref);
+  }
   if (unconfirmed && !checkpoint_warned_) {
     spdlog::warn(
         "thread {}: assignment not confirmed by the coordinator lately; processing "
@@ -398,6 +439,7 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   if (it == tasks_.end()) return false;
   auto plan = it->second.task->plan();
   const int64_t version = it->second.version, epoch = it->second.task->epoch();
+  const TransactionCounters transactions = it->second.task->transactions();
   // Let the old records settle first, so the replay's come after them.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (it->second.task->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -406,10 +448,23 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   tasks_.erase(it);
   if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
     spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
-    PublishTask(ref, proto::TaskReport::FAILED, o.message());
+    proto::TaskReport r;
+    r.set_job(ref.job);
+    r.set_partition(ref.partition);
+    r.set_epoch(epoch);
+    r.set_version(version);
+    r.set_state(proto::TaskReport::FAILED);
+    r.set_error("cannot restart: " + o.message());
+    host_.Publish(ref, r);
     Remove(ref);
     return false;
   }
+  TransactionCounters carried = tasks_[ref].task->transactions();
+  carried.committed += transactions.committed;
+  carried.aborted += transactions.aborted;
+  carried.commit_ms_total += transactions.commit_ms_total;
+  if (carried.last_commit_ms == 0) carried.last_commit_ms = transactions.last_commit_ms;
+  tasks_[ref].task->set_transactions(carried);
   return true;
 }
 
@@ -444,6 +499,15 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
   r.set_window_results(c.window_results);
   r.set_open_windows(static_cast<int64_t>(proc.open_windows()));
   r.set_error(error);
+  r.set_delivery(t.exactly_once() ? "exactly_once" : "at_least_once");
+  if (t.exactly_once()) {
+    const TransactionCounters& x = t.transactions();
+    r.set_transactions_committed(x.committed);
+    r.set_transactions_aborted(x.aborted);
+    r.set_last_commit_ms(x.last_commit_ms);
+    r.set_commit_ms_total(x.commit_ms_total);
+    r.set_last_committed_checkpoint(x.last_committed_checkpoint);
+  }
   host_.Publish(ref, std::move(r));
 }
 

@@ -174,5 +174,128 @@ TEST_CASE("a task stopped with a commit waiting for the broker stops promptly") 
   REQUIRE(f.Open()->next_offset() == -1);
 }
 
+// ---- delivery: exactly_once (on the mock: transactions commit, nothing fences)
+
+std::shared_ptr<const engine::JobPlan> ExactlyOncePlan() {
+  proto::JobSpec spec = CountPlan()->spec();
+  spec.set_delivery(proto::JobSpec::EXACTLY_ONCE);
+  spec.mutable_sinks()->set_markers("ckpt-markers");
+  auto plan = engine::JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  return std::move(*plan);
+}
+
+struct ExactlyOnceFixture : Fixture {
+  ExactlyOnceFixture() {
+    REQUIRE(cluster->CreateTopic("ckpt-markers", 1).ok());
+    REQUIRE(cluster->CreateTopic("ckpt-markers-2", 1).ok());
+    ctx.plan = ExactlyOncePlan();
+    ctx.brokers = cluster->bootstraps();
+    ctx.markers = MarkerTopic{"ckpt-markers", 1, true};
+    ctx.transaction_timeout_ms = 20'000;
+  }
+
+  std::optional<CheckpointMeta> LastMarker(const std::string& topic = "ckpt-markers") {
+    auto value = kafka::ReadLastRecord(cluster->bootstraps(), topic, 0, "ckpt-0", {}, 20'000);
+    REQUIRE(value.ok());
+    if (!*value) return std::nullopt;
+    auto meta = DecodeCheckpointMeta(**value);
+    REQUIRE(meta.ok());
+    return *meta;
+  }
+};
+
+TEST_CASE("exactly_once: each checkpoint commits a transaction whose marker names it") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  REQUIRE(task->exactly_once());
+  REQUIRE_FALSE(f.LastMarker().has_value());
+  f.Feed(*task, 0, 10);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000).ok());
+  f.Feed(*task, 10, 14);  // held until the commit, then in the next transaction
+  CheckpointOutcome done = f.Await(*task);
+  REQUIRE(done.status.ok());
+  REQUIRE(done.commit_ms >= 0);
+  REQUIRE_FALSE(done.aborted);
+  REQUIRE(task->transactions().committed == 1);
+  REQUIRE(task->transactions().last_committed_checkpoint == done.meta.checkpoint_id);
+  std::optional<CheckpointMeta> marker = f.LastMarker();
+  REQUIRE(marker.has_value());
+  REQUIRE(marker->checkpoint_id == done.meta.checkpoint_id);
+  REQUIRE(marker->next_offset == 10);
+  REQUIRE(marker->transactional);
+
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->transactions().committed == 2);
+  REQUIRE(f.LastMarker()->next_offset == 14);
+  // Every output record reached the topic: 13 windows fired by 14 events.
+  auto out = kafka::ReadLastRecord(f.cluster->bootstraps(), "ckpt-out", 0, "u1", {}, 20'000);
+  REQUIRE(out.ok());
+  REQUIRE(out->has_value());
+  REQUIRE((*out)->find("\"n\":1") != std::string::npos);
+}
+
+TEST_CASE("exactly_once: a restore follows the last committed marker, not the newest checkpoint") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 10);
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  const int64_t committed = task->last_checkpoint_id();
+  task.reset();
+
+  // A newer checkpoint whose transaction never committed (written here by an
+  // at_least_once run of the same task, which writes no marker).
+  JobContext eos = f.ctx;
+  f.ctx.plan = CountPlan();
+  auto other = f.Open();
+  REQUIRE(other->next_offset() == 10);
+  f.Feed(*other, 10, 20);
+  REQUIRE(other->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(other->last_checkpoint_id() > committed);
+  other.reset();
+
+  f.ctx = eos;
+  auto again = f.Open();
+  REQUIRE(again->last_checkpoint_id() == committed);
+  REQUIRE(again->next_offset() == 10);
+  REQUIRE(again->processor().counters().window_results == 9);
+  again.reset();
+  // The uncommitted checkpoint is gone from the store.
+  auto store = CheckpointStore::Open(f.ctx.checkpoint_uri, "ckpt", 0, 3);
+  REQUIRE(store.ok());
+  auto latest = (*store)->Latest();
+  REQUIRE(latest.ok());
+  REQUIRE((*latest)->checkpoint_id == committed);
+}
+
+TEST_CASE("exactly_once: without a committed marker, transactional checkpoints are dropped") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 10);
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  task.reset();
+  // As if the transaction of that checkpoint had never committed: a marker
+  // topic without its marker.
+  f.ctx.markers.name = "ckpt-markers-2";
+  proto::JobSpec spec = f.ctx.plan->spec();
+  spec.mutable_sinks()->set_markers("ckpt-markers-2");
+  f.ctx.plan = std::move(*engine::JobPlan::Compile(spec));
+  auto again = f.Open();
+  REQUIRE(again->next_offset() == -1);
+  REQUIRE(again->last_checkpoint_id() == 0);
+}
+
+TEST_CASE("exactly_once: a checkpoint the coordinator no longer confirms aborts its transaction") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 5);
+  REQUIRE(task->BeginCheckpoint(f.clock.NowMillis(), 60'000, [] { return false; }).ok());
+  CheckpointOutcome done = f.Await(*task);
+  REQUIRE(done.status.code() == StatusCode::kFailedPrecondition);
+  REQUIRE(done.aborted);
+  REQUIRE(task->transactions().aborted == 1);
+  REQUIRE_FALSE(f.LastMarker().has_value());
+}
+
 }  // namespace
 }  // namespace sluice::worker

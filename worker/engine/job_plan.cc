@@ -366,8 +366,11 @@ Status CheckStateCompatible(const JobPlan& before, const JobPlan& after) {
   const proto::SinkSpec& sa = before.spec().sinks();
   const proto::SinkSpec& sb = after.spec().sinks();
   if (sa.output() != sb.output() || sa.late() != sb.late() ||
-      sa.dead_letter() != sb.dead_letter()) {
+      sa.dead_letter() != sb.dead_letter() || sa.markers() != sb.markers()) {
     return refuse("the sinks changed");
+  }
+  if (before.spec().delivery() != after.spec().delivery()) {
+    return refuse("the delivery changed");
   }
   if (before.is_rule_job() != after.is_rule_job()) {
     return refuse("a rule job and a window job keep different state");

@@ -200,6 +200,11 @@ TEST_CASE("updates may change conditions but not the state layout") {
   REQUIRE(s.code() == StatusCode::kFailedPrecondition);
   REQUIRE(s.message().find("rolling rules keep") != std::string::npos);
 
+  proto::JobSpec delivery = rules;
+  delivery.set_delivery(proto::JobSpec::EXACTLY_ONCE);
+  REQUIRE(CheckStateCompatible(*before, *Compiled(delivery)).message().find("delivery changed") ==
+          4);
+
   proto::JobSpec topic = rules;
   topic.mutable_source()->set_topic("other");
   REQUIRE(CheckStateCompatible(*before, *Compiled(topic)).message().find("source topic") == 4);

@@ -100,6 +100,8 @@ std::string EncodeCheckpointMeta(const CheckpointMeta& meta) {
   out += "watermark=" + std::to_string(meta.watermark) + "\n";
   out += "epoch=" + std::to_string(meta.epoch) + "\n";
   out += "created_ms=" + std::to_string(meta.created_ms) + "\n";
+  if (meta.checkpoint_id > 0) out += "checkpoint_id=" + std::to_string(meta.checkpoint_id) + "\n";
+  if (meta.transactional) out += "transactional=1\n";
   return out;
 }
 
@@ -141,6 +143,18 @@ Result<CheckpointMeta> DecodeCheckpointMeta(const std::string& text) {
       return Status::Corruption(std::string("checkpoint metadata has no valid ") + f.name +
                                 (it == fields.end() ? "" : " ('" + it->second + "')"));
     }
+  }
+  if (auto it = fields.find("checkpoint_id");
+      it != fields.end() && (!ParseInt(it->second, meta.checkpoint_id) || meta.checkpoint_id < 0)) {
+    return Status::Corruption("checkpoint metadata has no valid checkpoint_id ('" + it->second +
+                              "')");
+  }
+  if (auto it = fields.find("transactional"); it != fields.end()) {
+    if (it->second != "0" && it->second != "1") {
+      return Status::Corruption("checkpoint metadata has no valid transactional ('" + it->second +
+                                "')");
+    }
+    meta.transactional = it->second == "1";
   }
   if (partition < 0 || partition > std::numeric_limits<int32_t>::max()) {
     return Status::Corruption("checkpoint metadata partition out of range: " +
@@ -232,7 +246,8 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
       new CheckpointStore(dir, job, partition, keep, engine.release()));
 }
 
-Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const CheckpointMeta& meta) {
+Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const CheckpointMeta& meta,
+                                             int64_t protect_id) {
   SLUICE_RETURN_IF_ERROR(Usable());
   if (meta.job != job_ || meta.partition != partition_) {
     return Status::InvalidArgument("checkpoint of " + meta.job + "/" +
@@ -265,26 +280,63 @@ Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const Che
 
   // Committed. Purging is housekeeping: a failure leaves extra checkpoints,
   // which the next Save's purge removes.
-  last_purge_status_ = FromRocksDb(engine_->PurgeOldBackups(static_cast<uint32_t>(keep_)),
-                                   "deleting old checkpoints in " + dir_);
+  last_purge_status_ = Purge(protect_id);
   CheckpointMeta saved = meta;
   saved.checkpoint_id = id;
   return saved;
 }
 
-Result<std::optional<CheckpointMeta>> CheckpointStore::Latest() {
+Status CheckpointStore::Purge(int64_t protect_id) {
+  std::vector<rocksdb::BackupInfo> infos;
+  engine_->GetBackupInfo(&infos, /*include_file_details=*/false);
+  std::sort(infos.begin(), infos.end(),
+            [](const auto& a, const auto& b) { return a.backup_id > b.backup_id; });
+  int kept = 0;
+  for (const rocksdb::BackupInfo& info : infos) {
+    if (kept < keep_ || static_cast<int64_t>(info.backup_id) == protect_id) {
+      ++kept;
+      continue;
+    }
+    // Also deletes the table files no other checkpoint uses.
+    SLUICE_RETURN_IF_ERROR(FromRocksDb(engine_->DeleteBackup(info.backup_id),
+                                       "deleting old checkpoints in " + dir_));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<CheckpointMeta>> CheckpointStore::List() {
   SLUICE_RETURN_IF_ERROR(Usable());
   std::vector<rocksdb::BackupInfo> infos;
   engine_->GetBackupInfo(&infos);  // Only backups not known to be corrupt.
   std::sort(infos.begin(), infos.end(),
             [](const auto& a, const auto& b) { return a.backup_id > b.backup_id; });
+  std::vector<CheckpointMeta> out;
   for (const rocksdb::BackupInfo& info : infos) {
     Result<CheckpointMeta> meta = DecodeCheckpointMeta(info.app_metadata);
     if (!meta.ok() || meta->job != job_ || meta->partition != partition_) continue;
     meta->checkpoint_id = info.backup_id;
-    return std::optional<CheckpointMeta>(std::move(meta).value());
+    out.push_back(std::move(meta).value());
   }
-  return std::optional<CheckpointMeta>();
+  return out;
+}
+
+Result<std::optional<CheckpointMeta>> CheckpointStore::Latest() {
+  SLUICE_ASSIGN_OR_RETURN(std::vector<CheckpointMeta> all, List());
+  if (all.empty()) return std::optional<CheckpointMeta>();
+  return std::optional<CheckpointMeta>(std::move(all.front()));
+}
+
+Status CheckpointStore::DeleteNewerThan(int64_t checkpoint_id) {
+  SLUICE_RETURN_IF_ERROR(Usable());
+  std::vector<rocksdb::BackupInfo> infos;
+  engine_->GetBackupInfo(&infos, /*include_file_details=*/false);
+  for (const rocksdb::BackupInfo& info : infos) {
+    if (static_cast<int64_t>(info.backup_id) <= checkpoint_id) continue;
+    SLUICE_RETURN_IF_ERROR(
+        FromRocksDb(engine_->DeleteBackup(info.backup_id),
+                    "deleting checkpoint " + std::to_string(info.backup_id) + " in " + dir_));
+  }
+  return Status::Ok();
 }
 
 Status CheckpointStore::Restore(int64_t checkpoint_id, const std::string& db_dir,

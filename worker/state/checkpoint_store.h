@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/state/rocksdb_state_store.h"
@@ -51,13 +52,18 @@ struct CheckpointMeta {
   int64_t created_ms = 0;  // processing time when taken (from the Clock)
   std::string job;
   int32_t partition = 0;
+  // Written under delivery: exactly_once: it counts only once the Kafka
+  // transaction naming it (in a marker record) has committed.
+  bool transactional = false;
 
   bool operator==(const CheckpointMeta&) const = default;
 };
 
-// The metadata as stored with a checkpoint: "key=value" lines, with a format
-// line first. Decoding ignores unknown keys (written by newer versions) and
-// fails with Corruption on a missing or malformed one.
+// The metadata as stored with a checkpoint (and in exactly_once markers):
+// "key=value" lines, with a format line first; checkpoint_id (when set) and
+// transactional (when true) are optional lines. Decoding ignores unknown keys
+// (written by newer versions) and fails with Corruption on a missing or
+// malformed one.
 std::string EncodeCheckpointMeta(const CheckpointMeta& meta);
 Result<CheckpointMeta> DecodeCheckpointMeta(const std::string& text);
 
@@ -84,7 +90,17 @@ class CheckpointStore {
   // FailedPrecondition if `meta.epoch` is older than the newest checkpoint's.
   // Returns `meta` with checkpoint_id set. A failed purge does not fail the
   // commit: it is retried by the next Save and reported by last_purge_status.
-  Result<CheckpointMeta> Save(RocksDbStateStore& store, const CheckpointMeta& meta);
+  // `protect_id` (if > 0) is never purged: exactly_once's last committed
+  // checkpoint, which newer, not yet committed ones must not push out.
+  Result<CheckpointMeta> Save(RocksDbStateStore& store, const CheckpointMeta& meta,
+                              int64_t protect_id = 0);
+
+  // Every checkpoint not known to be corrupt whose metadata decodes, newest
+  // first.
+  Result<std::vector<CheckpointMeta>> List();
+  // Deletes the checkpoints newer than `checkpoint_id` (exactly_once: those
+  // whose transaction never committed).
+  Status DeleteNewerThan(int64_t checkpoint_id);
 
   // The newest checkpoint that BackupEngine does not know to be corrupt and
   // whose metadata decodes, or nullopt if there is none.
@@ -110,6 +126,8 @@ class CheckpointStore {
   CheckpointStore(std::string dir, std::string job, int32_t partition, int keep,
                   rocksdb::BackupEngine* engine);
   Status Usable() const;
+  // Deletes all but the newest `keep_` checkpoints, and `protect_id`.
+  Status Purge(int64_t protect_id);
   Result<CheckpointMeta> RestoreOne(int64_t checkpoint_id, const std::string& db_dir);
   // Destroys the engine (joining its copy threads) and opens it again.
   Status ReopenEngine();

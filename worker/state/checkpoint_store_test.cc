@@ -464,7 +464,7 @@ TEST_CASE("checkpoint store URIs") {
 
 TEST_CASE("checkpoint metadata encoding") {
   CheckpointMeta meta;
-  meta.checkpoint_id = 9;  // not stored: it is the backup id
+  meta.checkpoint_id = 0;  // Save stores none: it is the backup id
   meta.next_offset = 12345;
   meta.watermark = std::numeric_limits<int64_t>::min();
   meta.epoch = 3;
@@ -475,9 +475,21 @@ TEST_CASE("checkpoint metadata encoding") {
   REQUIRE(text.rfind("format=sluice-checkpoint/1\n", 0) == 0);
   auto decoded = DecodeCheckpointMeta(text);
   REQUIRE(decoded.ok());
-  CheckpointMeta expected = meta;
-  expected.checkpoint_id = 0;
-  REQUIRE(*decoded == expected);
+  REQUIRE(*decoded == meta);
+  REQUIRE(text.find("checkpoint_id") == std::string::npos);
+  REQUIRE(text.find("transactional") == std::string::npos);
+
+  // A marker (exactly_once) names its checkpoint, which is transactional.
+  CheckpointMeta marker = meta;
+  marker.checkpoint_id = 9;
+  marker.transactional = true;
+  auto decoded_marker = DecodeCheckpointMeta(EncodeCheckpointMeta(marker));
+  REQUIRE(decoded_marker.ok());
+  REQUIRE(*decoded_marker == marker);
+  REQUIRE(DecodeCheckpointMeta(text + "transactional=yes\n").status().code() ==
+          StatusCode::kCorruption);
+  REQUIRE(DecodeCheckpointMeta(text + "checkpoint_id=-4\n").status().code() ==
+          StatusCode::kCorruption);
 
   REQUIRE(DecodeCheckpointMeta(text + "from_a_newer_version=1\n").ok());
   REQUIRE(DecodeCheckpointMeta("").status().code() == StatusCode::kCorruption);
