@@ -150,6 +150,7 @@ std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms) {
   std::string line =
       "job " + job.name() + ": " + JobStateName(job.state()) + ", " + Num(job.partitions()) +
       (job.partitions() == 1 ? " partition" : " partitions") + ", version " + Num(job.version());
+  if (job.spec().delivery() == proto::JobSpec::EXACTLY_ONCE) line += ", exactly_once";
   if (job.submitted_ms() > 0) line += ", submitted " + FormatAge(job.submitted_ms(), now_ms);
   if (job.updated_ms() > job.submitted_ms()) {
     line += ", updated " + FormatAge(job.updated_ms(), now_ms);
@@ -177,23 +178,44 @@ std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms) {
     return a->report().partition() < b->report().partition();
   });
 
-  Table table({"PARTITION", "WORKER", "STATE", "OFFSET", "LAG", "WATERMARK", "CHECKPOINT",
-               "CONSUMED", "LATE", "DLQ", "ALERTS", "WINDOWS"});
+  // exactly_once adds the transactions: committed/aborted, the last commit's time.
+  const bool transactional = status.job().spec().delivery() == proto::JobSpec::EXACTLY_ONCE;
+  std::vector<std::string> header = {"PARTITION", "WORKER",   "STATE", "OFFSET",
+                                     "LAG",       "WATERMARK", "CHECKPOINT", "CONSUMED",
+                                     "LATE",      "DLQ",      "ALERTS", "WINDOWS"};
+  if (transactional) {
+    header.push_back("TXNS");
+    header.push_back("COMMIT");
+  }
+  Table table(header);
   std::string errors;
   for (const auto* task : tasks) {
     const proto::TaskReport& r = task->report();
     const std::string worker = task->worker_id().empty() ? kUnknown : task->worker_id();
     if (!task->has_report()) {
       // Not reported by any worker yet: nothing but the worker is known.
-      table.AddRow({kUnknown, worker, kUnknown, kUnknown, kUnknown, kUnknown, kUnknown, kUnknown,
-                    kUnknown, kUnknown, kUnknown, kUnknown});
+      std::vector<std::string> row(header.size(), kUnknown);
+      row[1] = worker;
+      table.AddRow(row);
       continue;
     }
-    table.AddRow({Num(r.partition()), worker, TaskStateName(r.state()),
-                  r.next_offset() >= 0 ? Num(r.next_offset()) : kUnknown, FormatLag(r),
-                  FormatWatermark(r.watermark()), FormatAge(r.last_checkpoint_ms(), now_ms),
-                  Num(r.consumed()), Num(r.late()), Num(r.dead_lettered()), Num(r.alerts()),
-                  Num(r.window_results())});
+    std::vector<std::string> row = {Num(r.partition()),
+                                    worker,
+                                    TaskStateName(r.state()),
+                                    r.next_offset() >= 0 ? Num(r.next_offset()) : kUnknown,
+                                    FormatLag(r),
+                                    FormatWatermark(r.watermark()),
+                                    FormatAge(r.last_checkpoint_ms(), now_ms),
+                                    Num(r.consumed()),
+                                    Num(r.late()),
+                                    Num(r.dead_lettered()),
+                                    Num(r.alerts()),
+                                    Num(r.window_results())};
+    if (transactional) {
+      row.push_back(Num(r.transactions_committed()) + "/" + Num(r.transactions_aborted()));
+      row.push_back(r.transactions_committed() > 0 ? Num(r.last_commit_ms()) + " ms" : kUnknown);
+    }
+    table.AddRow(row);
     if (!r.error().empty()) {
       errors += "partition " + Num(r.partition()) + " (" + worker + "): " + r.error() + "\n";
     }

@@ -174,6 +174,29 @@ TEST_CASE("FormatJobStatus: the job line, then one row per task") {
         "partition 2 (-): cannot open state: disk full\n");
 }
 
+TEST_CASE("FormatJobStatus of an exactly_once job shows its transactions") {
+  proto::JobStatus st;
+  *st.mutable_job() = Job("fraud", proto::RUNNING, 1);
+  st.mutable_job()->mutable_spec()->set_delivery(proto::JobSpec::EXACTLY_ONCE);
+  proto::TaskStatus* t = st.add_tasks();
+  t->set_worker_id("worker-a");
+  proto::TaskReport* r = t->mutable_report();
+  r->set_state(proto::TaskReport::RUNNING);
+  r->set_next_offset(10);
+  r->set_end_offset(10);
+  r->set_watermark(std::numeric_limits<int64_t>::min());
+  r->set_delivery("exactly_once");
+  r->set_transactions_committed(41);
+  r->set_transactions_aborted(2);
+  r->set_last_commit_ms(17);
+  CHECK(FormatJobStatus(st, kNow) ==
+        "job fraud: RUNNING, 1 partition, version 1, exactly_once, submitted 3h ago\n"
+        "PARTITION  WORKER    STATE    OFFSET  LAG  WATERMARK  CHECKPOINT  CONSUMED  LATE  DLQ  "
+        "ALERTS  WINDOWS  TXNS  COMMIT\n"
+        "0          worker-a  RUNNING  10      0    -          -           0         0     0    "
+        "0       0        41/2  17 ms\n");
+}
+
 TEST_CASE("FormatJobStatus without tasks, and a task without a report") {
   proto::JobStatus st;
   *st.mutable_job() = Job("fraud", proto::STOPPED, 1);

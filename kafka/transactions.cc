@@ -156,6 +156,18 @@ TxnStatus TransactionalProducer::Commit(int timeout_ms) {
   }
 }
 
+TxnStatus TransactionalProducer::Flush(int timeout_ms) {
+  rd_kafka_resp_err_t err = rd_kafka_flush(rk_, timeout_ms);
+  char reason[512];
+  if (rd_kafka_fatal_error(rk_, reason, sizeof(reason)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return {Status::FailedPrecondition("transaction " + id_ + ": " + reason), TxnFailure::kFenced};
+  }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return {FromKafka(err, "flush of transaction " + id_), TxnFailure::kAbort};
+  }
+  return {};
+}
+
 TxnStatus TransactionalProducer::Abort(int timeout_ms) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   while (true) {

@@ -69,6 +69,10 @@ class TransactionalProducer {
   // retriable until `timeout_ms` has passed. Any record that failed delivery
   // fails the commit (kAbort).
   TxnStatus Commit(int timeout_ms);
+  // Waits until every record queued so far is acknowledged, up to
+  // `timeout_ms`. kFenced if the broker has fenced this producer meanwhile (a
+  // zombie finds out here, before it writes a checkpoint).
+  TxnStatus Flush(int timeout_ms);
   TxnStatus Abort(int timeout_ms);
   bool in_transaction() const { return in_transaction_; }
 

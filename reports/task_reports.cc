@@ -46,11 +46,18 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
         {"dead_lettered", r.dead_lettered()},
         {"alerts", r.alerts()},
         {"window_results", r.window_results()},
-        {"open_windows", r.open_windows()}};
+        {"open_windows", r.open_windows()},
+        {"transactions_committed", r.transactions_committed()},
+        {"transactions_aborted", r.transactions_aborted()},
+        {"last_commit_ms", r.last_commit_ms()},
+        {"commit_ms_total", r.commit_ms_total()},
+        {"last_committed_checkpoint", r.last_committed_checkpoint()}};
     for (const auto& [name, value] : fields) {
       w.Key(name);
       w.Int(value);
     }
+    w.Key("delivery");
+    w.String(r.delivery());
     w.Key("error");
     w.String(r.error());
     w.EndObject();
@@ -105,6 +112,30 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
        }},
       {"sluice_task_open_windows", "gauge", "Windows in the task's state",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.open_windows()); }},
+      {"sluice_task_exactly_once", "gauge",
+       "1 if the task's output is transactional (delivery: exactly_once)",
+       [](const proto::TaskReport& r, int64_t) {
+         return r.delivery() == "exactly_once" ? 1.0 : 0.0;
+       }},
+      {"sluice_task_transactions_committed_total", "counter",
+       "Transactions committed (exactly_once), one per checkpoint",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.transactions_committed());
+       }},
+      {"sluice_task_transactions_aborted_total", "counter",
+       "Transactions aborted (exactly_once); their output is produced again",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.transactions_aborted());
+       }},
+      {"sluice_task_commit_seconds_total", "counter",
+       "Time spent committing transactions; divided by the committed count: the mean",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.commit_ms_total()) / 1000;
+       }},
+      {"sluice_task_last_commit_seconds", "gauge", "How long the last transaction commit took",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.last_commit_ms()) / 1000;
+       }},
   };
   std::string out;
   for (const Family& f : kFamilies) {

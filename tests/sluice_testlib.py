@@ -350,6 +350,7 @@ sinks:
   late: {name}-late
   dead_letter: {name}-dlq
 checkpoint_interval: {checkpoint}
+delivery: {delivery}
 rules:
   - name: large_amount
     when: amount > 5000
@@ -366,7 +367,8 @@ rules:
 
 def write_job(workdir, template=FRAUD_JOB, checkpoint="1s", **kw):
     name = "j" + uuid.uuid4().hex[:8]
-    fields = {"name": name, "topic": name + "-in", "checkpoint": checkpoint}
+    fields = {"name": name, "topic": name + "-in", "checkpoint": checkpoint,
+              "delivery": "at_least_once"}
     fields.update(kw)
     path = os.path.join(workdir, name + ".yaml")
     with open(path, "w") as f:

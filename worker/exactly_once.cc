@@ -130,6 +130,11 @@ kafka::TxnStatus TransactionalOutput::Commit(const CheckpointMeta& saved, int ti
   return s;
 }
 
+kafka::TxnStatus TransactionalOutput::Flush(int timeout_ms) {
+  if (!error_.ok()) return error_;
+  return producer_->Flush(timeout_ms);
+}
+
 kafka::TxnStatus TransactionalOutput::Abort(int timeout_ms) {
   return producer_->Abort(timeout_ms);
 }

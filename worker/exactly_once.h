@@ -105,6 +105,9 @@ class TransactionalOutput {
   // after_produce fault point).
   bool produced() const { return produced_; }
 
+  // Background, before the checkpoint is saved: waits for the sealed
+  // transaction's records (a fenced producer learns it here).
+  kafka::TxnStatus Flush(int timeout_ms);
   // Background: writes the marker naming `saved` and commits the sealed
   // transaction. On kAbort the transaction has been aborted.
   kafka::TxnStatus Commit(const CheckpointMeta& saved, int timeout_ms);

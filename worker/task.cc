@@ -200,6 +200,14 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     out.status = Status::Unavailable("the task stopped");
     return out;
   }
+  if (txn_) {
+    kafka::TxnStatus flushed = txn_->Flush(job_.transaction_timeout_ms);
+    if (!flushed.ok()) {
+      out.status = flushed.status;
+      out.fenced = flushed.failure == kafka::TxnFailure::kFenced;
+      return out;
+    }
+  }
   if (out.status = store_->Write(f.batch); !out.status.ok()) return out;
   if (f.may_commit && !f.may_commit()) {
     out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
