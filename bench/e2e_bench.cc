@@ -119,7 +119,19 @@ struct Config {
   int latency_users = 100'000;
   // Extra librdkafka consumer settings for the throughput contenders (both).
   std::map<std::string, std::string> consumer_settings;
+  // Overrides of the jobs' delivery ("" = as the job says; the throughput
+  // job's default is at_least_once) and checkpoint interval (0 = as is).
+  std::string delivery;
+  int64_t checkpoint_interval_ms = 0;
 };
+
+// Applies --delivery and --checkpoint-interval-ms to a bench job.
+void ApplyDelivery(const Config& cfg, proto::JobSpec* spec) {
+  if (cfg.delivery == "exactly_once") spec->set_delivery(proto::JobSpec::EXACTLY_ONCE);
+  if (cfg.delivery == "at_least_once") spec->set_delivery(proto::JobSpec::AT_LEAST_ONCE);
+  if (cfg.checkpoint_interval_ms > 0) spec->set_checkpoint_interval_ms(cfg.checkpoint_interval_ms);
+  spec->mutable_sinks()->set_markers("sluice-" + spec->name() + "-markers");
+}
 
 // ---- Kafka: a plain producer for the input ----------------------------------
 
@@ -468,6 +480,7 @@ RateResult ThroughputHost(const Config& cfg, const std::string& topic, int64_t n
   spec.mutable_window()->set_tumbling_ms(60'000);
   *spec.add_aggregates() = Agg("events", F::COUNT);
   if (variant == "no-output") spec.set_having("events > 1000000000");
+  ApplyDelivery(cfg, &spec);
   CreateSinkTopics(cfg, spec.sinks());
   auto plan = Compile(spec);
   for (int p = 0; p < cfg.partitions; ++p) host.StartTask(plan, 1, p, 0);
@@ -587,10 +600,12 @@ void RunThroughput(const Config& cfg) {
   std::printf(
       "%d rounds of %lld payments (%d users, generator seed = round, event time %s), "
       "each produced into a fresh %d-partition topic, then consumed by each contender "
-      "in turn (order rotated per round).\n\n",
+      "in turn (order rotated per round). Worker delivery %s, checkpoint interval %s.\n\n",
       cfg.rounds, static_cast<long long>(cfg.round_events), cfg.users,
       live ? "+1 ms per 1000 events (live)" : "+10 ms per event on average (sparse)",
-      cfg.partitions);
+      cfg.partitions, cfg.delivery.empty() ? "at_least_once" : cfg.delivery.c_str(),
+      cfg.checkpoint_interval_ms > 0 ? (std::to_string(cfg.checkpoint_interval_ms) + " ms").c_str()
+                                     : "10 s");
   std::fflush(stdout);
   struct Contender {
     std::string name;
@@ -731,17 +746,21 @@ void RunLatency(const Config& cfg, const std::string& label) {
   proto::RuleSpec* low = spec.add_rules();
   low->set_name("low_threshold");
   low->set_when(when);
+  ApplyDelivery(cfg, &spec);
   CreateSinkTopics(cfg, spec.sinks());
   auto plan = Compile(spec);
   std::printf(
       "Job: %s with max_out_of_orderness 0 (other settings as in the file: "
       "filter `%s`, idle_timeout %llds, max_future %llds, max_past %lldd), plus rule "
-      "`low_threshold: %s`. %d task threads, %d partitions.\n",
+      "`low_threshold: %s`. %d task threads, %d partitions. Delivery %s, checkpoint "
+      "interval %lld ms.\n",
       cfg.fraud_job.c_str(), spec.filter().c_str(),
       static_cast<long long>(spec.source().idle_timeout_ms() / 1000),
       static_cast<long long>(spec.source().max_future_ms() / 1000),
       static_cast<long long>(spec.source().max_past_ms() / 86'400'000), when, cfg.latency_threads,
-      cfg.partitions);
+      cfg.partitions,
+      spec.delivery() == proto::JobSpec::EXACTLY_ONCE ? "exactly_once" : "at_least_once",
+      static_cast<long long>(spec.checkpoint_interval_ms()));
   std::printf(
       "Input: %.0f payments/s (%d users, fraud_every 1000), ts = producer wall clock at "
       "produce; warm-up %.0f s, measured %.0f s.\n\n",
@@ -1476,6 +1495,12 @@ int Main(int argc, char** argv) {
                  "Generator users for the latency run (payments per user and 5 minutes set how "
                  "often the velocity rule fires)")
       ->capture_default_str();
+  app.add_option("--delivery", cfg.delivery,
+                 "Override the jobs' delivery: exactly_once or at_least_once")
+      ->check(CLI::IsMember({"exactly_once", "at_least_once"}));
+  app.add_option("--checkpoint-interval-ms", cfg.checkpoint_interval_ms,
+                 "Override the jobs' checkpoint interval (ms)")
+      ->check(CLI::Range(int64_t{1}, int64_t{300'000}));
   CLI11_PARSE(app, argc, argv);
   for (const std::string& kv : consumer_settings) {
     const size_t eq = kv.find('=');

@@ -249,6 +249,15 @@ int64_t KafkaConsumer::HighWatermark(const std::string& topic, int32_t partition
   return high;
 }
 
+Result<int64_t> KafkaConsumer::QueryEndOffset(const std::string& topic, int32_t partition,
+                                              int timeout_ms) {
+  int64_t low = -1, high = -1;
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(rk_, topic.c_str(), partition, &low, &high, timeout_ms);
+  if (err) return FromKafka(err, "end offset of " + topic + "[" + std::to_string(partition) + "]");
+  return high;
+}
+
 namespace {
 rd_kafka_topic_partition_list_t* PartitionList(const std::string& topic,
                                                std::span<const int32_t> partitions) {

@@ -130,6 +130,9 @@ class KafkaConsumer {
 
   // The partition's end offset as last seen by this consumer, or -1.
   int64_t HighWatermark(const std::string& topic, int32_t partition);
+  // The partition's end offset, asked of its leader now (read_committed: the
+  // last stable offset).
+  Result<int64_t> QueryEndOffset(const std::string& topic, int32_t partition, int timeout_ms);
 
   Status Pause(const std::string& topic, std::span<const int32_t> partitions);
   Status Resume(const std::string& topic, std::span<const int32_t> partitions);

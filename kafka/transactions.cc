@@ -147,10 +147,18 @@ TxnStatus TransactionalProducer::Commit(int timeout_ms) {
       in_transaction_ = false;
       return {};
     }
-    if (rd_kafka_error_is_retriable(error) && Clock::now() < deadline) {
+    if (rd_kafka_error_is_retriable(error)) {
+      if (Clock::now() < deadline) {
+        rd_kafka_error_destroy(error);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      TxnStatus unknown{Status::Unavailable("commit transaction " + id_ + ": not done in " +
+                                            std::to_string(timeout_ms / 1000) +
+                                            " s: " + rd_kafka_error_string(error)),
+                        TxnFailure::kUnknown};
       rd_kafka_error_destroy(error);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
+      return unknown;
     }
     return FromTxnError(error, "commit transaction " + id_);
   }

@@ -35,6 +35,10 @@ enum class TxnFailure {
   kNone,
   kFenced,  // a newer producer with the same transactional.id exists: stop for good
   kAbort,   // the transaction cannot commit: abort it, retry from the last checkpoint
+  // The commit did not finish in time and may still complete: restart; the
+  // next producer's init_transactions waits for the outcome, and the last
+  // committed marker says what it was.
+  kUnknown,
 };
 
 struct TxnStatus {
@@ -66,8 +70,8 @@ class TransactionalProducer {
   TxnStatus Produce(rd_kafka_topic_s* topic, int32_t partition, std::string_view key,
                     std::string_view value);
   // Flushes and commits the open transaction, retrying what librdkafka calls
-  // retriable until `timeout_ms` has passed. Any record that failed delivery
-  // fails the commit (kAbort).
+  // retriable until `timeout_ms` has passed (then kUnknown). Any record that
+  // failed delivery fails the commit (kAbort).
   TxnStatus Commit(int timeout_ms);
   // Waits until every record queued so far is acknowledged, up to
   // `timeout_ms`. kFenced if the broker has fenced this producer meanwhile (a

@@ -228,7 +228,7 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     if (!committed.ok()) {
       out.status = committed.status;
       out.fenced = committed.failure == kafka::TxnFailure::kFenced;
-      out.aborted = !out.fenced;
+      out.aborted = committed.failure == kafka::TxnFailure::kAbort;
       return out;
     }
     out.aborted = false;

@@ -93,6 +93,9 @@ class TaskHost::Thread {
   struct Entry {
     std::unique_ptr<Task> task;
     int64_t version = 0;
+    // stop --drain: the partition's end offset when the drain was asked for;
+    // the task drains once it has consumed up to there (-1: no drain asked).
+    int64_t drain_at = -1;
   };
   struct JobConsumer {
     std::unique_ptr<kafka::KafkaConsumer> consumer;
@@ -109,6 +112,11 @@ class TaskHost::Thread {
   // Reassigns each job whose tasks changed, once; runs before the next Poll,
   // so no record of an old assignment reaches a task that restarted.
   void FlushReassign();
+  // The final checkpoint of a release or drain; then the task is removed.
+  void Stop(const TaskRef& ref, StopMode mode);
+  // The partition's end offset now (0 if it cannot be read).
+  int64_t EndOffset(const TaskRef& ref, const Task& task);
+  bool Drained(const Entry& entry) const;
   void Poll();
   void Housekeeping(int64_t now);
   void CommitOffset(const Task& task);
@@ -272,19 +280,17 @@ void TaskHost::Thread::Apply(Command& c) {
         Remove(c.task);
         return;
       }
-      if (c.mode == StopMode::kDrain) task.Drain();
-      Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
-      if (s.ok()) CommitOffset(task);
-      auto state = !s.ok()                      ? proto::TaskReport::FAILED
-                   : c.mode == StopMode::kDrain ? proto::TaskReport::DRAINED
-                                                : proto::TaskReport::RELEASED;
-      if (!s.ok())
-        spdlog::error("task {}: final checkpoint failed: {}", c.task.ToString(), s.message());
-      spdlog::info("task {}: {} at offset {}", c.task.ToString(),
-                   state == proto::TaskReport::DRAINED ? "drained" : "released",
-                   task.next_offset());
-      PublishTask(c.task, state, s.ok() ? "" : s.message());
-      Remove(c.task);
+      if (c.mode == StopMode::kDrain && it->second.drain_at < 0) {
+        // Everything in the partition now is processed first, also by a task
+        // that has just restarted from an older checkpoint.
+        it->second.drain_at = EndOffset(c.task, task);
+        if (!Drained(it->second)) {
+          spdlog::info("task {}: draining once it has consumed up to offset {} (now at {})",
+                       c.task.ToString(), it->second.drain_at, task.next_offset());
+          return;
+        }
+      }
+      Stop(c.task, c.mode);
       return;
     }
     case Command::Kind::kUpdate: {
@@ -312,6 +318,40 @@ void TaskHost::Thread::Apply(Command& c) {
       return;
     }
   }
+}
+
+int64_t TaskHost::Thread::EndOffset(const TaskRef& ref, const Task& task) {
+  kafka::KafkaConsumer* consumer = nullptr;
+  if (auto jc = consumers_.find(ref.job); jc != consumers_.end()) consumer = jc->second.consumer.get();
+  const std::string& topic = task.plan()->spec().source().topic();
+  Result<int64_t> end = consumer != nullptr ? consumer->QueryEndOffset(topic, ref.partition, 10'000)
+                                            : Result<int64_t>(Status::Unavailable("no consumer"));
+  if (!end.ok()) {
+    spdlog::warn("task {}: drain: cannot read the end of the partition ({}); draining at offset {}",
+                 ref.ToString(), end.status().message(), task.next_offset());
+    return 0;
+  }
+  return *end;
+}
+
+bool TaskHost::Thread::Drained(const Entry& entry) const {
+  return entry.drain_at >= 0 && std::max<int64_t>(0, entry.task->next_offset()) >= entry.drain_at;
+}
+
+void TaskHost::Thread::Stop(const TaskRef& ref, StopMode mode) {
+  Task& task = *tasks_.at(ref).task;
+  const int64_t now = host_.clock_.NowMillis();
+  if (mode == StopMode::kDrain) task.Drain();
+  Status s = task.Checkpoint(now, host_.options_.flush_timeout_ms);
+  if (s.ok()) CommitOffset(task);
+  auto state = !s.ok()                    ? proto::TaskReport::FAILED
+               : mode == StopMode::kDrain ? proto::TaskReport::DRAINED
+                                          : proto::TaskReport::RELEASED;
+  if (!s.ok()) spdlog::error("task {}: final checkpoint failed: {}", ref.ToString(), s.message());
+  spdlog::info("task {}: {} at offset {}", ref.ToString(),
+               state == proto::TaskReport::DRAINED ? "drained" : "released", task.next_offset());
+  PublishTask(ref, state, s.ok() ? "" : s.message());
+  Remove(ref);
 }
 
 void TaskHost::Thread::Poll() {
@@ -391,6 +431,11 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     }
   }
   for (const TaskRef& ref : failed) Restart(ref);
+  std::vector<TaskRef> drained;
+  for (auto& [ref, entry] : tasks_) {
+    if (Drained(entry)) drained.push_back(ref);
+  }
+  for (const TaskRef& ref : drained) Stop(ref, StopMode::kDrain);
   for (const auto& [ref, why] : fenced) {
     // Restarting would fence the new owner in turn: stop for good.
     spdlog::error("task {}: fenced by a newer owner of its transactional id; stopped: {}",
@@ -440,6 +485,7 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   auto plan = it->second.task->plan();
   const int64_t version = it->second.version, epoch = it->second.task->epoch();
   const TransactionCounters transactions = it->second.task->transactions();
+  const int64_t drain_at = it->second.drain_at;
   // Let the old records settle first, so the replay's come after them.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (it->second.task->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -465,6 +511,7 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   carried.commit_ms_total += transactions.commit_ms_total;
   if (carried.last_commit_ms == 0) carried.last_commit_ms = transactions.last_commit_ms;
   tasks_[ref].task->set_transactions(carried);
+  tasks_[ref].drain_at = drain_at;
   return true;
 }
 
