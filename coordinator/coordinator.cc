@@ -157,6 +157,13 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
     return Status::Unavailable("cannot read the partitions of " + spec.source().topic() + " from " +
                                brokers + ": " + partitions.status().message());
   }
+  if (spec.delivery() == proto::JobSpec::EXACTLY_ONCE) {
+    Status txn = topics_.CheckTransactions(brokers);
+    if (!txn.ok()) {
+      return Status::FailedPrecondition("delivery: exactly_once needs Kafka transactions on " +
+                                        brokers + ": " + txn.message());
+    }
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
   if (jobs_.count(spec.name()))

@@ -47,6 +47,10 @@ class TopicMetadata {
   // The partition count of `topic`: NotFound if it does not exist,
   // Unavailable if Kafka cannot be reached.
   virtual Result<int32_t> PartitionCount(const std::string& brokers, const std::string& topic) = 0;
+  // Whether `brokers` can run Kafka transactions (delivery: exactly_once):
+  // Unavailable, with the reason, if its transaction coordinator does not
+  // answer in time.
+  virtual Status CheckTransactions(const std::string& brokers) = 0;
 };
 
 struct CoordinatorOptions {

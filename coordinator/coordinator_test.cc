@@ -19,7 +19,9 @@ class FakeTopics final : public TopicMetadata {
     if (it == partitions.end()) return Status::NotFound("no topic " + topic);
     return it->second;
   }
+  Status CheckTransactions(const std::string&) override { return transactions; }
   std::map<std::string, int32_t> partitions = {{"payments", 8}, {"clicks", 3}};
+  Status transactions;
 };
 
 std::string FraudYaml(const std::string& name = "fraud", const std::string& threshold = "5000",
@@ -131,6 +133,18 @@ TEST_CASE("bad submissions are refused with a clear error and change nothing") {
   REQUIRE(bad.status().message().rfind("job.yaml:6:", 0) == 0);
   REQUIRE(f.c->ListJobs().size() == 1);
   REQUIRE(f.c->GetJob("nosuch").status().code() == StatusCode::kNotFound);
+
+  // exactly_once on brokers without working transactions: refused at submit.
+  f.topics.transactions = Status::Unavailable("the transaction coordinator did not answer");
+  auto eos = f.Submit(FraudYaml("eos") + "delivery: exactly_once\n");
+  REQUIRE(eos.status().code() == StatusCode::kFailedPrecondition);
+  REQUIRE(eos.status().message() ==
+          "delivery: exactly_once needs Kafka transactions on kafka:9092: the transaction "
+          "coordinator did not answer");
+  REQUIRE(f.Submit(FraudYaml("alo")).ok());  // at_least_once does not need them
+  f.topics.transactions = Status::Ok();
+  REQUIRE(f.Submit(FraudYaml("eos") + "delivery: exactly_once\n").ok());
+  REQUIRE(f.c->ListJobs().size() == 3);
 }
 
 TEST_CASE("a worker that stops heartbeating loses its tasks after the lease") {

@@ -19,6 +19,7 @@
 #include "coordinator/service.h"
 #include "jobspec/job_loader.h"
 #include "kafka/kafka_client.h"
+#include "kafka/transactions.h"
 #include "reports/task_reports.h"
 
 namespace {
@@ -37,6 +38,13 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
       client = std::move(created).value();
     }
     return client->PartitionCount(topic, 5'000);
+  }
+
+  sluice::Status CheckTransactions(const std::string& brokers) override {
+    // A transactional id of its own: its init_transactions fences nothing of a job.
+    auto probe = sluice::kafka::TransactionalProducer::Create(brokers, "sluice-coordinator-probe",
+                                                              {}, 10'000);
+    return probe.ok() ? sluice::Status::Ok() : probe.status();
   }
 
  private:

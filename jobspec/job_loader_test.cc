@@ -969,6 +969,8 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     CHECK(spec->name() == "fraud");
     CHECK(spec->source().topic() == "payments");
     CHECK(spec->source().key() == "user_id");
+    CHECK(spec->delivery() == JobSpec::EXACTLY_ONCE);
+    CHECK(spec->sinks().markers() == "sluice-fraud-markers");
     REQUIRE(spec->rules_size() == 4);
     CHECK(spec->rules(0).name() == "large_amount");
     CHECK(spec->rules(1).name() == "velocity");

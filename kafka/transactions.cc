@@ -206,7 +206,9 @@ Result<std::optional<std::string>> ReadLastRecord(
                                         {"enable.auto.commit", "false"},
                                         {"enable.auto.offset.store", "false"},
                                         {"isolation.level", "read_committed"},
-                                        {"enable.partition.eof", "true"}}));
+                                        {"enable.partition.eof", "true"},
+                                        // The end is what it waits for.
+                                        {"fetch.wait.max.ms", "10"}}));
   if (!s.ok()) {
     rd_kafka_conf_destroy(conf);
     return s;

@@ -152,6 +152,7 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
                                                       std::function<bool()> may_commit) {
   last_checkpoint_ms_ = now_ms;
   if (!sink_.error().ok()) return sink_.error();
+  if (txn_ && !txn_->error().ok()) return txn_->error().status;
   auto f = std::make_shared<InFlight>();
   SLUICE_RETURN_IF_ERROR(processor_->BeginSnapshot(*store_));
   f->meta.job = job_.plan->name();
@@ -164,10 +165,7 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
   f->flush_timeout_ms = flush_timeout_ms;
   f->may_commit = std::move(may_commit);
   f->protect_id = last_checkpoint_id_;
-  if (txn_) {
-    if (!txn_->error().ok()) return txn_->error().status;
-    txn_->Seal();
-  }
+  if (txn_) txn_->Seal();
   // Seal the records produced so far. The other generation is empty: the
   // checkpoint that sealed it has finished, and had it failed, the task
   // would have been restarted with new trackers.

@@ -119,6 +119,10 @@ class Task {
   int64_t next_offset() const { return processor_->next_offset(); }
   const engine::TaskProcessor& processor() const { return *processor_; }
   bool exactly_once() const { return txn_ != nullptr; }
+  // exactly_once: a newer owner has fenced this task's producer.
+  bool fenced() const {
+    return txn_ != nullptr && txn_->error().failure == kafka::TxnFailure::kFenced;
+  }
   const TransactionCounters& transactions() const { return txn_counters_; }
   // Carried over from the run before a restart.
   void set_transactions(const TransactionCounters& c) { txn_counters_ = c; }

@@ -424,7 +424,9 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
         });
     barrier_taken = true;
     snapshotting_ = snapshotting_ || task.snapshotting();
-    if (!s.ok()) {
+    if (!s.ok() && task.fenced()) {
+      fenced.emplace_back(ref, s.message());
+    } else if (!s.ok()) {
       spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
                     task.name(), s.message());
       failed.push_back(ref);
