@@ -39,28 +39,18 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(
     const std::string& brokers, const std::map<std::string, std::string>& extra) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  Status s = SetAll(conf, Merge({{"bootstrap.servers", brokers},
-                                 {"enable.idempotence", "true"},
-                                 {"acks", "all"},
-                                 {"linger.ms", "5"},
-                                 {"compression.type", "lz4"},
-                                 // Same partition for a key as Kafka's Java clients.
-                                 {"partitioner", "murmur2_random"},
-                                 {"message.timeout.ms", "300000"}},
-                                extra));
-  if (!s.ok()) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
-  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
-  char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::InvalidArgument(std::string("kafka producer: ") + errstr);
-  }
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk,
+                          NewClient(RD_KAFKA_PRODUCER,
+                                    Merge({{"bootstrap.servers", brokers},
+                                           {"enable.idempotence", "true"},
+                                           {"acks", "all"},
+                                           {"linger.ms", "5"},
+                                           {"compression.type", "lz4"},
+                                           // Same partition for a key as Kafka's Java clients.
+                                           {"partitioner", "murmur2_random"},
+                                           {"message.timeout.ms", "300000"}},
+                                          extra),
+                                    "kafka producer", OnDelivery));
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
   p->rk_ = rk;
   p->poller_ = std::thread([raw = p.get()] {
@@ -126,8 +116,8 @@ Status KafkaProducer::Flush(int timeout_ms) {
 Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
     const std::string& brokers, const std::string& group_id,
     const std::map<std::string, std::string>& extra) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  Status s = SetAll(conf, Merge({{"bootstrap.servers", brokers},
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk,
+                          NewClient(RD_KAFKA_CONSUMER, Merge({{"bootstrap.servers", brokers},
                                  {"group.id", group_id},
                                  {"enable.auto.commit", "false"},
                                  {"enable.auto.offset.store", "false"},
@@ -140,18 +130,7 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
                                  // events/s (bench/results/e2e.md).
                                  {"queued.max.messages.kbytes", "65536"},
                                  {"queued.min.messages", "1000000"}},
-                                extra));
-  if (!s.ok()) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
-  char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::InvalidArgument(std::string("kafka consumer: ") + errstr);
-  }
+                                extra), "kafka consumer"));
   rd_kafka_poll_set_consumer(rk);
   std::unique_ptr<KafkaConsumer> c(new KafkaConsumer());
   c->rk_ = rk;

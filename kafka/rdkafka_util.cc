@@ -26,6 +26,25 @@ Status FromKafka(rd_kafka_resp_err_t err, const std::string& what) {
   return Status::Unavailable(what + ": " + rd_kafka_err2str(err));
 }
 
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, const std::map<std::string, std::string>& settings,
+                              const std::string& what,
+                              void (*on_delivery)(rd_kafka_t*, const rd_kafka_message_t*, void*)) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (Status s = SetAll(conf, settings); !s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
+  }
+  if (on_delivery != nullptr) rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(what + ": " + errstr);
+  }
+  return rk;
+}
+
 void LogToSpdlog(const rd_kafka_t*, int level, const char* fac, const char* buf) {
   if (level <= 3) {
     spdlog::error("kafka {}: {}", fac, buf);

@@ -41,25 +41,14 @@ TxnStatus FromTxnError(rd_kafka_error_t* error, const std::string& what) {
 Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
     const std::string& brokers, const std::string& transactional_id,
     const std::map<std::string, std::string>& extra, int timeout_ms) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  Status s = SetAll(conf, Merge({{"bootstrap.servers", brokers},
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk, NewClient(RD_KAFKA_PRODUCER, Merge({{"bootstrap.servers", brokers},
                                  {"transactional.id", transactional_id},
                                  {"linger.ms", "5"},
                                  {"compression.type", "lz4"},
                                  {"partitioner", "murmur2_random"},
                                  {"transaction.timeout.ms", "60000"}},
-                                extra));
-  if (!s.ok()) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
-  char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::InvalidArgument(std::string("kafka transactional producer: ") + errstr);
-  }
+                                extra),
+                                                      "kafka transactional producer"));
   std::unique_ptr<TransactionalProducer> p(new TransactionalProducer());
   p->rk_ = rk;
   p->id_ = transactional_id;
@@ -200,26 +189,15 @@ int64_t TransactionalProducer::OutstandingRecords() const { return rd_kafka_outq
 Result<std::optional<std::string>> ReadLastRecord(
     const std::string& brokers, const std::string& topic, int32_t partition, std::string_view key,
     const std::map<std::string, std::string>& extra, int timeout_ms) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  Status s = SetAll(conf, Merge(extra, {{"bootstrap.servers", brokers},
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk, NewClient(RD_KAFKA_CONSUMER, Merge(extra, {{"bootstrap.servers", brokers},
                                         {"group.id", "sluice-marker-reader"},
                                         {"enable.auto.commit", "false"},
                                         {"enable.auto.offset.store", "false"},
                                         {"isolation.level", "read_committed"},
                                         {"enable.partition.eof", "true"},
                                         // The end is what it waits for.
-                                        {"fetch.wait.max.ms", "10"}}));
-  if (!s.ok()) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
-  char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::InvalidArgument(std::string("kafka consumer: ") + errstr);
-  }
+                                        {"fetch.wait.max.ms", "10"}}),
+                                                      "kafka consumer"));
   rd_kafka_poll_set_consumer(rk);
   const std::string what = "reading " + topic + "[" + std::to_string(partition) + "]";
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
@@ -290,19 +268,10 @@ Result<int32_t> MetadataPartitions(rd_kafka_t* rk, const std::string& topic, int
 Result<TopicInfo> EnsureTopic(const std::string& brokers, const std::string& topic,
                               int32_t partitions, const std::map<std::string, std::string>& configs,
                               const std::map<std::string, std::string>& extra, int timeout_ms) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  Status s = SetAll(conf, Merge(extra, {{"bootstrap.servers", brokers}}));
-  if (!s.ok()) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_log_cb(conf, LogToSpdlog);
+  SLUICE_ASSIGN_OR_RETURN(
+      rd_kafka_t * rk,
+      NewClient(RD_KAFKA_PRODUCER, Merge(extra, {{"bootstrap.servers", brokers}}), "kafka admin client"));
   char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::InvalidArgument(std::string("kafka admin client: ") + errstr);
-  }
   const std::string what = "creating topic " + topic;
   Result<TopicInfo> result = Status::Internal(what);
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, errstr,
