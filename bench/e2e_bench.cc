@@ -130,7 +130,10 @@ void ApplyDelivery(const Config& cfg, proto::JobSpec* spec) {
   if (cfg.delivery == "exactly_once") spec->set_delivery(proto::JobSpec::EXACTLY_ONCE);
   if (cfg.delivery == "at_least_once") spec->set_delivery(proto::JobSpec::AT_LEAST_ONCE);
   if (cfg.checkpoint_interval_ms > 0) spec->set_checkpoint_interval_ms(cfg.checkpoint_interval_ms);
-  spec->mutable_sinks()->set_markers("sluice-" + spec->name() + "-markers");
+  // Each run starts from an empty checkpoint store: a marker topic of its own.
+  static int runs = 0;
+  spec->mutable_sinks()->set_markers("sluice-" + spec->name() + "-" + std::to_string(getpid()) +
+                                     "-" + std::to_string(++runs) + "-markers");
 }
 
 // ---- Kafka: a plain producer for the input ----------------------------------
@@ -971,7 +974,8 @@ void RunLatency(const Config& cfg, const std::string& label) {
   if (spec.delivery() == proto::JobSpec::EXACTLY_ONCE) {
     std::printf(
         "\nTransactions: %lld committed, %lld aborted over the run. Commit duration "
-        "(the marker and commit_transaction, after the checkpoint is saved) in the measured window: n %zu, p50 %.0f, "
+        "(the marker and commit_transaction, after the checkpoint is saved) in the measured "
+        "window: n %zu, p50 %.0f, "
         "p90 %.0f, p99 %.0f, max %.0f ms.\n",
         static_cast<long long>(txn_committed), static_cast<long long>(txn_aborted),
         commit_ms.size(), commit_ms.Quantile(0.5), commit_ms.Quantile(0.9),
@@ -1550,7 +1554,10 @@ int Main(int argc, char** argv) {
            std::find(scenarios.begin(), scenarios.end(), "all") != scenarios.end() ||
            std::find(scenarios.begin(), scenarios.end(), s) != scenarios.end();
   };
-  spdlog::set_level(spdlog::level::err);  // kafka_settings given to the producer warn (CONFWARN)
+  spdlog::set_level(
+      (std::getenv("SLUICE_BENCH_DEBUG")
+           ? spdlog::level::debug
+           : spdlog::level::err));  // kafka_settings given to the producer warn (CONFWARN)
   fs::create_directories(cfg.work_dir);
 
   std::printf("# sluice-e2e-bench\n\n");

@@ -180,9 +180,9 @@ std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms) {
 
   // exactly_once adds the transactions: committed/aborted, the last commit's time.
   const bool transactional = status.job().spec().delivery() == proto::JobSpec::EXACTLY_ONCE;
-  std::vector<std::string> header = {"PARTITION", "WORKER",   "STATE", "OFFSET",
+  std::vector<std::string> header = {"PARTITION", "WORKER",    "STATE",      "OFFSET",
                                      "LAG",       "WATERMARK", "CHECKPOINT", "CONSUMED",
-                                     "LATE",      "DLQ",      "ALERTS", "WINDOWS"};
+                                     "LATE",      "DLQ",       "ALERTS",     "WINDOWS"};
   if (transactional) {
     header.push_back("TXNS");
     header.push_back("COMMIT");

@@ -553,8 +553,8 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
 
 Status Loader::MapSinks(const Entry& e, proto::JobSpec* spec) {
   Section s;
-  SLUICE_RETURN_IF_ERROR(
-      ReadSection(e.value, "sinks", e.key_line(), {"output", "late", "dead_letter", "markers"}, &s));
+  SLUICE_RETURN_IF_ERROR(ReadSection(e.value, "sinks", e.key_line(),
+                                     {"output", "late", "dead_letter", "markers"}, &s));
   proto::SinkSpec* sinks = spec->mutable_sinks();
   const Entry* f = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(s, "output", &f));

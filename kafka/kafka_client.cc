@@ -117,20 +117,22 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
     const std::string& brokers, const std::string& group_id,
     const std::map<std::string, std::string>& extra) {
   SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk,
-                          NewClient(RD_KAFKA_CONSUMER, Merge({{"bootstrap.servers", brokers},
-                                 {"group.id", group_id},
-                                 {"enable.auto.commit", "false"},
-                                 {"enable.auto.offset.store", "false"},
-                                 {"auto.offset.reset", "earliest"},
-                                 {"isolation.level", "read_committed"},
-                                 {"enable.partition.eof", "false"},
-                                 // librdkafka stops fetching for a while when
-                                 // its local queue reaches either limit; the
-                                 // defaults capped one task thread near 110K
-                                 // events/s (bench/results/e2e.md).
-                                 {"queued.max.messages.kbytes", "65536"},
-                                 {"queued.min.messages", "1000000"}},
-                                extra), "kafka consumer"));
+                          NewClient(RD_KAFKA_CONSUMER,
+                                    Merge({{"bootstrap.servers", brokers},
+                                           {"group.id", group_id},
+                                           {"enable.auto.commit", "false"},
+                                           {"enable.auto.offset.store", "false"},
+                                           {"auto.offset.reset", "earliest"},
+                                           {"isolation.level", "read_committed"},
+                                           {"enable.partition.eof", "false"},
+                                           // librdkafka stops fetching for a while when
+                                           // its local queue reaches either limit; the
+                                           // defaults capped one task thread near 110K
+                                           // events/s (bench/results/e2e.md).
+                                           {"queued.max.messages.kbytes", "65536"},
+                                           {"queued.min.messages", "1000000"}},
+                                          extra),
+                                    "kafka consumer"));
   rd_kafka_poll_set_consumer(rk);
   std::unique_ptr<KafkaConsumer> c(new KafkaConsumer());
   c->rk_ = rk;

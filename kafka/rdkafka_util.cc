@@ -26,7 +26,8 @@ Status FromKafka(rd_kafka_resp_err_t err, const std::string& what) {
   return Status::Unavailable(what + ": " + rd_kafka_err2str(err));
 }
 
-Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, const std::map<std::string, std::string>& settings,
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
+                              const std::map<std::string, std::string>& settings,
                               const std::string& what,
                               void (*on_delivery)(rd_kafka_t*, const rd_kafka_message_t*, void*)) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();

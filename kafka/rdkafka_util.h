@@ -25,7 +25,8 @@ Status FromKafka(rd_kafka_resp_err_t err, const std::string& what);
 // A new librdkafka client of `type` with `settings`, logging through
 // LogToSpdlog, with `on_delivery` as its delivery report callback (producers,
 // optional). InvalidArgument names `what` and the setting or error.
-Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, const std::map<std::string, std::string>& settings,
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
+                              const std::map<std::string, std::string>& settings,
                               const std::string& what,
                               void (*on_delivery)(rd_kafka_t*, const rd_kafka_message_t*,
                                                   void*) = nullptr);

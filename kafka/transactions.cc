@@ -41,14 +41,15 @@ TxnStatus FromTxnError(rd_kafka_error_t* error, const std::string& what) {
 Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
     const std::string& brokers, const std::string& transactional_id,
     const std::map<std::string, std::string>& extra, int timeout_ms) {
-  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk, NewClient(RD_KAFKA_PRODUCER, Merge({{"bootstrap.servers", brokers},
-                                 {"transactional.id", transactional_id},
-                                 {"linger.ms", "5"},
-                                 {"compression.type", "lz4"},
-                                 {"partitioner", "murmur2_random"},
-                                 {"transaction.timeout.ms", "60000"}},
-                                extra),
-                                                      "kafka transactional producer"));
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk, NewClient(RD_KAFKA_PRODUCER,
+                                                     Merge({{"bootstrap.servers", brokers},
+                                                            {"transactional.id", transactional_id},
+                                                            {"linger.ms", "5"},
+                                                            {"compression.type", "lz4"},
+                                                            {"partitioner", "murmur2_random"},
+                                                            {"transaction.timeout.ms", "60000"}},
+                                                           extra),
+                                                     "kafka transactional producer"));
   std::unique_ptr<TransactionalProducer> p(new TransactionalProducer());
   p->rk_ = rk;
   p->id_ = transactional_id;
@@ -186,18 +187,22 @@ int64_t TransactionalProducer::OutstandingRecords() const { return rd_kafka_outq
 
 // ---- ReadLastRecord --------------------------------------------------------
 
-Result<std::optional<std::string>> ReadLastRecord(
-    const std::string& brokers, const std::string& topic, int32_t partition, std::string_view key,
-    const std::map<std::string, std::string>& extra, int timeout_ms) {
-  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk, NewClient(RD_KAFKA_CONSUMER, Merge(extra, {{"bootstrap.servers", brokers},
-                                        {"group.id", "sluice-marker-reader"},
-                                        {"enable.auto.commit", "false"},
-                                        {"enable.auto.offset.store", "false"},
-                                        {"isolation.level", "read_committed"},
-                                        {"enable.partition.eof", "true"},
-                                        // The end is what it waits for.
-                                        {"fetch.wait.max.ms", "10"}}),
-                                                      "kafka consumer"));
+Result<std::optional<std::string>> ReadLastRecord(const std::string& brokers,
+                                                  const std::string& topic, int32_t partition,
+                                                  std::string_view key,
+                                                  const std::map<std::string, std::string>& extra,
+                                                  int timeout_ms) {
+  SLUICE_ASSIGN_OR_RETURN(rd_kafka_t * rk,
+                          NewClient(RD_KAFKA_CONSUMER,
+                                    Merge(extra, {{"bootstrap.servers", brokers},
+                                                  {"group.id", "sluice-marker-reader"},
+                                                  {"enable.auto.commit", "false"},
+                                                  {"enable.auto.offset.store", "false"},
+                                                  {"isolation.level", "read_committed"},
+                                                  {"enable.partition.eof", "true"},
+                                                  // The end is what it waits for.
+                                                  {"fetch.wait.max.ms", "10"}}),
+                                    "kafka consumer"));
   rd_kafka_poll_set_consumer(rk);
   const std::string what = "reading " + topic + "[" + std::to_string(partition) + "]";
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
@@ -226,7 +231,8 @@ Result<std::optional<std::string>> ReadLastRecord(
       break;
     }
     if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
       result = Status::NotFound(what + ": " + rd_kafka_message_errstr(m));
     } else if (m->err) {
       spdlog::debug("{}: {}", what, rd_kafka_message_errstr(m));  // retried by librdkafka
@@ -269,13 +275,13 @@ Result<TopicInfo> EnsureTopic(const std::string& brokers, const std::string& top
                               int32_t partitions, const std::map<std::string, std::string>& configs,
                               const std::map<std::string, std::string>& extra, int timeout_ms) {
   SLUICE_ASSIGN_OR_RETURN(
-      rd_kafka_t * rk,
-      NewClient(RD_KAFKA_PRODUCER, Merge(extra, {{"bootstrap.servers", brokers}}), "kafka admin client"));
+      rd_kafka_t * rk, NewClient(RD_KAFKA_PRODUCER, Merge(extra, {{"bootstrap.servers", brokers}}),
+                                 "kafka admin client"));
   char errstr[512];
   const std::string what = "creating topic " + topic;
   Result<TopicInfo> result = Status::Internal(what);
-  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, errstr,
-                                                  sizeof(errstr));
+  rd_kafka_NewTopic_t* nt =
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, errstr, sizeof(errstr));
   if (nt == nullptr) {
     result = Status::InvalidArgument(what + ": " + errstr);
   } else {

@@ -100,9 +100,11 @@ class TransactionalProducer {
 // call), or nullopt if there is none. NotFound if the topic does not exist.
 // Waits for transactions of other producers that are still open on the
 // partition to end, up to `timeout_ms`.
-Result<std::optional<std::string>> ReadLastRecord(
-    const std::string& brokers, const std::string& topic, int32_t partition, std::string_view key,
-    const std::map<std::string, std::string>& extra, int timeout_ms);
+Result<std::optional<std::string>> ReadLastRecord(const std::string& brokers,
+                                                  const std::string& topic, int32_t partition,
+                                                  std::string_view key,
+                                                  const std::map<std::string, std::string>& extra,
+                                                  int timeout_ms);
 
 // What EnsureTopic found.
 struct TopicInfo {
@@ -116,7 +118,7 @@ struct TopicInfo {
 // replication) and `configs` if it does not exist, and returns what it has
 // (an existing topic's partition count may differ).
 Result<TopicInfo> EnsureTopic(const std::string& brokers, const std::string& topic,
-                            int32_t partitions, const std::map<std::string, std::string>& configs,
-                            const std::map<std::string, std::string>& extra, int timeout_ms);
+                              int32_t partitions, const std::map<std::string, std::string>& configs,
+                              const std::map<std::string, std::string>& extra, int timeout_ms);
 
 }  // namespace sluice::kafka

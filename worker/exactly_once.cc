@@ -52,10 +52,9 @@ Result<std::unique_ptr<TransactionalOutput>> TransactionalOutput::Open(
   const int64_t txn_timeout =
       std::clamp<int64_t>(3 * spec.checkpoint_interval_ms() + timeout_ms, 60'000, 900'000);
   settings.emplace("transaction.timeout.ms", std::to_string(txn_timeout));
-  SLUICE_ASSIGN_OR_RETURN(out->producer_,
-                          kafka::TransactionalProducer::Create(
-                              brokers, TransactionalId(spec.name(), partition), settings,
-                              timeout_ms));
+  SLUICE_ASSIGN_OR_RETURN(
+      out->producer_, kafka::TransactionalProducer::Create(
+                          brokers, TransactionalId(spec.name(), partition), settings, timeout_ms));
   out->brokers_ = brokers;
   out->kafka_settings_ = kafka_settings;
   out->task_name_ = task_name;
@@ -135,9 +134,7 @@ kafka::TxnStatus TransactionalOutput::Flush(int timeout_ms) {
   return producer_->Flush(timeout_ms);
 }
 
-kafka::TxnStatus TransactionalOutput::Abort(int timeout_ms) {
-  return producer_->Abort(timeout_ms);
-}
+kafka::TxnStatus TransactionalOutput::Abort(int timeout_ms) { return producer_->Abort(timeout_ms); }
 
 kafka::TxnStatus TransactionalOutput::Resume() {
   kafka::TxnStatus s = producer_->Begin();

@@ -65,9 +65,9 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   if (job.plan->spec().delivery() == proto::JobSpec::EXACTLY_ONCE) {
     // Fences every earlier owner before anything is read.
     SLUICE_ASSIGN_OR_RETURN(
-        task->txn_, TransactionalOutput::Open(job.brokers, job.kafka_settings, job.plan->spec(),
-                                              job.markers, partition, task->name_,
-                                              job.transaction_timeout_ms));
+        task->txn_,
+        TransactionalOutput::Open(job.brokers, job.kafka_settings, job.plan->spec(), job.markers,
+                                  partition, task->name_, job.transaction_timeout_ms));
     task->sink_.set_transactional(task->txn_.get());
     SLUICE_RETURN_IF_ERROR(task->RestoreCommitted(&restored));
   } else {
@@ -198,6 +198,7 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     out.status = Status::Unavailable("the task stopped");
     return out;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   if (txn_) {
     kafka::TxnStatus flushed = txn_->Flush(job_.transaction_timeout_ms);
     if (!flushed.ok()) {
@@ -206,6 +207,7 @@ CheckpointOutcome Task::Commit(InFlight& f) {
       return out;
     }
   }
+  const auto t1 = std::chrono::steady_clock::now();
   if (out.status = store_->Write(f.batch); !out.status.ok()) return out;
   if (f.may_commit && !f.may_commit()) {
     out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
@@ -217,6 +219,11 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     return out;
   }
   FaultPoint("after_checkpoint");
+  spdlog::debug(
+      "task {}: commit: flush {} ms, write and save {} ms", name_,
+      std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1)
+          .count());
   if (txn_) {
     const auto start = std::chrono::steady_clock::now();
     kafka::TxnStatus committed = txn_->Commit(*saved, job_.transaction_timeout_ms);

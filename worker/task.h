@@ -188,7 +188,7 @@ class Task {
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
     int64_t protect_id = 0;  // exactly_once: the last committed checkpoint
-    bool posted = false;  // the snapshot is complete and its commit handed over
+    bool posted = false;     // the snapshot is complete and its commit handed over
     std::atomic<bool> cancelled{false};
 
     std::mutex mu;

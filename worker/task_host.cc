@@ -7,6 +7,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
+#include <latch>
 #include <set>
 
 #include "kafka/kafka_client.h"
@@ -28,8 +29,8 @@ struct TaskHost::Command {
 struct TaskHost::Shared {
   std::unique_ptr<StateBackend> state;
   std::unique_ptr<kafka::KafkaProducer> producer;
-  // Checkpoint commits of every task (one thread: they are mostly waiting
-  // for acknowledgements and for the disk). Joined after the task threads.
+  // Checkpoint commits of every task (HostOptions::commit_threads, at most
+  // one per task at a time). Joined after the task threads.
   std::unique_ptr<boost::asio::thread_pool> background;
   std::mutex deliveries_mu;
   std::deque<TaskDeliveries> deliveries;  // stable addresses; outlive every record
@@ -49,15 +50,14 @@ struct TaskHost::Shared {
     auto it = markers.find(plan.name());
     if (it != markers.end() && it->second.name == plan.spec().sinks().markers()) return it->second;
     if (!metadata) {
-      SLUICE_ASSIGN_OR_RETURN(metadata, kafka::KafkaConsumer::Create(
-                                            options.brokers, "sluice-metadata",
-                                            options.kafka_settings));
+      SLUICE_ASSIGN_OR_RETURN(
+          metadata,
+          kafka::KafkaConsumer::Create(options.brokers, "sluice-metadata", options.kafka_settings));
     }
     SLUICE_ASSIGN_OR_RETURN(int32_t partitions,
                             metadata->PartitionCount(plan.spec().source().topic(), 30'000));
-    SLUICE_ASSIGN_OR_RETURN(
-        MarkerTopic m,
-        ResolveMarkerTopic(options.brokers, plan.spec(), partitions, options.kafka_settings));
+    SLUICE_ASSIGN_OR_RETURN(MarkerTopic m, ResolveMarkerTopic(options.brokers, plan.spec(),
+                                                              partitions, options.kafka_settings));
     markers[plan.name()] = m;
     return m;
   }
@@ -189,8 +189,7 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
     ctx.brokers = host_.options_.brokers;
     ctx.kafka_settings = host_.options_.kafka_settings;
     ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
-    SLUICE_ASSIGN_OR_RETURN(ctx.markers,
-                            host_.shared_->MarkersOf(host_.options_, *ctx.plan));
+    SLUICE_ASSIGN_OR_RETURN(ctx.markers, host_.shared_->MarkersOf(host_.options_, *ctx.plan));
   }
   SLUICE_ASSIGN_OR_RETURN(auto task,
                           Task::Open(ctx, ref.partition, epoch, host_.shared_->NewDeliveries()));
@@ -322,7 +321,8 @@ void TaskHost::Thread::Apply(Command& c) {
 
 int64_t TaskHost::Thread::EndOffset(const TaskRef& ref, const Task& task) {
   kafka::KafkaConsumer* consumer = nullptr;
-  if (auto jc = consumers_.find(ref.job); jc != consumers_.end()) consumer = jc->second.consumer.get();
+  if (auto jc = consumers_.find(ref.job); jc != consumers_.end())
+    consumer = jc->second.consumer.get();
   const std::string& topic = task.plan()->spec().source().topic();
   Result<int64_t> end = consumer != nullptr ? consumer->QueryEndOffset(topic, ref.partition, 10'000)
                                             : Result<int64_t>(Status::Unavailable("no consumer"));
@@ -595,8 +595,19 @@ Status TaskHost::Start() {
   SLUICE_ASSIGN_OR_RETURN(shared_->state, StateBackend::Open(options_.data_dir, options_.state));
   SLUICE_ASSIGN_OR_RETURN(shared_->producer,
                           kafka::KafkaProducer::Create(options_.brokers, options_.kafka_settings));
-  shared_->background = std::make_unique<boost::asio::thread_pool>(1);
-  boost::asio::post(*shared_->background, LowerThreadPriority);
+  // Commits mostly wait (for acknowledgements, the disk, the transaction
+  // coordinator), so several run at once; each task has at most one.
+  const int commit_threads = std::max(1, options_.commit_threads);
+  shared_->background =
+      std::make_unique<boost::asio::thread_pool>(static_cast<size_t>(commit_threads));
+  // One job per thread, each held until all have started: every thread is lowered.
+  auto started = std::make_shared<std::latch>(commit_threads);
+  for (int i = 0; i < commit_threads; ++i) {
+    boost::asio::post(*shared_->background, [started] {
+      LowerThreadPriority();
+      started->arrive_and_wait();
+    });
+  }
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.push_back(std::make_unique<Thread>(*this, static_cast<size_t>(i)));
     Thread* t = threads_.back().get();

@@ -50,6 +50,8 @@ struct HostOptions {
   std::map<std::string, std::string> kafka_settings;
   // Cluster mode: checkpoints need the coordinator's confirmation (Confirm).
   bool fenced = false;
+  // Threads that run checkpoint commits (of all tasks; one per task at a time).
+  int commit_threads = 4;
   // exactly_once: for init_transactions, reading the last marker, each commit.
   int transaction_timeout_ms = 30'000;
 };

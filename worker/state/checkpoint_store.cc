@@ -298,8 +298,8 @@ Status CheckpointStore::Purge(int64_t protect_id) {
       continue;
     }
     // Also deletes the table files no other checkpoint uses.
-    SLUICE_RETURN_IF_ERROR(FromRocksDb(engine_->DeleteBackup(info.backup_id),
-                                       "deleting old checkpoints in " + dir_));
+    SLUICE_RETURN_IF_ERROR(
+        FromRocksDb(engine_->DeleteBackup(info.backup_id), "deleting old checkpoints in " + dir_));
   }
   return Status::Ok();
 }
