@@ -19,10 +19,12 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* flags, const std::string& metric
 }
 
 Result<std::unique_ptr<HttpServer>> StartMetrics(const DaemonFlags& flags,
-                                                 HttpServer::MetricsFn metrics) {
+                                                 HttpServer::MetricsFn metrics,
+                                                 HttpServer::HealthFn health) {
   if (flags.metrics_port < 0) return std::unique_ptr<HttpServer>();
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> server,
-                          HttpServer::Start("0.0.0.0", flags.metrics_port, std::move(metrics)));
+  SLUICE_ASSIGN_OR_RETURN(
+      std::unique_ptr<HttpServer> server,
+      HttpServer::Start("0.0.0.0", flags.metrics_port, std::move(metrics), std::move(health)));
   spdlog::info("metrics on port {}", server->port());
   return server;
 }

@@ -25,6 +25,7 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* flags, const std::string& metric
 // Serves /metrics and /healthz on all interfaces at flags.metrics_port, or
 // returns nullptr when it is off. Logs the port.
 Result<std::unique_ptr<HttpServer>> StartMetrics(const DaemonFlags& flags,
-                                                 HttpServer::MetricsFn metrics);
+                                                 HttpServer::MetricsFn metrics,
+                                                 HttpServer::HealthFn health = {});
 
 }  // namespace sluice

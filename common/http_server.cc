@@ -22,8 +22,9 @@ namespace {
 // the connection is closed.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServer::MetricsFn& metrics)
-      : stream_(std::move(socket)), metrics_(metrics) {}
+  Session(tcp::socket socket, const HttpServer::MetricsFn& metrics,
+          const HttpServer::HealthFn& health)
+      : stream_(std::move(socket)), metrics_(metrics), health_(health) {}
 
   void Read() {
     request_ = {};
@@ -68,8 +69,9 @@ class Session : public std::enable_shared_from_this<Session> {
       response->set(http::field::content_type, "text/plain; version=0.0.4");
       response->body() = metrics_();
     } else if (target == "/healthz") {
-      response->result(http::status::ok);
-      response->body() = "ok\n";
+      const Status health = health_ ? health_() : Status::Ok();
+      response->result(health.ok() ? http::status::ok : http::status::service_unavailable);
+      response->body() = health.ok() ? "ok\n" : "not ready: " + health.message() + "\n";
     } else {
       response->result(http::status::not_found);
       response->body() = "not found: try /metrics or /healthz\n";
@@ -83,6 +85,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   const HttpServer::MetricsFn& metrics_;
+  const HttpServer::HealthFn& health_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
 };
@@ -94,6 +97,7 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{io};
   asio::steady_timer retry{io};
   MetricsFn metrics;  // the owner's samples, then the server's own
+  HealthFn health;
   std::atomic<int64_t> accept_errors{0};
   std::thread thread;
 
@@ -114,7 +118,7 @@ struct HttpServer::Impl {
         });
         return;
       }
-      std::make_shared<Session>(std::move(socket), metrics)->Read();
+      std::make_shared<Session>(std::move(socket), metrics, health)->Read();
       Accept();
     });
   }
@@ -132,8 +136,9 @@ HttpServer::~HttpServer() {
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
-                                                      MetricsFn metrics) {
+                                                      MetricsFn metrics, HealthFn health) {
   auto impl = std::make_unique<Impl>();
+  impl->health = std::move(health);
   impl->metrics = [user = std::move(metrics), errors = &impl->accept_errors] {
     std::string out = user();
     out +=

@@ -2,8 +2,10 @@
 
 // HttpServer: the daemons' small HTTP endpoint (Boost.Beast on its own Asio
 // io_context thread), serving GET /metrics in the Prometheus text format and
-// GET /healthz. The metrics text comes from a callback, called on the server
-// thread for each request; it must be thread-safe.
+// GET /healthz. The metrics text and the health come from callbacks, called
+// on the server thread for each request; they must be thread-safe. /healthz
+// answers 200 "ok" when the health callback (if any) returns ok, else 503
+// "not ready: <reason>".
 
 #include <cstdint>
 #include <functional>
@@ -19,12 +21,13 @@ namespace sluice {
 class HttpServer {
  public:
   using MetricsFn = std::function<std::string()>;
+  using HealthFn = std::function<Status()>;
 
   ~HttpServer();
 
   // Listens on host:port (port 0: any free port) and serves until destroyed.
   static Result<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
-                                                   MetricsFn metrics);
+                                                   MetricsFn metrics, HealthFn health = {});
   int port() const;
   // Connections that could not be accepted (e.g. out of file descriptors);
   // the server goes on accepting. Also in /metrics.

@@ -7,6 +7,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -55,6 +56,20 @@ TEST_CASE("the HTTP endpoint serves metrics and health, 404 otherwise") {
   REQUIRE(Get(port, "/healthz").find("\r\n\r\nok\n") != std::string::npos);
   REQUIRE(Get(port, "/nope").find("404") != std::string::npos);
   REQUIRE(calls == 1);
+}
+
+TEST_CASE("/healthz answers 503 with the reason while the health callback says not ready") {
+  std::atomic<bool> healthy{false};
+  auto server = HttpServer::Start(
+      "127.0.0.1", 0, [] { return std::string(); },
+      [&] { return healthy.load() ? Status::Ok() : Status::Unavailable("task fraud-3 FAILED"); });
+  REQUIRE(server.ok());
+  const int port = (*server)->port();
+  const std::string sick = Get(port, "/healthz");
+  CHECK(sick.find("503") != std::string::npos);
+  CHECK(sick.find("\r\n\r\nnot ready: task fraud-3 FAILED\n") != std::string::npos);
+  healthy.store(true);
+  CHECK(Get(port, "/healthz").find("200 OK\r\n") != std::string::npos);
 }
 
 TEST_CASE("a malformed request gets 400, headers too large get 431, and the server goes on") {

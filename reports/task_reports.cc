@@ -51,7 +51,9 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
         {"transactions_aborted", r.transactions_aborted()},
         {"last_commit_ms", r.last_commit_ms()},
         {"commit_ms_total", r.commit_ms_total()},
-        {"last_committed_checkpoint", r.last_committed_checkpoint()}};
+        {"last_committed_checkpoint", r.last_committed_checkpoint()},
+        {"failures", r.failures()},
+        {"failing_since_ms", r.failing_since_ms()}};
     for (const auto& [name, value] : fields) {
       w.Key(name);
       w.Int(value);
@@ -70,6 +72,19 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
   bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
   ok = std::fclose(f) == 0 && ok;
   if (ok) std::rename(tmp.c_str(), path.c_str());
+}
+
+Status TaskHealth(const std::vector<proto::TaskReport>& reports, int64_t now_ms, int64_t grace_ms) {
+  for (const proto::TaskReport& r : reports) {
+    const bool failing =
+        r.state() == proto::TaskReport::FAILED || r.state() == proto::TaskReport::RESTARTING;
+    if (!failing || r.failing_since_ms() <= 0 || now_ms - r.failing_since_ms() < grace_ms) continue;
+    return Status::Unavailable("task " + r.job() + "-" + std::to_string(r.partition()) + " " +
+                               proto::TaskReport::State_Name(r.state()) + " for " +
+                               std::to_string((now_ms - r.failing_since_ms()) / 1000) +
+                               " s: " + r.error());
+  }
+  return Status::Ok();
 }
 
 std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
@@ -112,6 +127,16 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
        }},
       {"sluice_task_open_windows", "gauge", "Windows in the task's state",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.open_windows()); }},
+      {"sluice_task_failures_total", "counter",
+       "Checkpoints or restarts of the task that failed (it restarts from its last checkpoint)",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.failures()); }},
+      {"sluice_task_failing", "gauge",
+       "1 while the task is FAILED or RESTARTING (see its error in status)",
+       [](const proto::TaskReport& r, int64_t) {
+         return r.state() == proto::TaskReport::FAILED || r.state() == proto::TaskReport::RESTARTING
+                    ? 1.0
+                    : 0.0;
+       }},
       {"sluice_task_exactly_once", "gauge",
        "1 if the task's output is transactional (delivery: exactly_once)",
        [](const proto::TaskReport& r, int64_t) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "proto/sluice.pb.h"
 
 namespace sluice::reports {
@@ -20,5 +21,12 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
 // `reports[i]`.
 std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
                         const std::vector<std::string>& workers, int64_t now_ms);
+
+// Whether a worker's tasks are healthy, for /healthz: not ready (Unavailable,
+// naming the task and its last error) once a task has been FAILED or
+// RESTARTING (its checkpoints failing) for longer than `grace_ms`.
+constexpr int64_t kUnhealthyAfterMs = 30'000;
+Status TaskHealth(const std::vector<proto::TaskReport>& reports, int64_t now_ms,
+                  int64_t grace_ms = kUnhealthyAfterMs);
 
 }  // namespace sluice::reports

@@ -63,8 +63,7 @@ void CoordinatorClient::Reconcile(const proto::HeartbeatResponse& reply) {
     auto job = jobs.find(a.job());
     if (job == jobs.end()) continue;
     auto r = running.find(ref);
-    const bool active = r != running.end() && (r->second.state() == proto::TaskReport::RUNNING ||
-                                               r->second.state() == proto::TaskReport::STARTING);
+    const bool active = r != running.end() && Active(r->second.state());
     if (a.stop() || a.drain()) {
       if (active && r->second.epoch() == a.epoch()) {
         host_.StopTask(ref, a.drain() ? StopMode::kDrain : StopMode::kRelease);
@@ -87,7 +86,7 @@ void CoordinatorClient::Reconcile(const proto::HeartbeatResponse& reply) {
   }
   for (const auto& [ref, r] : running) {
     if (wanted.count(ref)) continue;
-    if (r.state() == proto::TaskReport::RUNNING || r.state() == proto::TaskReport::STARTING) {
+    if (Active(r.state())) {
       host_.StopTask(ref, StopMode::kFence);
     } else {
       host_.Forget(ref);

@@ -160,11 +160,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto metrics = sluice::StartMetrics(daemon, [&] {
-    std::vector<sluice::proto::TaskReport> reports = host.Reports();
-    return sluice::reports::TaskMetrics(
-        reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
-  });
+  auto metrics = sluice::StartMetrics(
+      daemon,
+      [&] {
+        std::vector<sluice::proto::TaskReport> reports = host.Reports();
+        return sluice::reports::TaskMetrics(
+            reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
+      },
+      [&] { return sluice::reports::TaskHealth(host.Reports(), clock.NowMillis()); });
   if (!metrics.ok()) {
     spdlog::error("{}", metrics.status().message());
     host.Shutdown(false);

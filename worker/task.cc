@@ -80,6 +80,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   if (restored) {
     task->last_checkpoint_id_ = restored->checkpoint_id;
     task->committed_offset_ = restored->next_offset;
+    task->last_completed_ms_ = restored->created_ms;
   }
   SLUICE_ASSIGN_OR_RETURN(task->store_,
                           job.state->OpenTask(task->name_, /*wipe=*/!restored.has_value()));
@@ -264,6 +265,7 @@ void Task::Finished(CheckpointOutcome& outcome) {
     }
   }
   if (!outcome.status.ok()) return;
+  last_completed_ms_ = outcome.meta.created_ms;
   last_checkpoint_id_ = outcome.meta.checkpoint_id;
   committed_offset_ = outcome.meta.next_offset;
   spdlog::debug("task {}: checkpoint {} at offset {}", name_, outcome.meta.checkpoint_id,

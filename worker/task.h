@@ -149,6 +149,9 @@ class Task {
   // error nothing was committed.
   Status Checkpoint(int64_t now_ms, int flush_timeout_ms);
   int64_t last_checkpoint_ms() const { return last_checkpoint_ms_; }
+  // When the last checkpoint that completed (or the one restored) was taken;
+  // 0 if none.
+  int64_t last_completed_checkpoint_ms() const { return last_completed_ms_; }
   // The offset of the last committed checkpoint (what the worker commits to
   // Kafka), or -1.
   int64_t committed_offset() const { return committed_offset_; }
@@ -229,7 +232,8 @@ class Task {
   // A commit waited for because too much output was held (exactly_once),
   // for the next PollCheckpoint.
   std::optional<CheckpointOutcome> waited_;
-  int64_t last_checkpoint_ms_ = 0;
+  int64_t last_checkpoint_ms_ = 0;  // of the last barrier
+  int64_t last_completed_ms_ = 0;
   int64_t last_checkpoint_id_ = 0;
   int64_t committed_offset_ = -1;
 };

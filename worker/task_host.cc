@@ -96,6 +96,11 @@ class TaskHost::Thread {
     // stop --drain: the partition's end offset when the drain was asked for;
     // the task drains once it has consumed up to there (-1: no drain asked).
     int64_t drain_at = -1;
+    // Health: failed checkpoints and restarts, the last one's error, and
+    // since when the task has been failing (0: its last checkpoint succeeded).
+    int64_t failures = 0;
+    std::string last_error;
+    int64_t failing_since_ms = 0;
   };
   struct JobConsumer {
     std::unique_ptr<kafka::KafkaConsumer> consumer;
@@ -124,6 +129,11 @@ class TaskHost::Thread {
   // false if it could not be reopened (it is then removed and reported).
   bool Restart(const TaskRef& ref);
   void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error);
+  static void NoteFailure(Entry& entry, const std::string& error, int64_t now_ms) {
+    ++entry.failures;
+    entry.last_error = error;
+    if (entry.failing_since_ms == 0) entry.failing_since_ms = now_ms;
+  }
   void FinalCheckpoints(bool drain);
 
   TaskHost& host_;
@@ -264,6 +274,8 @@ void TaskHost::Thread::Apply(Command& c) {
         r.set_version(c.version);
         r.set_state(proto::TaskReport::FAILED);
         r.set_error(s.message());
+        r.set_failures(1);
+        r.set_failing_since_ms(now);
         host_.Publish(c.task, r);
         return;
       }
@@ -311,6 +323,8 @@ void TaskHost::Thread::Apply(Command& c) {
         r.set_partition(c.task.partition);
         r.set_state(proto::TaskReport::FAILED);
         r.set_error(o.message());
+        r.set_failures(1);
+        r.set_failing_since_ms(now);
         host_.Publish(c.task, r);
         Remove(c.task);
       }
@@ -400,12 +414,15 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     if (std::optional<CheckpointOutcome> done = task.PollCheckpoint()) {
       if (done->status.ok()) {
         CommitOffset(task);
+        entry.last_error.clear();
+        entry.failing_since_ms = 0;
       } else if (done->fenced) {
         fenced.emplace_back(ref, done->status.message());
         continue;
       } else {
         spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
                       task.name(), done->status.message());
+        NoteFailure(entry, "checkpoint failed: " + done->status.message(), now);
         failed.push_back(ref);
         continue;
       }
@@ -429,6 +446,7 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     } else if (!s.ok()) {
       spdlog::error("task {}: checkpoint failed: {}; restarting it from its last checkpoint",
                     task.name(), s.message());
+      NoteFailure(entry, "checkpoint failed: " + s.message(), now);
       failed.push_back(ref);
     }
   }
@@ -488,6 +506,10 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   const int64_t version = it->second.version, epoch = it->second.task->epoch();
   const TransactionCounters transactions = it->second.task->transactions();
   const int64_t drain_at = it->second.drain_at;
+  Entry health;
+  health.failures = it->second.failures;
+  health.last_error = it->second.last_error;
+  health.failing_since_ms = it->second.failing_since_ms;
   // Let the old records settle first, so the replay's come after them.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (it->second.task->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -503,6 +525,9 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
     r.set_version(version);
     r.set_state(proto::TaskReport::FAILED);
     r.set_error("cannot restart: " + o.message());
+    r.set_failures(health.failures + 1);
+    r.set_failing_since_ms(health.failing_since_ms > 0 ? health.failing_since_ms
+                                                       : host_.clock_.NowMillis());
     host_.Publish(ref, r);
     Remove(ref);
     return false;
@@ -514,6 +539,10 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   if (carried.last_commit_ms == 0) carried.last_commit_ms = transactions.last_commit_ms;
   tasks_[ref].task->set_transactions(carried);
   tasks_[ref].drain_at = drain_at;
+  tasks_[ref].failures = health.failures;
+  tasks_[ref].last_error = health.last_error;
+  tasks_[ref].failing_since_ms = health.failing_since_ms;
+  PublishTask(ref, proto::TaskReport::RUNNING, "");
   return true;
 }
 
@@ -538,7 +567,7 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
   }
   r.set_watermark(proc.watermark());
   r.set_last_checkpoint_id(t.last_checkpoint_id());
-  r.set_last_checkpoint_ms(t.last_checkpoint_ms());
+  r.set_last_checkpoint_ms(t.last_completed_checkpoint_ms());
   r.set_consumed(c.consumed);
   r.set_processed(c.processed);
   r.set_filtered(c.filtered);
@@ -547,7 +576,19 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
   r.set_alerts(c.alerts);
   r.set_window_results(c.window_results);
   r.set_open_windows(static_cast<int64_t>(proc.open_windows()));
-  r.set_error(error);
+  const Entry& entry = it->second;
+  if (state == proto::TaskReport::RUNNING && !entry.last_error.empty()) {
+    // Restarted after a failed checkpoint; RUNNING again once one succeeds.
+    r.set_state(proto::TaskReport::RESTARTING);
+    r.set_error(entry.last_error);
+  } else {
+    r.set_error(error);
+  }
+  r.set_failures(entry.failures);
+  if (r.state() == proto::TaskReport::FAILED || r.state() == proto::TaskReport::RESTARTING) {
+    r.set_failing_since_ms(entry.failing_since_ms > 0 ? entry.failing_since_ms
+                                                      : host_.clock_.NowMillis());
+  }
   r.set_delivery(t.exactly_once() ? "exactly_once" : "at_least_once");
   if (t.exactly_once()) {
     const TransactionCounters& x = t.transactions();

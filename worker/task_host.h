@@ -64,6 +64,13 @@ struct TaskRef {
   std::string ToString() const { return job + "-" + std::to_string(partition); }
 };
 
+// Whether a task in `state` is held by its worker (starting, running, or
+// restarting after a failed checkpoint).
+inline bool Active(proto::TaskReport::State state) {
+  return state == proto::TaskReport::RUNNING || state == proto::TaskReport::STARTING ||
+         state == proto::TaskReport::RESTARTING;
+}
+
 enum class StopMode {
   kRelease,  // final checkpoint, then report RELEASED (a move, or stop)
   kDrain,    // emit every open window, final checkpoint, report DRAINED
