@@ -28,8 +28,9 @@ TEST_CASE("health: not ready once a task has failed for longer than the grace") 
   REQUIRE(s.code() == StatusCode::kUnavailable);
   CHECK(s.message() == "task fraud-1 RESTARTING for 35 s: checkpoint failed: x");
   reports[1] = Task(1, proto::TaskReport::FAILED, kNow - 31'000, "cannot restart: disk full");
-  CHECK(TaskHealth(reports, kNow).message() == "task fraud-1 FAILED for 31 s: cannot restart: "
-                                               "disk full");
+  CHECK(TaskHealth(reports, kNow).message() ==
+        "task fraud-1 FAILED for 31 s: cannot restart: "
+        "disk full");
   reports[1] = Task(1, proto::TaskReport::RUNNING, 0);
   CHECK(TaskHealth(reports, kNow + 3'600'000).ok());
 }
@@ -48,8 +49,7 @@ TEST_CASE("metrics: failures, failing and transactions per task") {
   CHECK(text.find("sluice_task_exactly_once" + labels + " 1\n") != std::string::npos);
   CHECK(text.find("sluice_task_transactions_committed_total" + labels + " 40\n") !=
         std::string::npos);
-  CHECK(text.find("sluice_task_transactions_aborted_total" + labels + " 2\n") !=
-        std::string::npos);
+  CHECK(text.find("sluice_task_transactions_aborted_total" + labels + " 2\n") != std::string::npos);
   CHECK(text.find("sluice_task_commit_seconds_total" + labels + " 1.5\n") != std::string::npos);
 }
 
