@@ -64,19 +64,12 @@ KafkaProducer::~KafkaProducer() {
   if (poller_.joinable()) poller_.join();
   if (rk_ != nullptr) {
     rd_kafka_flush(rk_, 10'000);
-    for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+    topics_.DestroyAll();
     rd_kafka_destroy(rk_);
   }
 }
 
-rd_kafka_topic_t* KafkaProducer::Topic(const std::string& name) {
-  std::lock_guard<std::mutex> lock(topics_mu_);
-  auto it = topics_.find(name);
-  if (it != topics_.end()) return it->second;
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
-  topics_.emplace(name, rkt);
-  return rkt;
-}
+rd_kafka_topic_t* KafkaProducer::Topic(const std::string& name) { return topics_.Get(rk_, name); }
 
 Status KafkaProducer::Produce(const std::string& topic, std::string_view key,
                               std::string_view value, DeliveryTracker* tracker) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kafka/topic_handles.h"
 
 struct rd_kafka_s;
 struct rd_kafka_topic_s;
@@ -92,8 +93,7 @@ class KafkaProducer {
   KafkaProducer() = default;
 
   rd_kafka_s* rk_ = nullptr;
-  std::mutex topics_mu_;
-  std::map<std::string, rd_kafka_topic_s*, std::less<>> topics_;
+  TopicHandles topics_;
   std::atomic<bool> stop_{false};
   std::thread poller_;  // serves delivery reports
 };

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kafka/topic_handles.h"
+
 namespace sluice::kafka {
 
 Status SetAll(rd_kafka_conf_t* conf, const std::map<std::string, std::string>& settings) {
@@ -54,6 +56,21 @@ void LogToSpdlog(const rd_kafka_t*, int level, const char* fac, const char* buf)
   } else {
     spdlog::debug("kafka {}: {}", fac, buf);
   }
+}
+
+rd_kafka_topic_t* TopicHandles::Get(rd_kafka_t* rk, const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = topics_.find(name);
+  if (it != topics_.end()) return it->second;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+  topics_.emplace(name, rkt);
+  return rkt;
+}
+
+void TopicHandles::DestroyAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+  topics_.clear();
 }
 
 }  // namespace sluice::kafka

@@ -83,7 +83,7 @@ TransactionalProducer::~TransactionalProducer() {
   }
   stop_.store(true);
   if (poller_.joinable()) poller_.join();
-  for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+  topics_.DestroyAll();
   rd_kafka_destroy(rk_);
 }
 
@@ -94,12 +94,7 @@ TxnStatus TransactionalProducer::Begin() {
 }
 
 rd_kafka_topic_t* TransactionalProducer::Topic(const std::string& name) {
-  std::lock_guard<std::mutex> lock(topics_mu_);
-  auto it = topics_.find(name);
-  if (it != topics_.end()) return it->second;
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
-  topics_.emplace(name, rkt);
-  return rkt;
+  return topics_.Get(rk_, name);
 }
 
 TxnStatus TransactionalProducer::Produce(rd_kafka_topic_t* rkt, int32_t partition,
@@ -129,28 +124,29 @@ TxnStatus TransactionalProducer::Produce(rd_kafka_topic_t* rkt, int32_t partitio
   }
 }
 
-TxnStatus TransactionalProducer::Commit(int timeout_ms) {
+TxnStatus TransactionalProducer::Commit(int timeout_ms) { return End(/*commit=*/true, timeout_ms); }
+
+TxnStatus TransactionalProducer::End(bool commit, int timeout_ms) {
+  const std::string what = std::string(commit ? "commit" : "abort") + " transaction " + id_;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   while (true) {
-    rd_kafka_error_t* error = rd_kafka_commit_transaction(rk_, RemainingMs(deadline));
+    rd_kafka_error_t* error = commit ? rd_kafka_commit_transaction(rk_, RemainingMs(deadline))
+                                     : rd_kafka_abort_transaction(rk_, RemainingMs(deadline));
     if (error == nullptr) {
       in_transaction_ = false;
       return {};
     }
-    if (rd_kafka_error_is_retriable(error)) {
-      if (Clock::now() < deadline) {
-        rd_kafka_error_destroy(error);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        continue;
-      }
-      TxnStatus unknown{Status::Unavailable("commit transaction " + id_ + ": not done in " +
-                                            std::to_string(timeout_ms / 1000) +
-                                            " s: " + rd_kafka_error_string(error)),
-                        TxnFailure::kUnknown};
+    if (!rd_kafka_error_is_retriable(error)) return FromTxnError(error, what);
+    if (Clock::now() >= deadline) {
+      TxnStatus unknown{
+          Status::Unavailable(what + ": not done in " + std::to_string(timeout_ms / 1000) +
+                              " s: " + rd_kafka_error_string(error)),
+          TxnFailure::kUnknown};
       rd_kafka_error_destroy(error);
       return unknown;
     }
-    return FromTxnError(error, "commit transaction " + id_);
+    rd_kafka_error_destroy(error);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
@@ -166,22 +162,7 @@ TxnStatus TransactionalProducer::Flush(int timeout_ms) {
   return {};
 }
 
-TxnStatus TransactionalProducer::Abort(int timeout_ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (true) {
-    rd_kafka_error_t* error = rd_kafka_abort_transaction(rk_, RemainingMs(deadline));
-    if (error == nullptr) {
-      in_transaction_ = false;
-      return {};
-    }
-    if (rd_kafka_error_is_retriable(error) && Clock::now() < deadline) {
-      rd_kafka_error_destroy(error);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
-    }
-    return FromTxnError(error, "abort transaction " + id_);
-  }
-}
+TxnStatus TransactionalProducer::Abort(int timeout_ms) { return End(/*commit=*/false, timeout_ms); }
 
 int64_t TransactionalProducer::OutstandingRecords() const { return rd_kafka_outq_len(rk_); }
 

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/status.h"
+#include "kafka/topic_handles.h"
 
 struct rd_kafka_s;
 struct rd_kafka_topic_s;
@@ -85,12 +86,13 @@ class TransactionalProducer {
 
  private:
   TransactionalProducer() = default;
+  // commit_transaction or abort_transaction, retried while retriable.
+  TxnStatus End(bool commit, int timeout_ms);
 
   rd_kafka_s* rk_ = nullptr;
   std::string id_;
   bool in_transaction_ = false;
-  std::mutex topics_mu_;
-  std::map<std::string, rd_kafka_topic_s*, std::less<>> topics_;
+  TopicHandles topics_;
   std::atomic<bool> stop_{false};
   std::thread poller_;  // serves delivery reports
 };
