@@ -306,6 +306,17 @@ Result<proto::RegisterResponse> Coordinator::Register(const proto::RegisterReque
   Saved before = Save();
   auto it = workers_.find(request.worker_id());
   const bool again = it != workers_.end() && it->second.alive && !it->second.placeholder;
+  if (again && !it->second.instance.empty() && !request.instance().empty() &&
+      it->second.instance != request.instance()) {
+    // Two processes, one id: both would run every task of the id. The first
+    // keeps it until its lease runs out.
+    return Status::AlreadyExists(
+        "worker id " + request.worker_id() + " is held by a live worker on host " +
+        it->second.host +
+        " with another data directory; give this worker its own --worker-id "
+        "(it is refused until the other's lease of " +
+        std::to_string(options_.lease_ms / 1000) + " s runs out)");
+  }
   if (again) {
     // The same worker registering again is a new process: fence the old one's
     // tasks by giving them a new epoch.
@@ -317,6 +328,7 @@ Result<proto::RegisterResponse> Coordinator::Register(const proto::RegisterReque
   }
   WorkerRecord& w = workers_[request.worker_id()];
   w.host = request.host();
+  w.instance = request.instance();
   w.threads = request.threads();
   w.last_heartbeat_ms = now;
   w.alive = true;
@@ -340,7 +352,9 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
   proto::HeartbeatResponse response;
   const std::string& id = request.worker_id();
   auto wit = workers_.find(id);
-  if (wit == workers_.end() || wit->second.placeholder) {
+  if (wit == workers_.end() || wit->second.placeholder ||
+      (!request.instance().empty() && request.instance() != wit->second.instance)) {
+    // Unknown, or an older process of this id (replaced after its lease ran out).
     response.set_reregister(true);
     return response;
   }

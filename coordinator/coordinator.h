@@ -94,6 +94,7 @@ class Coordinator {
   };
   struct WorkerRecord {
     std::string host;
+    std::string instance;  // RegisterRequest::instance of the process holding the id
     int32_t threads = 0;
     int64_t last_heartbeat_ms = 0;
     bool alive = false;

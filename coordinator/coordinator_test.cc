@@ -274,6 +274,49 @@ TEST_CASE("a worker registering again while alive was restarted: its tasks get n
   for (const auto& [p, owner] : before) REQUIRE(after[p].second == owner.second + 1);
 }
 
+TEST_CASE("one id, two live processes: the second is refused until the first's lease runs out") {
+  Fixture f;
+  auto reg = [&](const std::string& instance) {
+    proto::RegisterRequest r;
+    r.set_worker_id("w1");
+    r.set_host("h-" + instance);
+    r.set_threads(2);
+    r.set_instance(instance);
+    return f.c->Register(r);
+  };
+  auto beat = [&](const std::string& instance) {
+    proto::HeartbeatRequest r;
+    r.set_worker_id("w1");
+    r.set_instance(instance);
+    auto response = f.c->Heartbeat(r);
+    REQUIRE(response.ok());
+    return *response;
+  };
+  REQUIRE(reg("aaa").ok());
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  auto before = f.Owners("fraud");
+
+  // Another data directory under the same id: refused, nothing changes.
+  auto dup = reg("bbb");
+  REQUIRE(dup.status().code() == StatusCode::kAlreadyExists);
+  REQUIRE(dup.status().message().find("worker id w1 is held by a live worker on host h-aaa") == 0);
+  REQUIRE(f.Owners("fraud") == before);
+  REQUIRE_FALSE(beat("aaa").reregister());
+
+  // The same instance again is a restart: new epochs.
+  REQUIRE(reg("aaa").ok());
+  for (const auto& [p, owner] : f.Owners("fraud")) REQUIRE(owner.second == before[p].second + 1);
+
+  // Once the first's lease has run out, the other takes the id; the first is
+  // told to register again (and is refused from then on).
+  f.clock.Advance(6000);
+  REQUIRE(f.c->Tick().ok());
+  REQUIRE(reg("bbb").ok());
+  REQUIRE_FALSE(beat("bbb").reregister());
+  REQUIRE(beat("aaa").reregister());
+  REQUIRE(reg("aaa").status().code() == StatusCode::kAlreadyExists);
+}
+
 TEST_CASE("update changes rules without touching the state layout; other changes are refused") {
   Fixture f;
   f.Register("w1");

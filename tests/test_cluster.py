@@ -357,3 +357,32 @@ def test_coordinator_killed_right_after_an_epoch_bump_never_hands_an_epoch_out_t
     record(cluster.file_placement(name))
     cluster.drain(name)
     check_against_reference(cluster.broker, job_file, job, len(events), PARTITIONS, exact=False)
+
+
+def test_a_second_worker_with_a_taken_id_is_refused_and_runs_nothing(cluster):  # noqa: F811
+    """Two processes, one --worker-id (each with its own data directory): the
+    coordinator refuses the second while the first is alive, so no task runs
+    twice and the output has no duplicates."""
+    from cluster_testlib import ClusterWorker
+    job_file, job = submit_fraud_job(cluster, partitions=4)
+    name = job["name"]
+    cluster.wait_running(name, 4)
+    dup = ClusterWorker(cluster.workdir, cluster.coordinator.address, cluster.broker.bootstrap,
+                        "w1-twin")
+    dup.args[dup.args.index("--worker-id") + 1] = "w1"
+    dup.start()
+    try:
+        def refused():
+            with open(dup.log_path) as f:
+                return "the coordinator refuses this worker: worker id w1 is held by a live " \
+                       "worker" in f.read()
+        wait_for(refused, 30, "the second w1 to be refused")
+        events = payments(seed=15, n=3000, disorder_ms=2000, malformed=0.01)
+        produce(cluster.broker.bootstrap, job["topic"], events)
+        cluster.wait_caught_up(name, job["topic"], 4)
+        assert dup.alive()
+        assert not dup.tasks(name), dup.status()
+        cluster.drain(name)
+        check_against_reference(cluster.broker, job_file, job, len(events), 4, exact=True)
+    finally:
+        dup.terminate()

@@ -18,9 +18,10 @@ struct CoordinatorClient::Rpc {
 };
 
 CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id, int threads,
-                                     TaskHost& host, const Clock& clock)
+                                     TaskHost& host, const Clock& clock, std::string instance)
     : address_(std::move(address)),
       worker_id_(std::move(worker_id)),
+      instance_(std::move(instance)),
       threads_(threads),
       host_(host),
       clock_(clock),
@@ -115,6 +116,7 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
       req.set_worker_id(worker_id_);
       req.set_host(hostname);
       req.set_threads(threads_);
+      req.set_instance(instance_);
       proto::RegisterResponse resp;
       st = rpc_->stub->Register(&ctx, req, &resp);
       if (st.ok()) {
@@ -125,9 +127,24 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
                      address_, worker_id_, heartbeat_ms, lease_ms);
         continue;
       }
+      if (st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+        // Another live process holds this id: run nothing meanwhile.
+        for (const proto::TaskReport& r : host_.Reports()) {
+          if (Active(r.state())) host_.StopTask(TaskRef{r.job(), r.partition()}, StopMode::kFence);
+        }
+        host_.Confirm({}, 0);
+        const int64_t now = clock_.NowMillis();
+        if (now - last_warning > 10'000) {
+          last_warning = now;
+          spdlog::error("the coordinator refuses this worker: {}", st.error_message());
+        }
+        sleep_ms(heartbeat_ms);
+        continue;
+      }
     } else {
       proto::HeartbeatRequest req;
       req.set_worker_id(worker_id_);
+      req.set_instance(instance_);
       for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
       proto::HeartbeatResponse resp;
       st = rpc_->stub->Heartbeat(&ctx, req, &resp);
@@ -163,6 +180,7 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
 void CoordinatorClient::Leave() {
   proto::HeartbeatRequest req;
   req.set_worker_id(worker_id_);
+  req.set_instance(instance_);
   req.set_leaving(true);
   for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
   proto::HeartbeatResponse resp;

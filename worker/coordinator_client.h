@@ -27,8 +27,9 @@ namespace sluice::worker {
 
 class CoordinatorClient {
  public:
+  // `instance` names this process's data directory (see RegisterRequest).
   CoordinatorClient(std::string address, std::string worker_id, int threads, TaskHost& host,
-                    const Clock& clock);
+                    const Clock& clock, std::string instance = "");
   ~CoordinatorClient();
 
   // Runs until `stop`.
@@ -48,6 +49,7 @@ class CoordinatorClient {
   struct Rpc;
   std::string address_;
   std::string worker_id_;
+  std::string instance_;
   int threads_;
   TaskHost& host_;
   const Clock& clock_;

@@ -20,6 +20,7 @@
 #include "kafka/kafka_client.h"
 #include "reports/task_reports.h"
 #include "worker/coordinator_client.h"
+#include "worker/instance.h"
 #include "worker/partitions.h"
 #include "worker/task_host.h"
 
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
   auto* coord_opt = app.add_option("--coordinator", coordinator,
                                    "Cluster mode: the coordinator's address HOST:PORT");
   app.add_option("--worker-id", worker_id,
-                 "Cluster mode: this worker's stable id (default: the host name)");
+                 "Cluster mode: this worker's stable id (default: the host name and a suffix "
+                 "from the data directory's path)");
   auto* job_opt = app.add_option("--job", job_file, "Standalone mode: the job file (YAML)");
   job_opt->excludes(coord_opt);
   app.add_option("--partitions", partitions,
@@ -124,11 +126,7 @@ int main(int argc, char** argv) {
     std::cerr << "sluice-worker: " << parts.status().message() << "\n";
     return 2;
   }
-  if (worker_id.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    worker_id = host;
-  }
+  if (worker_id.empty()) worker_id = sluice::worker::DefaultWorkerId(data_dir);
 
   sluice::worker::HostOptions options;
   options.brokers = !brokers.empty()                   ? brokers
@@ -152,6 +150,14 @@ int main(int argc, char** argv) {
   }
 
   g_stop = &sluice::InstallStopSignals();
+
+  // One worker per data directory; its instance tells a restart of this
+  // worker from another process under the same --worker-id.
+  auto claim = sluice::worker::DataDirClaim::Take(data_dir);
+  if (!claim.ok()) {
+    spdlog::error("{}", claim.status().message());
+    return 1;
+  }
 
   sluice::SystemClock clock;
   sluice::worker::TaskHost host(options, clock);
@@ -178,7 +184,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<sluice::worker::CoordinatorClient> client;
   if (!coordinator.empty()) {
     client = std::make_unique<sluice::worker::CoordinatorClient>(coordinator, worker_id, threads,
-                                                                 host, clock);
+                                                                 host, clock, claim->instance());
     control = std::thread([&] { client->Run(*g_stop); });
   } else {
     auto plan = sluice::engine::JobPlan::Compile(spec);

@@ -293,7 +293,9 @@ void TaskHost::Thread::Apply(Command& c) {
       }
       if (c.mode == StopMode::kDrain && it->second.drain_at < 0) {
         // Everything in the partition now is processed first, also by a task
-        // that has just restarted from an older checkpoint.
+        // that has just restarted from an older checkpoint (whose consumer
+        // may not exist yet).
+        FlushReassign();
         it->second.drain_at = EndOffset(c.task, task);
         if (!Drained(it->second)) {
           spdlog::info("task {}: draining once it has consumed up to offset {} (now at {})",
@@ -363,7 +365,10 @@ void TaskHost::Thread::Stop(const TaskRef& ref, StopMode mode) {
                                           : proto::TaskReport::RELEASED;
   if (!s.ok()) spdlog::error("task {}: final checkpoint failed: {}", ref.ToString(), s.message());
   spdlog::info("task {}: {} at offset {}", ref.ToString(),
-               state == proto::TaskReport::DRAINED ? "drained" : "released", task.next_offset());
+               state == proto::TaskReport::DRAINED    ? "drained"
+               : state == proto::TaskReport::RELEASED ? "released"
+                                                      : "stopped without a final checkpoint",
+               task.next_offset());
   PublishTask(ref, state, s.ok() ? "" : s.message());
   Remove(ref);
 }
