@@ -189,32 +189,29 @@ Result<std::optional<std::string>> ReadLastRecord(const std::string& brokers,
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset =
       RD_KAFKA_OFFSET_BEGINNING;
-  Result<std::optional<std::string>> result =
-      FromKafka(rd_kafka_assign(rk, list), "assign " + topic);
+  Status error = FromKafka(rd_kafka_assign(rk, list), "assign " + topic);
   rd_kafka_topic_partition_list_destroy(list);
 
   // Read until the end: with read_committed, the end (and the EOF event) is
   // the last stable offset, past which a transaction may still be open.
   std::optional<std::string> last;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (result.ok()) {
+  bool at_end = false;
+  while (error.ok() && !at_end) {
     const int left = RemainingMs(deadline);
     if (left == 0) {
-      result = Status::Unavailable(what + ": did not reach its end within " +
-                                   std::to_string(timeout_ms / 1000) + " s");
+      error = Status::Unavailable(what + ": did not reach its end within " +
+                                  std::to_string(timeout_ms / 1000) + " s");
       break;
     }
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, std::min(left, 200));
     if (m == nullptr) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      rd_kafka_message_destroy(m);
-      result = last;
-      break;
-    }
-    if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
-      result = Status::NotFound(what + ": " + rd_kafka_message_errstr(m));
+      at_end = true;
+    } else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+               m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+               m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+      error = Status::NotFound(what + ": " + rd_kafka_message_errstr(m));
     } else if (m->err) {
       spdlog::debug("{}: {}", what, rd_kafka_message_errstr(m));  // retried by librdkafka
     } else if (m->key != nullptr &&
@@ -225,7 +222,8 @@ Result<std::optional<std::string>> ReadLastRecord(const std::string& brokers,
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
-  return result;
+  if (!error.ok()) return error;
+  return last;
 }
 
 // ---- EnsureTopic -----------------------------------------------------------
