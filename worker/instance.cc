@@ -64,7 +64,8 @@ Result<DataDirClaim> DataDirClaim::Take(const std::string& data_dir) {
     std::ifstream in(instance_path);
     std::getline(in, instance);
   }
-  if (instance.size() != 32 || instance.find_first_not_of("0123456789abcdef") != std::string::npos) {
+  if (instance.size() != 32 ||
+      instance.find_first_not_of("0123456789abcdef") != std::string::npos) {
     instance = RandomHex(16);
     const fs::path tmp = instance_path.string() + ".tmp";
     std::ofstream out(tmp, std::ios::trunc);
