@@ -129,6 +129,21 @@ class TaskHost::Thread {
   // false if it could not be reopened (it is then removed and reported).
   bool Restart(const TaskRef& ref);
   void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error);
+  // The report of a task that is not running (it could not start or
+  // restart): FAILED with `error`.
+  void PublishFailed(const TaskRef& ref, int64_t epoch, int64_t version, const std::string& error,
+                     int64_t failures, int64_t failing_since_ms) {
+    proto::TaskReport r;
+    r.set_job(ref.job);
+    r.set_partition(ref.partition);
+    r.set_epoch(epoch);
+    r.set_version(version);
+    r.set_state(proto::TaskReport::FAILED);
+    r.set_error(error);
+    r.set_failures(failures);
+    r.set_failing_since_ms(failing_since_ms);
+    host_.Publish(ref, std::move(r));
+  }
   static void NoteFailure(Entry& entry, const std::string& error, int64_t now_ms) {
     ++entry.failures;
     entry.last_error = error;
@@ -267,16 +282,7 @@ void TaskHost::Thread::Apply(Command& c) {
       if (!s.ok()) {
         spdlog::error("task {}: cannot start: {}", c.task.ToString(), s.message());
         tasks_.erase(c.task);
-        proto::TaskReport r;
-        r.set_job(c.task.job);
-        r.set_partition(c.task.partition);
-        r.set_epoch(c.epoch);
-        r.set_version(c.version);
-        r.set_state(proto::TaskReport::FAILED);
-        r.set_error(s.message());
-        r.set_failures(1);
-        r.set_failing_since_ms(now);
-        host_.Publish(c.task, r);
+        PublishFailed(c.task, c.epoch, c.version, s.message(), 1, now);
         return;
       }
       PublishTask(c.task, proto::TaskReport::RUNNING, "");
@@ -320,14 +326,7 @@ void TaskHost::Thread::Apply(Command& c) {
       int64_t epoch = it->second.task->epoch();
       tasks_.erase(it);
       if (Status o = Open(c.task, c.plan, c.version, epoch); !o.ok()) {
-        proto::TaskReport r;
-        r.set_job(c.task.job);
-        r.set_partition(c.task.partition);
-        r.set_state(proto::TaskReport::FAILED);
-        r.set_error(o.message());
-        r.set_failures(1);
-        r.set_failing_since_ms(now);
-        host_.Publish(c.task, r);
+        PublishFailed(c.task, epoch, c.version, o.message(), 1, now);
         Remove(c.task);
       }
       return;
@@ -523,17 +522,8 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   tasks_.erase(it);
   if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
     spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
-    proto::TaskReport r;
-    r.set_job(ref.job);
-    r.set_partition(ref.partition);
-    r.set_epoch(epoch);
-    r.set_version(version);
-    r.set_state(proto::TaskReport::FAILED);
-    r.set_error("cannot restart: " + o.message());
-    r.set_failures(health.failures + 1);
-    r.set_failing_since_ms(health.failing_since_ms > 0 ? health.failing_since_ms
-                                                       : host_.clock_.NowMillis());
-    host_.Publish(ref, r);
+    PublishFailed(ref, epoch, version, "cannot restart: " + o.message(), health.failures + 1,
+                  health.failing_since_ms > 0 ? health.failing_since_ms : host_.clock_.NowMillis());
     Remove(ref);
     return false;
   }
