@@ -228,6 +228,7 @@ class TaskProcessor::Impl {
 
   int64_t watermark() const { return watermark_; }
   int64_t next_offset() const { return next_offset_; }
+  SourcePosition position() const { return position_; }
   const TaskCounters& counters() const { return counters_; }
   size_t open_windows() const { return open_windows_; }
   size_t queued_rule_events() const { return pending_heap_.size(); }
@@ -266,6 +267,7 @@ class TaskProcessor::Impl {
     }
     ++counters_.consumed;
     next_offset_ = rec.position.offset + 1;
+    position_ = rec.position;
     if (!staged.parsed) {
       ++counters_.dead_lettered;
       EmitDeadLetter(rec, staged.reason);
@@ -841,6 +843,7 @@ class TaskProcessor::Impl {
   std::string topic_;
   int32_t partition_ = 0;
   int64_t next_offset_ = -1;
+  SourcePosition position_;
   int64_t max_event_time_ = kMinTime;
   int64_t watermark_ = kMinTime;
   bool seen_event_ = false;
@@ -1194,6 +1197,7 @@ Status TaskProcessor::Restore(const StateStore& store) { return impl_->Restore(s
 int64_t TaskProcessor::watermark() const { return impl_->watermark(); }
 int64_t TaskProcessor::next_offset() const { return impl_->next_offset(); }
 const TaskCounters& TaskProcessor::counters() const { return impl_->counters(); }
+SourcePosition TaskProcessor::position() const { return impl_->position(); }
 size_t TaskProcessor::open_windows() const { return impl_->open_windows(); }
 size_t TaskProcessor::queued_rule_events() const { return impl_->queued_rule_events(); }
 

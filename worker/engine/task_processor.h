@@ -43,8 +43,14 @@ namespace sluice::engine {
 
 struct TaskCounters {
   int64_t consumed = 0;
-  int64_t processed = 0;  // includes filtered
+  int64_t processed = 0;  // includes filtered and deduplicated
   int64_t filtered = 0;
+  int64_t deduplicated = 0;  // dropped by the job's `dedup` as a repeat
+  // Comparisons in the filter, rules or having that met a value of another
+  // type (a number compared with a string): false, and counted, so that a
+  // producer's type drift shows in /metrics. Zero when source.fields is
+  // declared (such an event is a dead letter instead).
+  int64_t type_mismatches = 0;
   int64_t late = 0;
   int64_t dead_lettered = 0;
   int64_t window_results = 0;  // emitted window records (final + update)
@@ -99,6 +105,11 @@ class TaskProcessor {
   Status Restore(const StateStore& store);
 
   int64_t watermark() const;
+  // The position of the record being processed: while a RecordSink::Emit
+  // runs, the record whose processing emitted (for timers, the record that
+  // moved the watermark; for OnProcessingTime and Drain, the last one
+  // processed). Its topic view is valid only during ProcessBatch.
+  SourcePosition position() const;
   // The offset of the next record to process (last processed + 1), or -1.
   int64_t next_offset() const;
   const TaskCounters& counters() const;
