@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "worker/engine/job_plan.h"
+#include "worker/engine/time_util.h"
 
 namespace sluice::jobspec {
 namespace {
@@ -27,6 +28,11 @@ constexpr int64_t kDayMs = 24 * kHourMs;
 constexpr int64_t kDefaultIdleTimeoutMs = 30 * kSecondMs;
 constexpr int64_t kDefaultMaxFutureMs = kHourMs;
 constexpr int64_t kDefaultCheckpointIntervalMs = 10 * kSecondMs;
+// The largest source record processed, and the most of a raw record a dead
+// letter carries, unless source.max_record_bytes says otherwise.
+constexpr int64_t kDefaultMaxRecordBytes = 64 * 1024;
+// Past this a record cannot be produced to Kafka with any sane setting.
+constexpr int64_t kMaxMaxRecordBytes = int64_t{1} << 30;
 
 // Longer names would make the default sink topics ("<name>-late") exceed
 // Kafka's limit of 249 characters.
@@ -35,7 +41,7 @@ constexpr size_t kMaxTopicLength = 249;
 
 constexpr std::string_view kDurationExpected = "a duration like 250ms, 5s, 30m, 1h or 7d";
 constexpr std::string_view kAggregateExpected =
-    "an aggregate like count(), sum(f), min(f), max(f), avg(f), "
+    "an aggregate like count(), count(f), sum(f), min(f), max(f), avg(f), "
     "count_distinct(f), first(f), last(f) or duration()";
 
 // Names an aggregate may not take: fields every output record already has, and
@@ -229,12 +235,13 @@ Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
                                    " (expected one of: count, sum, min, max, avg, count_distinct, "
                                    "first, last, duration)");
   }
-  const bool no_field =
-      it->second == proto::AggregateSpec::COUNT || it->second == proto::AggregateSpec::DURATION;
+  // count() counts events, count(f) the events where f is not null.
+  const bool no_field = it->second == proto::AggregateSpec::DURATION;
+  const bool optional_field = it->second == proto::AggregateSpec::COUNT;
   if (no_field && !arg.empty()) {
     return Status::InvalidArgument(std::string(fn) + "() takes no field, got " + Quote(text));
   }
-  if (!no_field && arg.empty()) {
+  if (!no_field && !optional_field && arg.empty()) {
     return Status::InvalidArgument(std::string(fn) + "() needs a field, like " + std::string(fn) +
                                    "(amount)");
   }
@@ -278,6 +285,9 @@ class Loader {
   Status FieldPath(const Entry& e, const std::string& path, std::string* out) const;
 
   Status MapSource(const Entry& e, proto::SourceSpec* source);
+  Status MapFields(const Entry& e, proto::SourceSpec* source);
+  Status MapStart(const Entry& e, proto::SourceSpec* source) const;
+  Status MapDedup(const Entry& e, proto::JobSpec* spec);
   Status MapSinks(const Entry& e, proto::JobSpec* spec);
   Status MapRules(const Entry& e, proto::JobSpec* spec);
   Status MapRule(const YAML::Node& node, int index, int line,
@@ -418,10 +428,11 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
                      Describe(root));
   }
   Section job;
-  SLUICE_RETURN_IF_ERROR(ReadSection(root, "", top_line_,
-                                     {"name", "source", "filter", "sinks", "checkpoint_interval",
-                                      "delivery", "rules", "window", "aggregate", "having"},
-                                     &job));
+  SLUICE_RETURN_IF_ERROR(
+      ReadSection(root, "", top_line_,
+                  {"name", "source", "dedup", "filter", "sinks", "checkpoint_interval", "delivery",
+                   "rules", "window", "aggregate", "having"},
+                  &job));
   const Entry* e = nullptr;
   SLUICE_RETURN_IF_ERROR(Require(job, "name", &e));
   SLUICE_ASSIGN_OR_RETURN(std::string name, Scalar(*e, "name", "a job name"));
@@ -433,6 +444,8 @@ Status Loader::MapJob(const YAML::Node& root, proto::JobSpec* spec) {
 
   SLUICE_RETURN_IF_ERROR(Require(job, "source", &e));
   SLUICE_RETURN_IF_ERROR(MapSource(*e, spec->mutable_source()));
+
+  if ((e = job.Find("dedup")) != nullptr) SLUICE_RETURN_IF_ERROR(MapDedup(*e, spec));
 
   if ((e = job.Find("filter")) != nullptr) {
     SLUICE_ASSIGN_OR_RETURN(*spec->mutable_filter(), Scalar(*e, "filter", "an expression"));
@@ -512,7 +525,7 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
   SLUICE_RETURN_IF_ERROR(
       ReadSection(e.value, "source", e.key_line(),
                   {"brokers", "topic", "format", "key", "event_time", "max_out_of_orderness",
-                   "idle_timeout", "max_future", "max_past"},
+                   "idle_timeout", "max_future", "max_past", "start", "fields", "max_record_bytes"},
                   &s));
   const Entry* f = nullptr;
   if ((f = s.Find("brokers")) != nullptr) {
@@ -548,6 +561,107 @@ Status Loader::MapSource(const Entry& e, proto::SourceSpec* source) {
   source->set_max_future_ms(ms);
   SLUICE_RETURN_IF_ERROR(OptionalDuration(s, "max_past", false, 0, &ms));
   source->set_max_past_ms(ms);
+
+  if ((f = s.Find("start")) != nullptr) SLUICE_RETURN_IF_ERROR(MapStart(*f, source));
+  if ((f = s.Find("fields")) != nullptr) SLUICE_RETURN_IF_ERROR(MapFields(*f, source));
+
+  source->set_max_record_bytes(kDefaultMaxRecordBytes);
+  if ((f = s.Find("max_record_bytes")) != nullptr) {
+    const std::string expected =
+        "a size in bytes from 1024 to " + std::to_string(kMaxMaxRecordBytes) + ", like 65536";
+    SLUICE_ASSIGN_OR_RETURN(std::string text, Scalar(*f, "source.max_record_bytes", expected));
+    int64_t bytes = 0;
+    bool digits = !text.empty() && text.size() <= 10;
+    for (char c : text) {
+      digits = digits && IsAsciiDigit(c);
+      if (digits) bytes = bytes * 10 + (c - '0');
+    }
+    if (!digits || bytes < 1024 || bytes > kMaxMaxRecordBytes) {
+      return Error(f->value_line(),
+                   "source.max_record_bytes: expected " + expected + ", got " + Quote(text));
+    }
+    source->set_max_record_bytes(bytes);
+  }
+  return Status::Ok();
+}
+
+Status Loader::MapStart(const Entry& e, proto::SourceSpec* source) const {
+  constexpr std::string_view kExpected =
+      "earliest, latest or an RFC 3339 time like 2024-03-01T12:00:00Z";
+  SLUICE_ASSIGN_OR_RETURN(std::string text, Scalar(e, "source.start", kExpected));
+  if (text == "earliest") {
+    source->set_start(proto::SourceSpec::EARLIEST);
+  } else if (text == "latest") {
+    source->set_start(proto::SourceSpec::LATEST);
+  } else if (std::optional<int64_t> ms = engine::ParseRfc3339Millis(text)) {
+    source->set_start(proto::SourceSpec::AT_TIME);
+    source->set_start_time_ms(*ms);
+  } else {
+    return Error(e.value_line(),
+                 "source.start: expected " + std::string(kExpected) + ", got " + Quote(text));
+  }
+  return Status::Ok();
+}
+
+// source.fields: a mapping of field path to type, "number" or "number?".
+Status Loader::MapFields(const Entry& e, proto::SourceSpec* source) {
+  constexpr std::string_view kTypes =
+      "number, integer, string, bool, timestamp, object, array or any, with a trailing ? when "
+      "the field may be missing or null";
+  static const std::map<std::string_view, proto::FieldSpec::Type> kTypeNames = {
+      {"number", proto::FieldSpec::NUMBER},       {"integer", proto::FieldSpec::INTEGER},
+      {"string", proto::FieldSpec::STRING},       {"bool", proto::FieldSpec::BOOL},
+      {"timestamp", proto::FieldSpec::TIMESTAMP}, {"object", proto::FieldSpec::OBJECT},
+      {"array", proto::FieldSpec::ARRAY},         {"any", proto::FieldSpec::ANY},
+  };
+  if (!e.value.IsMap() || e.value.size() == 0) {
+    return Error(e.value_line(),
+                 "source.fields: expected a mapping of field to type, like { amount: number, "
+                 "merchant_id: string? }, got " +
+                     Describe(e.value));
+  }
+  for (auto it = e.value.begin(); it != e.value.end(); ++it) {
+    const Entry field{it->first.IsScalar() ? it->first.Scalar() : "", it->first, it->second};
+    const int line = field.key_line() > 0 ? field.key_line() : e.key_line();
+    if (!IsFieldPath(field.key)) {
+      return Error(line, "source.fields: expected a field path like amount or user.id, got " +
+                             Describe(field.key_node));
+    }
+    for (const proto::FieldSpec& earlier : source->fields()) {
+      if (earlier.path() == field.key) {
+        return Error(line, "source.fields: duplicate field " + Quote(field.key));
+      }
+    }
+    const std::string path = "source.fields." + field.key;
+    SLUICE_ASSIGN_OR_RETURN(std::string type, Scalar(field, path, kTypes));
+    const bool optional = !type.empty() && type.back() == '?';
+    if (optional) type.pop_back();
+    const auto t = kTypeNames.find(type);
+    if (t == kTypeNames.end()) {
+      return Error(field.value_line(), path + ": unknown type " + Quote(field.value.Scalar()) +
+                                           " (expected " + std::string(kTypes) + ")");
+    }
+    lines_[path] = field.value_line();
+    proto::FieldSpec* spec = source->add_fields();
+    spec->set_path(field.key);
+    spec->set_type(t->second);
+    spec->set_optional(optional);
+  }
+  return Status::Ok();
+}
+
+// dedup: { field: transaction_id, within: 1h }
+Status Loader::MapDedup(const Entry& e, proto::JobSpec* spec) {
+  Section s;
+  SLUICE_RETURN_IF_ERROR(ReadSection(e.value, "dedup", e.key_line(), {"field", "within"}, &s));
+  const Entry* f = nullptr;
+  proto::DedupSpec* dedup = spec->mutable_dedup();
+  SLUICE_RETURN_IF_ERROR(Require(s, "field", &f));
+  SLUICE_RETURN_IF_ERROR(FieldPath(*f, "dedup.field", dedup->mutable_field()));
+  SLUICE_RETURN_IF_ERROR(Require(s, "within", &f));
+  int64_t ms = 0;
+  SLUICE_RETURN_IF_ERROR(Duration(*f, "dedup.within", /*positive=*/true, &ms));
+  dedup->set_within_ms(ms);
   return Status::Ok();
 }
 

@@ -348,7 +348,7 @@ TEST_CASE("the document must be one mapping", "[jobspec][errors]") {
 TEST_CASE("unknown keys are rejected at every level", "[jobspec][errors]") {
   CHECK(ErrorOf(std::string(kMinimal) + "windw: { tumbling: 1m }\n") ==
         "job.yaml:10: unknown key 'windw' (expected one of: name, source, "
-        "filter, sinks, checkpoint_interval, delivery, rules, window, "
+        "dedup, filter, sinks, checkpoint_interval, delivery, rules, window, "
         "aggregate, having)");
   CHECK(ErrorOf(R"(name: pv
 source:
@@ -360,7 +360,7 @@ window: { tumbling: 1m }
 aggregate: { views: count() }
 )") == "job.yaml:5: unknown key 'evnt_time' in source (expected one of: "
        "brokers, topic, format, key, event_time, max_out_of_orderness, "
-       "idle_timeout, max_future, max_past)");
+       "idle_timeout, max_future, max_past, start, fields, max_record_bytes)");
   CHECK(ErrorOf(R"(name: pv
 source: { topic: clicks, key: page, event_time: ts }
 sinks:
@@ -748,12 +748,12 @@ aggregate:
         "job.yaml:7: aggregate.m: unknown aggregate function 'median' "
         "(expected one of: count, sum, min, max, avg, count_distinct, first, "
         "last, duration)");
-  CHECK(aggregate_error("n: count(page)") ==
-        "job.yaml:7: aggregate.n: count() takes no field, got 'count(page)'");
+  CHECK(aggregate_error("d: duration(page)") ==
+        "job.yaml:7: aggregate.d: duration() takes no field, got 'duration(page)'");
   CHECK(aggregate_error("s: sum()") ==
         "job.yaml:7: aggregate.s: sum() needs a field, like sum(amount)");
   const std::string expected_like =
-      "expected an aggregate like count(), sum(f), min(f), max(f), avg(f), "
+      "expected an aggregate like count(), count(f), sum(f), min(f), max(f), avg(f), "
       "count_distinct(f), first(f), last(f) or duration(), got ";
   CHECK(aggregate_error("s: sum(amount") ==
         "job.yaml:7: aggregate.s: " + expected_like + "'sum(amount'");
@@ -978,6 +978,12 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     CHECK(spec->rules(3).name() == "burst_spend");
     CHECK(spec->rules(3).aggregates(0).function() == AggregateSpec::SUM);
     CHECK_FALSE(spec->source_yaml().empty());
+    // Typed fields and retries counted once.
+    REQUIRE(spec->source().fields_size() == 4);
+    CHECK(spec->source().fields(0).path() == "amount");
+    CHECK(spec->source().fields(0).type() == proto::FieldSpec::NUMBER);
+    CHECK(spec->dedup().field() == "transaction_id");
+    CHECK(spec->dedup().within_ms() == kHour);
   }
   SECTION("sessions") {
     Result<JobSpec> spec = LoadJobFile(dir + "sessions.yaml");
@@ -994,6 +1000,9 @@ TEST_CASE("the example jobs load", "[jobspec][examples]") {
     RequireAggregate(spec->aggregates(3), "first_page", AggregateSpec::FIRST, "page");
     RequireAggregate(spec->aggregates(4), "last_page", AggregateSpec::LAST, "page");
     RequireAggregate(spec->aggregates(5), "revenue", AggregateSpec::SUM, "amount");
+    REQUIRE(spec->source().fields_size() == 2);
+    CHECK(spec->source().fields(1).path() == "amount");
+    CHECK(spec->source().fields(1).optional());
   }
   SECTION("nexmark-q1: a projection of every bid") {
     Result<JobSpec> spec = LoadJobFile(dir + "nexmark-q1.yaml");
@@ -1061,6 +1070,118 @@ TEST_CASE("duration() takes no field", "[jobspec]") {
   REQUIRE_FALSE(spec.ok());
   REQUIRE(spec.status().message().find("s.yaml:10:") == 0);
   REQUIRE(spec.status().message().find("duration() takes no field") != std::string::npos);
+}
+
+TEST_CASE("count(f) names the field it counts; count() none", "[jobspec]") {
+  const JobSpec spec = MustParse(R"(name: pv
+source: { topic: clicks, key: page, event_time: ts }
+sinks: { output: pv-out }
+window: { tumbling: 1m }
+aggregate: { views: count(), with_user: count(user.id) }
+)");
+  RequireAggregate(spec.aggregates(0), "views", AggregateSpec::COUNT, "");
+  RequireAggregate(spec.aggregates(1), "with_user", AggregateSpec::COUNT, "user.id");
+}
+
+// A job with typed fields; the error tests below replace its lines.
+// Lines: 7 fields, 8 amount, 9 status, 10 merchant_id, 11 ts.
+constexpr std::string_view kTyped = R"(name: fraud
+source:
+  topic: payments
+  key: user_id
+  event_time: ts
+  start: latest
+  fields:
+    amount: number
+    status: string
+    merchant_id: string?
+    ts: timestamp
+dedup: { field: merchant_id, within: 1h }
+filter: amount > 0 && status == "approved"
+sinks: { output: alerts }
+rules:
+  - name: large_amount
+    when: amount > 5000
+)";
+
+TEST_CASE("source.fields, start, max_record_bytes and dedup load", "[jobspec]") {
+  const JobSpec spec = MustParse(kTyped);
+  const proto::SourceSpec& src = spec.source();
+  REQUIRE(src.fields_size() == 4);
+  CHECK(src.fields(0).path() == "amount");
+  CHECK(src.fields(0).type() == proto::FieldSpec::NUMBER);
+  CHECK_FALSE(src.fields(0).optional());
+  CHECK(src.fields(2).path() == "merchant_id");
+  CHECK(src.fields(2).type() == proto::FieldSpec::STRING);
+  CHECK(src.fields(2).optional());
+  CHECK(src.fields(3).type() == proto::FieldSpec::TIMESTAMP);
+  CHECK(src.start() == proto::SourceSpec::LATEST);
+  CHECK(src.max_record_bytes() == 64 * 1024);
+  CHECK(spec.dedup().field() == "merchant_id");
+  CHECK(spec.dedup().within_ms() == kHour);
+
+  auto with = [](std::string_view from, std::string_view to) {
+    std::string yaml(kTyped);
+    yaml.replace(yaml.find(from), from.size(), to);
+    return yaml;
+  };
+  const JobSpec at = MustParse(with("start: latest",
+                                    "start: 2024-03-01T12:00:00Z\n  "
+                                    "max_record_bytes: 2097152"));
+  CHECK(at.source().start() == proto::SourceSpec::AT_TIME);
+  CHECK(at.source().start_time_ms() == 1709294400000);
+  CHECK(at.source().max_record_bytes() == 2097152);
+  CHECK(MustParse(with("start: latest", "start: earliest")).source().start() ==
+        proto::SourceSpec::EARLIEST);
+  // Without `fields`, nothing is declared and any field may be read.
+  CHECK(MustParse("name: f\nsource: { topic: t, key: k, event_time: ts }\nsinks: { output: o }\n"
+                  "rules: [{ name: r, when: anything > 1 }]\n")
+            .source()
+            .fields_size() == 0);
+}
+
+TEST_CASE("bad fields, start, max_record_bytes and dedup name their line", "[jobspec][errors]") {
+  auto with = [](std::string_view from, std::string_view to) {
+    std::string yaml(kTyped);
+    yaml.replace(yaml.find(from), from.size(), to);
+    return ErrorOf(yaml);
+  };
+  CHECK(with("amount: number", "amount: numeric") ==
+        "job.yaml:8: source.fields.amount: unknown type 'numeric' (expected number, integer, "
+        "string, bool, timestamp, object, array or any, with a trailing ? when the field may be "
+        "missing or null)");
+  CHECK(with("status: string", "status: [string]") ==
+        "job.yaml:9: source.fields.status: expected number, integer, string, bool, timestamp, "
+        "object, array or any, with a trailing ? when the field may be missing or null, got a "
+        "list");
+  CHECK(with("  fields:\n    amount: number\n    status: string\n    merchant_id: string?\n"
+             "    ts: timestamp\n",
+             "  fields: [amount]\n") ==
+        "job.yaml:7: source.fields: expected a mapping of field to type, like { amount: number, "
+        "merchant_id: string? }, got a list");
+  CHECK(with("status: string", "amount: string") ==
+        "job.yaml:9: source.fields: duplicate field 'amount'");
+  CHECK(with("start: latest", "start: yesterday") ==
+        "job.yaml:6: source.start: expected earliest, latest or an RFC 3339 time like "
+        "2024-03-01T12:00:00Z, got 'yesterday'");
+  CHECK(with("start: latest", "max_record_bytes: 10") ==
+        "job.yaml:6: source.max_record_bytes: expected a size in bytes from 1024 to 1073741824, "
+        "like 65536, got '10'");
+  CHECK(with("dedup: { field: merchant_id, within: 1h }",
+             "dedup: { field: transaction_id, within: 1h }") ==
+        "job.yaml:12: dedup.field: field 'transaction_id' is not declared in source.fields "
+        "(declared: amount, status, merchant_id, ts)");
+  CHECK(with("dedup: { field: merchant_id, within: 1h }", "dedup: { field: merchant_id }") ==
+        "job.yaml:12: missing required key 'within' in dedup");
+  CHECK(with("dedup: { field: merchant_id, within: 1h }",
+             "dedup: { field: merchant_id, within: 0s }") ==
+        "job.yaml:12: dedup.within: must be longer than 0s");
+  CHECK(with("when: amount > 5000", "when: amount > 5000 && country == \"NL\"") ==
+        "job.yaml:17: rules[0].when: field 'country' is not declared in source.fields "
+        "(declared: amount, status, merchant_id, ts)");
+  CHECK(with("filter: amount > 0", "filter: amt > 0") ==
+        "job.yaml:13: filter: field 'amt' is not declared in source.fields (declared: amount, "
+        "status, merchant_id, ts)");
 }
 
 }  // namespace

@@ -53,7 +53,15 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
         {"commit_ms_total", r.commit_ms_total()},
         {"last_committed_checkpoint", r.last_committed_checkpoint()},
         {"failures", r.failures()},
-        {"failing_since_ms", r.failing_since_ms()}};
+        {"failing_since_ms", r.failing_since_ms()},
+        {"deduplicated", r.deduplicated()},
+        {"type_mismatches", r.type_mismatches()},
+        {"lost", r.lost()},
+        {"lost_from_offset", r.lost_from_offset()},
+        {"lost_to_offset", r.lost_to_offset()},
+        {"refused_outputs", r.refused_outputs()},
+        {"paused", r.paused()},
+        {"lag_ms", r.lag_ms()}};
     for (const auto& [name, value] : fields) {
       w.Key(name);
       w.Int(value);
@@ -98,8 +106,30 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
   static const Family kFamilies[] = {
       {"sluice_task_consumed_total", "counter", "Records consumed",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.consumed()); }},
-      {"sluice_task_processed_total", "counter", "Records processed (filtered included)",
+      {"sluice_task_processed_total", "counter",
+       "Records processed (filtered and deduplicated included); consumed = processed + late + "
+       "dead_lettered",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.processed()); }},
+      {"sluice_task_filtered_total", "counter", "Records the job's filter dropped",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.filtered()); }},
+      {"sluice_task_deduplicated_total", "counter", "Records dropped by the job's dedup as repeats",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.deduplicated()); }},
+      {"sluice_task_type_mismatches_total", "counter",
+       "Comparisons or arithmetic that met a value of another type (a field's type drifted)",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.type_mismatches());
+       }},
+      {"sluice_task_lost_total", "counter",
+       "Records deleted by retention before the task read them (never consumed)",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.lost()); }},
+      {"sluice_task_refused_outputs_total", "counter",
+       "Output records the sink refused for good (too large, invalid), dead-lettered instead",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.refused_outputs());
+       }},
+      {"sluice_task_paused_total", "counter",
+       "Times the task paused its partition because its output fell behind (back-pressure)",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.paused()); }},
       {"sluice_task_late_total", "counter", "Records sent to the late topic",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.late()); }},
       {"sluice_task_dead_lettered_total", "counter", "Records sent to the dead-letter topic",
@@ -115,6 +145,9 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
                     : static_cast<double>(std::max<int64_t>(
                           0, r.end_offset() - std::max<int64_t>(0, r.next_offset())));
        }},
+      {"sluice_task_lag_seconds", "gauge",
+       "How old the oldest record not yet processed is; 0 when caught up",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.lag_ms()) / 1000; }},
       {"sluice_task_watermark_ms", "gauge", "Event-time watermark (ms since the epoch)",
        [](const proto::TaskReport& r, int64_t) {
          return r.watermark() <= INT64_MIN / 2 ? 0.0 : static_cast<double>(r.watermark());

@@ -53,5 +53,28 @@ TEST_CASE("metrics: failures, failing and transactions per task") {
   CHECK(text.find("sluice_task_commit_seconds_total" + labels + " 1.5\n") != std::string::npos);
 }
 
+TEST_CASE("metrics: every outcome of an event, and lag in seconds") {
+  proto::TaskReport r = Task(0, proto::TaskReport::RUNNING, 0);
+  r.set_filtered(7);
+  r.set_deduplicated(2);
+  r.set_type_mismatches(5);
+  r.set_lost(120);
+  r.set_refused_outputs(1);
+  r.set_paused(4);
+  r.set_lag_ms(2'500);
+  const std::string text = TaskMetrics({r}, {"w1"}, kNow);
+  const std::string labels = "{job=\"fraud\",partition=\"0\",worker=\"w1\"}";
+  for (const std::string& line : {"sluice_task_filtered_total" + labels + " 7\n",
+                                  "sluice_task_deduplicated_total" + labels + " 2\n",
+                                  "sluice_task_type_mismatches_total" + labels + " 5\n",
+                                  "sluice_task_lost_total" + labels + " 120\n",
+                                  "sluice_task_refused_outputs_total" + labels + " 1\n",
+                                  "sluice_task_paused_total" + labels + " 4\n",
+                                  "sluice_task_lag_seconds" + labels + " 2.5\n"}) {
+    INFO(line);
+    CHECK(text.find(line) != std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace sluice::reports

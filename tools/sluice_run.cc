@@ -185,6 +185,8 @@ int main(int argc, char** argv) {
     c.consumed += tc.consumed;
     c.processed += tc.processed;
     c.filtered += tc.filtered;
+    c.deduplicated += tc.deduplicated;
+    c.type_mismatches += tc.type_mismatches;
     c.late += tc.late;
     c.dead_lettered += tc.dead_lettered;
     c.alerts += tc.alerts;
@@ -192,8 +194,9 @@ int main(int argc, char** argv) {
   }
 
   std::cerr << "summary: job=" << spec->name() << " consumed=" << c.consumed
-            << " processed=" << c.processed << " filtered=" << c.filtered << " late=" << c.late
-            << " dead_lettered=" << c.dead_lettered << " alerts=" << c.alerts
+            << " processed=" << c.processed << " filtered=" << c.filtered
+            << " deduplicated=" << c.deduplicated << " type_mismatches=" << c.type_mismatches
+            << " late=" << c.late << " dead_lettered=" << c.dead_lettered << " alerts=" << c.alerts
             << " window_results=" << c.window_results << "\n";
   return c.consumed == c.processed + c.late + c.dead_lettered ? 0 : 3;
 }

@@ -102,15 +102,95 @@ std::string InvalidJsonReason(std::string_view payload, simdjson::error_code dom
   return "invalid_json at byte " + std::to_string(at) + ": " + what;
 }
 
+// Whether `el` (found) is of the declared type `want`.
+bool HasType(const element& el, proto::FieldSpec::Type want) {
+  const element_type t = el.type();
+  switch (want) {
+    case proto::FieldSpec::NUMBER:
+      return t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE;
+    case proto::FieldSpec::INTEGER:
+      return t == element_type::INT64 || t == element_type::UINT64 ||
+             (t == element_type::DOUBLE && double(el) == std::trunc(double(el)));
+    case proto::FieldSpec::STRING:
+      return t == element_type::STRING;
+    case proto::FieldSpec::BOOL:
+      return t == element_type::BOOL;
+    case proto::FieldSpec::TIMESTAMP:
+      if (t == element_type::INT64 || t == element_type::UINT64) return true;
+      if (t == element_type::DOUBLE) return double(el) == std::trunc(double(el));
+      return t == element_type::STRING && ParseRfc3339Millis(std::string_view(el)).has_value();
+    case proto::FieldSpec::OBJECT:
+      return t == element_type::OBJECT;
+    case proto::FieldSpec::ARRAY:
+      return t == element_type::ARRAY;
+    default:
+      return true;  // any
+  }
+}
+
+const char* DeclaredTypeName(proto::FieldSpec::Type type) {
+  switch (type) {
+    case proto::FieldSpec::NUMBER:
+      return "number";
+    case proto::FieldSpec::INTEGER:
+      return "integer";
+    case proto::FieldSpec::STRING:
+      return "string";
+    case proto::FieldSpec::BOOL:
+      return "bool";
+    case proto::FieldSpec::TIMESTAMP:
+      return "timestamp (epoch ms or RFC 3339)";
+    case proto::FieldSpec::OBJECT:
+      return "object";
+    case proto::FieldSpec::ARRAY:
+      return "array";
+    default:
+      return "a value";
+  }
+}
+
+// "string \"9000\"", "number 12.5", "bool true", "object", "null".
+std::string DescribeValue(const element& el) {
+  constexpr size_t kMaxShown = 64;
+  auto shown = [&](const char* kind) {
+    std::string text = simdjson::minify(el);
+    if (text.size() > kMaxShown) text = text.substr(0, kMaxShown) + "...";
+    return std::string(kind) + " " + text;
+  };
+  switch (el.type()) {
+    case element_type::STRING:
+      return shown("string");
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      return shown("number");
+    case element_type::BOOL:
+      return shown("bool");
+    case element_type::OBJECT:
+      return "object";
+    case element_type::ARRAY:
+      return "array";
+    case element_type::NULL_VALUE:
+      return "null";
+  }
+  return "a value";
+}
+
 }  // namespace
 
 struct EventDecoder::Impl {
-  explicit Impl(const JobPlan& plan) : plan(plan), fields(plan.field_paths().size()) {}
+  explicit Impl(const JobPlan& plan)
+      : plan(plan),
+        fields(plan.field_paths().size()),
+        elements(plan.field_paths().size()),
+        found(plan.field_paths().size()) {}
 
   const JobPlan& plan;
   simdjson::dom::parser parser;
   std::vector<char> padded;  // the message, followed by simdjson's padding
   std::vector<Value> fields;
+  std::vector<element> elements;  // by slot, where found[slot]
+  std::vector<char> found;
   simdjson::dom::element root;  // of the last parsed message
   char key_buf[32];
   std::string minified;
@@ -161,7 +241,9 @@ bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
     }
     Value& v = m.fields[slot];
     v = Value::Null();
+    m.found[slot] = found;
     if (!found) continue;
+    m.elements[slot] = cur;
     switch (cur.type()) {
       case element_type::STRING:
         v = Value::String(std::string_view(cur));
@@ -186,6 +268,25 @@ bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
     }
   }
 
+  // Declared fields (source.fields): present and of their type, before the
+  // filter sees them.
+  for (const FieldCheck& check : m.plan.field_checks()) {
+    const bool present =
+        m.found[check.slot] && m.elements[check.slot].type() != element_type::NULL_VALUE;
+    if (!present) {
+      if (check.optional) continue;
+      const std::string& name = m.plan.field_names()[check.slot];
+      *reason = m.found[check.slot]
+                    ? "field " + name + ": expected " + DeclaredTypeName(check.type) + ", got null"
+                    : "missing field " + name + " (expected " + DeclaredTypeName(check.type) + ")";
+      return false;
+    }
+    if (!HasType(m.elements[check.slot], check.type)) {
+      *reason = "field " + m.plan.field_names()[check.slot] + ": expected " +
+                DeclaredTypeName(check.type) + ", got " + DescribeValue(m.elements[check.slot]);
+      return false;
+    }
+  }
   return true;
 }
 

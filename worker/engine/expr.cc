@@ -156,6 +156,12 @@ bool Ordered(Op op, const T& a, const T& b) {
   }
 }
 
+// Two values, neither null, of different types: a comparison or arithmetic
+// that cannot be what the job meant (a number field arriving as a string).
+bool MixedTypes(const Value& a, const Value& b) {
+  return a.type != b.type && !a.is_null() && !b.is_null();
+}
+
 bool Compare(Op op, const Value& a, const Value& b) {
   if (a.is_null() || b.is_null()) return false;
   if (a.type != b.type) return op == Op::kNe;
@@ -856,6 +862,7 @@ Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
       case Op::kDiv:
       case Op::kMod:
         --top;
+        if (MixedTypes(stack[top - 1], stack[top])) scratch.CountTypeMismatch();
         stack[top - 1] = Arithmetic(instr.op, stack[top - 1], stack[top]);
         break;
       case Op::kEq:
@@ -865,6 +872,7 @@ Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
       case Op::kGt:
       case Op::kGe:
         --top;
+        if (MixedTypes(stack[top - 1], stack[top])) scratch.CountTypeMismatch();
         stack[top - 1] = Value::Bool(Compare(instr.op, stack[top - 1], stack[top]));
         break;
       case Op::kAndJump:
@@ -891,6 +899,7 @@ Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
       case Op::kInElement: {
         --top;
         Value& matched = stack[top - 1];
+        if (MixedTypes(stack[top - 2], stack[top])) scratch.CountTypeMismatch();
         if (!matched.boolean && Compare(Op::kEq, stack[top - 2], stack[top])) {
           matched.boolean = true;
         }

@@ -78,9 +78,17 @@ class EvalScratch {
   char* Allocate(size_t n);
   void Reset() { used_ = 0; }
 
+  // Comparisons (==, <, in, ...) and arithmetic that met two non-null values
+  // of different types, over every evaluation with this scratch (Reset keeps
+  // it). Such a comparison is false and such arithmetic null, as the
+  // semantics say; the count makes a producer's type drift visible.
+  int64_t type_mismatches() const { return type_mismatches_; }
+  void CountTypeMismatch() { ++type_mismatches_; }
+
  private:
   std::vector<char> buf_;
   size_t used_ = 0;
+  int64_t type_mismatches_ = 0;
   std::vector<std::unique_ptr<char[]>> overflow_;
 };
 

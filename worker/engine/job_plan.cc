@@ -173,6 +173,10 @@ Result<SelectDef> CompileSelect(const proto::SelectSpec& spec, const RuleDef& ru
 }  // namespace
 
 uint32_t JobPlan::FieldSlot(std::string_view path) {
+  if (!declared_.empty() && undeclared_.empty() &&
+      std::find(declared_.begin(), declared_.end(), path) == declared_.end()) {
+    undeclared_ = std::string(path);
+  }
   for (size_t i = 0; i < field_names_.size(); ++i) {
     if (field_names_[i] == path) return static_cast<uint32_t>(i);
   }
@@ -187,6 +191,19 @@ uint32_t JobPlan::FieldSlot(std::string_view path) {
   }
   field_paths_.push_back(std::move(parts));
   return static_cast<uint32_t>(field_names_.size() - 1);
+}
+
+Status JobPlan::CheckDeclared(const std::string& path) {
+  if (undeclared_.empty()) return Status::Ok();
+  std::string declared;
+  for (const proto::FieldSpec& f : spec_.source().fields()) {
+    declared += (declared.empty() ? "" : ", ") + f.path();
+  }
+  Status error =
+      Status::InvalidArgument(path + ": field '" + undeclared_ +
+                              "' is not declared in source.fields (declared: " + declared + ")");
+  undeclared_.clear();
+  return error;
 }
 
 int32_t JobPlan::RollingIndex(uint32_t field_slot) {
@@ -228,6 +245,7 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
     if (!agg.ok()) {
       return Prefixed(path + ".aggregates[" + std::to_string(i) + "]", agg.status());
     }
+    SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".aggregates[" + std::to_string(i) + "]"));
     rule.aggregates.push_back(std::move(agg).value());
   }
   if (!rule.aggregates.empty() && rule.window.kind != WindowKind::kRolling) {
@@ -240,12 +258,14 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
                        rule.window.kind == WindowKind::kRolling ? &new_value_fields : nullptr);
   auto when = Expr::Parse(spec.when(), scope);
   if (!when.ok()) return Prefixed(path + ".when", when.status());
+  SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".when"));
   rule.when = std::move(when).value();
   for (int i = 0; i < spec.select_size(); ++i) {
     auto select = CompileSelect(spec.select(i), rule, slot);
     if (!select.ok()) {
       return Prefixed(path + ".select[" + std::to_string(i) + "]", select.status());
     }
+    SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".select[" + std::to_string(i) + "]"));
     rule.selects.push_back(std::move(select).value());
   }
   if (rule.window.kind == WindowKind::kRolling) {
@@ -294,6 +314,7 @@ Status JobPlan::CompileWindowJob() {
   for (int i = 0; i < spec_.aggregates_size(); ++i) {
     auto agg = CompileAggregate(spec_.aggregates(i), slot);
     if (!agg.ok()) return Prefixed("aggregates[" + std::to_string(i) + "]", agg.status());
+    SLUICE_RETURN_IF_ERROR(CheckDeclared("aggregates[" + std::to_string(i) + "]"));
     for (const AggregateDef& other : aggregates_) {
       if (other.name == agg->name) {
         return Status::InvalidArgument("aggregates[" + std::to_string(i) +
@@ -326,11 +347,38 @@ Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& sp
   }
   plan->key_slot_ = plan->FieldSlot(src.key());
   plan->time_slot_ = plan->FieldSlot(src.event_time());
+  plan->max_record_bytes_ = src.max_record_bytes() > 0 ? src.max_record_bytes() : 64 * 1024;
+
+  // Declared fields: every other field the job reads must be one of them.
+  for (int i = 0; i < src.fields_size(); ++i) {
+    const proto::FieldSpec& f = src.fields(i);
+    const std::string path = "source.fields." + f.path();
+    if (f.path().empty()) return Status::InvalidArgument("source.fields: a field needs a path");
+    if (std::find(plan->declared_.begin(), plan->declared_.end(), f.path()) !=
+        plan->declared_.end()) {
+      return Status::InvalidArgument(path + ": declared twice");
+    }
+    plan->declared_.push_back(f.path());
+    plan->field_checks_.push_back(FieldCheck{plan->FieldSlot(f.path()), f.type(), f.optional()});
+  }
+  if (!plan->declared_.empty()) {
+    plan->declared_.push_back(src.key());
+    plan->declared_.push_back(src.event_time());
+  }
+
+  if (spec.has_dedup()) {
+    const proto::DedupSpec& d = spec.dedup();
+    if (d.field().empty()) return Status::InvalidArgument("dedup.field: missing the field");
+    if (d.within_ms() <= 0) return Status::InvalidArgument("dedup.within: must be longer than 0s");
+    plan->dedup_ = DedupDef{plan->FieldSlot(d.field()), d.within_ms()};
+    SLUICE_RETURN_IF_ERROR(plan->CheckDeclared("dedup.field"));
+  }
 
   if (!spec.filter().empty()) {
     FieldScope scope([p = plan.get()](std::string_view path) { return p->FieldSlot(path); });
     auto filter = Expr::Parse(spec.filter(), scope);
     if (!filter.ok()) return Prefixed("filter", filter.status());
+    SLUICE_RETURN_IF_ERROR(plan->CheckDeclared("filter"));
     plan->filter_ = std::move(filter).value();
   }
 

@@ -69,6 +69,21 @@ struct RuleDef {
   std::vector<int32_t> new_value_rolling_index;
 };
 
+// One declared field of source.fields, checked by the decoder before the
+// filter runs.
+struct FieldCheck {
+  uint32_t slot = 0;
+  proto::FieldSpec::Type type = proto::FieldSpec::ANY;
+  bool optional = false;  // may be missing or null
+};
+
+// The job's `dedup`: an event whose `slot` value its key already had within
+// `within_ms` of event time is dropped.
+struct DedupDef {
+  uint32_t slot = 0;
+  int64_t within_ms = 0;
+};
+
 class JobPlan {
  public:
   // Compiles `spec`. Errors name the part of the job at fault first, as a path
@@ -77,6 +92,7 @@ class JobPlan {
   //   "rules[1].when: unknown name 'm' (aggregates here: n)"
   //   "rules[0].select[2]: column 1: new_value() is not allowed in select ..."
   //   "having: ..." / "window: ..." / "aggregates[2]: ..."
+  //   "rules[0].when: field 'country' is not declared in source.fields ..."
   // The job loader turns the path into a file line.
   static Result<std::shared_ptr<const JobPlan>> Compile(const proto::JobSpec& spec);
 
@@ -91,6 +107,13 @@ class JobPlan {
   uint32_t time_slot() const { return time_slot_; }
 
   const std::optional<Expr>& filter() const { return filter_; }
+
+  // source.fields, in the order declared; empty when the job declares none.
+  const std::vector<FieldCheck>& field_checks() const { return field_checks_; }
+  const std::optional<DedupDef>& dedup() const { return dedup_; }
+  // The largest source record processed; also the most of a raw record a dead
+  // letter carries (source.max_record_bytes; 64 KiB when unset).
+  int64_t max_record_bytes() const { return max_record_bytes_; }
 
   bool is_rule_job() const { return !rules_.empty(); }
   const std::vector<RuleDef>& rules() const { return rules_; }
@@ -107,6 +130,9 @@ class JobPlan {
  private:
   JobPlan() = default;
   uint32_t FieldSlot(std::string_view path);
+  // After compiling the part of the job at `path`: an error if it read a
+  // field source.fields does not declare.
+  Status CheckDeclared(const std::string& path);
   int32_t RollingIndex(uint32_t field_slot);
   Status CompileRule(int index, const proto::RuleSpec& spec);
   Status CompileWindowJob();
@@ -118,6 +144,11 @@ class JobPlan {
   uint32_t time_slot_ = 0;
   std::vector<uint32_t> rolling_slots_;
   std::optional<Expr> filter_;
+  std::vector<FieldCheck> field_checks_;
+  std::vector<std::string> declared_;  // source.fields paths, plus key and event time
+  std::string undeclared_;             // the first field read that is not declared
+  std::optional<DedupDef> dedup_;
+  int64_t max_record_bytes_ = 0;
   std::vector<RuleDef> rules_;
   int64_t max_rolling_ms_ = 0;
   WindowDef window_;

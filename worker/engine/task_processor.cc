@@ -78,12 +78,24 @@ struct RollingState {
   size_t unsaved = 0;  // events at the back that no chunk holds yet
 };
 
+// The job's `dedup`: the values of the dedup field the key had (as
+// DistinctKey bytes) with their event times, kept until the watermark passes
+// time + within, when no event that is not late can be a repeat of them.
+struct DedupEntry {
+  std::string value;
+  int64_t time = 0;
+};
+struct DedupState {
+  std::vector<DedupEntry> entries;
+};
+
 // Everything the task keeps for one key.
 struct KeyState {
   // Window jobs; sorted by start. The first window is held inline (see
   // Accumulators): over many keys, each dependent load is a cache miss.
   boost::container::small_vector<WindowState, 1> windows;
   std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
+  std::unique_ptr<DedupState> dedup;      // jobs with `dedup`
   // 0: written. Impl::gen_: changed since the last barrier. Another value:
   // changed before the last barrier and not yet in its snapshot.
   uint32_t dirty_gen = 0;
@@ -93,11 +105,15 @@ struct KeyState {
   // Timers that refer to this entry: it stays in the table while any does.
   uint32_t timers = 0;
 
-  bool empty() const { return windows.empty() && (!rolling || rolling->entries.empty()); }
+  bool empty() const {
+    return windows.empty() && (!rolling || rolling->entries.empty()) &&
+           (!dedup || dedup->entries.empty());
+  }
   // For a new key in a reused table entry: keeps the windows' capacity.
   void Reset() {
     windows.clear();
     rolling.reset();
+    dedup.reset();
     dirty_gen = 0;
     persisted = false;
     name = nullptr;
@@ -191,7 +207,7 @@ class TaskProcessor::Impl {
     const bool keyed = !plan_->is_rule_job();
     auto stage = [&](size_t i) {
       Staged& s = staged_[i % kStaged];
-      Decode(records[i], now, s);
+      Decode(records[i], now, plan_->max_record_bytes(), s);
       if (keyed && s.extracted) {
         s.hash = KeyTable<KeyState>::Hash(s.ev.key);
         keys_.PrefetchBucket(s.hash);
@@ -206,6 +222,7 @@ class TaskProcessor::Impl {
       }
       ProcessOne(records[i], now, staged_[i % kStaged]);
     }
+    CountTypeMismatches();
   }
 
   void OnProcessingTime() {
@@ -216,9 +233,13 @@ class TaskProcessor::Impl {
     // Continue from where the events left the watermark, at the rate of
     // processing time.
     AdvanceWatermark(SaturatingAdd(EventWatermark(), idle_for - idle_timeout_));
+    CountTypeMismatches();
   }
 
-  void Drain() { AdvanceWatermark(kMaxTime); }
+  void Drain() {
+    AdvanceWatermark(kMaxTime);
+    CountTypeMismatches();
+  }
 
   Status BeginSnapshot(const StateStore& store);
   bool SnapshotStep(size_t max_keys);
@@ -234,6 +255,12 @@ class TaskProcessor::Impl {
   size_t queued_rule_events() const { return pending_heap_.size(); }
 
  private:
+  void CountTypeMismatches() {
+    int64_t n = scratch_.type_mismatches();
+    for (const EvalScratch& s : select_scratch_) n += s.type_mismatches();
+    counters_.type_mismatches = n;
+  }
+
   // The watermark the events alone give.
   int64_t EventWatermark() const {
     return max_event_time_ == kMinTime ? kMinTime : SaturatingAdd(max_event_time_, -ooo_ - 1);
@@ -252,8 +279,15 @@ class TaskProcessor::Impl {
   };
 
   // Parses and extracts (the filter runs when the event is processed).
-  static void Decode(const SourceRecord& rec, int64_t now, Staged& s) {
+  static void Decode(const SourceRecord& rec, int64_t now, int64_t max_bytes, Staged& s) {
     s.ev = DecodedEvent{};
+    if (static_cast<int64_t>(rec.payload.size()) > max_bytes) {
+      s.parsed = s.extracted = false;
+      s.reason = "record of " + std::to_string(rec.payload.size()) +
+                 " bytes is larger than source.max_record_bytes (" + std::to_string(max_bytes) +
+                 ")";
+      return;
+    }
     s.parsed = s.decoder.Parse(rec.payload, &s.reason);
     s.extracted = s.parsed && s.decoder.Extract(now, /*check_time_bounds=*/true, &s.ev, &s.reason);
   }
@@ -293,6 +327,9 @@ class TaskProcessor::Impl {
 
     if (!pass) {
       // Counted above.
+    } else if (plan_->dedup() && IsRepeat(ev)) {
+      ++counters_.processed;
+      ++counters_.deduplicated;
     } else if (plan_->is_rule_job()) {
       OnRuleEvent(rec, ev);
     } else {
@@ -301,6 +338,47 @@ class TaskProcessor::Impl {
 
     if (ev.event_time > max_event_time_) max_event_time_ = ev.event_time;
     AdvanceWatermark(EventWatermark());
+  }
+
+  // ---- De-duplication ------------------------------------------------------
+
+  // Whether the key already had the event's dedup value within `within` of
+  // its time; if not, remembers the value. An event without the value (null)
+  // is never a repeat.
+  bool IsRepeat(const DecodedEvent& ev) {
+    const DedupDef& dedup = *plan_->dedup();
+    const Value& v = ev.fields[dedup.slot];
+    if (v.is_null()) return false;
+    DistinctKey(v, &dedup_value_);
+    const int64_t t = ev.event_time;
+    if (KeyEntry* found = keys_.Find(ev.key); found != nullptr && found->state.dedup) {
+      for (const DedupEntry& e : found->state.dedup->entries) {
+        if (e.value == dedup_value_ && SaturatingAdd(e.time, -dedup.within_ms) <= t &&
+            t <= SaturatingAdd(e.time, dedup.within_ms)) {
+          return true;
+        }
+      }
+    }
+    KeyState& ks = MutableKey(ev.key);
+    if (!ks.dedup) ks.dedup = std::make_unique<DedupState>();
+    ks.dedup->entries.push_back(DedupEntry{dedup_value_, t});
+    PushTimer(ks, SaturatingAdd(t, dedup.within_ms), 0, 0, TimerKind::kExpireDedup);
+    return false;
+  }
+
+  // Forgets the dedup values no event that is not late can repeat any more.
+  void ExpireDedup(KeyState& ks, std::string_view key) {
+    if (!ks.dedup) return;
+    const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
+    auto expired = [&](const DedupEntry& e) {
+      return !plan_->dedup() || SaturatingAdd(e.time, within) <= watermark_;
+    };
+    std::vector<DedupEntry>& entries = ks.dedup->entries;
+    if (std::none_of(entries.begin(), entries.end(), expired)) return;
+    MarkDirty(ks, key);
+    std::erase_if(entries, expired);
+    if (entries.empty()) ks.dedup.reset();
+    if (ks.empty() && ++empty_keys_ > kSweepEmptyKeys) SweepEmptyKeys();
   }
 
   // ---- Rule jobs ---------------------------------------------------------
@@ -502,8 +580,10 @@ class TaskProcessor::Impl {
     AfterUpdate(ev.key, *it);
   }
 
-  // Sessions: the event opens [t, t + gap) and merges every session it
-  // overlaps (those less than a gap away). Returns false if the event is late.
+  // Sessions: the event opens [t, t + gap) and merges every session at most
+  // a gap away: [start, end) with start - gap <= t <= end (end is the last
+  // event's time + gap), as Flink's TimeWindow.intersects and Kafka Streams'
+  // session merge. Returns false if the event is late.
   bool UpdateSession(const DecodedEvent& ev, int64_t offset) {
     const int64_t gap = plan_->window().gap_ms;
     const int64_t t = ev.event_time;
@@ -512,9 +592,9 @@ class TaskProcessor::Impl {
     size_t first = 0, last = 0;  // the range of sessions to merge
     if (found != nullptr) {
       auto& wins = found->state.windows;
-      while (first < wins.size() && wins[first].end <= t) ++first;
+      while (first < wins.size() && wins[first].end < t) ++first;
       last = first;
-      while (last < wins.size() && wins[last].start < end) ++last;
+      while (last < wins.size() && wins[last].start <= end) ++last;
     }
     if (first == last && Expired(end)) return false;
 
@@ -571,6 +651,10 @@ class TaskProcessor::Impl {
   void OnTimer(const KeyTimer& timer) {
     KeyState& ks = *timer.owner;
     --ks.timers;
+    if (timer.kind == TimerKind::kExpireDedup) {
+      ExpireDedup(ks, *timer.key);
+      return;
+    }
     auto it = std::find_if(ks.windows.begin(), ks.windows.end(), [&](const WindowState& w) {
       return w.start == timer.start && w.end == timer.end;
     });
@@ -807,14 +891,33 @@ class TaskProcessor::Impl {
     w.SafeKey("reason");
     w.String(reason);
     WriteSource(w, rec.position.offset);
-    if (simdjson::validate_utf8(rec.payload.data(), rec.payload.size())) {
+    // At most max_record_bytes of the record, so that a dead letter always
+    // fits the sink: "raw" when that prefix is UTF-8 (cut at a character
+    // boundary), else "raw_base64" of a prefix whose encoding fits.
+    const size_t limit = static_cast<size_t>(plan_->max_record_bytes());
+    std::string_view raw = rec.payload.substr(0, limit);
+    bool utf8 = simdjson::validate_utf8(raw.data(), raw.size());
+    for (size_t cut = 1; !utf8 && raw.size() < rec.payload.size() && cut <= 3; ++cut) {
+      if (raw.size() < cut) break;
+      const std::string_view shorter = raw.substr(0, raw.size() - cut);
+      utf8 = simdjson::validate_utf8(shorter.data(), shorter.size());
+      if (utf8) raw = shorter;
+    }
+    if (utf8) {
       w.SafeKey("raw");
-      w.String(rec.payload);
+      w.String(raw);
     } else {
+      raw = rec.payload.substr(0, limit / 4 * 3);
       w.SafeKey("raw_base64");
       std::string b64;
-      AppendBase64(&b64, rec.payload);
+      AppendBase64(&b64, raw);
       w.String(b64);
+    }
+    if (raw.size() < rec.payload.size()) {
+      w.SafeKey("raw_bytes");
+      w.Int(static_cast<int64_t>(rec.payload.size()));
+      w.SafeKey("truncated");
+      w.Bool(true);
     }
     w.EndObject();
     sink_.Emit(OutputStream::kDeadLetter, rec.kafka_key, out_);
@@ -878,6 +981,7 @@ class TaskProcessor::Impl {
 
   // Scratch reused across events.
   EvalScratch scratch_;
+  std::string dedup_value_;                  // IsRepeat's buffer
   std::vector<EvalScratch> select_scratch_;  // one per select of a rule
   std::string reason_;
   std::string out_;
@@ -910,6 +1014,15 @@ void TaskProcessor::Impl::EncodeKey(const KeyState& ks, std::string* out) {
   }
   // The rolling events live in chunks (SaveChunk); here only their number.
   e.U64(ks.rolling ? ks.rolling->entries.size() : 0);
+  // Dedup values follow only when there are any, so that a key of a job
+  // without `dedup` encodes as before.
+  if (ks.dedup && !ks.dedup->entries.empty()) {
+    e.U64(ks.dedup->entries.size());
+    for (const DedupEntry& d : ks.dedup->entries) {
+      e.Bytes(d.value);
+      e.I64(d.time);
+    }
+  }
 }
 
 bool TaskProcessor::Impl::DecodeKey(std::string_view in, uint64_t version, KeyState* ks,
@@ -939,6 +1052,16 @@ bool TaskProcessor::Impl::DecodeKey(std::string_view in, uint64_t version, KeySt
     }
   } else {
     *live = nr;
+  }
+  if (d.ok() && !d.done()) {
+    const uint64_t nd = d.U64();
+    if (nd > 0) ks->dedup = std::make_unique<DedupState>();
+    for (uint64_t i = 0; i < nd && d.ok(); ++i) {
+      DedupEntry entry;
+      entry.value.assign(d.Bytes());
+      entry.time = d.I64();
+      ks->dedup->entries.push_back(std::move(entry));
+    }
   }
   return d.ok() && d.done();
 }
@@ -1134,6 +1257,12 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
         PushTimer(restored, w.end - 1, w.start, w.end, TimerKind::kFire);
       } else {
         PushTimer(restored, SaturatingAdd(w.end - 1, lateness_), w.start, w.end, TimerKind::kPurge);
+      }
+    }
+    if (restored.dedup) {
+      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
+      for (const DedupEntry& d : restored.dedup->entries) {
+        PushTimer(restored, SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
       }
     }
     return Status::Ok();

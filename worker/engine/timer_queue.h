@@ -23,7 +23,9 @@
 
 namespace sluice::engine {
 
-enum class TimerKind : uint8_t { kFire = 0, kPurge = 1 };
+// kExpireDedup: the key's dedup values older than the timer's time - within
+// are forgotten (start and end are 0).
+enum class TimerKind : uint8_t { kFire = 0, kPurge = 1, kExpireDedup = 2 };
 
 template <typename Owner>
 struct Timer {

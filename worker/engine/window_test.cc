@@ -117,16 +117,17 @@ proto::JobSpec Sessions(int64_t gap, int64_t ooo) {
   return spec;
 }
 
-TEST_CASE("sessions are strictly less than a gap apart and merge when bridged") {
+TEST_CASE("sessions merge events at most a gap apart, and when bridged") {
   Harness h(Sessions(10'000, kMinute));
   h.Feed(Event("u1", T + 0, "\"page\":\"/a\""));
   h.Feed(Event("u1", T + 25'000, "\"page\":\"/e\""));
-  // Exactly a gap after [T, T+10s) ends and exactly a gap before T+25s: its own session.
-  h.Feed(Event("u1", T + 15'000, "\"page\":\"/c\""));
-  REQUIRE(h.task().open_windows() == 3);
-  h.Feed(Event("u1", T + 9'000, "\"page\":\"/b\""));  // joins T and T+15s
   REQUIRE(h.task().open_windows() == 2);
-  h.Feed(Event("u1", T + 20'000, "\"page\":\"/d\""));  // bridges the rest
+  // Exactly a gap before T+25s: joins it ([T+15s, T+35s)); 15 s after T: not T's.
+  h.Feed(Event("u1", T + 15'000, "\"page\":\"/c\""));
+  REQUIRE(h.task().open_windows() == 2);
+  // Exactly a gap after T and exactly a gap before T+15s... at most a gap
+  // from both: bridges them.
+  h.Feed(Event("u1", T + 10'000, "\"page\":\"/b\""));
   REQUIRE(h.task().open_windows() == 1);
   REQUIRE(h.Output().empty());
   h.task().Drain();
@@ -134,12 +135,25 @@ TEST_CASE("sessions are strictly less than a gap apart and merge when bridged") 
   REQUIRE(out.size() == 1);
   REQUIRE(IntField(out[0], "window_start") == T);
   REQUIRE(IntField(out[0], "window_end") == T + 35'000);
-  REQUIRE(IntField(out[0], "events") == 5);
+  REQUIRE(IntField(out[0], "events") == 4);
   REQUIRE(Field(out[0], "first_page") == "/a");
   REQUIRE(Field(out[0], "last_page") == "/e");
-  REQUIRE(IntField(out[0], "pages") == 5);
+  REQUIRE(IntField(out[0], "pages") == 4);
   REQUIRE(IntField(out[0], "duration") == 25'000);  // first event T, last T+25s
   REQUIRE(Field(out[0], "kind") == "final");
+}
+
+TEST_CASE("two events exactly one gap apart form one session; a millisecond more, two") {
+  Harness h(Sessions(10'000, kMinute));
+  h.Feed({Event("u1", T), Event("u1", T + 10'000)});
+  h.Feed({Event("u2", T), Event("u2", T + 10'001)});
+  h.task().Drain();
+  std::vector<std::string> sessions;  // key:start+events, in firing order
+  for (const std::string& r : h.Output()) {
+    sessions.push_back(Field(r, "key") + ":" + std::to_string(IntField(r, "window_start") - T) +
+                       "+" + Field(r, "events"));
+  }
+  REQUIRE(sessions == std::vector<std::string>{"u2:0+1", "u1:0+2", "u2:10001+1"});
 }
 
 TEST_CASE("separate users have separate sessions, fired in key order") {
