@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "worker/engine/event_decoder.h"
 #include "worker/engine/state_store.h"
 #include "worker/engine/testing.h"
 
@@ -78,6 +79,17 @@ TEST_CASE("a declared field of another type is a dead letter with the reason, no
   RequireBalanced(c);
 }
 
+TEST_CASE("re-decoding an accepted event (a queued rule event) skips the declared fields") {
+  auto plan = JobPlan::Compile(TypedSpec());
+  REQUIRE(plan.ok());
+  EventDecoder decoder(**plan);
+  DecodedEvent ev;
+  std::string reason;
+  const std::string e = Event("u1", T, R"("amount":"9000","status":"approved")");
+  CHECK_FALSE(decoder.Decode(e, T, /*check_time_bounds=*/true, &ev, &reason));
+  CHECK(decoder.Decode(e, T, /*check_time_bounds=*/false, &ev, &reason));
+}
+
 TEST_CASE("without declared fields a wrongly typed value is filtered, and counted as a mismatch") {
   proto::JobSpec spec = TypedSpec();
   spec.mutable_source()->clear_fields();
@@ -136,7 +148,7 @@ TEST_CASE("dedup drops a key's repeated value within `within`, so velocity count
   h.Feed(Event("u1", T + 1 * kSec, R"("transaction_id":"t1")"));  // a producer retry
   h.Feed(Event("u2", T + 1 * kSec, R"("transaction_id":"t1")"));  // another key: not a repeat
   h.Feed(Event("u1", T + 2 * kSec, R"("transaction_id":"t2")"));
-  h.Feed(Event("u1", T + 3 * kSec));                               // no value: never a repeat
+  h.Feed(Event("u1", T + 3 * kSec));  // no value: never a repeat
   h.task().Drain();
   const TaskCounters& c = h.task().counters();
   CHECK(c.deduplicated == 1);
@@ -176,8 +188,8 @@ TEST_CASE("a record larger than max_record_bytes is a dead letter carrying a bou
   proto::JobSpec spec = TypedSpec();
   spec.mutable_source()->set_max_record_bytes(1024);
   Harness h(spec);
-  const std::string big = Event("u1", T, R"("amount":9000,"status":"approved","pad":")" +
-                                             std::string(2000, 'x') + "\"");
+  const std::string big = Event(
+      "u1", T, R"("amount":9000,"status":"approved","pad":")" + std::string(2000, 'x') + "\"");
   h.Feed(big);
   // A malformed record just under the limit keeps all of its bytes.
   const std::string bad = "{" + std::string(1000, 'y');

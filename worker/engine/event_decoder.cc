@@ -201,12 +201,13 @@ EventDecoder::~EventDecoder() = default;
 
 bool EventDecoder::Decode(std::string_view payload, int64_t now_ms, bool check_time_bounds,
                           DecodedEvent* out, std::string* reason) {
-  return Parse(payload, reason) && Extract(now_ms, check_time_bounds, out, reason);
+  return Parse(payload, reason, /*check_fields=*/check_time_bounds) &&
+         Extract(now_ms, check_time_bounds, out, reason);
 }
 
 std::span<const Value> EventDecoder::fields() const { return impl_->fields; }
 
-bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
+bool EventDecoder::Parse(std::string_view payload, std::string* reason, bool check_fields) {
   Impl& m = *impl_;
   const size_t need = payload.size() + simdjson::SIMDJSON_PADDING;
   if (m.padded.size() < need) m.padded.resize(need);
@@ -270,6 +271,7 @@ bool EventDecoder::Parse(std::string_view payload, std::string* reason) {
 
   // Declared fields (source.fields): present and of their type, before the
   // filter sees them.
+  if (!check_fields) return true;
   for (const FieldCheck& check : m.plan.field_checks()) {
     const bool present =
         m.found[check.slot] && m.elements[check.slot].type() != element_type::NULL_VALUE;

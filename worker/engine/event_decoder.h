@@ -34,8 +34,9 @@ class EventDecoder {
   EventDecoder& operator=(const EventDecoder&) = delete;
 
   // Decodes `payload`. `now_ms` is processing time, for max_future/max_past;
-  // `check_time_bounds = false` skips those checks (for re-decoding an event
-  // that was accepted earlier).
+  // `check_time_bounds = false` skips those checks and the declared fields'
+  // (for re-decoding an event that was accepted earlier, perhaps under an
+  // older version of the job).
   // On failure returns false and sets `*reason`, e.g.
   //   "invalid_json at byte 17: ..."   "missing key field user_id"
   //   "event_time 2031-01-01T00:00:00Z is 4y in the future"
@@ -43,9 +44,10 @@ class EventDecoder {
               std::string* reason);
 
   // Decode in two steps, so a filter can run in between: Parse checks the
-  // JSON and fills fields(); Extract then reads the key and event time of the
-  // parsed message (and checks the time bounds).
-  bool Parse(std::string_view payload, std::string* reason);
+  // JSON, fills fields() and (with `check_fields`) checks the declared fields
+  // (source.fields); Extract then reads the key and event time of the parsed
+  // message (and checks the time bounds).
+  bool Parse(std::string_view payload, std::string* reason, bool check_fields = true);
   std::span<const Value> fields() const;
   // On failure out->event_time is the event's time if that was good (only the
   // key was not), else kMinTime.
