@@ -130,7 +130,7 @@ class Coordinator {
 
   // Lookup budgets: at submit and in the background; for `status`.
   static constexpr int kLookupMs = 5'000;
-  static constexpr int kStatusLookupMs = 1'500;
+  static constexpr int kStatusLookupMs = 1'000;
   // A topic seen missing or shrunk is only believed when a check at least this
   // much later sees it so again (metadata can be briefly incomplete).
   static constexpr int64_t kConfirmTopicLossMs = 1'000;

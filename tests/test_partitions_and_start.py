@@ -116,8 +116,9 @@ def test_added_partition_gets_a_task_and_its_events_alert(cluster):
     cluster.submit(job_file)
     cluster.wait_running(job["name"], 2)
 
-    for f in admin(cluster.broker).create_partitions(
-            [NewPartitions(job["topic"], 4)], operation_timeout=30).values():
+    client = admin(cluster.broker)  # kept until its futures are done
+    for f in client.create_partitions([NewPartitions(job["topic"], 4)],
+                                      operation_timeout=30).values():
         f.result()
     # The coordinator notices within its check interval: tasks for 2 and 3.
     tasks = cluster.wait_running(job["name"], 4, timeout=60)
@@ -155,8 +156,8 @@ def test_deleted_topic_fails_the_job_with_the_reason(cluster):
     cluster.submit(job_file)
     cluster.wait_running(job["name"], 2)
 
-    for f in admin(cluster.broker).delete_topics([job["topic"]],
-                                                 operation_timeout=30).values():
+    client = admin(cluster.broker)  # kept until its futures are done
+    for f in client.delete_topics([job["topic"]], operation_timeout=30).values():
         f.result()
     wait_for(lambda: cluster.job_state(job["name"]) == "FAILED", 60,
              f"job {job['name']} to be FAILED", interval=0.25)
