@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import time
+import uuid
 
 import pytest
 from confluent_kafka import Producer
@@ -20,6 +21,13 @@ from cluster_testlib import OUT_PARTITIONS, Cluster, setup_topics
 from sluice_testlib import read_topic, wait_for, write_job
 
 CHECK_INTERVAL = "500ms"
+
+# The coordinator resolves source.start and sends it as Assignment.start_offset;
+# a worker seeks there only once the worker side of issue 15 is in. Strict: the
+# first run with it fails as XPASS, so this marker is removed then.
+needs_worker_start_offset = pytest.mark.xfail(
+    strict=True, reason="needs sluice-worker to seek a task without a checkpoint to "
+    "Assignment.start_offset (issue 15, worker side)")
 
 
 @pytest.fixture
@@ -194,6 +202,34 @@ def wait_consumed(cluster, job, n, partitions):
     assert sum(t["consumed"] for t in c.values()) == n, c
 
 
+def test_start_at_is_resolved_per_partition_at_submit(cluster):
+    """The coordinator's side of --start-at: JobInfo.start_offsets by partition."""
+    name = "start-" + uuid.uuid4().hex[:8]
+    cluster.broker.create_topic(name, 2)
+    now = int(time.time() * 1000)
+    old_ts, new_ts = now - 10 * 60_000, now - 60_000
+    for p in (0, 1):
+        produce_to(cluster.broker.bootstrap, name, large_payments(10, old_ts, f"old{p}"),
+                   partition=p, timestamp_ms=old_ts)
+        produce_to(cluster.broker.bootstrap, name, large_payments(4, new_ts, f"new{p}"),
+                   partition=p, timestamp_ms=new_ts)
+    cases = [("earliest", "EARLIEST", [-2, -2]), ("latest", "LATEST", [14, 14])]
+    if cluster.broker.kind != "devbroker":
+        # The mock cluster answers offsets-for-times with "no record" (module doc).
+        cases += [(rfc3339(now - 5 * 60_000), "AT_TIME", [10, 10]),
+                  (rfc3339(now - 60 * 60_000), "AT_TIME", [0, 0]),
+                  (rfc3339(now + 60 * 60_000), "AT_TIME", [14, 14])]  # no record: the end
+    for start_at, start, offsets in cases:
+        job_file, job = write_job(cluster.workdir, topic=name)
+        code, out, err = cluster.ctl("submit", job_file, "--start-at", start_at)
+        assert code == 0, err
+        st = job_status(cluster, job["name"])["job"]
+        assert st["spec"]["source"]["start"] == start, (start_at, st["spec"]["source"])
+        assert [int(o) for o in st["start_offsets"]] == offsets, (start_at, st)
+        assert cluster.ctl("cancel", job["name"])[0] == 0
+
+
+@needs_worker_start_offset
 def test_start_at_latest_skips_older_events(cluster):
     job_file, job = write_job(cluster.workdir)
     setup_topics(cluster.broker, job, 2)
@@ -203,8 +239,6 @@ def test_start_at_latest_skips_older_events(cluster):
                    partition=p)
     code, out, err = cluster.ctl("submit", job_file, "--start-at", "latest")
     assert code == 0, err
-    st = job_status(cluster, job["name"])
-    assert [int(o) for o in st["job"]["start_offsets"]] == [10, 10], st["job"]
     cluster.wait_running(job["name"], 2)
 
     for p in (0, 1):
@@ -217,6 +251,7 @@ def test_start_at_latest_skips_older_events(cluster):
     assert all(a["key"].startswith("new") for a in alerts(cluster.broker, job, 6))
 
 
+@needs_worker_start_offset
 def test_start_at_time_skips_events_before_it(cluster):
     if cluster.broker.kind == "devbroker":
         pytest.skip("sluice-devbroker (librdkafka's mock cluster) answers every offsets-for-times "
@@ -233,9 +268,6 @@ def test_start_at_time_skips_events_before_it(cluster):
 
     code, out, err = cluster.ctl("submit", job_file, "--start-at", rfc3339(now - 5 * 60_000))
     assert code == 0, err
-    st = job_status(cluster, job["name"])
-    assert [int(o) for o in st["job"]["start_offsets"]] == [10, 10], st["job"]
-    assert st["job"]["spec"]["source"]["start"] == "AT_TIME", st["job"]["spec"]["source"]
     cluster.wait_running(job["name"], 2)
     # Only the records from offset 10 on: the 4 newer ones of each partition.
     wait_consumed(cluster, job, 8, 2)
