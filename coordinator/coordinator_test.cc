@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
+#include <utility>
 
 #include "coordinator/metadata_store.h"
 #include "jobspec/job_loader.h"
@@ -19,8 +21,12 @@ class FakeTopics final : public TopicMetadata {
     ++lookups;
     if (!reachable) return Status::Unavailable("broker down");
     auto it = partitions.find(topic);
-    if (it == partitions.end()) return Status::NotFound("no topic " + topic);
-    return it->second;
+    Result<int32_t> answer = it == partitions.end()
+                                 ? Result<int32_t>(Status::NotFound("no topic " + topic))
+                                 : Result<int32_t>(it->second);
+    // Runs once, after the answer is read and before it arrives.
+    if (auto hook = std::exchange(during_lookup, nullptr)) hook();
+    return answer;
   }
   Result<std::vector<int64_t>> EndOffsets(const std::string&, const std::string& topic, int32_t n,
                                           int) override {
@@ -55,6 +61,7 @@ class FakeTopics final : public TopicMetadata {
   bool reachable = true;
   bool offsets_reachable = true;  // end offsets and offsets for times
   int lookups = 0;
+  std::function<void()> during_lookup;
 };
 
 std::string FraudYaml(const std::string& name = "fraud", const std::string& threshold = "5000",
@@ -743,6 +750,30 @@ TEST_CASE("a topic that disappears or shrinks fails its job, once seen so twice"
   REQUIRE(f.c->CancelJob("fraud").ok());
   REQUIRE(f.Submit(FraudYaml("fraud")).ok());
   CHECK(f.c->ListJobs()[0].state() == proto::RUNNING);
+}
+
+TEST_CASE("a partition check that ends after a later-started one is stale and ignored") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  // A slow check reads 8 partitions; while its answer is on the way, partitions
+  // are added and a later check reads 10 and applies them.
+  f.topics.during_lookup = [&] {
+    f.topics.partitions["payments"] = 10;
+    REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  };
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].partitions() == 10);
+  // The slow answer did not count as a first sighting of the topic shrinking:
+  // a real shrink now is only believed when seen again.
+  f.clock.Advance(2'000);
+  f.topics.partitions["payments"] = 4;
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::RUNNING);
+  f.clock.Advance(2'000);
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
+  CHECK(f.c->ListJobs()[0].error() == "source topic payments shrank from 10 to 4 partitions");
 }
 
 }  // namespace
