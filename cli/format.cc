@@ -162,6 +162,16 @@ std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms) {
   }
   line += ", version " + Num(job.version());
   if (job.spec().delivery() == proto::JobSpec::EXACTLY_ONCE) line += ", exactly_once";
+  switch (job.spec().source().start()) {
+    case proto::SourceSpec::LATEST:
+      line += ", started at the latest offsets";
+      break;
+    case proto::SourceSpec::AT_TIME:
+      line += ", started at " + FormatRfc3339(job.spec().source().start_time_ms());
+      break;
+    default:
+      break;
+  }
   if (job.submitted_ms() > 0) line += ", submitted " + FormatAge(job.submitted_ms(), now_ms);
   if (job.updated_ms() > job.submitted_ms()) {
     line += ", updated " + FormatAge(job.updated_ms(), now_ms);

@@ -67,8 +67,9 @@ std::string TaskStateName(proto::TaskReport::State state);
 // One line about a job, without a newline:
 // "job fraud: RUNNING, 8 partitions, version 2, submitted 3h ago, updated 5m ago";
 // a failed job's reason follows its state ("FAILED (source topic payments no
-// longer exists on ...)"), and partitions added since submit show as
-// "10 partitions (8 at submit)".
+// longer exists on ...)"), partitions added since submit show as
+// "10 partitions (8 at submit)", and a source.start other than earliest as
+// "started at the latest offsets" or "started at 2024-03-01T12:00:00Z".
 std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms);
 
 // For a job whose topic has more partitions than at submit: which ones were

@@ -235,6 +235,16 @@ TEST_CASE("FormatJobLine: a failed job's reason, and partitions added since subm
   CHECK(FormatAddedPartitionsNote(job).empty());
   CHECK(FormatJobLine(job, kNow) ==
         "job fraud: RUNNING, 9 partitions, version 1, submitted 3h ago");
+
+  job.mutable_spec()->mutable_source()->set_start(proto::SourceSpec::LATEST);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 9 partitions, version 1, started at the latest offsets, submitted 3h "
+        "ago");
+  job.mutable_spec()->mutable_source()->set_start(proto::SourceSpec::AT_TIME);
+  job.mutable_spec()->mutable_source()->set_start_time_ms(1'709'294'400'250);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 9 partitions, version 1, started at 2024-03-01T12:00:00.250Z, "
+        "submitted 3h ago");
 }
 
 TEST_CASE("FormatJobsTable says why a job failed") {
