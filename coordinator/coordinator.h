@@ -132,8 +132,9 @@ class Coordinator {
   static constexpr int kLookupMs = 5'000;
   static constexpr int kStatusLookupMs = 1'000;
   // A topic seen missing or shrunk is only believed when a check at least this
-  // much later sees it so again (metadata can be briefly incomplete).
-  static constexpr int64_t kConfirmTopicLossMs = 1'000;
+  // much later sees it so again: metadata can be briefly incomplete (a broker
+  // that restarts), and `status` may ask many times a second.
+  static constexpr int64_t kConfirmTopicLossMs = 10'000;
 
   // Metadata commits that failed (each undid its request's changes).
   int64_t failed_commits() const;

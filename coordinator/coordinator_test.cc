@@ -713,13 +713,13 @@ TEST_CASE("a topic that disappears or shrinks fails its job, once seen so twice"
   f.topics.partitions.erase("payments");
   f.topics.partitions["clicks"] = 2;
   REQUIRE(f.c->CheckPartitions("", 100).ok());
-  f.clock.Advance(500);
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs / 2);
   REQUIRE(f.c->CheckPartitions("", 100).ok());
   for (const proto::JobInfo& job : f.c->ListJobs()) CHECK(job.state() == proto::RUNNING);
 
   // A topic that is back at the next check was a glitch.
   f.topics.partitions["clicks"] = 3;
-  f.clock.Advance(1'000);
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
   REQUIRE(f.c->CheckPartitions("", 100).ok());
   CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
   CHECK(f.c->ListJobs()[0].error() == "source topic payments no longer exists on kafka:9092");
@@ -730,7 +730,7 @@ TEST_CASE("a topic that disappears or shrinks fails its job, once seen so twice"
 
   f.topics.partitions["clicks"] = 2;
   REQUIRE(f.c->CheckPartitions("views", 100).ok());
-  f.clock.Advance(1'000);
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
   REQUIRE(f.c->CheckPartitions("views", 100).ok());
   CHECK(f.c->ListJobs()[1].state() == proto::FAILED);
   CHECK(f.c->ListJobs()[1].error() == "source topic clicks shrank from 3 to 2 partitions");
@@ -770,7 +770,7 @@ TEST_CASE("a partition check that ends after a later-started one is stale and ig
   f.topics.partitions["payments"] = 4;
   REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
   CHECK(f.c->ListJobs()[0].state() == proto::RUNNING);
-  f.clock.Advance(2'000);
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
   REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
   CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
   CHECK(f.c->ListJobs()[0].error() == "source topic payments shrank from 10 to 4 partitions");
