@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 #include "jobspec/job_loader.h"
 #include "worker/engine/job_plan.h"
@@ -182,6 +183,9 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
   job.set_updated_ms(job.submitted_ms());
   jobs_[job.name()] = job;
   topic_loss_.erase(job.name());
+  // A check that started before this job existed (of a cancelled job of the
+  // same name) is stale.
+  applied_check_ticket_[job.name()] = next_check_ticket_;
   for (int32_t p = 0; p < *partitions; ++p) tasks_[TaskKey{job.name(), p}] = TaskRecord();
   Rebalance();
   SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
@@ -621,9 +625,16 @@ Status Coordinator::CheckPartitions(const std::string& only_job, int timeout_ms)
     }
   }
   if (probes.empty()) return Status::Ok();
-  // Kafka is asked without holding the lock.
+  // Kafka is asked without holding the lock, once per topic.
+  std::map<std::pair<std::string, std::string>, Result<int32_t>> counts;
   for (Probe& probe : probes) {
-    probe.count = topics_.PartitionCount(probe.brokers, probe.topic, timeout_ms);
+    auto key = std::make_pair(probe.brokers, probe.topic);
+    auto it = counts.find(key);
+    if (it == counts.end()) {
+      it =
+          counts.emplace(key, topics_.PartitionCount(probe.brokers, probe.topic, timeout_ms)).first;
+    }
+    probe.count = it->second;
   }
 
   std::lock_guard<std::mutex> lock(mu_);

@@ -776,5 +776,20 @@ TEST_CASE("a partition check that ends after a later-started one is stale and ig
   CHECK(f.c->ListJobs()[0].error() == "source topic payments shrank from 10 to 4 partitions");
 }
 
+TEST_CASE("a partition check of a cancelled job never applies to a new job of the same name") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());  // on payments, 8 partitions
+  // While a check's answer (8) is on the way, the job is cancelled and
+  // submitted again on clicks (3 partitions).
+  f.topics.during_lookup = [&] {
+    REQUIRE(f.c->CancelJob("fraud").ok());
+    REQUIRE(f.Submit(FraudYaml("fraud", "5000", "clicks")).ok());
+  };
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].partitions() == 3);
+  CHECK(f.Owners("fraud").size() == 3);
+}
+
 }  // namespace
 }  // namespace sluice::coordinator
