@@ -83,4 +83,10 @@ Status CheckCoordinatorAddress(const std::string& address);
 // `--timeout`: finite seconds from 0.001 to one day.
 Status CheckTimeout(double seconds);
 
+// `submit --start-at`: "earliest", "latest" or an RFC 3339 time (at or after
+// 1970) set as `source`'s start (and start_time_ms); InvalidArgument says
+// what is expected. With the flag, submit loads the job file itself
+// (jobspec/), replaces its source.start and sends the spec.
+Status ApplyStartAt(const std::string& value, proto::SourceSpec* source);
+
 }  // namespace sluice::cli

@@ -146,11 +146,32 @@ std::string TaskStateName(proto::TaskReport::State state) {
   return name.empty() ? Num(state) : name;
 }
 
+std::string FormatLagTime(const proto::TaskReport& report) {
+  if (report.lag_ms() <= 0 && FormatLag(report) == kUnknown) return kUnknown;
+  return FormatDuration(report.lag_ms());
+}
+
 std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms) {
-  std::string line =
-      "job " + job.name() + ": " + JobStateName(job.state()) + ", " + Num(job.partitions()) +
-      (job.partitions() == 1 ? " partition" : " partitions") + ", version " + Num(job.version());
+  std::string line = "job " + job.name() + ": " + JobStateName(job.state());
+  if (job.state() == proto::FAILED) {
+    line += " (" + (job.error().empty() ? std::string("no reason given") : job.error()) + ")";
+  }
+  line += ", " + Num(job.partitions()) + (job.partitions() == 1 ? " partition" : " partitions");
+  if (job.initial_partitions() > 0 && job.initial_partitions() != job.partitions()) {
+    line += " (" + Num(job.initial_partitions()) + " at submit)";
+  }
+  line += ", version " + Num(job.version());
   if (job.spec().delivery() == proto::JobSpec::EXACTLY_ONCE) line += ", exactly_once";
+  switch (job.spec().source().start()) {
+    case proto::SourceSpec::LATEST:
+      line += ", started at the latest offsets";
+      break;
+    case proto::SourceSpec::AT_TIME:
+      line += ", started at " + FormatRfc3339(job.spec().source().start_time_ms());
+      break;
+    default:
+      break;
+  }
   if (job.submitted_ms() > 0) line += ", submitted " + FormatAge(job.submitted_ms(), now_ms);
   if (job.updated_ms() > job.submitted_ms()) {
     line += ", updated " + FormatAge(job.updated_ms(), now_ms);
@@ -158,18 +179,65 @@ std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms) {
   return line;
 }
 
+std::string FormatAddedPartitionsNote(const proto::JobInfo& job) {
+  const int32_t first = job.initial_partitions();
+  if (first <= 0 || job.partitions() <= first) return "";
+  const std::string added = job.partitions() - first == 1 ? "partition " + Num(first) + " was"
+                                                          : "partitions " + Num(first) + "-" +
+                                                                Num(job.partitions() - 1) + " were";
+  return "note: " + added +
+         " added after submit; Kafka's partitioner now sends some keys there, and those keys "
+         "start with fresh state there (their earlier events stay in the state of their old "
+         "partition)";
+}
+
+std::string FormatTaskNotes(const proto::TaskReport& r) {
+  std::vector<std::string> notes;
+  if (r.lost() != 0) {
+    std::string note = "lost " + Num(r.lost()) + (r.lost() == 1 ? " record" : " records") +
+                       " to retention before they were read";
+    if (r.lost_to_offset() > r.lost_from_offset()) {
+      note += " (last gap: offsets " + Num(r.lost_from_offset()) + " to " +
+              Num(r.lost_to_offset() - 1) + ")";
+    }
+    notes.push_back(note);
+  }
+  if (r.refused_outputs() != 0) {
+    notes.push_back(Num(r.refused_outputs()) +
+                    (r.refused_outputs() == 1 ? " output record" : " output records") +
+                    " refused by the sink, dead-lettered instead");
+  }
+  if (r.type_mismatches() != 0) {
+    notes.push_back(Num(r.type_mismatches()) +
+                    (r.type_mismatches() == 1 ? " comparison" : " comparisons") +
+                    " met a value of another type (check the producers' field types)");
+  }
+  std::string out;
+  for (const std::string& note : notes) out += (out.empty() ? "" : "; ") + note;
+  return out;
+}
+
 std::string FormatJobsTable(const proto::ListJobsResponse& jobs, int64_t now_ms) {
   if (jobs.jobs().empty()) return "no jobs\n";
   Table table({"NAME", "STATE", "PARTITIONS", "VERSION", "SUBMITTED"});
+  std::string errors;
   for (const auto& job : jobs.jobs()) {
     table.AddRow({job.name(), JobStateName(job.state()), Num(job.partitions()), Num(job.version()),
                   FormatAge(job.submitted_ms(), now_ms)});
+    if (job.state() == proto::FAILED) {
+      errors += "job " + job.name() +
+                " FAILED: " + (job.error().empty() ? std::string("no reason given") : job.error()) +
+                "\n";
+    }
   }
-  return table.Render();
+  return table.Render() + errors;
 }
 
 std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms) {
   std::string out = FormatJobLine(status.job(), now_ms) + "\n";
+  if (const std::string note = FormatAddedPartitionsNote(status.job()); !note.empty()) {
+    out += note + "\n";
+  }
   if (status.tasks().empty()) return out + "no tasks\n";
 
   std::vector<const proto::TaskStatus*> tasks;
@@ -178,17 +246,31 @@ std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms) {
     return a->report().partition() < b->report().partition();
   });
 
+  // Columns a job cannot fill are left out while every task's count is 0:
+  // FILTERED without a filter, DEDUP without dedup, PAUSED without back-pressure.
+  const proto::JobSpec& spec = status.job().spec();
+  auto any = [&](int64_t (proto::TaskReport::*counter)() const) {
+    return std::any_of(tasks.begin(), tasks.end(),
+                       [&](const auto* t) { return (t->report().*counter)() != 0; });
+  };
+  const bool filtered = !spec.filter().empty() || any(&proto::TaskReport::filtered);
+  const bool deduplicated = spec.has_dedup() || any(&proto::TaskReport::deduplicated);
+  const bool paused = any(&proto::TaskReport::paused);
   // exactly_once adds the transactions: committed/aborted, the last commit's time.
-  const bool transactional = status.job().spec().delivery() == proto::JobSpec::EXACTLY_ONCE;
-  std::vector<std::string> header = {"PARTITION", "WORKER",    "STATE",      "OFFSET",
-                                     "LAG",       "WATERMARK", "CHECKPOINT", "CONSUMED",
-                                     "LATE",      "DLQ",       "ALERTS",     "WINDOWS"};
+  const bool transactional = spec.delivery() == proto::JobSpec::EXACTLY_ONCE;
+
+  std::vector<std::string> header = {"PARTITION", "WORKER",    "STATE",      "OFFSET",  "LAG",
+                                     "LAG-TIME",  "WATERMARK", "CHECKPOINT", "CONSUMED"};
+  if (filtered) header.push_back("FILTERED");
+  if (deduplicated) header.push_back("DEDUP");
+  for (const char* h : {"LATE", "DLQ", "ALERTS", "WINDOWS"}) header.push_back(h);
+  if (paused) header.push_back("PAUSED");
   if (transactional) {
     header.push_back("TXNS");
     header.push_back("COMMIT");
   }
   Table table(header);
-  std::string errors;
+  std::string notes;
   for (const auto* task : tasks) {
     const proto::TaskReport& r = task->report();
     const std::string worker = task->worker_id().empty() ? kUnknown : task->worker_id();
@@ -204,23 +286,26 @@ std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms) {
                                     TaskStateName(r.state()),
                                     r.next_offset() >= 0 ? Num(r.next_offset()) : kUnknown,
                                     FormatLag(r),
+                                    FormatLagTime(r),
                                     FormatWatermark(r.watermark()),
                                     FormatAge(r.last_checkpoint_ms(), now_ms),
-                                    Num(r.consumed()),
-                                    Num(r.late()),
-                                    Num(r.dead_lettered()),
-                                    Num(r.alerts()),
-                                    Num(r.window_results())};
+                                    Num(r.consumed())};
+    if (filtered) row.push_back(Num(r.filtered()));
+    if (deduplicated) row.push_back(Num(r.deduplicated()));
+    for (int64_t n : {r.late(), r.dead_lettered(), r.alerts(), r.window_results()}) {
+      row.push_back(Num(n));
+    }
+    if (paused) row.push_back(Num(r.paused()));
     if (transactional) {
       row.push_back(Num(r.transactions_committed()) + "/" + Num(r.transactions_aborted()));
       row.push_back(r.transactions_committed() > 0 ? Num(r.last_commit_ms()) + " ms" : kUnknown);
     }
     table.AddRow(row);
-    if (!r.error().empty()) {
-      errors += "partition " + Num(r.partition()) + " (" + worker + "): " + r.error() + "\n";
-    }
+    const std::string where = "partition " + Num(r.partition()) + " (" + worker + "): ";
+    if (!r.error().empty()) notes += where + r.error() + "\n";
+    if (const std::string n = FormatTaskNotes(r); !n.empty()) notes += where + n + "\n";
   }
-  return out + table.Render() + errors;
+  return out + table.Render() + notes;
 }
 
 std::string FormatWorkersTable(const proto::ListWorkersResponse& workers, int64_t now_ms) {

@@ -55,20 +55,44 @@ std::string FormatWatermark(int64_t millis);
 // unknown (-1). Never negative (a stale end_offset shows as 0).
 std::string FormatLag(const proto::TaskReport& report);
 
+// How old the oldest record the task has not processed yet is
+// (TaskReport.lag_ms), as FormatDuration: "0s" when it is caught up; "-"
+// when neither it nor the lag in records is known.
+std::string FormatLagTime(const proto::TaskReport& report);
+
 // "RUNNING", or "-" for the unspecified value.
 std::string JobStateName(proto::JobState state);
 std::string TaskStateName(proto::TaskReport::State state);
 
 // One line about a job, without a newline:
-// "job fraud: RUNNING, 8 partitions, version 2, submitted 3h ago, updated 5m ago".
+// "job fraud: RUNNING, 8 partitions, version 2, submitted 3h ago, updated 5m ago";
+// a failed job's reason follows its state ("FAILED (source topic payments no
+// longer exists on ...)"), partitions added since submit show as
+// "10 partitions (8 at submit)", and a source.start other than earliest as
+// "started at the latest offsets" or "started at 2024-03-01T12:00:00Z".
 std::string FormatJobLine(const proto::JobInfo& job, int64_t now_ms);
 
-// NAME STATE PARTITIONS VERSION SUBMITTED; "no jobs" when there are none.
+// For a job whose topic has more partitions than at submit: which ones were
+// added and that keys Kafka now hashes to them start with fresh state there.
+// Empty otherwise.
+std::string FormatAddedPartitionsNote(const proto::JobInfo& job);
+
+// What an operator must not miss about a task, or empty: records lost to
+// retention (with the last gap's offsets), outputs the sink refused, and
+// comparisons that met a value of another type.
+std::string FormatTaskNotes(const proto::TaskReport& report);
+
+// NAME STATE PARTITIONS VERSION SUBMITTED, then a line per FAILED job with its
+// reason; "no jobs" when there are none.
 std::string FormatJobsTable(const proto::ListJobsResponse& jobs, int64_t now_ms);
 
-// The job line, then one row per task (sorted by partition): PARTITION WORKER
-// STATE OFFSET LAG WATERMARK CHECKPOINT CONSUMED LATE DLQ ALERTS WINDOWS, then
-// a line per task that reports an error.
+// The job line, the added-partitions note if any, then one row per task
+// (sorted by partition): PARTITION WORKER STATE OFFSET LAG LAG-TIME WATERMARK
+// CHECKPOINT CONSUMED [FILTERED] [DEDUP] LATE DLQ ALERTS WINDOWS [PAUSED]
+// [TXNS COMMIT], then a line per task that reports an error and one per task
+// with notes (FormatTaskNotes). FILTERED shows when the job has a filter,
+// DEDUP when it de-duplicates, PAUSED when a task paused; each also whenever
+// a task's count is not 0. TXNS and COMMIT show for exactly_once jobs.
 std::string FormatJobStatus(const proto::JobStatus& status, int64_t now_ms);
 
 // WORKER HOST THREADS ALIVE TASKS LAST-HEARTBEAT; "no workers" when there are none.

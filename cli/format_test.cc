@@ -163,13 +163,13 @@ proto::JobStatus SampleStatus() {
 TEST_CASE("FormatJobStatus: the job line, then one row per task") {
   CHECK(FormatJobStatus(SampleStatus(), kNow) ==
         "job fraud: RUNNING, 3 partitions, version 1, submitted 3h ago\n"
-        "PARTITION  WORKER    STATE     OFFSET  LAG  WATERMARK             CHECKPOINT  "
+        "PARTITION  WORKER    STATE     OFFSET  LAG  LAG-TIME  WATERMARK             CHECKPOINT  "
         "CONSUMED  LATE  DLQ  ALERTS  WINDOWS\n"
-        "0          worker-a  RUNNING   1200    34   2023-11-14T22:13:14Z  4s ago      "
+        "0          worker-a  RUNNING   1200    34   0s        2023-11-14T22:13:14Z  4s ago      "
         "1200      3     7    12      0\n"
-        "1          worker-b  STARTING  -       -    -                     -           "
+        "1          worker-b  STARTING  -       -    -         -                     -           "
         "0         0     0    0       0\n"
-        "2          -         FAILED    -       500  -                     -           "
+        "2          -         FAILED    -       500  0s        -                     -           "
         "0         0     0    0       0\n"
         "partition 2 (-): cannot open state: disk full\n");
 }
@@ -191,10 +191,10 @@ TEST_CASE("FormatJobStatus of an exactly_once job shows its transactions") {
   r->set_last_commit_ms(17);
   CHECK(FormatJobStatus(st, kNow) ==
         "job fraud: RUNNING, 1 partition, version 1, exactly_once, submitted 3h ago\n"
-        "PARTITION  WORKER    STATE    OFFSET  LAG  WATERMARK  CHECKPOINT  CONSUMED  LATE  DLQ  "
-        "ALERTS  WINDOWS  TXNS  COMMIT\n"
-        "0          worker-a  RUNNING  10      0    -          -           0         0     0    "
-        "0       0        41/2  17 ms\n");
+        "PARTITION  WORKER    STATE    OFFSET  LAG  LAG-TIME  WATERMARK  CHECKPOINT  CONSUMED  "
+        "LATE  DLQ  ALERTS  WINDOWS  TXNS  COMMIT\n"
+        "0          worker-a  RUNNING  10      0    0s        -          -           0         "
+        "0     0    0       0        41/2  17 ms\n");
 }
 
 TEST_CASE("FormatJobStatus without tasks, and a task without a report") {
@@ -205,10 +205,143 @@ TEST_CASE("FormatJobStatus without tasks, and a task without a report") {
   st.add_tasks()->set_worker_id("worker-a");
   CHECK(FormatJobStatus(st, kNow) ==
         "job fraud: STOPPED, 1 partition, version 1, submitted 3h ago\n"
-        "PARTITION  WORKER    STATE  OFFSET  LAG  WATERMARK  CHECKPOINT  CONSUMED  LATE  DLQ  "
-        "ALERTS  WINDOWS\n"
-        "-          worker-a  -      -       -    -          -           -         -     -    "
-        "-       -\n");
+        "PARTITION  WORKER    STATE  OFFSET  LAG  LAG-TIME  WATERMARK  CHECKPOINT  CONSUMED  "
+        "LATE  DLQ  ALERTS  WINDOWS\n"
+        "-          worker-a  -      -       -    -         -          -           -         "
+        "-     -    -       -\n");
+}
+
+TEST_CASE("FormatJobLine: a failed job's reason, and partitions added since submit") {
+  proto::JobInfo job = Job("fraud", proto::FAILED, 8);
+  job.set_initial_partitions(8);
+  job.set_error("source topic payments no longer exists on kafka:9092");
+  job.set_updated_ms(kNow - 5 * 60'000);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: FAILED (source topic payments no longer exists on kafka:9092), 8 partitions, "
+        "version 1, submitted 3h ago, updated 5m ago");
+  CHECK(FormatAddedPartitionsNote(job).empty());
+
+  job = Job("fraud", proto::RUNNING, 10);
+  job.set_initial_partitions(8);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 10 partitions (8 at submit), version 1, submitted 3h ago");
+  CHECK(FormatAddedPartitionsNote(job) ==
+        "note: partitions 8-9 were added after submit; Kafka's partitioner now sends some keys "
+        "there, and those keys start with fresh state there (their earlier events stay in the "
+        "state of their old partition)");
+  job.set_partitions(9);
+  CHECK_THAT(FormatAddedPartitionsNote(job), Catch::StartsWith("note: partition 8 was added"));
+  job.set_initial_partitions(0);  // a job stored before the count at submit was kept
+  CHECK(FormatAddedPartitionsNote(job).empty());
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 9 partitions, version 1, submitted 3h ago");
+
+  job.mutable_spec()->mutable_source()->set_start(proto::SourceSpec::LATEST);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 9 partitions, version 1, started at the latest offsets, submitted 3h "
+        "ago");
+  job.mutable_spec()->mutable_source()->set_start(proto::SourceSpec::AT_TIME);
+  job.mutable_spec()->mutable_source()->set_start_time_ms(1'709'294'400'250);
+  CHECK(FormatJobLine(job, kNow) ==
+        "job fraud: RUNNING, 9 partitions, version 1, started at 2024-03-01T12:00:00.250Z, "
+        "submitted 3h ago");
+}
+
+TEST_CASE("FormatJobsTable says why a job failed") {
+  proto::ListJobsResponse jobs;
+  *jobs.add_jobs() = Job("fraud", proto::FAILED, 8);
+  jobs.mutable_jobs(0)->set_error("source topic payments shrank from 8 to 4 partitions");
+  *jobs.add_jobs() = Job("views", proto::RUNNING, 3);
+  CHECK(FormatJobsTable(jobs, kNow) ==
+        "NAME   STATE    PARTITIONS  VERSION  SUBMITTED\n"
+        "fraud  FAILED   8           1        3h ago\n"
+        "views  RUNNING  3           1        3h ago\n"
+        "job fraud FAILED: source topic payments shrank from 8 to 4 partitions\n");
+}
+
+TEST_CASE("FormatTaskNotes: lost records with their last gap, refused outputs, type mismatches") {
+  proto::TaskReport r;
+  CHECK(FormatTaskNotes(r).empty());
+  r.set_lost(120);
+  r.set_lost_from_offset(1000);
+  r.set_lost_to_offset(1120);
+  CHECK(FormatTaskNotes(r) ==
+        "lost 120 records to retention before they were read (last gap: offsets 1000 to 1119)");
+  r.set_refused_outputs(1);
+  r.set_type_mismatches(5);
+  CHECK(FormatTaskNotes(r) ==
+        "lost 120 records to retention before they were read (last gap: offsets 1000 to 1119); "
+        "1 output record refused by the sink, dead-lettered instead; 5 comparisons met a value "
+        "of another type (check the producers' field types)");
+}
+
+proto::JobStatus AccountingStatus() {
+  proto::JobStatus st;
+  *st.mutable_job() = Job("fraud", proto::RUNNING, 3);
+  st.mutable_job()->set_initial_partitions(2);
+  st.mutable_job()->mutable_spec()->set_filter("amount > 0");
+  st.mutable_job()->mutable_spec()->mutable_dedup()->set_field("transaction_id");
+  for (int p = 0; p < 3; ++p) {
+    proto::TaskStatus* t = st.add_tasks();
+    t->set_worker_id("w1");
+    proto::TaskReport* r = t->mutable_report();
+    r->set_partition(p);
+    r->set_state(proto::TaskReport::RUNNING);
+    r->set_next_offset(100 * (p + 1));
+    r->set_end_offset(100 * (p + 1) + 10 * p);
+    r->set_watermark(std::numeric_limits<int64_t>::min());
+    r->set_consumed(100);
+    r->set_processed(90);
+    r->set_filtered(5 + p);
+    r->set_deduplicated(p);
+    r->set_late(4);
+    r->set_dead_lettered(6);
+    r->set_lag_ms(p * 65'000);
+  }
+  proto::TaskReport* r0 = st.mutable_tasks(0)->mutable_report();
+  r0->set_lost(20);
+  r0->set_lost_from_offset(40);
+  r0->set_lost_to_offset(60);
+  r0->set_paused(3);
+  st.mutable_tasks(2)->mutable_report()->set_type_mismatches(2);
+  return st;
+}
+
+TEST_CASE("FormatJobStatus accounts for every event: filtered, dedup, lag in time, notes") {
+  CHECK(FormatJobStatus(AccountingStatus(), kNow) ==
+        "job fraud: RUNNING, 3 partitions (2 at submit), version 1, submitted 3h ago\n"
+        "note: partition 2 was added after submit; Kafka's partitioner now sends some keys there, "
+        "and those keys start with fresh state there (their earlier events stay in the state of "
+        "their old partition)\n"
+        "PARTITION  WORKER  STATE    OFFSET  LAG  LAG-TIME  WATERMARK  CHECKPOINT  CONSUMED  "
+        "FILTERED  DEDUP  LATE  DLQ  ALERTS  WINDOWS  PAUSED\n"
+        "0          w1      RUNNING  100     0    0s        -          -           100       "
+        "5         0      4     6    0       0        3\n"
+        "1          w1      RUNNING  200     10   65s       -          -           100       "
+        "6         1      4     6    0       0        0\n"
+        "2          w1      RUNNING  300     20   2m10s     -          -           100       "
+        "7         2      4     6    0       0        0\n"
+        "partition 0 (w1): lost 20 records to retention before they were read (last gap: "
+        "offsets 40 to 59)\n"
+        "partition 2 (w1): 2 comparisons met a value of another type (check the producers' "
+        "field types)\n");
+}
+
+TEST_CASE("ToJsonLine carries every counter and the job's partitions, start and error") {
+  proto::JobStatus st = AccountingStatus();
+  st.mutable_job()->add_start_offsets(-2);
+  st.mutable_job()->add_start_offsets(17);
+  Result<std::string> json = ToJsonLine(st);
+  REQUIRE(json.ok());
+  for (const char* field :
+       {"\"initial_partitions\":2", "\"start_offsets\":[\"-2\",\"17\"]", "\"error\":\"\"",
+        "\"filtered\":\"5\"", "\"deduplicated\":\"0\"", "\"type_mismatches\":\"0\"",
+        "\"lost\":\"20\"", "\"lost_from_offset\":\"40\"", "\"lost_to_offset\":\"60\"",
+        "\"refused_outputs\":\"0\"", "\"paused\":\"3\"", "\"lag_ms\":\"130000\"",
+        "\"type_mismatches\":\"2\""}) {
+    INFO(field);
+    CHECK(json->find(field) != std::string::npos);
+  }
 }
 
 TEST_CASE("FormatWorkersTable") {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 #include "jobspec/job_loader.h"
 #include "worker/engine/job_plan.h"
@@ -146,9 +147,8 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
     }
   }
   // Kafka is asked without holding the lock.
-  const std::string brokers =
-      spec.source().brokers().empty() ? options_.default_brokers : spec.source().brokers();
-  auto partitions = topics_.PartitionCount(brokers, spec.source().topic());
+  const std::string brokers = BrokersOf(spec);
+  auto partitions = topics_.PartitionCount(brokers, spec.source().topic(), kLookupMs);
   if (!partitions.ok()) {
     if (partitions.status().code() == StatusCode::kNotFound) {
       return Status::FailedPrecondition("source topic " + spec.source().topic() +
@@ -157,6 +157,8 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
     return Status::Unavailable("cannot read the partitions of " + spec.source().topic() + " from " +
                                brokers + ": " + partitions.status().message());
   }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<int64_t> start_offsets,
+                          ResolveStart(brokers, spec.source(), *partitions));
   if (spec.delivery() == proto::JobSpec::EXACTLY_ONCE) {
     Status txn = topics_.CheckTransactions(brokers);
     if (!txn.ok()) {
@@ -174,16 +176,63 @@ Result<proto::JobInfo> Coordinator::SubmitJob(const proto::SubmitJobRequest& req
   *job.mutable_spec() = spec;
   job.set_state(proto::RUNNING);
   job.set_partitions(*partitions);
+  job.set_initial_partitions(*partitions);
+  for (int64_t offset : start_offsets) job.add_start_offsets(offset);
   job.set_version(1);
   job.set_submitted_ms(clock_.NowMillis());
   job.set_updated_ms(job.submitted_ms());
   jobs_[job.name()] = job;
+  topic_loss_.erase(job.name());
+  // A check that started before this job existed (of a cancelled job of the
+  // same name) is stale.
+  applied_check_ticket_[job.name()] = next_check_ticket_;
   for (int32_t p = 0; p < *partitions; ++p) tasks_[TaskKey{job.name(), p}] = TaskRecord();
   Rebalance();
   SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   spdlog::info("job {} submitted: {} partitions of {}", job.name(), *partitions,
                spec.source().topic());
   return job;
+}
+
+std::string Coordinator::BrokersOf(const proto::JobSpec& spec) const {
+  return spec.source().brokers().empty() ? options_.default_brokers : spec.source().brokers();
+}
+
+Result<std::vector<int64_t>> Coordinator::ResolveStart(const std::string& brokers,
+                                                       const proto::SourceSpec& source,
+                                                       int32_t partitions) {
+  const std::vector<int64_t> beginning(static_cast<size_t>(partitions), kStartAtBeginning);
+  if (source.start() == proto::SourceSpec::EARLIEST) return beginning;
+  const std::string& topic = source.topic();
+  auto failed = [&](const Status& s) {
+    return Status::Unavailable("cannot find where " + topic + " on " + brokers +
+                               " starts for source.start: " + s.message());
+  };
+  auto checked = [&](Result<std::vector<int64_t>> offsets) -> Result<std::vector<int64_t>> {
+    if (!offsets.ok()) return failed(offsets.status());
+    if (offsets->size() != static_cast<size_t>(partitions)) {
+      return failed(Status::Internal("offsets for " + std::to_string(offsets->size()) + " of " +
+                                     std::to_string(partitions) + " partitions"));
+    }
+    return offsets;
+  };
+  auto ends = [&] { return checked(topics_.EndOffsets(brokers, topic, partitions, kLookupMs)); };
+  if (source.start() == proto::SourceSpec::LATEST) return ends();
+  if (source.start() != proto::SourceSpec::AT_TIME) {
+    return Status::InvalidArgument("source.start: unknown value " +
+                                   std::to_string(static_cast<int>(source.start())));
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<int64_t> at,
+                          checked(topics_.OffsetsForTime(brokers, topic, partitions,
+                                                         source.start_time_ms(), kLookupMs)));
+  if (std::any_of(at.begin(), at.end(), [](int64_t o) { return o < 0; })) {
+    // No record at or after the time there: start where the next one will be.
+    SLUICE_ASSIGN_OR_RETURN(std::vector<int64_t> end, ends());
+    for (size_t p = 0; p < at.size(); ++p) {
+      if (at[p] < 0) at[p] = end[p];
+    }
+  }
+  return at;
 }
 
 Result<proto::JobInfo> Coordinator::UpdateJob(const proto::UpdateJobRequest& request) {
@@ -248,6 +297,7 @@ Result<proto::JobInfo> Coordinator::CancelJob(const std::string& name) {
     t = t->first.job == name ? tasks_.erase(t) : std::next(t);
   }
   jobs_.erase(it);
+  topic_loss_.erase(name);
   Rebalance();
   SLUICE_RETURN_IF_ERROR(CommitSince(std::move(before)));
   spdlog::info("job {} cancelled", name);
@@ -262,7 +312,13 @@ std::vector<proto::JobInfo> Coordinator::ListJobs() const {
   return out;
 }
 
-Result<proto::JobStatus> Coordinator::GetJob(const std::string& name) const {
+Result<proto::JobStatus> Coordinator::GetJob(const std::string& name) {
+  // A failed metadata write is logged and counted; the status is still shown.
+  CheckPartitions(name, kStatusLookupMs).IgnoreError();
+  return JobStatusOf(name);
+}
+
+Result<proto::JobStatus> Coordinator::JobStatusOf(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = jobs_.find(name);
   if (it == jobs_.end()) return Status::NotFound("no job named " + name);
@@ -424,11 +480,18 @@ Result<proto::HeartbeatResponse> Coordinator::Heartbeat(const proto::HeartbeatRe
   for (const auto& [key, task] : tasks_) {
     if (task.life.owner() != id || task.life.done()) continue;
     auto job = jobs_.find(key.job);
-    if (job == jobs_.end() || job->second.state() == proto::STOPPED) continue;
+    if (job == jobs_.end() || job->second.state() == proto::STOPPED ||
+        job->second.state() == proto::FAILED) {
+      continue;
+    }
+    const proto::JobInfo& info = job->second;
     proto::Assignment* a = response.add_assignments();
     a->set_job(key.job);
     a->set_partition(key.partition);
     a->set_epoch(task.life.epoch());
+    a->set_start_offset(key.partition >= 0 && key.partition < info.start_offsets_size()
+                            ? info.start_offsets(key.partition)
+                            : kStartAtBeginning);
     a->set_drain(job->second.state() == proto::DRAINING);
     a->set_stop(job->second.state() == proto::STOPPING || !task.life.moving_to().empty());
     job_names.insert(key.job);
@@ -468,7 +531,8 @@ void Coordinator::Rebalance() {
       } else {
         task.life.Plan(target);
       }
-    } else if (job->second.state() != proto::STOPPED && !task.life.done() &&
+    } else if ((job->second.state() == proto::DRAINING || job->second.state() == proto::STOPPING) &&
+               !task.life.done() &&
                (task.life.owner().empty() || !alive.count(task.life.owner()))) {
       // A stopping job's task whose owner is gone: someone restores it to stop it.
       std::map<std::string, int> load;
@@ -528,6 +592,126 @@ Status Coordinator::Tick() {
   CompleteStops();
   Rebalance();
   return CommitSince(std::move(before));
+}
+
+// ---- Partitions -------------------------------------------------------------
+
+Status Coordinator::CheckPartitionsIfDue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = clock_.NowMillis();
+    if (last_partition_check_ms_ != 0 &&
+        now - last_partition_check_ms_ < options_.partition_check_ms) {
+      return Status::Ok();
+    }
+    last_partition_check_ms_ = now;
+  }
+  return CheckPartitions("", kLookupMs);
+}
+
+Status Coordinator::CheckPartitions(const std::string& only_job, int timeout_ms) {
+  struct Probe {
+    std::string job, brokers, topic;
+    uint64_t ticket = 0;
+    Result<int32_t> count = Status::Unavailable("not asked");
+  };
+  std::vector<Probe> probes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, job] : jobs_) {
+      if (job.state() != proto::RUNNING || (!only_job.empty() && name != only_job)) continue;
+      probes.push_back(
+          Probe{name, BrokersOf(job.spec()), job.spec().source().topic(), ++next_check_ticket_});
+    }
+  }
+  if (probes.empty()) return Status::Ok();
+  // Kafka is asked without holding the lock, once per topic.
+  std::map<std::pair<std::string, std::string>, Result<int32_t>> counts;
+  for (Probe& probe : probes) {
+    auto key = std::make_pair(probe.brokers, probe.topic);
+    auto it = counts.find(key);
+    if (it == counts.end()) {
+      it =
+          counts.emplace(key, topics_.PartitionCount(probe.brokers, probe.topic, timeout_ms)).first;
+    }
+    probe.count = it->second;
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  Saved before = Save();
+  const int64_t now = clock_.NowMillis();
+  bool changed = false;
+  for (const Probe& probe : probes) {
+    auto it = jobs_.find(probe.job);
+    // Stopped, cancelled or failed meanwhile, or a later check already applied.
+    if (it == jobs_.end() || it->second.state() != proto::RUNNING) continue;
+    uint64_t& applied = applied_check_ticket_[probe.job];
+    if (probe.ticket <= applied) continue;
+    applied = probe.ticket;
+    changed |= ApplyPartitionCount(it->second, probe.count, now);
+  }
+  if (changed) Rebalance();
+  return CommitSince(std::move(before));
+}
+
+bool Coordinator::ApplyPartitionCount(proto::JobInfo& job, const Result<int32_t>& count,
+                                      int64_t now) {
+  const std::string& topic = job.spec().source().topic();
+  if (!count.ok() && count.status().code() != StatusCode::kNotFound) {
+    spdlog::debug("job {}: cannot read the partitions of {}: {}", job.name(), topic,
+                  count.status().message());
+    return false;  // Kafka unreachable: nothing is known
+  }
+  std::string loss;
+  if (!count.ok()) {
+    loss = "source topic " + topic + " no longer exists on " + BrokersOf(job.spec());
+  } else if (*count < job.partitions()) {
+    loss = "source topic " + topic + " shrank from " + std::to_string(job.partitions()) + " to " +
+           std::to_string(*count) + " partitions";
+  }
+  if (!loss.empty()) {
+    TopicLoss& seen = topic_loss_[job.name()];
+    if (seen.first_seen_ms == 0) {
+      seen.first_seen_ms = now;
+      spdlog::warn("job {}: {} (checking again before failing the job)", job.name(), loss);
+      return false;
+    }
+    if (now - seen.first_seen_ms < kConfirmTopicLossMs) return false;
+    FailJob(job, loss);
+    return true;
+  }
+  topic_loss_.erase(job.name());
+  if (*count == job.partitions()) return false;
+
+  // Partitions were added: their tasks start at the beginning, with fresh state.
+  const int32_t old_count = job.partitions();
+  while (job.start_offsets_size() < old_count) job.add_start_offsets(kStartAtBeginning);
+  job.mutable_start_offsets()->Truncate(old_count);
+  for (int32_t p = old_count; p < *count; ++p) {
+    job.add_start_offsets(kStartAtBeginning);
+    tasks_[TaskKey{job.name(), p}] = TaskRecord();
+  }
+  job.set_partitions(*count);
+  job.set_updated_ms(now);
+  spdlog::info(
+      "job {}: {} has {} partitions now ({} before); tasks for partitions {}..{} start "
+      "at their beginning",
+      job.name(), topic, *count, old_count, old_count, *count - 1);
+  return true;
+}
+
+void Coordinator::FailJob(proto::JobInfo& job, const std::string& error) {
+  job.set_state(proto::FAILED);
+  job.set_error(error);
+  job.set_updated_ms(clock_.NowMillis());
+  topic_loss_.erase(job.name());
+  for (auto& [key, task] : tasks_) {
+    if (key.job != job.name()) continue;
+    // No worker holds the task any more: its owner stops it at the next heartbeat.
+    task.life.TargetGone();
+    task.life.Retire();
+  }
+  spdlog::error("job {} FAILED: {}; its tasks are stopped", job.name(), error);
 }
 
 }  // namespace sluice::coordinator

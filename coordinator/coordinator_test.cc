@@ -6,22 +6,62 @@
 #include <spdlog/spdlog.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
+#include <utility>
 
 #include "coordinator/metadata_store.h"
+#include "jobspec/job_loader.h"
 
 namespace sluice::coordinator {
 namespace {
 
 class FakeTopics final : public TopicMetadata {
  public:
-  Result<int32_t> PartitionCount(const std::string&, const std::string& topic) override {
+  Result<int32_t> PartitionCount(const std::string&, const std::string& topic, int) override {
+    ++lookups;
+    if (!reachable) return Status::Unavailable("broker down");
     auto it = partitions.find(topic);
-    if (it == partitions.end()) return Status::NotFound("no topic " + topic);
-    return it->second;
+    Result<int32_t> answer = it == partitions.end()
+                                 ? Result<int32_t>(Status::NotFound("no topic " + topic))
+                                 : Result<int32_t>(it->second);
+    // Runs once, after the answer is read and before it arrives.
+    if (auto hook = std::exchange(during_lookup, nullptr)) hook();
+    return answer;
+  }
+  Result<std::vector<int64_t>> EndOffsets(const std::string&, const std::string& topic, int32_t n,
+                                          int) override {
+    if (!reachable || !offsets_reachable) return Status::Unavailable("broker down");
+    std::vector<int64_t> out;
+    for (int32_t p = 0; p < n; ++p) out.push_back(ends[topic][p]);
+    return out;
+  }
+  Result<std::vector<int64_t>> OffsetsForTime(const std::string&, const std::string& topic,
+                                              int32_t n, int64_t time_ms, int) override {
+    if (!reachable || !offsets_reachable) return Status::Unavailable("broker down");
+    // Records at times[topic][p][offset]: the first at or after time_ms.
+    std::vector<int64_t> out;
+    for (int32_t p = 0; p < n; ++p) {
+      int64_t found = -1;
+      const std::vector<int64_t>& ts = times[topic][p];
+      for (size_t o = 0; o < ts.size(); ++o) {
+        if (ts[o] >= time_ms) {
+          found = static_cast<int64_t>(o);
+          break;
+        }
+      }
+      out.push_back(found);
+    }
+    return out;
   }
   Status CheckTransactions(const std::string&) override { return transactions; }
   std::map<std::string, int32_t> partitions = {{"payments", 8}, {"clicks", 3}};
+  std::map<std::string, std::map<int32_t, int64_t>> ends;
+  std::map<std::string, std::map<int32_t, std::vector<int64_t>>> times;
   Status transactions;
+  bool reachable = true;
+  bool offsets_reachable = true;  // end offsets and offsets for times
+  int lookups = 0;
+  std::function<void()> during_lookup;
 };
 
 std::string FraudYaml(const std::string& name = "fraud", const std::string& threshold = "5000",
@@ -540,6 +580,215 @@ TEST_CASE("no epoch is handed out that a restarted coordinator would not know") 
     }
   }
   REQUIRE(handed_out.size() > 8);  // tasks did move around
+}
+
+// ---- Start positions and partitions -----------------------------------------
+
+// Submits FraudYaml(name, ..., topic) with its source.start set as given.
+Result<proto::JobInfo> SubmitStartingAt(Fixture& f, const std::string& name,
+                                        const std::string& topic, proto::SourceSpec::Start start,
+                                        int64_t time_ms = 0) {
+  auto spec = jobspec::ParseJobYaml(FraudYaml(name, "5000", topic), "job.yaml");
+  REQUIRE(spec.ok());
+  spec->mutable_source()->set_start(start);
+  spec->mutable_source()->set_start_time_ms(time_ms);
+  proto::SubmitJobRequest r;
+  *r.mutable_spec() = *spec;
+  return f.c->SubmitJob(r);
+}
+
+// {partition: start_offset} of the assignments in a heartbeat's answer.
+std::map<int32_t, int64_t> StartOffsets(const proto::HeartbeatResponse& beat,
+                                        const std::string& job) {
+  std::map<int32_t, int64_t> out;
+  for (const proto::Assignment& a : beat.assignments()) {
+    if (a.job() != job) continue;
+    REQUIRE(a.has_start_offset());
+    out[a.partition()] = a.start_offset();
+  }
+  return out;
+}
+
+TEST_CASE("source.start is resolved per partition at submit and sent with every assignment") {
+  Fixture f;
+  f.Register("w1");
+  f.topics.ends["clicks"] = {{0, 100}, {1, 250}, {2, 0}};
+  // Record timestamps by offset: partition 1 has nothing at or after 5000.
+  f.topics.times["clicks"] = {{0, {1000, 4000, 6000, 9000}}, {1, {1000, 2000}}, {2, {}}};
+
+  auto earliest = SubmitStartingAt(f, "a", "clicks", proto::SourceSpec::EARLIEST);
+  REQUIRE(earliest.ok());
+  CHECK(earliest->initial_partitions() == 3);
+  CHECK(std::vector<int64_t>(earliest->start_offsets().begin(), earliest->start_offsets().end()) ==
+        std::vector<int64_t>{-2, -2, -2});
+
+  auto latest = SubmitStartingAt(f, "b", "clicks", proto::SourceSpec::LATEST);
+  REQUIRE(latest.ok());
+  CHECK(std::vector<int64_t>(latest->start_offsets().begin(), latest->start_offsets().end()) ==
+        std::vector<int64_t>{100, 250, 0});
+
+  // The first record at or after the time; the end where there is none.
+  auto at = SubmitStartingAt(f, "c", "clicks", proto::SourceSpec::AT_TIME, 5000);
+  REQUIRE(at.ok());
+  CHECK(std::vector<int64_t>(at->start_offsets().begin(), at->start_offsets().end()) ==
+        std::vector<int64_t>{2, 250, 0});
+
+  // The worker is told where each task starts; stored, so a restart keeps it.
+  const auto& beat = f.Beat("w1");
+  CHECK(StartOffsets(beat, "a") == std::map<int32_t, int64_t>{{0, -2}, {1, -2}, {2, -2}});
+  CHECK(StartOffsets(beat, "b") == std::map<int32_t, int64_t>{{0, 100}, {1, 250}, {2, 0}});
+  CHECK(StartOffsets(beat, "c") == std::map<int32_t, int64_t>{{0, 2}, {1, 250}, {2, 0}});
+  f.Restart();
+  f.Register("w1");
+  f.last.clear();
+  CHECK(StartOffsets(f.Beat("w1"), "c") == std::map<int32_t, int64_t>{{0, 2}, {1, 250}, {2, 0}});
+
+  // Kafka cannot say where to start: refused, nothing stored.
+  f.topics.offsets_reachable = false;
+  auto refused = SubmitStartingAt(f, "d", "clicks", proto::SourceSpec::LATEST);
+  REQUIRE(refused.status().code() == StatusCode::kUnavailable);
+  CHECK(refused.status().message() ==
+        "cannot find where clicks on kafka:9092 starts for source.start: broker down");
+  CHECK(f.c->ListJobs().size() == 3);
+}
+
+TEST_CASE("partitions added to a running job's topic get tasks that start at their beginning") {
+  Fixture f;
+  for (const char* w : {"w1", "w2"}) f.Register(w);
+  auto job = SubmitStartingAt(f, "fraud", "payments", proto::SourceSpec::LATEST);
+  REQUIRE(job.ok());
+  REQUIRE(f.c->CheckPartitionsIfDue().ok());  // the first check runs at once
+  const int lookups = f.topics.lookups;
+  f.topics.partitions["payments"] = 10;
+
+  // Nothing changes before the interval has passed ...
+  f.clock.Advance(29'000);
+  REQUIRE(f.c->CheckPartitionsIfDue().ok());
+  CHECK(f.topics.lookups == lookups);
+  CHECK(f.c->ListJobs()[0].partitions() == 8);
+  // ... then the two new partitions get tasks, assigned at once.
+  f.clock.Advance(1'000);
+  REQUIRE(f.c->CheckPartitionsIfDue().ok());
+  CHECK(f.topics.lookups == lookups + 1);
+  proto::JobInfo info = f.c->ListJobs()[0];
+  CHECK(info.state() == proto::RUNNING);
+  CHECK(info.partitions() == 10);
+  CHECK(info.initial_partitions() == 8);
+  REQUIRE(info.start_offsets_size() == 10);
+  CHECK(info.start_offsets(8) == -2);
+  CHECK(info.start_offsets(9) == -2);
+  CHECK(f.Placement("fraud") == std::map<std::string, int>{{"w1", 5}, {"w2", 5}});
+  std::map<int32_t, int64_t> starts;
+  for (const char* w : {"w1", "w2"}) {
+    for (const auto& [p, offset] : StartOffsets(f.Beat(w), "fraud")) starts[p] = offset;
+  }
+  REQUIRE(starts.size() == 10);
+  CHECK(starts[8] == -2);
+  CHECK(starts[9] == -2);
+
+  // `status` (GetJob) reads the count again at once, and it is stored.
+  f.topics.partitions["payments"] = 12;
+  auto status = f.c->GetJob("fraud");
+  REQUIRE(status.ok());
+  CHECK(status->job().partitions() == 12);
+  CHECK(status->tasks_size() == 12);
+  f.Restart();
+  CHECK(f.c->ListJobs()[0].partitions() == 12);
+  CHECK(f.c->ListJobs()[0].initial_partitions() == 8);
+  CHECK(f.Owners("fraud").size() == 12);
+}
+
+TEST_CASE("a topic that disappears or shrinks fails its job, once seen so twice") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml("fraud")).ok());
+  REQUIRE(f.Submit(FraudYaml("views", "5000", "clicks")).ok());
+  REQUIRE(f.Beat("w1").assignments_size() == 11);
+
+  // Kafka unreachable: nothing is known, nothing changes.
+  f.topics.reachable = false;
+  REQUIRE(f.c->CheckPartitions("", 100).ok());
+  f.topics.reachable = true;
+
+  f.topics.partitions.erase("payments");
+  f.topics.partitions["clicks"] = 2;
+  REQUIRE(f.c->CheckPartitions("", 100).ok());
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs / 2);
+  REQUIRE(f.c->CheckPartitions("", 100).ok());
+  for (const proto::JobInfo& job : f.c->ListJobs()) CHECK(job.state() == proto::RUNNING);
+
+  // A topic that is back at the next check was a glitch.
+  f.topics.partitions["clicks"] = 3;
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
+  REQUIRE(f.c->CheckPartitions("", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
+  CHECK(f.c->ListJobs()[0].error() == "source topic payments no longer exists on kafka:9092");
+  CHECK(f.c->ListJobs()[1].state() == proto::RUNNING);
+  // The failed job's tasks are stopped: its worker no longer holds them.
+  CHECK(f.Beat("w1").assignments_size() == 3);
+  CHECK(f.Placement("fraud") == std::map<std::string, int>{{"", 8}});
+
+  f.topics.partitions["clicks"] = 2;
+  REQUIRE(f.c->CheckPartitions("views", 100).ok());
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
+  REQUIRE(f.c->CheckPartitions("views", 100).ok());
+  CHECK(f.c->ListJobs()[1].state() == proto::FAILED);
+  CHECK(f.c->ListJobs()[1].error() == "source topic clicks shrank from 3 to 2 partitions");
+  CHECK(f.Beat("w1").assignments_size() == 0);
+
+  // Stored; a failed job is not checked or rebalanced again, and can be cancelled.
+  f.Restart();
+  f.Register("w1");
+  REQUIRE(f.c->Tick().ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
+  CHECK(f.c->ListJobs()[0].error() == "source topic payments no longer exists on kafka:9092");
+  f.topics.partitions["payments"] = 8;
+  REQUIRE(f.c->CheckPartitions("", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
+  f.last.clear();
+  CHECK(f.Beat("w1").assignments_size() == 0);
+  REQUIRE(f.c->CancelJob("fraud").ok());
+  REQUIRE(f.Submit(FraudYaml("fraud")).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::RUNNING);
+}
+
+TEST_CASE("a partition check that ends after a later-started one is stale and ignored") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());
+  // A slow check reads 8 partitions; while its answer is on the way, partitions
+  // are added and a later check reads 10 and applies them.
+  f.topics.during_lookup = [&] {
+    f.topics.partitions["payments"] = 10;
+    REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  };
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].partitions() == 10);
+  // The slow answer did not count as a first sighting of the topic shrinking:
+  // a real shrink now is only believed when seen again.
+  f.clock.Advance(2'000);
+  f.topics.partitions["payments"] = 4;
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::RUNNING);
+  f.clock.Advance(Coordinator::kConfirmTopicLossMs);
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].state() == proto::FAILED);
+  CHECK(f.c->ListJobs()[0].error() == "source topic payments shrank from 10 to 4 partitions");
+}
+
+TEST_CASE("a partition check of a cancelled job never applies to a new job of the same name") {
+  Fixture f;
+  f.Register("w1");
+  REQUIRE(f.Submit(FraudYaml()).ok());  // on payments, 8 partitions
+  // While a check's answer (8) is on the way, the job is cancelled and
+  // submitted again on clicks (3 partitions).
+  f.topics.during_lookup = [&] {
+    REQUIRE(f.c->CancelJob("fraud").ok());
+    REQUIRE(f.Submit(FraudYaml("fraud", "5000", "clicks")).ok());
+  };
+  REQUIRE(f.c->CheckPartitions("fraud", 100).ok());
+  CHECK(f.c->ListJobs()[0].partitions() == 3);
+  CHECK(f.Owners("fraud").size() == 3);
 }
 
 }  // namespace

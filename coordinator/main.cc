@@ -19,25 +19,38 @@
 #include "coordinator/service.h"
 #include "jobspec/job_loader.h"
 #include "kafka/kafka_client.h"
+#include "kafka/offsets.h"
 #include "kafka/transactions.h"
 #include "reports/task_reports.h"
 
 namespace {
 
-// Partition counts from Kafka metadata, with a client per broker list.
+// Partition counts and offsets from Kafka, with clients per broker list. The
+// lock only guards the map: lookups run in parallel (the partition check
+// thread and the gRPC threads), each with its own timeout.
 class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
  public:
-  sluice::Result<int32_t> PartitionCount(const std::string& brokers,
-                                         const std::string& topic) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& client = clients_[brokers];
-    if (!client) {
-      auto created = sluice::kafka::KafkaConsumer::Create(brokers, "sluice-coordinator",
-                                                          {{"allow.auto.create.topics", "false"}});
-      if (!created.ok()) return created.status();
-      client = std::move(created).value();
-    }
-    return client->PartitionCount(topic, 5'000);
+  sluice::Result<int32_t> PartitionCount(const std::string& brokers, const std::string& topic,
+                                         int timeout_ms) override {
+    auto clients = ClientsFor(brokers);
+    if (!clients.ok()) return clients.status();
+    return (*clients)->metadata->PartitionCount(topic, timeout_ms);
+  }
+
+  sluice::Result<std::vector<int64_t>> EndOffsets(const std::string& brokers,
+                                                  const std::string& topic, int32_t partitions,
+                                                  int timeout_ms) override {
+    auto clients = ClientsFor(brokers);
+    if (!clients.ok()) return clients.status();
+    return (*clients)->offsets->EndOffsets(topic, partitions, timeout_ms);
+  }
+
+  sluice::Result<std::vector<int64_t>> OffsetsForTime(const std::string& brokers,
+                                                      const std::string& topic, int32_t partitions,
+                                                      int64_t time_ms, int timeout_ms) override {
+    auto clients = ClientsFor(brokers);
+    if (!clients.ok()) return clients.status();
+    return (*clients)->offsets->OffsetsForTime(topic, partitions, time_ms, timeout_ms);
   }
 
   sluice::Status CheckTransactions(const std::string& brokers) override {
@@ -48,8 +61,29 @@ class KafkaTopicMetadata final : public sluice::coordinator::TopicMetadata {
   }
 
  private:
+  struct Clients {
+    std::unique_ptr<sluice::kafka::KafkaConsumer> metadata;
+    std::unique_ptr<sluice::kafka::OffsetLookup> offsets;
+  };
+
+  // The clients of `brokers`, created on first use; they live as long as this.
+  sluice::Result<Clients*> ClientsFor(const std::string& brokers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_ptr<Clients>& clients = clients_[brokers];
+    if (!clients) {
+      auto metadata = sluice::kafka::KafkaConsumer::Create(brokers, "sluice-coordinator",
+                                                           {{"allow.auto.create.topics", "false"}});
+      if (!metadata.ok()) return metadata.status();
+      auto offsets = sluice::kafka::OffsetLookup::Create(brokers);
+      if (!offsets.ok()) return offsets.status();
+      clients = std::make_unique<Clients>(
+          Clients{std::move(metadata).value(), std::move(offsets).value()});
+    }
+    return clients.get();
+  }
+
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<sluice::kafka::KafkaConsumer>> clients_;
+  std::map<std::string, std::unique_ptr<Clients>> clients_;
 };
 
 // Jobs by state, workers by liveness, and every task's last report.
@@ -58,16 +92,24 @@ std::string CoordinatorMetrics(const sluice::coordinator::Coordinator& c, int64_
       "# HELP sluice_job_info A job, labeled with its state\n# TYPE sluice_job_info gauge\n";
   std::vector<sluice::proto::TaskReport> reports;
   std::vector<std::string> owners;
+  std::vector<std::pair<std::string, int32_t>> partitions;
   for (const sluice::proto::JobInfo& job : c.ListJobs()) {
     sluice::AppendMetric(
         &out, "sluice_job_info",
         {{"job", job.name()}, {"state", sluice::proto::JobState_Name(job.state())}}, 1);
-    auto status = c.GetJob(job.name());
+    partitions.push_back({job.name(), job.partitions()});
+    auto status = c.JobStatusOf(job.name());
     if (!status.ok()) continue;
     for (const sluice::proto::TaskStatus& t : status->tasks()) {
       reports.push_back(t.report());
       owners.push_back(t.worker_id());
     }
+  }
+  out +=
+      "# HELP sluice_job_partitions Partitions of a job's source topic (tasks), as last read\n"
+      "# TYPE sluice_job_partitions gauge\n";
+  for (const auto& [name, n] : partitions) {
+    sluice::AppendMetric(&out, "sluice_job_partitions", {{"job", name}}, n);
   }
   out +=
       "# HELP sluice_worker_alive Whether a worker holds its lease\n"
@@ -94,7 +136,7 @@ int main(int argc, char** argv) {
       "balanced and sticky; moves tasks when workers join, leave or stop heartbeating. Its "
       "state survives restarts; workers keep processing while it is down."};
   std::string listen = "127.0.0.1:7070", brokers = "127.0.0.1:9092", data_dir, address_file,
-              heartbeat = "1s", lease = "5s";
+              heartbeat = "1s", lease = "5s", partition_check = "30s";
   sluice::DaemonFlags daemon;
   app.add_option("--listen", listen, "gRPC address to serve on, HOST:PORT (port 0: any)")
       ->default_val("127.0.0.1:7070");
@@ -106,6 +148,11 @@ int main(int argc, char** argv) {
                  "Write 'address=HOST:PORT' here once serving (for port 0)");
   app.add_option("--heartbeat", heartbeat, "Worker heartbeat interval")->default_val("1s");
   app.add_option("--lease", lease, "A worker silent this long is presumed dead")->default_val("5s");
+  app.add_option("--partition-check-interval", partition_check,
+                 "How often the partition count of every running job's source topic is read "
+                 "again (new partitions get tasks; a topic that shrank or disappeared fails the "
+                 "job)")
+      ->default_val("30s");
   sluice::AddDaemonFlags(app, &daemon, "jobs, workers, every task's last report");
   CLI11_PARSE(app, argc, argv);
 
@@ -123,6 +170,13 @@ int main(int argc, char** argv) {
   }
   options.heartbeat_ms = *hb;
   options.lease_ms = *ls;
+  auto pc = sluice::jobspec::ParseDurationMs(partition_check);
+  if (!pc.ok() || *pc <= 0) {
+    std::cerr << "sluice-coordinator: --partition-check-interval takes a duration like 30s\n\n"
+              << app.help();
+    return 2;
+  }
+  options.partition_check_ms = *pc;
 
   auto store = sluice::coordinator::RocksDbMetadataStore::Open(data_dir + "/coordinator");
   if (!store.ok()) {
@@ -151,8 +205,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string address = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
-  spdlog::info("serving on {} (heartbeat {} ms, lease {} ms)", address, options.heartbeat_ms,
-               options.lease_ms);
+  spdlog::info("serving on {} (heartbeat {} ms, lease {} ms, partition check every {} ms)", address,
+               options.heartbeat_ms, options.lease_ms, options.partition_check_ms);
   if (!address_file.empty()) {
     const std::string tmp = address_file + ".tmp";
     if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
@@ -170,6 +224,15 @@ int main(int argc, char** argv) {
   }
 
   const std::atomic<bool>& stop = sluice::InstallStopSignals();
+  // Partition checks ask Kafka, so they run apart from the tick loop (leases
+  // must expire on time while a broker is slow).
+  std::thread partition_checker([&] {
+    while (!stop.load()) {
+      // A failed metadata write is logged and counted; the next check tries again.
+      coordinator.CheckPartitionsIfDue().IgnoreError();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
   while (!stop.load()) {
     // A failed metadata write is logged and counted (/metrics) by the
     // coordinator; the next tick tries again.
@@ -177,6 +240,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  partition_checker.join();
   spdlog::info("stopped");
   return 0;
 }
