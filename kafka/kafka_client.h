@@ -72,9 +72,10 @@ class KafkaProducer {
   ~KafkaProducer();
 
   // Queues one record. Blocks (serving delivery reports) while the producer's
-  // queue is full. Only an error librdkafka gives at once (e.g. a record
-  // larger than message.max.bytes) is returned; later failures are counted in
-  // `tracker`.
+  // queue is full. Only an error librdkafka gives at once is returned; later
+  // failures are counted in `tracker`. InvalidArgument: librdkafka refused
+  // this record for good (RecordRefused: larger than message.max.bytes); any
+  // other error is Unavailable.
   Status Produce(const std::string& topic, std::string_view key, std::string_view value,
                  DeliveryTracker* tracker);
   // The same to a topic resolved once with Topic() (no lookup per record).
@@ -86,6 +87,10 @@ class KafkaProducer {
   // Records queued or in flight, for back-pressure.
   int64_t OutstandingRecords() const;
 
+  // The producer's message.max.bytes: librdkafka refuses a record whose key,
+  // value and framing exceed it.
+  int64_t max_message_bytes() const { return max_message_bytes_; }
+
   // Waits until every record is delivered or failed, up to `timeout_ms`.
   Status Flush(int timeout_ms);
 
@@ -93,6 +98,7 @@ class KafkaProducer {
   KafkaProducer() = default;
 
   rd_kafka_s* rk_ = nullptr;
+  int64_t max_message_bytes_ = 0;
   TopicHandles topics_;
   std::atomic<bool> stop_{false};
   std::thread poller_;  // serves delivery reports
@@ -101,6 +107,22 @@ class KafkaProducer {
 struct PartitionOffset {
   int32_t partition;
   int64_t offset;  // the next offset to read; < 0: from the beginning
+};
+
+// Whether `s` (from a Produce) means the record itself was refused for good:
+// producing it again can never succeed.
+bool RecordRefused(const Status& s);
+
+// The bytes a record may take, key and value together, below a producer's
+// message.max.bytes: librdkafka counts the record's framing (at most about 40
+// bytes, headers aside) against the limit too.
+inline int64_t MaxRecordPayload(int64_t max_message_bytes) { return max_message_bytes - 128; }
+
+// A partition's log start (the first offset not deleted by retention) and
+// end (the high watermark).
+struct LogRange {
+  int64_t start = -1;
+  int64_t end = -1;
 };
 
 class KafkaConsumer {
@@ -122,11 +144,22 @@ class KafkaConsumer {
     int64_t offset;
     std::string_view key;
     std::string_view payload;
+    int64_t timestamp_ms;  // the record's Kafka timestamp; -1 if it has none
   };
   // Waits up to timeout_ms for messages and returns up to `max` of them, in
   // offset order per partition. Errors that librdkafka recovers from by itself
   // (a broker down, for instance) are logged, not returned.
   std::span<const Message> Poll(int timeout_ms, size_t max);
+
+  // The partitions whose fetch offset was out of range during the last Poll
+  // (with the offset asked for), once each. Only a consumer created with
+  // auto.offset.reset=error reports them: librdkafka then stops fetching such
+  // a partition, and the caller decides where it goes on (Assign again).
+  // Typically the records were deleted by retention before they were read.
+  std::span<const PartitionOffset> OutOfRange() const { return out_of_range_; }
+
+  // The partition's log start and end, asked of its leader now.
+  Result<LogRange> QueryLogRange(const std::string& topic, int32_t partition, int timeout_ms);
 
   // The partition's end offset as last seen by this consumer, or -1.
   int64_t HighWatermark(const std::string& topic, int32_t partition);
@@ -147,6 +180,7 @@ class KafkaConsumer {
   rd_kafka_queue_s* queue_ = nullptr;
   std::vector<rd_kafka_message_s*> raw_;
   std::vector<Message> batch_;
+  std::vector<PartitionOffset> out_of_range_;
   int64_t last_error_log_ms_ = 0;
 };
 

@@ -53,6 +53,7 @@ Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
   std::unique_ptr<TransactionalProducer> p(new TransactionalProducer());
   p->rk_ = rk;
   p->id_ = transactional_id;
+  p->max_message_bytes_ = MaxMessageBytes(rk);
   if (rd_kafka_error_t* error = rd_kafka_init_transactions(rk, timeout_ms)) {
     std::string message = rd_kafka_error_string(error);
     const bool timed_out = rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT;

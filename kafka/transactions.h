@@ -84,12 +84,16 @@ class TransactionalProducer {
   // Records queued or in flight.
   int64_t OutstandingRecords() const;
 
+  // The producer's message.max.bytes (see KafkaProducer::max_message_bytes).
+  int64_t max_message_bytes() const { return max_message_bytes_; }
+
  private:
   TransactionalProducer() = default;
   // commit_transaction or abort_transaction, retried while retriable.
   TxnStatus End(bool commit, int timeout_ms);
 
   rd_kafka_s* rk_ = nullptr;
+  int64_t max_message_bytes_ = 0;
   std::string id_;
   bool in_transaction_ = false;
   TopicHandles topics_;

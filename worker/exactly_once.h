@@ -119,6 +119,8 @@ class TransactionalOutput {
   kafka::TxnStatus Resume();
 
   int32_t marker_partition() const { return marker_partition_; }
+  // The transactional producer's message.max.bytes.
+  int64_t max_message_bytes() const { return producer_->max_message_bytes(); }
 
  private:
   struct Held {

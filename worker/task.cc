@@ -4,11 +4,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <thread>
 
 #include "common/fault_point.h"
+#include "worker/engine/json_writer.h"
 
 namespace sluice::worker {
 
@@ -19,22 +21,194 @@ void LowerThreadPriority() {
   }
 }
 
-Task::Sink::Sink(const JobContext& job, kafka::DeliveryTracker* tracker)
-    : producer_(job.producer), tracker_(tracker) {
+namespace {
+
+constexpr int64_t kDefaultPrefixBytes = 64 << 10;
+
+// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates).
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    size_t n = 0;                  // continuation bytes
+    uint8_t lo = 0x80, hi = 0xBF;  // the range of the first continuation byte
+    if (c < 0x80) {
+      n = 0;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (s.size() - i - 1 < n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<uint8_t>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+void AppendBase64(std::string* out, std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(in[i]) << 16) |
+                       (static_cast<uint8_t>(in[i + 1]) << 8) | static_cast<uint8_t>(in[i + 2]);
+    out->push_back(kAlphabet[(v >> 18) & 63]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(kAlphabet[(v >> 6) & 63]);
+    out->push_back(kAlphabet[v & 63]);
+  }
+  if (i < in.size()) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    out->push_back(kAlphabet[(v >> 18) & 63]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out->push_back('=');
+  }
+}
+
+}  // namespace
+
+Task::Sink::Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker)
+    : task_(task), producer_(job.producer), tracker_(tracker) {
   const proto::SinkSpec& sinks = job.plan->spec().sinks();
-  topics_[static_cast<int>(engine::OutputStream::kOutput)] = producer_->Topic(sinks.output());
-  topics_[static_cast<int>(engine::OutputStream::kLate)] = producer_->Topic(sinks.late());
-  topics_[static_cast<int>(engine::OutputStream::kDeadLetter)] =
-      producer_->Topic(sinks.dead_letter());
+  topic_names_[static_cast<int>(engine::OutputStream::kOutput)] = sinks.output();
+  topic_names_[static_cast<int>(engine::OutputStream::kLate)] = sinks.late();
+  topic_names_[static_cast<int>(engine::OutputStream::kDeadLetter)] = sinks.dead_letter();
+  const int64_t limit = job.plan->spec().source().max_record_bytes();
+  prefix_bytes_ = limit > 0 ? limit : kDefaultPrefixBytes;
+  if (producer_ != nullptr) {
+    for (int i = 0; i < 3; ++i) topics_[i] = producer_->Topic(topic_names_[i]);
+    max_payload_ = kafka::MaxRecordPayload(producer_->max_message_bytes());
+  }
+}
+
+void Task::Sink::set_transactional(TransactionalOutput* txn) {
+  txn_ = txn;
+  max_payload_ = kafka::MaxRecordPayload(txn->max_message_bytes());
+}
+
+Status Task::Sink::Send(engine::OutputStream stream, std::string_view key, std::string_view value) {
+  if (txn_ != nullptr) {
+    txn_->Emit(stream, key, value);
+    return Status::Ok();
+  }
+  return producer_->Produce(topics_[static_cast<int>(stream)], key, value, tracker_);
 }
 
 void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::string_view value) {
-  if (txn_ != nullptr) {
-    txn_->Emit(stream, key, value);
+  if (static_cast<int64_t>(key.size() + value.size()) > max_payload_) {
+    Refuse(stream, key, value,
+           "record of " + std::to_string(key.size() + value.size()) +
+               " bytes is larger than the producer's message.max.bytes allows (" +
+               std::to_string(max_payload_) + " bytes of key and value)");
     return;
   }
-  Status s = producer_->Produce(topics_[static_cast<int>(stream)], key, value, tracker_);
-  if (!s.ok() && error_.ok()) error_ = s;
+  Status s = Send(stream, key, value);
+  if (kafka::RecordRefused(s)) {
+    Refuse(stream, key, value, s.message());
+  } else if (!s.ok() && error_.ok()) {
+    error_ = s;
+  }
+}
+
+void Task::Sink::Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
+                        const std::string& why) {
+  const engine::TaskProcessor& proc = *task_->processor_;
+  // While the engine emits, position() is the record being processed; a
+  // record emitted by a timer without any record processed since the restore
+  // has only the task's next offset to go by.
+  const int64_t offset =
+      proc.position().topic.empty() ? proc.next_offset() - 1 : proc.position().offset;
+  TaskCarry& carry = task_->carry_;
+  if (offset > carry.refused_through || offset < 0) {
+    ++carry.refused_outputs;
+    carry.refused_through = std::max(carry.refused_through, offset);
+  }
+  const std::string& sink = topic_names_[static_cast<int>(stream)];
+  const int64_t now = task_->job_.clock->NowMillis();
+  ++unlogged_;
+  if (now - last_warn_ms_ >= 10'000) {
+    spdlog::warn(
+        "task {}: {} record(s) refused by sink {} ({}), e.g. at source offset {}: {}; replaced "
+        "by dead letters",
+        task_->name_, unlogged_, sink, engine::OutputStreamName(stream), offset, why);
+    last_warn_ms_ = now;
+    unlogged_ = 0;
+  }
+  // The prefix shrinks until the dead letter itself fits (escaping may grow
+  // the text up to six times).
+  size_t prefix = std::min<size_t>(value.size(), static_cast<size_t>(prefix_bytes_));
+  while (true) {
+    size_t cut = prefix;
+    // Never cut inside a UTF-8 sequence.
+    while (cut > 0 && cut < value.size() && (static_cast<uint8_t>(value[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    const std::string_view raw = value.substr(0, cut);
+    dead_letter_.clear();
+    engine::JsonWriter w(&dead_letter_);
+    w.BeginObject();
+    w.SafeKey("job");
+    w.String(task_->job_.plan->name());
+    w.SafeKey("reason");
+    w.String("output refused by the sink: " + why);
+    w.SafeKey("sink");
+    w.String(sink);
+    w.SafeKey("stream");
+    w.SafeString(engine::OutputStreamName(stream));
+    w.SafeKey("source");
+    w.BeginObject();
+    w.SafeKey("topic");
+    w.String(task_->job_.plan->spec().source().topic());
+    w.SafeKey("partition");
+    w.Int(task_->partition_);
+    w.SafeKey("offset");
+    if (offset >= 0) {
+      w.Int(offset);
+    } else {
+      w.Null();
+    }
+    w.EndObject();
+    w.SafeKey("key");
+    w.String(IsUtf8(key) ? key : std::string_view());
+    w.SafeKey("record_bytes");
+    w.Int(static_cast<int64_t>(value.size()));
+    w.SafeKey("truncated");
+    w.Bool(cut < value.size());
+    if (IsUtf8(raw)) {
+      w.SafeKey("raw");
+      w.String(raw);
+    } else {
+      std::string b64;
+      AppendBase64(&b64, raw);
+      w.SafeKey("raw_base64");
+      w.SafeString(b64);
+    }
+    w.EndObject();
+    if (static_cast<int64_t>(key.size() + dead_letter_.size()) <= max_payload_ || prefix == 0) {
+      break;
+    }
+    prefix /= 2;
+  }
+  Status s = Send(engine::OutputStream::kDeadLetter, key, dead_letter_);
+  if (!s.ok() && error_.ok()) {
+    // The dead-letter topic refuses it too: the checkpoint fails, and says why.
+    error_ = Status::Unavailable("the dead letter of a record refused by " + sink +
+                                 " could not be produced: " + s.message());
+  }
 }
 
 Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries)
@@ -43,7 +217,7 @@ Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveri
       epoch_(epoch),
       name_(job.plan->name() + "-" + std::to_string(partition)),
       deliveries_(deliveries),
-      sink_(job, &(*deliveries)[0]) {}
+      sink_(job, this, &(*deliveries)[0]) {}
 
 Task::~Task() {
   // The commit in flight uses this task's stores: stop it at its next wait
@@ -56,7 +230,7 @@ Task::~Task() {
 }
 
 Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition, int64_t epoch,
-                                         TaskDeliveries* deliveries) {
+                                         TaskDeliveries* deliveries, int64_t start_offset) {
   std::unique_ptr<Task> task(new Task(job, partition, epoch, deliveries));
   SLUICE_ASSIGN_OR_RETURN(
       task->checkpoints_,
@@ -94,6 +268,9 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   if (restored) {
     spdlog::info("task {}: restored checkpoint {} (next offset {}, watermark {})", task->name_,
                  restored->checkpoint_id, task->next_offset(), task->processor_->watermark());
+  } else if (start_offset >= 0 && task->next_offset() < 0) {
+    task->floor_ = start_offset;
+    spdlog::info("task {}: no checkpoint, starting at offset {}", task->name_, start_offset);
   } else {
     spdlog::info("task {}: no checkpoint, starting from the beginning of the partition",
                  task->name_);
@@ -129,6 +306,23 @@ Status Task::RestoreCommitted(std::optional<CheckpointMeta>* restored) {
   txn_counters_.last_committed_checkpoint = meta.checkpoint_id;
   *restored = meta;
   return Status::Ok();
+}
+
+int64_t Task::SkipLost(int64_t asked, int64_t log_start) {
+  const int64_t at = fetch_offset() >= 0 ? fetch_offset() : asked;
+  floor_ = std::max(floor_, log_start);
+  // A gap counted before (this run, or the run before a restart) is not
+  // counted again.
+  const int64_t from = std::max(at, carry_.lost.to);
+  if (at < 0 || from >= log_start) return 0;
+  carry_.lost.count += log_start - from;
+  carry_.lost.from = from;
+  carry_.lost.to = log_start;
+  spdlog::warn(
+      "task {}: records [{}, {}) of the partition were deleted (retention) before they were "
+      "read: {} lost ({} in all); going on from offset {}",
+      name_, from, log_start, log_start - from, carry_.lost.count, log_start);
+  return log_start - from;
 }
 
 void Task::Process(std::span<const engine::SourceRecord> records) {

@@ -30,6 +30,7 @@
 // the checkpoint store, the transaction and its own copy of the barrier's
 // data.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -85,6 +86,26 @@ void LowerThreadPriority();
 // librdkafka reports deliveries after a task is gone.
 using TaskDeliveries = std::array<kafka::DeliveryTracker, 2>;
 
+// Records deleted (by retention) before the task read them. Counted beside
+// `consumed = processed + late + dead_lettered`, never in it.
+struct LostRecords {
+  int64_t count = 0;
+  int64_t from = -1;  // the last gap, [from, to)
+  int64_t to = -1;
+};
+
+// What a task counts outside its engine state, kept by the worker across the
+// task's restarts (a restart replays from the last checkpoint, which does not
+// hold these).
+struct TaskCarry {
+  LostRecords lost;
+  // Output records the sink refused for good, replaced by dead letters.
+  int64_t refused_outputs = 0;
+  // The source offset of the last refusal counted: a replay after a restart
+  // refuses the same records again without counting them twice.
+  int64_t refused_through = -1;
+};
+
 // How a checkpoint of a task ended.
 struct CheckpointOutcome {
   Status status;
@@ -101,8 +122,10 @@ class Task {
   // there is one (the local state is replaced by it), else empty state.
   // `epoch` fences stale owners: a checkpoint store refuses a checkpoint older
   // than its newest one's epoch.
+  // `start_offset`: where a task without a checkpoint starts (the
+  // coordinator's Assignment.start_offset); < 0: the partition's beginning.
   static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition, int64_t epoch,
-                                            TaskDeliveries* deliveries);
+                                            TaskDeliveries* deliveries, int64_t start_offset = -1);
   ~Task();
 
   int32_t partition() const { return partition_; }
@@ -114,9 +137,26 @@ class Task {
   // Records produced and not yet acknowledged, in both generations.
   int64_t in_flight() const;
   const std::string& name() const { return name_; }
-  // Where consumption continues: the offset after the checkpoint, or -1 (the
-  // beginning of the partition) for a new task.
+  // The offset after the last record processed (or after the checkpoint), or
+  // -1 if there is none.
   int64_t next_offset() const { return processor_->next_offset(); }
+  // Where consumption continues: next_offset(), but never below the start
+  // offset of a task without a checkpoint, nor below the log start the task
+  // skipped to after a loss. -1: the beginning of the partition.
+  int64_t fetch_offset() const { return std::max(processor_->next_offset(), floor_); }
+
+  // The partition's log start has passed the records from fetch_offset() (or
+  // from `asked`, the offset the consumer asked for, if the task has none):
+  // records [from, log_start) were deleted before they were read. Counts them
+  // as lost (those not counted already: a restart may run into the same gap
+  // again), logs it, and moves fetch_offset() to `log_start`. Returns how many
+  // were newly counted.
+  int64_t SkipLost(int64_t asked, int64_t log_start);
+  const LostRecords& lost() const { return carry_.lost; }
+  int64_t refused_outputs() const { return carry_.refused_outputs; }
+  const TaskCarry& carry() const { return carry_; }
+  // Carried over from the run before a restart.
+  void set_carry(const TaskCarry& c) { carry_ = c; }
   const engine::TaskProcessor& processor() const { return *processor_; }
   bool exactly_once() const { return txn_ != nullptr; }
   // exactly_once: a newer owner has fenced this task's producer.
@@ -164,21 +204,43 @@ class Task {
 
  private:
   // Sends the processor's records to the job's sink topics.
+  //
+  // A record the sink refuses for good (larger than the producer's
+  // message.max.bytes, which librdkafka would refuse at produce time) is
+  // not produced: a dead letter takes its place on the job's dead-letter
+  // topic, naming the reason, the sink topic and the source position of the
+  // record being processed, with a bounded prefix of the refused record
+  // (source.max_record_bytes, 0: 64 KiB, less if the dead letter would not
+  // fit). The task goes on. Both delivery modes check the size here, before
+  // the record is produced or held for the next transaction.
   class Sink final : public engine::RecordSink {
    public:
-    Sink(const JobContext& job, kafka::DeliveryTracker* tracker);
+    Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker);
     void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override;
     const Status& error() const { return error_; }
     // Later records count in `tracker`.
     void set_tracker(kafka::DeliveryTracker* tracker) { tracker_ = tracker; }
     // exactly_once: records go into `txn` instead.
-    void set_transactional(TransactionalOutput* txn) { txn_ = txn; }
+    void set_transactional(TransactionalOutput* txn);
 
    private:
+    // Produces (or holds, exactly_once) one record.
+    Status Send(engine::OutputStream stream, std::string_view key, std::string_view value);
+    // Replaces a refused record by its dead letter.
+    void Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
+                const std::string& why);
+
+    Task* task_;
     TransactionalOutput* txn_ = nullptr;
     kafka::KafkaProducer* producer_;
     kafka::DeliveryTracker* tracker_;
     rd_kafka_topic_s* topics_[3];  // by engine::OutputStream
+    std::string topic_names_[3];
+    int64_t max_payload_ = 0;   // key + value, below message.max.bytes
+    int64_t prefix_bytes_ = 0;  // of a refused record, in its dead letter
+    int64_t last_warn_ms_ = 0;  // refusals are logged at most every 10 s
+    int64_t unlogged_ = 0;      // refusals since the last log line
+    std::string dead_letter_;   // scratch, reused
     Status error_;
   };
 
@@ -219,6 +281,9 @@ class Task {
   JobContext job_;
   int32_t partition_;
   int64_t epoch_;
+  // fetch_offset() never goes below this (-1: no floor).
+  int64_t floor_ = -1;
+  TaskCarry carry_;
   std::string name_;
   TaskDeliveries* deliveries_;
   int generation_ = 0;  // index of the current generation in *deliveries_
