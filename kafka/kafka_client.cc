@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "kafka/rdkafka_util.h"
@@ -20,7 +21,19 @@ int64_t NowMs() {
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   auto* tracker = static_cast<DeliveryTracker*>(msg->_private);
   if (tracker == nullptr) return;
-  if (msg->err) {
+  if (msg->err && PermanentRecordError(msg->err)) {
+    RefusedRecord r;
+    r.topic = rd_kafka_topic_name(msg->rkt);
+    r.error = rd_kafka_err2str(msg->err);
+    if (msg->key != nullptr) r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
+    r.value_bytes = static_cast<int64_t>(msg->len);
+    if (msg->payload != nullptr) {
+      r.value_prefix.assign(static_cast<const char*>(msg->payload),
+                            std::min<size_t>(msg->len, static_cast<size_t>(std::max<int64_t>(
+                                                           0, tracker->refused_prefix_bytes))));
+    }
+    tracker->AddRefused(std::move(r));
+  } else if (msg->err) {
     tracker->failed.fetch_add(1);
     if (!tracker->has_error.load()) {
       tracker->last_error = std::string("delivery to ") + rd_kafka_topic_name(msg->rkt) +
@@ -34,6 +47,18 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 }
 
 }  // namespace
+
+bool PermanentRecordError(int err) {
+  switch (static_cast<rd_kafka_resp_err_t>(err)) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // ---- Producer ---------------------------------------------------------------
 

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -32,15 +33,39 @@ struct rd_kafka_message_s;
 
 namespace sluice::kafka {
 
+// A record the broker refused for good in its delivery report (larger than
+// the topic's max.message.bytes, an invalid record): producing it again can
+// never succeed. The whole batch it travelled in is refused with it.
+struct RefusedRecord {
+  std::string topic;
+  std::string error;
+  std::string key;
+  std::string value_prefix;  // at most DeliveryTracker::refused_prefix_bytes
+  int64_t value_bytes = 0;
+};
+
 // Per task: records handed to the producer and not yet acknowledged, and
-// deliveries that failed for good. A checkpoint waits for in_flight to reach 0
-// (WaitDrained) and fails if failed > 0.
+// deliveries that failed. A checkpoint waits for in_flight to reach 0
+// (WaitDrained) and fails if failed > 0; records refused for good (see
+// RefusedRecord) are settled without failing, kept for the task to replace
+// by dead letters (TakeRefused).
 struct DeliveryTracker {
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
   std::atomic<bool> has_error{false};
   std::string last_error;  // written by the delivery thread before has_error
+  // How much of a refused record's value is kept (set before producing).
+  std::atomic<int64_t> refused_prefix_bytes{64 << 10};
+
+  void AddRefused(RefusedRecord r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    refused_.push_back(std::move(r));
+  }
+  std::vector<RefusedRecord> TakeRefused() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(refused_, {});
+  }
 
   // One record handed over is settled (delivered or failed for good).
   void Settled() {
@@ -62,7 +87,12 @@ struct DeliveryTracker {
  private:
   std::mutex mu_;
   std::condition_variable drained_;
+  std::vector<RefusedRecord> refused_;  // guarded by mu_
 };
+
+// Whether a delivery report's error refuses the record for good
+// (MSG_SIZE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_RECORD, INVALID_MSG).
+bool PermanentRecordError(int err);
 
 class KafkaProducer {
  public:

@@ -79,6 +79,84 @@ void AppendBase64(std::string* out, std::string_view in) {
   }
 }
 
+// Where a refused record came from: the source offset being processed when
+// it was emitted, or, for a refusal in a delivery report, the offsets the
+// task processed in that checkpoint interval, [from, to).
+struct RefusalSource {
+  const std::string& topic;
+  int32_t partition;
+  int64_t offset;  // -1: unknown, see from/to
+  int64_t from;    // -1: a single offset
+  int64_t to = -1;
+};
+
+// Writes into *out the dead letter that replaces a refused record: the
+// reason, the sink topic, the source position and a prefix of `value` (the
+// refused record, or its first bytes, of `value_bytes` in all) of at most
+// `prefix_bytes`, cut at a UTF-8 boundary, shrunk until key and dead letter
+// fit in `max_payload` (escaping may grow the text up to six times).
+void WriteRefusal(std::string* out, const std::string& job, const std::string& why,
+                  std::string_view sink, std::string_view stream, const RefusalSource& src,
+                  std::string_view key, std::string_view value, int64_t value_bytes,
+                  size_t prefix_bytes, int64_t max_payload) {
+  size_t prefix = std::min(value.size(), prefix_bytes);
+  while (true) {
+    size_t cut = prefix;
+    while (cut > 0 && cut < value.size() && (static_cast<uint8_t>(value[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    const std::string_view raw = value.substr(0, cut);
+    out->clear();
+    engine::JsonWriter w(out);
+    w.BeginObject();
+    w.SafeKey("job");
+    w.String(job);
+    w.SafeKey("reason");
+    w.String("output refused by the sink: " + why);
+    w.SafeKey("sink");
+    w.String(sink);
+    w.SafeKey("stream");
+    w.SafeString(stream);
+    w.SafeKey("source");
+    w.BeginObject();
+    w.SafeKey("topic");
+    w.String(src.topic);
+    w.SafeKey("partition");
+    w.Int(src.partition);
+    w.SafeKey("offset");
+    if (src.offset >= 0) {
+      w.Int(src.offset);
+    } else {
+      w.Null();
+    }
+    if (src.from >= 0) {
+      w.SafeKey("from_offset");
+      w.Int(src.from);
+      w.SafeKey("to_offset");
+      w.Int(src.to);
+    }
+    w.EndObject();
+    w.SafeKey("key");
+    w.String(IsUtf8(key) ? key : std::string_view());
+    w.SafeKey("record_bytes");
+    w.Int(value_bytes);
+    w.SafeKey("truncated");
+    w.Bool(static_cast<int64_t>(cut) < value_bytes);
+    if (IsUtf8(raw)) {
+      w.SafeKey("raw");
+      w.String(raw);
+    } else {
+      std::string b64;
+      AppendBase64(&b64, raw);
+      w.SafeKey("raw_base64");
+      w.SafeString(b64);
+    }
+    w.EndObject();
+    if (static_cast<int64_t>(key.size() + out->size()) <= max_payload || prefix == 0) return;
+    prefix /= 2;
+  }
+}
+
 }  // namespace
 
 Task::Sink::Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker)
@@ -148,61 +226,10 @@ void Task::Sink::Refuse(engine::OutputStream stream, std::string_view key, std::
     last_warn_ms_ = now;
     unlogged_ = 0;
   }
-  // The prefix shrinks until the dead letter itself fits (escaping may grow
-  // the text up to six times).
-  size_t prefix = std::min<size_t>(value.size(), static_cast<size_t>(prefix_bytes_));
-  while (true) {
-    size_t cut = prefix;
-    // Never cut inside a UTF-8 sequence.
-    while (cut > 0 && cut < value.size() && (static_cast<uint8_t>(value[cut]) & 0xC0) == 0x80) {
-      --cut;
-    }
-    const std::string_view raw = value.substr(0, cut);
-    dead_letter_.clear();
-    engine::JsonWriter w(&dead_letter_);
-    w.BeginObject();
-    w.SafeKey("job");
-    w.String(task_->job_.plan->name());
-    w.SafeKey("reason");
-    w.String("output refused by the sink: " + why);
-    w.SafeKey("sink");
-    w.String(sink);
-    w.SafeKey("stream");
-    w.SafeString(engine::OutputStreamName(stream));
-    w.SafeKey("source");
-    w.BeginObject();
-    w.SafeKey("topic");
-    w.String(task_->job_.plan->spec().source().topic());
-    w.SafeKey("partition");
-    w.Int(task_->partition_);
-    w.SafeKey("offset");
-    if (offset >= 0) {
-      w.Int(offset);
-    } else {
-      w.Null();
-    }
-    w.EndObject();
-    w.SafeKey("key");
-    w.String(IsUtf8(key) ? key : std::string_view());
-    w.SafeKey("record_bytes");
-    w.Int(static_cast<int64_t>(value.size()));
-    w.SafeKey("truncated");
-    w.Bool(cut < value.size());
-    if (IsUtf8(raw)) {
-      w.SafeKey("raw");
-      w.String(raw);
-    } else {
-      std::string b64;
-      AppendBase64(&b64, raw);
-      w.SafeKey("raw_base64");
-      w.SafeString(b64);
-    }
-    w.EndObject();
-    if (static_cast<int64_t>(key.size() + dead_letter_.size()) <= max_payload_ || prefix == 0) {
-      break;
-    }
-    prefix /= 2;
-  }
+  WriteRefusal(&dead_letter_, task_->job_.plan->name(), why, sink, engine::OutputStreamName(stream),
+               {task_->job_.plan->spec().source().topic(), task_->partition_, offset, -1}, key,
+               value, static_cast<int64_t>(value.size()), static_cast<size_t>(prefix_bytes_),
+               max_payload_);
   Status s = Send(engine::OutputStream::kDeadLetter, key, dead_letter_);
   if (!s.ok() && error_.ok()) {
     // The dead-letter topic refuses it too: the checkpoint fails, and says why.
@@ -217,7 +244,9 @@ Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveri
       epoch_(epoch),
       name_(job.plan->name() + "-" + std::to_string(partition)),
       deliveries_(deliveries),
-      sink_(job, this, &(*deliveries)[0]) {}
+      sink_(job, this, &(*deliveries)[0]) {
+  for (kafka::DeliveryTracker& t : *deliveries_) t.refused_prefix_bytes = sink_.prefix_bytes();
+}
 
 Task::~Task() {
   // The commit in flight uses this task's stores: stop it at its next wait
@@ -265,6 +294,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
     if (!begun.ok()) return begun.status;
   }
   task->last_checkpoint_ms_ = job.clock->NowMillis();
+  task->barrier_offset_ = task->fetch_offset();
   if (restored) {
     spdlog::info("task {}: restored checkpoint {} (next offset {}, watermark {})", task->name_,
                  restored->checkpoint_id, task->next_offset(), task->processor_->watermark());
@@ -360,6 +390,8 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
   f->flush_timeout_ms = flush_timeout_ms;
   f->may_commit = std::move(may_commit);
   f->protect_id = last_checkpoint_id_;
+  f->from_offset = barrier_offset_;
+  barrier_offset_ = fetch_offset();
   if (txn_) txn_->Seal();
   // Seal the records produced so far. The other generation is empty: the
   // checkpoint that sealed it has finished, and had it failed, the task
@@ -388,6 +420,7 @@ CheckpointOutcome Task::Commit(InFlight& f) {
       out.status = Status::Unavailable(f.sealed->last_error);
       return out;
     }
+    if (out.status = DeadLetterRefused(f, &out); !out.status.ok()) return out;
   }
   if (f.cancelled.load()) {
     out.status = Status::Unavailable("the task stopped");
@@ -438,6 +471,53 @@ CheckpointOutcome Task::Commit(InFlight& f) {
   return out;
 }
 
+Status Task::DeadLetterRefused(InFlight& f, CheckpointOutcome* out) {
+  std::vector<kafka::RefusedRecord> refused = f.sealed->TakeRefused();
+  if (refused.empty()) return Status::Ok();
+  using engine::OutputStream;
+  const std::string& dlq = sink_.topic_name(OutputStream::kDeadLetter);
+  std::string letter;
+  for (const kafka::RefusedRecord& r : refused) {
+    OutputStream stream = OutputStream::kDeadLetter;
+    for (OutputStream s : {OutputStream::kOutput, OutputStream::kLate}) {
+      if (r.topic == sink_.topic_name(s)) stream = s;
+    }
+    // The broker refuses whole batches: the record is one of those the task
+    // emitted between the barriers, while it processed these offsets.
+    WriteRefusal(&letter, job_.plan->name(), r.error + " (refused by the broker)", r.topic,
+                 engine::OutputStreamName(stream),
+                 {job_.plan->spec().source().topic(), partition_, -1,
+                  std::max<int64_t>(0, f.from_offset), std::max<int64_t>(0, f.meta.next_offset)},
+                 r.key, r.value_prefix, r.value_bytes, static_cast<size_t>(sink_.prefix_bytes()),
+                 sink_.max_payload());
+    Status s =
+        job_.producer->Produce(sink_.topic(OutputStream::kDeadLetter), r.key, letter, f.sealed);
+    if (!s.ok()) {
+      return Status::Unavailable("the dead letter of a record refused by " + r.topic +
+                                 " could not be produced to " + dlq + ": " + s.message());
+    }
+  }
+  spdlog::warn(
+      "task {}: {} record(s) refused by the broker ({}, e.g. {}) while the task processed offsets "
+      "[{}, {}); replaced by dead letters",
+      name_, refused.size(), refused[0].topic, refused[0].error, f.from_offset, f.meta.next_offset);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
+  if (!f.sealed->WaitDrained(deadline, f.cancelled)) {
+    return Status::Unavailable(f.cancelled.load() ? std::string("the task stopped")
+                                                  : "sink did not acknowledge the dead letters "
+                                                    "of refused records in time");
+  }
+  if (f.sealed->failed.load() > 0) return Status::Unavailable(f.sealed->last_error);
+  std::vector<kafka::RefusedRecord> again = f.sealed->TakeRefused();
+  if (!again.empty()) {
+    return Status::Unavailable(
+        dlq + " refused the dead letters of refused records too: " + again[0].error);
+  }
+  out->refused = static_cast<int64_t>(refused.size());
+  return Status::Ok();
+}
+
 void Task::Finished(CheckpointOutcome& outcome) {
   if (txn_) {
     if (outcome.aborted) ++txn_counters_.aborted;
@@ -459,6 +539,9 @@ void Task::Finished(CheckpointOutcome& outcome) {
     }
   }
   if (!outcome.status.ok()) return;
+  // Counted once the checkpoint stands: a failed one replays, and the
+  // replay's refusals count then.
+  carry_.refused_outputs += outcome.refused;
   last_completed_ms_ = outcome.meta.created_ms;
   last_checkpoint_id_ = outcome.meta.checkpoint_id;
   committed_offset_ = outcome.meta.next_offset;

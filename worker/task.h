@@ -114,6 +114,9 @@ struct CheckpointOutcome {
   bool aborted = false;    // the transaction was aborted
   bool fenced = false;     // a newer owner fenced this task: stop, never restart
   int64_t commit_ms = -1;  // how long the commit took; -1: not reached
+  // at_least_once: records the broker refused for good in their delivery
+  // reports, replaced by dead letters before the checkpoint was saved.
+  int64_t refused = 0;
 };
 
 class Task {
@@ -222,6 +225,14 @@ class Task {
     void set_tracker(kafka::DeliveryTracker* tracker) { tracker_ = tracker; }
     // exactly_once: records go into `txn` instead.
     void set_transactional(TransactionalOutput* txn);
+    rd_kafka_topic_s* topic(engine::OutputStream stream) const {
+      return topics_[static_cast<int>(stream)];
+    }
+    const std::string& topic_name(engine::OutputStream stream) const {
+      return topic_names_[static_cast<int>(stream)];
+    }
+    int64_t prefix_bytes() const { return prefix_bytes_; }
+    int64_t max_payload() const { return max_payload_; }
 
    private:
     // Produces (or holds, exactly_once) one record.
@@ -252,8 +263,9 @@ class Task {
     kafka::DeliveryTracker* sealed = nullptr;  // the generation to wait for
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
-    int64_t protect_id = 0;  // exactly_once: the last committed checkpoint
-    bool posted = false;     // the snapshot is complete and its commit handed over
+    int64_t protect_id = 0;    // exactly_once: the last committed checkpoint
+    int64_t from_offset = -1;  // the task's position at the barrier before
+    bool posted = false;       // the snapshot is complete and its commit handed over
     std::atomic<bool> cancelled{false};
 
     std::mutex mu;
@@ -270,6 +282,10 @@ class Task {
   void Post(bool inline_commit);
   // The commit (any thread).
   CheckpointOutcome Commit(InFlight& f);
+  // at_least_once, in the commit: replaces the records of the sealed
+  // generation that the broker refused for good by dead letters, and waits
+  // for those. Sets out->refused.
+  Status DeadLetterRefused(InFlight& f, CheckpointOutcome* out);
   // On the task thread, once a commit has ended; exactly_once begins the next
   // transaction here (a failure to do so fails `outcome`).
   void Finished(CheckpointOutcome& outcome);
@@ -284,6 +300,9 @@ class Task {
   // fetch_offset() never goes below this (-1: no floor).
   int64_t floor_ = -1;
   TaskCarry carry_;
+  // The position at the last barrier (the start of the sealed generation's
+  // source offsets).
+  int64_t barrier_offset_ = -1;
   std::string name_;
   TaskDeliveries* deliveries_;
   int generation_ = 0;  // index of the current generation in *deliveries_

@@ -427,6 +427,30 @@ TEST_CASE("a refusal replayed after a restart is dead-lettered again but counted
   REQUIRE(again->refused_outputs() == 2);
 }
 
+TEST_CASE("a record the broker refuses in its delivery report is dead-lettered at the checkpoint") {
+  Fixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 3);  // two windows fire: two output records
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  // The next produce request is refused as the topic's max.message.bytes would.
+  REQUIRE(f.cluster->PushRequestErrors(0 /* Produce */, 10 /* MSG_SIZE_TOO_LARGE */, 1).ok());
+  f.Feed(*task, 3, 4);  // one more window fires
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->refused_outputs() == 1);
+  REQUIRE(task->committed_offset() == 4);
+  std::vector<std::string> dlq = ReadAll(f.cluster->bootstraps(), "ckpt-dlq");
+  REQUIRE(dlq.size() == 1);
+  using engine::testing::Field;
+  REQUIRE(Field(dlq[0], "reason").find("refused by the broker") != std::string::npos);
+  REQUIRE(Field(dlq[0], "sink") == "ckpt-out");
+  REQUIRE(Field(dlq[0], "stream") == "output");
+  REQUIRE(Field(dlq[0], "source") ==
+          R"({"topic":"events","partition":0,"offset":null,"from_offset":3,"to_offset":4})");
+  REQUIRE(Field(dlq[0], "truncated") == "false");
+  REQUIRE(Field(Field(dlq[0], "raw"), "window_start") == std::to_string(kT0 + 2000));
+  REQUIRE(ReadAll(f.cluster->bootstraps(), "ckpt-out").size() == 2);
+}
+
 // ---- records lost before they were read
 
 TEST_CASE("a gap below the log start is counted once, and moves the fetch offset") {
