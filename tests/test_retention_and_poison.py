@@ -18,6 +18,8 @@ Cluster helpers: cluster_testlib.py."""
 
 import json
 import os
+import re
+import signal
 import tempfile
 import time
 
@@ -26,7 +28,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from cluster_testlib import Cluster, OUT_PARTITIONS, setup_topics
 from conftest import BROKER_KINDS
-from sluice_testlib import Broker, KafkaServer, payments, produce, read_topic, wait_for, write_job
+from sluice_testlib import (Broker, KafkaServer, Worker, payments, produce, read_topic, wait_for,
+                            write_job)
 
 RETENTION_MS = 3000
 
@@ -98,6 +101,28 @@ def accounted(r):
     assert r["consumed"] == r["processed"] + r["late"] + r["dead_lettered"], r
 
 
+def delete_after(broker, topic, offset):
+    """Produces to partition 0 of `topic` until the broker has deleted the
+    records from `offset` on: by retention on Kafka, by the dev broker's size
+    bound (about 5 MB per partition) there."""
+    if broker.kind == "kafka":
+        # Events keep coming; segments older than the retention are deleted.
+        seed = [1000]
+
+        def deleted():
+            produce(broker.bootstrap, topic, payments(seed=seed[0], n=5, users=5))
+            seed[0] += 1
+            return log_range(broker.bootstrap, topic)[0] > offset
+        wait_for(deleted, 120, f"retention to delete offsets up to {offset}", interval=0.5)
+    else:
+        pad = "x" * 900_000
+        big = [(b"u1", json.dumps({"user_id": "u1", "amount": 1, "country": "DE",
+                                   "ts": int(time.time() * 1000), "pad": pad}).encode())
+               for _ in range(8)]
+        produce(broker.bootstrap, topic, big)
+        assert log_range(broker.bootstrap, topic)[0] > offset
+
+
 def test_records_deleted_before_they_were_read_are_counted_as_lost(request, workdir,
                                                                     deleting_broker):
     broker = deleting_broker
@@ -115,24 +140,7 @@ def test_records_deleted_before_they_were_read_are_counted_as_lost(request, work
     worker.terminate()  # SIGTERM: a final checkpoint at offset 20
 
     # Meanwhile the broker deletes the records after them.
-    if broker.kind == "kafka":
-        # Events keep coming; segments older than the retention are deleted.
-        seed = 2
-
-        def deleted():
-            nonlocal seed
-            produce(broker.bootstrap, job["topic"], payments(seed=seed, n=5, users=5))
-            seed += 1
-            return log_range(broker.bootstrap, job["topic"])[0] > 20
-        wait_for(deleted, 120, "retention to delete offsets up to 20", interval=0.5)
-    else:
-        # The dev broker keeps about 5 MB per partition.
-        pad = "x" * 900_000
-        big = [(b"u1", json.dumps({"user_id": "u1", "amount": 1, "country": "DE",
-                                   "ts": int(time.time() * 1000), "pad": pad}).encode())
-               for _ in range(8)]
-        produce(broker.bootstrap, job["topic"], big)
-        assert log_range(broker.bootstrap, job["topic"])[0] > 20
+    delete_after(broker, job["topic"], 20)
     produce(broker.bootstrap, job["topic"], payments(seed=99, n=10, users=5))
     low, end = log_range(broker.bootstrap, job["topic"])
     assert 20 < low < end
@@ -155,6 +163,46 @@ def test_records_deleted_before_they_were_read_are_counted_as_lost(request, work
         # Nothing else deletes records there: one gap, exactly to the log start.
         assert (r["lost_from_offset"], r["lost_to_offset"], r["lost"]) == (20, low, low - 20), r
     assert "lost" in worker.log_tail(200)
+
+
+def test_records_deleted_while_a_running_task_lagged_are_counted_as_lost(workdir, deleting_broker):
+    """The running case: the worker is frozen (SIGSTOP) while the broker
+    deletes what it has not read; resumed, its consumer finds its offset out
+    of range. Standalone worker: the loss shows in its log, and every offset
+    is consumed or lost."""
+    broker = deleting_broker
+    job_file, job = write_job(workdir, checkpoint="500ms")
+    setup_topics(broker, job, 1)
+    worker = Worker(workdir, job_file, broker.bootstrap)
+    worker.start()
+    produce(broker.bootstrap, job["topic"], payments(seed=1, n=20, users=5))
+    worker.wait_consumed(20, timeout=60)
+
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        delete_after(broker, job["topic"], 20)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    produce(broker.bootstrap, job["topic"], payments(seed=99, n=10, users=5))
+    low, end = log_range(broker.bootstrap, job["topic"])
+
+    def lost_in_log():
+        with open(worker.log_path) as f:
+            totals = re.findall(r"\d+ lost \((\d+) in all\)", f.read())
+        return int(totals[-1]) if totals else 0
+
+    def all_accounted():
+        assert worker.proc.poll() is None, worker.log_tail()
+        st = worker.status()
+        tasks = st["tasks"] if st else []
+        return tasks and tasks[0]["next_offset"] >= end and \
+            tasks[0]["consumed"] + lost_in_log() == end
+    wait_for(all_accounted, 60, f"every offset up to {end} consumed or lost", interval=0.25)
+    t = worker.status()["tasks"][0]
+    assert t["consumed"] == t["processed"] + t["late"] + t["dead_lettered"], t
+    assert t["state"] == "RUNNING" and t["failures"] == 0, t
+    assert lost_in_log() >= low - 20 > 0
+    assert worker.stop() == 0
 
 
 POISON_JOB = """
