@@ -122,6 +122,8 @@ TEST_CASE("a task without a start offset starts at the log start and loses nothi
       f.WaitReport(host, [&](const proto::TaskReport& r) { return r.next_offset() == range.end; });
   REQUIRE(r.lost() == 0);
   REQUIRE(r.consumed() == range.end - range.start);
+  REQUIRE(r.lag_ms() == 0);  // caught up
+  REQUIRE(r.paused() == 0);
   host.Shutdown(false);
 }
 
@@ -135,6 +137,22 @@ TEST_CASE("a start offset in the log is where a new task starts") {
       f.WaitReport(host, [&](const proto::TaskReport& r) { return r.next_offset() == 3; });
   REQUIRE(r.lost() == 0);
   REQUIRE(r.consumed() == 1);
+  host.Shutdown(false);
+}
+
+TEST_CASE("a partition paused for back-pressure is counted once per pause") {
+  HostFixture f;
+  f.ProduceLarge(3);
+  // Any record waiting in the producer pauses the partition, and it is
+  // resumed only once the producer has fewer than none: paused for good.
+  f.options.max_pending_records = -1;
+  TaskHost host(f.options, f.clock);
+  REQUIRE(host.Start().ok());
+  host.StartTask(CountPlan(), 1, 0, 0);
+  f.WaitReport(host, [](const proto::TaskReport& r) { return r.paused() >= 1; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // more passes of the loop
+  proto::TaskReport r = f.WaitReport(host, [](const proto::TaskReport&) { return true; });
+  REQUIRE(r.paused() == 1);
   host.Shutdown(false);
 }
 
