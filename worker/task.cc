@@ -338,8 +338,8 @@ Status Task::RestoreCommitted(std::optional<CheckpointMeta>* restored) {
   return Status::Ok();
 }
 
-int64_t Task::SkipLost(int64_t asked, int64_t log_start) {
-  const int64_t at = fetch_offset() >= 0 ? fetch_offset() : asked;
+int64_t Task::SkipLost(int64_t log_start) {
+  const int64_t at = fetch_offset();
   floor_ = std::max(floor_, log_start);
   // A gap counted before (this run, or the run before a restart) is not
   // counted again.

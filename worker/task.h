@@ -148,13 +148,14 @@ class Task {
   // skipped to after a loss. -1: the beginning of the partition.
   int64_t fetch_offset() const { return std::max(processor_->next_offset(), floor_); }
 
-  // The partition's log start has passed the records from fetch_offset() (or
-  // from `asked`, the offset the consumer asked for, if the task has none):
-  // records [from, log_start) were deleted before they were read. Counts them
-  // as lost (those not counted already: a restart may run into the same gap
-  // again), logs it, and moves fetch_offset() to `log_start`. Returns how many
-  // were newly counted.
-  int64_t SkipLost(int64_t asked, int64_t log_start);
+  // The partition's log start has passed fetch_offset(): records
+  // [fetch_offset(), log_start) were deleted before they were read. Counts
+  // them as lost (those not counted already: a restart may run into the same
+  // gap again), logs it, and moves fetch_offset() to `log_start`. A task
+  // reading from the beginning (fetch_offset() -1) loses nothing: the
+  // beginning is wherever the log starts. Returns how many were newly
+  // counted.
+  int64_t SkipLost(int64_t log_start);
   const LostRecords& lost() const { return carry_.lost; }
   int64_t refused_outputs() const { return carry_.refused_outputs; }
   const TaskCarry& carry() const { return carry_; }

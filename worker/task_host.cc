@@ -434,9 +434,9 @@ void TaskHost::Thread::OnOutOfRange(JobConsumer& jc, const TaskRef& ref, Entry& 
     entry.retry_assign_ms = now + 1'000;
     return;
   }
-  const int64_t at = task.fetch_offset() >= 0 ? task.fetch_offset() : asked;
-  if (at < range->start || at < 0) {
-    task.SkipLost(asked, range->start);
+  const int64_t at = task.fetch_offset();
+  if (at < range->start) {
+    task.SkipLost(range->start);
     reassign_.insert(ref.job);
   } else if (at > range->end) {
     // Not a loss: the partition is shorter than the task's position (the

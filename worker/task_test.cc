@@ -457,23 +457,27 @@ TEST_CASE("a gap below the log start is counted once, and moves the fetch offset
   Fixture f;
   auto task = f.Open();
   REQUIRE(task->fetch_offset() == -1);
+  REQUIRE(task->SkipLost(3) == 0);  // from the beginning: nothing is lost
+  REQUIRE(task->fetch_offset() == 3);
   f.Feed(*task, 0, 5);
-  REQUIRE(task->SkipLost(5, 12) == 7);
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->SkipLost(12) == 7);
   REQUIRE(task->fetch_offset() == 12);
   REQUIRE(task->next_offset() == 5);
   REQUIRE(task->lost().count == 7);
   REQUIRE(task->lost().from == 5);
   REQUIRE(task->lost().to == 12);
-  // The same gap again (a restart from an older checkpoint) adds only what is new.
+  // The same gap again (a restart from the checkpoint at 5) adds only what is new.
   const TaskCarry carry = task->carry();
   task.reset();
   auto again = f.Open();
+  REQUIRE(again->fetch_offset() == 5);
   again->set_carry(carry);
-  REQUIRE(again->SkipLost(0, 15) == 3);
+  REQUIRE(again->SkipLost(15) == 3);
   REQUIRE(again->lost().count == 10);
   REQUIRE(again->lost().from == 12);
   REQUIRE(again->lost().to == 15);
-  REQUIRE(again->SkipLost(0, 15) == 0);
+  REQUIRE(again->SkipLost(15) == 0);
 }
 
 TEST_CASE("a task without a checkpoint starts at its start offset") {
@@ -482,7 +486,7 @@ TEST_CASE("a task without a checkpoint starts at its start offset") {
   REQUIRE(task.ok());
   REQUIRE((*task)->fetch_offset() == 40);
   REQUIRE((*task)->next_offset() == -1);
-  REQUIRE((*task)->SkipLost(40, 50) == 10);
+  REQUIRE((*task)->SkipLost(50) == 10);
   REQUIRE((*task)->lost().from == 40);
   f.Feed(**task, 0, 3);  // a checkpoint's offset wins over the start offset
   REQUIRE((*task)->Checkpoint(f.clock.NowMillis(), 60'000).ok());
