@@ -15,7 +15,9 @@
 //            the steps.
 //   commit:  in the background (JobContext::background), while the task goes
 //            on processing: at_least_once waits until the sealed generation
-//            is acknowledged (any delivery failure fails the checkpoint);
+//            is acknowledged (records the broker refused for good are
+//            replaced by dead letters, which it waits for too; any other
+//            delivery failure fails the checkpoint);
 //            then the batch is written to RocksDB and the state backed up to
 //            the checkpoint store with the manifest (next offset, watermark,
 //            epoch). exactly_once then writes the marker and commits the
@@ -216,7 +218,9 @@ class Task {
   // record being processed, with a bounded prefix of the refused record
   // (source.max_record_bytes, 0: 64 KiB, less if the dead letter would not
   // fit). The task goes on. Both delivery modes check the size here, before
-  // the record is produced or held for the next transaction.
+  // the record is produced or held for the next transaction. (Records the
+  // broker refuses later, in delivery reports, are dead-lettered by the
+  // checkpoint: Task::DeadLetterRefused.)
   class Sink final : public engine::RecordSink {
    public:
     Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker);
