@@ -22,17 +22,7 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   auto* tracker = static_cast<DeliveryTracker*>(msg->_private);
   if (tracker == nullptr) return;
   if (msg->err && PermanentRecordError(msg->err)) {
-    RefusedRecord r;
-    r.topic = rd_kafka_topic_name(msg->rkt);
-    r.error = rd_kafka_err2str(msg->err);
-    if (msg->key != nullptr) r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
-    r.value_bytes = static_cast<int64_t>(msg->len);
-    if (msg->payload != nullptr) {
-      r.value_prefix.assign(static_cast<const char*>(msg->payload),
-                            std::min<size_t>(msg->len, static_cast<size_t>(std::max<int64_t>(
-                                                           0, tracker->refused_prefix_bytes))));
-    }
-    tracker->AddRefused(std::move(r));
+    tracker->AddRefused(DescribeRefused(msg, tracker->refused_prefix_bytes));
   } else if (msg->err) {
     tracker->failed.fetch_add(1);
     if (!tracker->has_error.load()) {
@@ -47,6 +37,34 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 }
 
 }  // namespace
+
+uint64_t RecordHash(std::string_view key, std::string_view value) {
+  uint64_t h = 14695981039346656037ull;
+  for (std::string_view part : {key, std::string_view("\0", 1), value}) {
+    for (char c : part) {
+      h ^= static_cast<uint8_t>(c);
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
+}
+
+RefusedRecord DescribeRefused(const void* message, int64_t prefix_bytes) {
+  const auto* msg = static_cast<const rd_kafka_message_t*>(message);
+  RefusedRecord r;
+  r.topic = rd_kafka_topic_name(msg->rkt);
+  r.error = rd_kafka_err2str(msg->err);
+  std::string_view key, value;
+  if (msg->key != nullptr) key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
+  if (msg->payload != nullptr) {
+    value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
+  }
+  r.key.assign(key);
+  r.value_bytes = static_cast<int64_t>(value.size());
+  r.value_prefix.assign(value.substr(0, static_cast<size_t>(std::max<int64_t>(0, prefix_bytes))));
+  r.hash = RecordHash(key, value);
+  return r;
+}
 
 bool PermanentRecordError(int err) {
   switch (static_cast<rd_kafka_resp_err_t>(err)) {

@@ -42,7 +42,16 @@ struct RefusedRecord {
   std::string key;
   std::string value_prefix;  // at most DeliveryTracker::refused_prefix_bytes
   int64_t value_bytes = 0;
+  uint64_t hash = 0;  // RecordHash of the whole key and value
 };
+
+// A hash of a record's key and value (FNV-1a, 64 bits): how a replay that
+// emits the same bytes again recognizes a record refused before.
+uint64_t RecordHash(std::string_view key, std::string_view value);
+
+// A RefusedRecord of the message `msg` (a const rd_kafka_message_t*), keeping
+// at most `prefix_bytes` of its value.
+RefusedRecord DescribeRefused(const void* msg, int64_t prefix_bytes);
 
 // Per task: records handed to the producer and not yet acknowledged, and
 // deliveries that failed. A checkpoint waits for in_flight to reach 0

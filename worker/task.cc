@@ -187,6 +187,7 @@ Status Task::Sink::Send(engine::OutputStream stream, std::string_view key, std::
 }
 
 void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::string_view value) {
+  if (!task_->carry_.pending_refusals.empty() && RefusedBefore(stream, key, value)) return;
   if (static_cast<int64_t>(key.size() + value.size()) > max_payload_) {
     Refuse(stream, key, value,
            "record of " + std::to_string(key.size() + value.size()) +
@@ -200,6 +201,23 @@ void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::st
   } else if (!s.ok() && error_.ok()) {
     error_ = s;
   }
+}
+
+bool Task::Sink::RefusedBefore(engine::OutputStream stream, std::string_view key,
+                               std::string_view value) {
+  std::vector<kafka::RefusedRecord>& pending = task_->carry_.pending_refusals;
+  const uint64_t hash = kafka::RecordHash(key, value);
+  for (auto it = pending.begin(); it != pending.end(); ++it) {
+    if (it->hash != hash || it->topic != topic_names_[static_cast<int>(stream)] ||
+        it->value_bytes != static_cast<int64_t>(value.size())) {
+      continue;
+    }
+    const std::string why = it->error + " (refused by the broker in an aborted transaction)";
+    pending.erase(it);
+    Refuse(stream, key, value, why);
+    return true;
+  }
+  return false;
 }
 
 void Task::Sink::Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
@@ -272,6 +290,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
         TransactionalOutput::Open(job.brokers, job.kafka_settings, job.plan->spec(), job.markers,
                                   partition, task->name_, job.transaction_timeout_ms));
     task->sink_.set_transactional(task->txn_.get());
+    task->txn_->set_refused_prefix_bytes(task->sink_.prefix_bytes());
     SLUICE_RETURN_IF_ERROR(task->RestoreCommitted(&restored));
   } else {
     SLUICE_ASSIGN_OR_RETURN(restored, task->checkpoints_->Latest());
@@ -538,7 +557,19 @@ void Task::Finished(CheckpointOutcome& outcome) {
       }
     }
   }
-  if (!outcome.status.ok()) return;
+  if (!outcome.status.ok()) {
+    if (!outcome.refused_records.empty()) {
+      spdlog::warn(
+          "task {}: the broker refused {} record(s) for good ({}: {}); the replay replaces them "
+          "by dead letters",
+          name_, outcome.refused_records.size(), outcome.refused_records[0].topic,
+          outcome.refused_records[0].error);
+      for (kafka::RefusedRecord& r : outcome.refused_records) {
+        carry_.pending_refusals.push_back(std::move(r));
+      }
+    }
+    return;
+  }
   // Counted once the checkpoint stands: a failed one replays, and the
   // replay's refusals count then.
   carry_.refused_outputs += outcome.refused;
@@ -573,6 +604,7 @@ void Task::Post(bool inline_commit) {
   f->posted = true;
   auto run = [this, f] {
     CheckpointOutcome outcome = Commit(*f);
+    if (txn_ && !outcome.status.ok()) outcome.refused_records = txn_->TakeRefused();
     std::lock_guard<std::mutex> lock(f->mu);
     f->outcome = std::move(outcome);
     f->done = true;

@@ -106,6 +106,10 @@ struct TaskCarry {
   // The source offset of the last refusal counted: a replay after a restart
   // refuses the same records again without counting them twice.
   int64_t refused_through = -1;
+  // exactly_once: records the broker refused for good in a transaction that
+  // then aborted. The replay emits them again, byte for byte: the sink
+  // dead-letters them then, instead of aborting again.
+  std::vector<kafka::RefusedRecord> pending_refusals;
 };
 
 // How a checkpoint of a task ended.
@@ -119,6 +123,9 @@ struct CheckpointOutcome {
   // at_least_once: records the broker refused for good in their delivery
   // reports, replaced by dead letters before the checkpoint was saved.
   int64_t refused = 0;
+  // exactly_once, when the checkpoint failed: records the broker refused for
+  // good in its transaction (TaskCarry::pending_refusals).
+  std::vector<kafka::RefusedRecord> refused_records;
 };
 
 class Task {
@@ -245,6 +252,9 @@ class Task {
     // Replaces a refused record by its dead letter.
     void Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
                 const std::string& why);
+    // exactly_once: whether the record is one the broker refused in an aborted
+    // transaction (then it is dead-lettered now).
+    bool RefusedBefore(engine::OutputStream stream, std::string_view key, std::string_view value);
 
     Task* task_;
     TransactionalOutput* txn_ = nullptr;

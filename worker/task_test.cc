@@ -451,6 +451,34 @@ TEST_CASE("a record the broker refuses in its delivery report is dead-lettered a
   REQUIRE(ReadAll(f.cluster->bootstraps(), "ckpt-out").size() == 2);
 }
 
+TEST_CASE("exactly_once: a record the broker refuses aborts once; the replay dead-letters it") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 2);  // one window fires
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(f.cluster->PushRequestErrors(0 /* Produce */, 10 /* MSG_SIZE_TOO_LARGE */, 1).ok());
+  f.Feed(*task, 2, 3);  // one more, refused by the broker
+  REQUIRE_FALSE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->carry().pending_refusals.size() == 1);
+  const TaskCarry carry = task->carry();
+  task.reset();
+
+  // The restart (as TaskHost::Restart does it) replays offset 2.
+  auto again = f.Open();
+  again->set_carry(carry);
+  REQUIRE(again->next_offset() == 2);
+  f.Feed(*again, 2, 3);
+  REQUIRE(again->carry().pending_refusals.empty());
+  REQUIRE(again->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(again->refused_outputs() == 1);
+  std::vector<std::string> dlq = ReadAll(f.cluster->bootstraps(), "ckpt-dlq");
+  REQUIRE(dlq.size() == 1);
+  using engine::testing::Field;
+  REQUIRE(Field(dlq[0], "reason").find("aborted transaction") != std::string::npos);
+  REQUIRE(Field(dlq[0], "source") == R"({"topic":"events","partition":0,"offset":2})");
+  REQUIRE(Field(Field(dlq[0], "raw"), "window_start") == std::to_string(kT0 + 1000));
+}
+
 // ---- records lost before they were read
 
 TEST_CASE("a gap below the log start is counted once, and moves the fetch offset") {
