@@ -16,6 +16,7 @@ for good (larger than the producer's message.max.bytes).
 
 Cluster helpers: cluster_testlib.py."""
 
+import base64
 import json
 import os
 import re
@@ -278,3 +279,77 @@ def test_an_alert_too_large_for_the_sink_becomes_one_dead_letter_and_the_task_go
     assert r["consumed"] == 20, r
     assert r["refused_outputs"] == 1, r
     assert r["failures"] == 0 and r["error"] == "", r
+
+
+BROKER_REFUSED_JOB = """
+name: {name}
+source:
+  topic: {topic}
+  key: user_id
+  event_time: ts
+  max_out_of_orderness: 2s
+  idle_timeout: 0s
+sinks:
+  output: {name}-alerts
+  late: {name}-late
+  dead_letter: {name}-dlq
+checkpoint_interval: {checkpoint}
+delivery: {delivery}
+rules:
+  - name: noted
+    when: exists(note)
+    select: {{ c1: note, c2: note }}
+"""
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_an_alert_the_broker_refuses_becomes_one_dead_letter_and_the_task_goes_on(
+        request, workdir, broker, delivery):
+    """The broker refuses the record in its delivery report: the alerts topic
+    takes at most 30000 bytes per batch (max.message.bytes), less than one
+    alert even compressed, while the producer's own limit (1 MB) lets it
+    through."""
+    if broker.kind != "kafka":
+        pytest.skip("needs a topic-level max.message.bytes (real Kafka)")
+    cluster = one_cluster(request, workdir, broker)
+    job_file, job = write_job(workdir, template=BROKER_REFUSED_JOB, checkpoint="500ms",
+                              delivery=delivery)
+    name = job["name"]
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topics = [NewTopic(job["topic"], 1, 1), NewTopic(f"{name}-late", 1, 1),
+              NewTopic(f"{name}-dlq", 1, 1),
+              NewTopic(f"{name}-alerts", 1, 1, config={"max.message.bytes": "30000"})]
+    for f in admin.create_topics(topics, operation_timeout=30).values():
+        f.result()
+    cluster.submit(job_file)
+    cluster.wait_running(name, 1, timeout=90)
+
+    now = int(time.time() * 1000)
+    note = base64.b64encode(os.urandom(30_000)).decode()  # 40 KB that lz4 cannot shrink
+    events = [(b"u1", json.dumps({"user_id": "u1", "amount": 10, "country": "DE", "ts": now + i,
+                                  **({"note": note} if i == 5 else {})}).encode())
+              for i in range(20)]
+    produce(broker.bootstrap, job["topic"], events)
+
+    dlq = read_topic(broker.bootstrap, f"{name}-dlq", 1, expect=1, quiet=2.0)
+    assert len(dlq) == 1, dlq
+    dead = json.loads(dlq[0][3])
+    assert "refused by the broker" in dead["reason"], dead["reason"]
+    assert dead["sink"] == f"{name}-alerts", dead
+    if delivery == "exactly_once":
+        # Found again on replay: the exact position.
+        assert dead["source"]["offset"] == 5, dead["source"]
+    else:
+        # Dead-lettered by the checkpoint: the offsets of its interval.
+        assert dead["source"]["from_offset"] <= 5 < dead["source"]["to_offset"], dead["source"]
+    assert note in dead["raw"], dead["reason"]
+    assert read_topic(broker.bootstrap, f"{name}-alerts", 1, quiet=2.0) == []
+
+    r = wait_for(lambda: (lambda r: r if r and r["next_offset"] >= 20 and
+                          r["state"] == "RUNNING" and r["refused_outputs"] == 1 else None)(
+        report(cluster, name)), 60, "the task to go on past the refused alert", interval=0.25)
+    accounted(r)
+    assert r["consumed"] == 20, r
+    # exactly_once aborted the transaction once before the replay.
+    assert r["failures"] == (1 if delivery == "exactly_once" else 0), r
