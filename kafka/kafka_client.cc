@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "kafka/rdkafka_util.h"
@@ -20,7 +21,9 @@ int64_t NowMs() {
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   auto* tracker = static_cast<DeliveryTracker*>(msg->_private);
   if (tracker == nullptr) return;
-  if (msg->err) {
+  if (msg->err && PermanentRecordError(msg->err)) {
+    tracker->AddRefused(DescribeRefused(msg, tracker->refused_prefix_bytes));
+  } else if (msg->err) {
     tracker->failed.fetch_add(1);
     if (!tracker->has_error.load()) {
       tracker->last_error = std::string("delivery to ") + rd_kafka_topic_name(msg->rkt) +
@@ -34,6 +37,46 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 }
 
 }  // namespace
+
+uint64_t RecordHash(std::string_view key, std::string_view value) {
+  uint64_t h = 14695981039346656037ull;
+  for (std::string_view part : {key, std::string_view("\0", 1), value}) {
+    for (char c : part) {
+      h ^= static_cast<uint8_t>(c);
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
+}
+
+RefusedRecord DescribeRefused(const void* message, int64_t prefix_bytes) {
+  const auto* msg = static_cast<const rd_kafka_message_t*>(message);
+  RefusedRecord r;
+  r.topic = rd_kafka_topic_name(msg->rkt);
+  r.error = rd_kafka_err2str(msg->err);
+  std::string_view key, value;
+  if (msg->key != nullptr) key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
+  if (msg->payload != nullptr) {
+    value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
+  }
+  r.key.assign(key);
+  r.value_bytes = static_cast<int64_t>(value.size());
+  r.value_prefix.assign(value.substr(0, static_cast<size_t>(std::max<int64_t>(0, prefix_bytes))));
+  r.hash = RecordHash(key, value);
+  return r;
+}
+
+bool PermanentRecordError(int err) {
+  switch (static_cast<rd_kafka_resp_err_t>(err)) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // ---- Producer ---------------------------------------------------------------
 
@@ -53,6 +96,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(
                                     "kafka producer", OnDelivery));
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
   p->rk_ = rk;
+  p->max_message_bytes_ = MaxMessageBytes(rk);
   p->poller_ = std::thread([raw = p.get()] {
     while (!raw->stop_.load()) rd_kafka_poll(raw->rk_, 100);
   });
@@ -94,9 +138,17 @@ Status KafkaProducer::Produce(rd_kafka_topic_t* rkt, std::string_view key, std::
       tracker->failed.fetch_add(1);
       tracker->Settled();
     }
-    return FromKafka(err, std::string("produce to ") + rd_kafka_topic_name(rkt));
+    const std::string what = std::string("produce to ") + rd_kafka_topic_name(rkt);
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+      return Status::InvalidArgument(
+          what + ": " + rd_kafka_err2str(err) + " (" + std::to_string(key.size() + value.size()) +
+          " bytes; message.max.bytes " + std::to_string(max_message_bytes_) + ")");
+    }
+    return FromKafka(err, what);
   }
 }
+
+bool RecordRefused(const Status& s) { return s.code() == StatusCode::kInvalidArgument; }
 
 int64_t KafkaProducer::OutstandingRecords() const { return rd_kafka_outq_len(rk_); }
 
@@ -184,6 +236,7 @@ void KafkaConsumer::ReleaseBatch() {
 
 std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size_t max) {
   ReleaseBatch();
+  out_of_range_.clear();
   raw_.resize(max);
   // Take what is there; only if nothing is, wait for the first message (a
   // batch call with a timeout would wait for `max` messages or the timeout).
@@ -197,6 +250,13 @@ std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size
   }
   raw_.resize(n < 0 ? 0 : static_cast<size_t>(n));
   for (rd_kafka_message_t* m : raw_) {
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+      // auto.offset.reset=error: librdkafka has stopped fetching the partition.
+      bool seen = false;
+      for (const PartitionOffset& po : out_of_range_) seen = seen || po.partition == m->partition;
+      if (!seen) out_of_range_.push_back({m->partition, m->offset});
+      continue;
+    }
     if (m->err) {
       // Transport errors and the like: librdkafka retries by itself.
       int64_t now = NowMs();
@@ -209,7 +269,8 @@ std::span<const KafkaConsumer::Message> KafkaConsumer::Poll(int timeout_ms, size
     batch_.push_back(
         Message{m->partition, m->offset,
                 std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0),
-                std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0)});
+                std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0),
+                rd_kafka_message_timestamp(m, nullptr)});
   }
   return batch_;
 }
@@ -230,6 +291,17 @@ Result<int64_t> KafkaConsumer::QueryEndOffset(const std::string& topic, int32_t 
       rd_kafka_query_watermark_offsets(rk_, topic.c_str(), partition, &low, &high, timeout_ms);
   if (err) return FromKafka(err, "end offset of " + topic + "[" + std::to_string(partition) + "]");
   return high;
+}
+
+Result<LogRange> KafkaConsumer::QueryLogRange(const std::string& topic, int32_t partition,
+                                              int timeout_ms) {
+  LogRange range;
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk_, topic.c_str(), partition,
+                                                             &range.start, &range.end, timeout_ms);
+  if (err) {
+    return FromKafka(err, "log start and end of " + topic + "[" + std::to_string(partition) + "]");
+  }
+  return range;
 }
 
 namespace {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 #include "kafka/topic_handles.h"
 
 namespace sluice::kafka {
@@ -46,6 +48,17 @@ Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
     return Status::InvalidArgument(what + ": " + errstr);
   }
   return rk;
+}
+
+int64_t MaxMessageBytes(rd_kafka_t* rk) {
+  char value[32];
+  size_t size = sizeof(value);
+  if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK) {
+    char* end = nullptr;
+    const long long parsed = std::strtoll(value, &end, 10);
+    if (end != value && parsed > 0) return parsed;
+  }
+  return 1'000'000;
 }
 
 void LogToSpdlog(const rd_kafka_t*, int level, const char* fac, const char* buf) {

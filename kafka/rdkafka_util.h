@@ -31,6 +31,9 @@ Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
                               void (*on_delivery)(rd_kafka_t*, const rd_kafka_message_t*,
                                                   void*) = nullptr);
 
+// The message.max.bytes of client `rk` (librdkafka's default if unreadable).
+int64_t MaxMessageBytes(rd_kafka_t* rk);
+
 // librdkafka's log callback: levels 0-3 as errors, 4-5 as warnings, the rest
 // as debug.
 void LogToSpdlog(const rd_kafka_t* rk, int level, const char* fac, const char* buf);

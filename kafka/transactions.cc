@@ -49,10 +49,11 @@ Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
                                                             {"partitioner", "murmur2_random"},
                                                             {"transaction.timeout.ms", "60000"}},
                                                            extra),
-                                                     "kafka transactional producer"));
+                                                     "kafka transactional producer", OnDelivery));
   std::unique_ptr<TransactionalProducer> p(new TransactionalProducer());
   p->rk_ = rk;
   p->id_ = transactional_id;
+  p->max_message_bytes_ = MaxMessageBytes(rk);
   if (rd_kafka_error_t* error = rd_kafka_init_transactions(rk, timeout_ms)) {
     std::string message = rd_kafka_error_string(error);
     const bool timed_out = rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT;
@@ -102,7 +103,7 @@ TxnStatus TransactionalProducer::Produce(rd_kafka_topic_t* rkt, int32_t partitio
   while (true) {
     int rc = rd_kafka_produce(rkt, partition < 0 ? RD_KAFKA_PARTITION_UA : partition,
                               RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()), value.size(),
-                              key.empty() ? nullptr : key.data(), key.size(), nullptr);
+                              key.empty() ? nullptr : key.data(), key.size(), this);
     if (rc == 0) return {};
     rd_kafka_resp_err_t err = rd_kafka_last_error();
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -122,6 +123,19 @@ TxnStatus TransactionalProducer::Produce(rd_kafka_topic_t* rkt, int32_t partitio
     }
     return out;
   }
+}
+
+void TransactionalProducer::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
+  auto* self = static_cast<TransactionalProducer*>(msg->_private);
+  if (self == nullptr || !msg->err || !PermanentRecordError(msg->err)) return;
+  RefusedRecord r = DescribeRefused(msg, self->refused_prefix_bytes_.load());
+  std::lock_guard<std::mutex> lock(self->refused_mu_);
+  self->refused_.push_back(std::move(r));
+}
+
+std::vector<RefusedRecord> TransactionalProducer::TakeRefused() {
+  std::lock_guard<std::mutex> lock(refused_mu_);
+  return std::exchange(refused_, {});
 }
 
 TxnStatus TransactionalProducer::Commit(int timeout_ms) { return End(/*commit=*/true, timeout_ms); }

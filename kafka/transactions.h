@@ -22,8 +22,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
+#include "kafka/kafka_client.h"
 #include "kafka/topic_handles.h"
 
 struct rd_kafka_s;
@@ -84,12 +86,28 @@ class TransactionalProducer {
   // Records queued or in flight.
   int64_t OutstandingRecords() const;
 
+  // The producer's message.max.bytes (see KafkaProducer::max_message_bytes).
+  int64_t max_message_bytes() const { return max_message_bytes_; }
+
+  // Records the broker refused for good in their delivery reports (which
+  // makes the open transaction abort), since the last call; each with at most
+  // `prefix_bytes` of its value.
+  std::vector<RefusedRecord> TakeRefused();
+  void set_refused_prefix_bytes(int64_t n) { refused_prefix_bytes_ = n; }
+
  private:
   TransactionalProducer() = default;
   // commit_transaction or abort_transaction, retried while retriable.
   TxnStatus End(bool commit, int timeout_ms);
 
   rd_kafka_s* rk_ = nullptr;
+  int64_t max_message_bytes_ = 0;
+  std::atomic<int64_t> refused_prefix_bytes_{64 << 10};
+  std::mutex refused_mu_;
+  std::vector<RefusedRecord> refused_;  // guarded by refused_mu_
+
+  // Delivery reports: notes the records refused for good.
+  static void OnDelivery(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque);
   std::string id_;
   bool in_transaction_ = false;
   TopicHandles topics_;

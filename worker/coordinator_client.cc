@@ -5,12 +5,20 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "proto/sluice.grpc.pb.h"
 
 namespace sluice::worker {
+
+namespace {
+// Where a task without a checkpoint starts: Assignment.start_offset, if set.
+std::optional<int64_t> StartOf(const proto::Assignment& a) {
+  return a.has_start_offset() ? std::optional<int64_t>(a.start_offset()) : std::nullopt;
+}
+}  // namespace
 
 struct CoordinatorClient::Rpc {
   std::shared_ptr<grpc::Channel> channel;
@@ -71,7 +79,7 @@ void CoordinatorClient::Reconcile(const proto::HeartbeatResponse& reply) {
       } else if (r == running.end() || r->second.state() == proto::TaskReport::FAILED) {
         // Not here (e.g. after a restart): run it from its checkpoint to drain or release it.
         if (auto plan = PlanFor(*job->second)) {
-          host_.StartTask(plan, job->second->version(), a.partition(), a.epoch());
+          host_.StartTask(plan, job->second->version(), a.partition(), a.epoch(), StartOf(a));
           host_.StopTask(ref, a.drain() ? StopMode::kDrain : StopMode::kRelease);
         }
       }
@@ -80,7 +88,7 @@ void CoordinatorClient::Reconcile(const proto::HeartbeatResponse& reply) {
     auto plan = PlanFor(*job->second);
     if (plan == nullptr) continue;
     if (!active || r->second.epoch() != a.epoch()) {
-      host_.StartTask(plan, job->second->version(), a.partition(), a.epoch());
+      host_.StartTask(plan, job->second->version(), a.partition(), a.epoch(), StartOf(a));
     } else if (r->second.version() < job->second->version()) {
       host_.UpdateTask(ref, plan, job->second->version());
     }

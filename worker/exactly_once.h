@@ -119,6 +119,12 @@ class TransactionalOutput {
   kafka::TxnStatus Resume();
 
   int32_t marker_partition() const { return marker_partition_; }
+  // The transactional producer's message.max.bytes.
+  int64_t max_message_bytes() const { return producer_->max_message_bytes(); }
+  // Records the broker refused for good since the last call (any thread):
+  // their transaction cannot commit.
+  std::vector<kafka::RefusedRecord> TakeRefused() { return producer_->TakeRefused(); }
+  void set_refused_prefix_bytes(int64_t n) { producer_->set_refused_prefix_bytes(n); }
 
  private:
   struct Held {

@@ -4,11 +4,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <thread>
 
 #include "common/fault_point.h"
+#include "worker/engine/json_writer.h"
 
 namespace sluice::worker {
 
@@ -19,22 +21,239 @@ void LowerThreadPriority() {
   }
 }
 
-Task::Sink::Sink(const JobContext& job, kafka::DeliveryTracker* tracker)
-    : producer_(job.producer), tracker_(tracker) {
+namespace {
+
+constexpr int64_t kDefaultPrefixBytes = 64 << 10;
+
+// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates).
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    size_t n = 0;                  // continuation bytes
+    uint8_t lo = 0x80, hi = 0xBF;  // the range of the first continuation byte
+    if (c < 0x80) {
+      n = 0;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (s.size() - i - 1 < n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<uint8_t>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+void AppendBase64(std::string* out, std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(in[i]) << 16) |
+                       (static_cast<uint8_t>(in[i + 1]) << 8) | static_cast<uint8_t>(in[i + 2]);
+    out->push_back(kAlphabet[(v >> 18) & 63]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(kAlphabet[(v >> 6) & 63]);
+    out->push_back(kAlphabet[v & 63]);
+  }
+  if (i < in.size()) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    out->push_back(kAlphabet[(v >> 18) & 63]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out->push_back('=');
+  }
+}
+
+// Where a refused record came from: the source offset being processed when
+// it was emitted, or, for a refusal in a delivery report, the offsets the
+// task processed in that checkpoint interval, [from, to).
+struct RefusalSource {
+  const std::string& topic;
+  int32_t partition;
+  int64_t offset;  // -1: unknown, see from/to
+  int64_t from;    // -1: a single offset
+  int64_t to = -1;
+};
+
+// Writes into *out the dead letter that replaces a refused record: the
+// reason, the sink topic, the source position and a prefix of `value` (the
+// refused record, or its first bytes, of `value_bytes` in all) of at most
+// `prefix_bytes`, cut at a UTF-8 boundary, shrunk until key and dead letter
+// fit in `max_payload` (escaping may grow the text up to six times).
+void WriteRefusal(std::string* out, const std::string& job, const std::string& why,
+                  std::string_view sink, std::string_view stream, const RefusalSource& src,
+                  std::string_view key, std::string_view value, int64_t value_bytes,
+                  size_t prefix_bytes, int64_t max_payload) {
+  size_t prefix = std::min(value.size(), prefix_bytes);
+  while (true) {
+    size_t cut = prefix;
+    while (cut > 0 && cut < value.size() && (static_cast<uint8_t>(value[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    const std::string_view raw = value.substr(0, cut);
+    out->clear();
+    engine::JsonWriter w(out);
+    w.BeginObject();
+    w.SafeKey("job");
+    w.String(job);
+    w.SafeKey("reason");
+    w.String("output refused by the sink: " + why);
+    w.SafeKey("sink");
+    w.String(sink);
+    w.SafeKey("stream");
+    w.SafeString(stream);
+    w.SafeKey("source");
+    w.BeginObject();
+    w.SafeKey("topic");
+    w.String(src.topic);
+    w.SafeKey("partition");
+    w.Int(src.partition);
+    w.SafeKey("offset");
+    if (src.offset >= 0) {
+      w.Int(src.offset);
+    } else {
+      w.Null();
+    }
+    if (src.from >= 0) {
+      w.SafeKey("from_offset");
+      w.Int(src.from);
+      w.SafeKey("to_offset");
+      w.Int(src.to);
+    }
+    w.EndObject();
+    w.SafeKey("key");
+    w.String(IsUtf8(key) ? key : std::string_view());
+    w.SafeKey("record_bytes");
+    w.Int(value_bytes);
+    w.SafeKey("truncated");
+    w.Bool(static_cast<int64_t>(cut) < value_bytes);
+    if (IsUtf8(raw)) {
+      w.SafeKey("raw");
+      w.String(raw);
+    } else {
+      std::string b64;
+      AppendBase64(&b64, raw);
+      w.SafeKey("raw_base64");
+      w.SafeString(b64);
+    }
+    w.EndObject();
+    if (static_cast<int64_t>(key.size() + out->size()) <= max_payload || prefix == 0) return;
+    prefix /= 2;
+  }
+}
+
+}  // namespace
+
+Task::Sink::Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker)
+    : task_(task), producer_(job.producer), tracker_(tracker) {
   const proto::SinkSpec& sinks = job.plan->spec().sinks();
-  topics_[static_cast<int>(engine::OutputStream::kOutput)] = producer_->Topic(sinks.output());
-  topics_[static_cast<int>(engine::OutputStream::kLate)] = producer_->Topic(sinks.late());
-  topics_[static_cast<int>(engine::OutputStream::kDeadLetter)] =
-      producer_->Topic(sinks.dead_letter());
+  topic_names_[static_cast<int>(engine::OutputStream::kOutput)] = sinks.output();
+  topic_names_[static_cast<int>(engine::OutputStream::kLate)] = sinks.late();
+  topic_names_[static_cast<int>(engine::OutputStream::kDeadLetter)] = sinks.dead_letter();
+  const int64_t limit = job.plan->spec().source().max_record_bytes();
+  prefix_bytes_ = limit > 0 ? limit : kDefaultPrefixBytes;
+  if (producer_ != nullptr) {
+    for (int i = 0; i < 3; ++i) topics_[i] = producer_->Topic(topic_names_[i]);
+    max_payload_ = kafka::MaxRecordPayload(producer_->max_message_bytes());
+  }
+}
+
+void Task::Sink::set_transactional(TransactionalOutput* txn) {
+  txn_ = txn;
+  max_payload_ = kafka::MaxRecordPayload(txn->max_message_bytes());
+}
+
+Status Task::Sink::Send(engine::OutputStream stream, std::string_view key, std::string_view value) {
+  if (txn_ != nullptr) {
+    txn_->Emit(stream, key, value);
+    return Status::Ok();
+  }
+  return producer_->Produce(topics_[static_cast<int>(stream)], key, value, tracker_);
 }
 
 void Task::Sink::Emit(engine::OutputStream stream, std::string_view key, std::string_view value) {
-  if (txn_ != nullptr) {
-    txn_->Emit(stream, key, value);
+  if (!task_->carry_.pending_refusals.empty() && RefusedBefore(stream, key, value)) return;
+  if (static_cast<int64_t>(key.size() + value.size()) > max_payload_) {
+    Refuse(stream, key, value,
+           "record of " + std::to_string(key.size() + value.size()) +
+               " bytes is larger than the producer's message.max.bytes allows (" +
+               std::to_string(max_payload_) + " bytes of key and value)");
     return;
   }
-  Status s = producer_->Produce(topics_[static_cast<int>(stream)], key, value, tracker_);
-  if (!s.ok() && error_.ok()) error_ = s;
+  Status s = Send(stream, key, value);
+  if (kafka::RecordRefused(s)) {
+    Refuse(stream, key, value, s.message());
+  } else if (!s.ok() && error_.ok()) {
+    error_ = s;
+  }
+}
+
+bool Task::Sink::RefusedBefore(engine::OutputStream stream, std::string_view key,
+                               std::string_view value) {
+  std::vector<kafka::RefusedRecord>& pending = task_->carry_.pending_refusals;
+  const uint64_t hash = kafka::RecordHash(key, value);
+  for (auto it = pending.begin(); it != pending.end(); ++it) {
+    if (it->hash != hash || it->topic != topic_names_[static_cast<int>(stream)] ||
+        it->value_bytes != static_cast<int64_t>(value.size())) {
+      continue;
+    }
+    const std::string why = it->error + " (refused by the broker in an aborted transaction)";
+    pending.erase(it);
+    Refuse(stream, key, value, why);
+    return true;
+  }
+  return false;
+}
+
+void Task::Sink::Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
+                        const std::string& why) {
+  const engine::TaskProcessor& proc = *task_->processor_;
+  // While the engine emits, position() is the record being processed; a
+  // record emitted by a timer without any record processed since the restore
+  // has only the task's next offset to go by.
+  const int64_t offset =
+      proc.position().topic.empty() ? proc.next_offset() - 1 : proc.position().offset;
+  TaskCarry& carry = task_->carry_;
+  if (offset > carry.refused_through || offset < 0) {
+    ++carry.refused_outputs;
+    carry.refused_through = std::max(carry.refused_through, offset);
+  }
+  const std::string& sink = topic_names_[static_cast<int>(stream)];
+  const int64_t now = task_->job_.clock->NowMillis();
+  ++unlogged_;
+  if (now - last_warn_ms_ >= 10'000) {
+    spdlog::warn(
+        "task {}: {} record(s) refused by sink {} ({}), e.g. at source offset {}: {}; replaced "
+        "by dead letters",
+        task_->name_, unlogged_, sink, engine::OutputStreamName(stream), offset, why);
+    last_warn_ms_ = now;
+    unlogged_ = 0;
+  }
+  WriteRefusal(&dead_letter_, task_->job_.plan->name(), why, sink, engine::OutputStreamName(stream),
+               {task_->job_.plan->spec().source().topic(), task_->partition_, offset, -1}, key,
+               value, static_cast<int64_t>(value.size()), static_cast<size_t>(prefix_bytes_),
+               max_payload_);
+  Status s = Send(engine::OutputStream::kDeadLetter, key, dead_letter_);
+  if (!s.ok() && error_.ok()) {
+    // The dead-letter topic refuses it too: the checkpoint fails, and says why.
+    error_ = Status::Unavailable("the dead letter of a record refused by " + sink +
+                                 " could not be produced: " + s.message());
+  }
 }
 
 Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries)
@@ -43,7 +262,9 @@ Task::Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveri
       epoch_(epoch),
       name_(job.plan->name() + "-" + std::to_string(partition)),
       deliveries_(deliveries),
-      sink_(job, &(*deliveries)[0]) {}
+      sink_(job, this, &(*deliveries)[0]) {
+  for (kafka::DeliveryTracker& t : *deliveries_) t.refused_prefix_bytes = sink_.prefix_bytes();
+}
 
 Task::~Task() {
   // The commit in flight uses this task's stores: stop it at its next wait
@@ -56,7 +277,7 @@ Task::~Task() {
 }
 
 Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partition, int64_t epoch,
-                                         TaskDeliveries* deliveries) {
+                                         TaskDeliveries* deliveries, int64_t start_offset) {
   std::unique_ptr<Task> task(new Task(job, partition, epoch, deliveries));
   SLUICE_ASSIGN_OR_RETURN(
       task->checkpoints_,
@@ -69,6 +290,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
         TransactionalOutput::Open(job.brokers, job.kafka_settings, job.plan->spec(), job.markers,
                                   partition, task->name_, job.transaction_timeout_ms));
     task->sink_.set_transactional(task->txn_.get());
+    task->txn_->set_refused_prefix_bytes(task->sink_.prefix_bytes());
     SLUICE_RETURN_IF_ERROR(task->RestoreCommitted(&restored));
   } else {
     SLUICE_ASSIGN_OR_RETURN(restored, task->checkpoints_->Latest());
@@ -91,9 +313,13 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
     if (!begun.ok()) return begun.status;
   }
   task->last_checkpoint_ms_ = job.clock->NowMillis();
+  task->barrier_offset_ = task->fetch_offset();
   if (restored) {
     spdlog::info("task {}: restored checkpoint {} (next offset {}, watermark {})", task->name_,
                  restored->checkpoint_id, task->next_offset(), task->processor_->watermark());
+  } else if (start_offset >= 0 && task->next_offset() < 0) {
+    task->floor_ = start_offset;
+    spdlog::info("task {}: no checkpoint, starting at offset {}", task->name_, start_offset);
   } else {
     spdlog::info("task {}: no checkpoint, starting from the beginning of the partition",
                  task->name_);
@@ -131,6 +357,23 @@ Status Task::RestoreCommitted(std::optional<CheckpointMeta>* restored) {
   return Status::Ok();
 }
 
+int64_t Task::SkipLost(int64_t log_start) {
+  const int64_t at = fetch_offset();
+  floor_ = std::max(floor_, log_start);
+  // A gap counted before (this run, or the run before a restart) is not
+  // counted again.
+  const int64_t from = std::max(at, carry_.lost.to);
+  if (at < 0 || from >= log_start) return 0;
+  carry_.lost.count += log_start - from;
+  carry_.lost.from = from;
+  carry_.lost.to = log_start;
+  spdlog::warn(
+      "task {}: records [{}, {}) of the partition were deleted (retention) before they were "
+      "read: {} lost ({} in all); going on from offset {}",
+      name_, from, log_start, log_start - from, carry_.lost.count, log_start);
+  return log_start - from;
+}
+
 void Task::Process(std::span<const engine::SourceRecord> records) {
   processor_->ProcessBatch(records);
   if (!txn_) return;
@@ -166,6 +409,8 @@ Result<std::shared_ptr<Task::InFlight>> Task::Barrier(int64_t now_ms, int flush_
   f->flush_timeout_ms = flush_timeout_ms;
   f->may_commit = std::move(may_commit);
   f->protect_id = last_checkpoint_id_;
+  f->from_offset = barrier_offset_;
+  barrier_offset_ = fetch_offset();
   if (txn_) txn_->Seal();
   // Seal the records produced so far. The other generation is empty: the
   // checkpoint that sealed it has finished, and had it failed, the task
@@ -194,6 +439,7 @@ CheckpointOutcome Task::Commit(InFlight& f) {
       out.status = Status::Unavailable(f.sealed->last_error);
       return out;
     }
+    if (out.status = DeadLetterRefused(f, &out); !out.status.ok()) return out;
   }
   if (f.cancelled.load()) {
     out.status = Status::Unavailable("the task stopped");
@@ -244,6 +490,53 @@ CheckpointOutcome Task::Commit(InFlight& f) {
   return out;
 }
 
+Status Task::DeadLetterRefused(InFlight& f, CheckpointOutcome* out) {
+  std::vector<kafka::RefusedRecord> refused = f.sealed->TakeRefused();
+  if (refused.empty()) return Status::Ok();
+  using engine::OutputStream;
+  const std::string& dlq = sink_.topic_name(OutputStream::kDeadLetter);
+  std::string letter;
+  for (const kafka::RefusedRecord& r : refused) {
+    OutputStream stream = OutputStream::kDeadLetter;
+    for (OutputStream s : {OutputStream::kOutput, OutputStream::kLate}) {
+      if (r.topic == sink_.topic_name(s)) stream = s;
+    }
+    // The broker refuses whole batches: the record is one of those the task
+    // emitted between the barriers, while it processed these offsets.
+    WriteRefusal(&letter, job_.plan->name(), r.error + " (refused by the broker)", r.topic,
+                 engine::OutputStreamName(stream),
+                 {job_.plan->spec().source().topic(), partition_, -1,
+                  std::max<int64_t>(0, f.from_offset), std::max<int64_t>(0, f.meta.next_offset)},
+                 r.key, r.value_prefix, r.value_bytes, static_cast<size_t>(sink_.prefix_bytes()),
+                 sink_.max_payload());
+    Status s =
+        job_.producer->Produce(sink_.topic(OutputStream::kDeadLetter), r.key, letter, f.sealed);
+    if (!s.ok()) {
+      return Status::Unavailable("the dead letter of a record refused by " + r.topic +
+                                 " could not be produced to " + dlq + ": " + s.message());
+    }
+  }
+  spdlog::warn(
+      "task {}: {} record(s) refused by the broker ({}, e.g. {}) while the task processed offsets "
+      "[{}, {}); replaced by dead letters",
+      name_, refused.size(), refused[0].topic, refused[0].error, f.from_offset, f.meta.next_offset);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(f.flush_timeout_ms);
+  if (!f.sealed->WaitDrained(deadline, f.cancelled)) {
+    return Status::Unavailable(f.cancelled.load() ? std::string("the task stopped")
+                                                  : "sink did not acknowledge the dead letters "
+                                                    "of refused records in time");
+  }
+  if (f.sealed->failed.load() > 0) return Status::Unavailable(f.sealed->last_error);
+  std::vector<kafka::RefusedRecord> again = f.sealed->TakeRefused();
+  if (!again.empty()) {
+    return Status::Unavailable(
+        dlq + " refused the dead letters of refused records too: " + again[0].error);
+  }
+  out->refused = static_cast<int64_t>(refused.size());
+  return Status::Ok();
+}
+
 void Task::Finished(CheckpointOutcome& outcome) {
   if (txn_) {
     if (outcome.aborted) ++txn_counters_.aborted;
@@ -264,7 +557,22 @@ void Task::Finished(CheckpointOutcome& outcome) {
       }
     }
   }
-  if (!outcome.status.ok()) return;
+  if (!outcome.status.ok()) {
+    if (!outcome.refused_records.empty()) {
+      spdlog::warn(
+          "task {}: the broker refused {} record(s) for good ({}: {}); the replay replaces them "
+          "by dead letters",
+          name_, outcome.refused_records.size(), outcome.refused_records[0].topic,
+          outcome.refused_records[0].error);
+      for (kafka::RefusedRecord& r : outcome.refused_records) {
+        carry_.pending_refusals.push_back(std::move(r));
+      }
+    }
+    return;
+  }
+  // Counted once the checkpoint stands: a failed one replays, and the
+  // replay's refusals count then.
+  carry_.refused_outputs += outcome.refused;
   last_completed_ms_ = outcome.meta.created_ms;
   last_checkpoint_id_ = outcome.meta.checkpoint_id;
   committed_offset_ = outcome.meta.next_offset;
@@ -296,6 +604,7 @@ void Task::Post(bool inline_commit) {
   f->posted = true;
   auto run = [this, f] {
     CheckpointOutcome outcome = Commit(*f);
+    if (txn_ && !outcome.status.ok()) outcome.refused_records = txn_->TakeRefused();
     std::lock_guard<std::mutex> lock(f->mu);
     f->outcome = std::move(outcome);
     f->done = true;

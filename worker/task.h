@@ -15,7 +15,9 @@
 //            the steps.
 //   commit:  in the background (JobContext::background), while the task goes
 //            on processing: at_least_once waits until the sealed generation
-//            is acknowledged (any delivery failure fails the checkpoint);
+//            is acknowledged (records the broker refused for good are
+//            replaced by dead letters, which it waits for too; any other
+//            delivery failure fails the checkpoint);
 //            then the batch is written to RocksDB and the state backed up to
 //            the checkpoint store with the manifest (next offset, watermark,
 //            epoch). exactly_once then writes the marker and commits the
@@ -30,6 +32,7 @@
 // the checkpoint store, the transaction and its own copy of the barrier's
 // data.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -39,6 +42,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -85,6 +89,30 @@ void LowerThreadPriority();
 // librdkafka reports deliveries after a task is gone.
 using TaskDeliveries = std::array<kafka::DeliveryTracker, 2>;
 
+// Records deleted (by retention) before the task read them. Counted beside
+// `consumed = processed + late + dead_lettered`, never in it.
+struct LostRecords {
+  int64_t count = 0;
+  int64_t from = -1;  // the last gap, [from, to)
+  int64_t to = -1;
+};
+
+// What a task counts outside its engine state, kept by the worker across the
+// task's restarts (a restart replays from the last checkpoint, which does not
+// hold these).
+struct TaskCarry {
+  LostRecords lost;
+  // Output records the sink refused for good, replaced by dead letters.
+  int64_t refused_outputs = 0;
+  // The source offset of the last refusal counted: a replay after a restart
+  // refuses the same records again without counting them twice.
+  int64_t refused_through = -1;
+  // exactly_once: records the broker refused for good in a transaction that
+  // then aborted. The replay emits them again, byte for byte: the sink
+  // dead-letters them then, instead of aborting again.
+  std::vector<kafka::RefusedRecord> pending_refusals;
+};
+
 // How a checkpoint of a task ended.
 struct CheckpointOutcome {
   Status status;
@@ -93,6 +121,12 @@ struct CheckpointOutcome {
   bool aborted = false;    // the transaction was aborted
   bool fenced = false;     // a newer owner fenced this task: stop, never restart
   int64_t commit_ms = -1;  // how long the commit took; -1: not reached
+  // at_least_once: records the broker refused for good in their delivery
+  // reports, replaced by dead letters before the checkpoint was saved.
+  int64_t refused = 0;
+  // exactly_once, when the checkpoint failed: records the broker refused for
+  // good in its transaction (TaskCarry::pending_refusals).
+  std::vector<kafka::RefusedRecord> refused_records;
 };
 
 class Task {
@@ -101,8 +135,10 @@ class Task {
   // there is one (the local state is replaced by it), else empty state.
   // `epoch` fences stale owners: a checkpoint store refuses a checkpoint older
   // than its newest one's epoch.
+  // `start_offset`: where a task without a checkpoint starts (the
+  // coordinator's Assignment.start_offset); < 0: the partition's beginning.
   static Result<std::unique_ptr<Task>> Open(const JobContext& job, int32_t partition, int64_t epoch,
-                                            TaskDeliveries* deliveries);
+                                            TaskDeliveries* deliveries, int64_t start_offset = -1);
   ~Task();
 
   int32_t partition() const { return partition_; }
@@ -114,9 +150,27 @@ class Task {
   // Records produced and not yet acknowledged, in both generations.
   int64_t in_flight() const;
   const std::string& name() const { return name_; }
-  // Where consumption continues: the offset after the checkpoint, or -1 (the
-  // beginning of the partition) for a new task.
+  // The offset after the last record processed (or after the checkpoint), or
+  // -1 if there is none.
   int64_t next_offset() const { return processor_->next_offset(); }
+  // Where consumption continues: next_offset(), but never below the start
+  // offset of a task without a checkpoint, nor below the log start the task
+  // skipped to after a loss. -1: the beginning of the partition.
+  int64_t fetch_offset() const { return std::max(processor_->next_offset(), floor_); }
+
+  // The partition's log start has passed fetch_offset(): records
+  // [fetch_offset(), log_start) were deleted before they were read. Counts
+  // them as lost (those not counted already: a restart may run into the same
+  // gap again), logs it, and moves fetch_offset() to `log_start`. A task
+  // reading from the beginning (fetch_offset() -1) loses nothing: the
+  // beginning is wherever the log starts. Returns how many were newly
+  // counted.
+  int64_t SkipLost(int64_t log_start);
+  const LostRecords& lost() const { return carry_.lost; }
+  int64_t refused_outputs() const { return carry_.refused_outputs; }
+  const TaskCarry& carry() const { return carry_; }
+  // Carried over from the run before a restart.
+  void set_carry(const TaskCarry& c) { carry_ = c; }
   const engine::TaskProcessor& processor() const { return *processor_; }
   bool exactly_once() const { return txn_ != nullptr; }
   // exactly_once: a newer owner has fenced this task's producer.
@@ -164,21 +218,56 @@ class Task {
 
  private:
   // Sends the processor's records to the job's sink topics.
+  //
+  // A record the sink refuses for good (larger than the producer's
+  // message.max.bytes, which librdkafka would refuse at produce time) is
+  // not produced: a dead letter takes its place on the job's dead-letter
+  // topic, naming the reason, the sink topic and the source position of the
+  // record being processed, with a bounded prefix of the refused record
+  // (source.max_record_bytes, 0: 64 KiB, less if the dead letter would not
+  // fit). The task goes on. Both delivery modes check the size here, before
+  // the record is produced or held for the next transaction. (Records the
+  // broker refuses later, in delivery reports, are dead-lettered by the
+  // checkpoint: Task::DeadLetterRefused.)
   class Sink final : public engine::RecordSink {
    public:
-    Sink(const JobContext& job, kafka::DeliveryTracker* tracker);
+    Sink(const JobContext& job, Task* task, kafka::DeliveryTracker* tracker);
     void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override;
     const Status& error() const { return error_; }
     // Later records count in `tracker`.
     void set_tracker(kafka::DeliveryTracker* tracker) { tracker_ = tracker; }
     // exactly_once: records go into `txn` instead.
-    void set_transactional(TransactionalOutput* txn) { txn_ = txn; }
+    void set_transactional(TransactionalOutput* txn);
+    rd_kafka_topic_s* topic(engine::OutputStream stream) const {
+      return topics_[static_cast<int>(stream)];
+    }
+    const std::string& topic_name(engine::OutputStream stream) const {
+      return topic_names_[static_cast<int>(stream)];
+    }
+    int64_t prefix_bytes() const { return prefix_bytes_; }
+    int64_t max_payload() const { return max_payload_; }
 
    private:
+    // Produces (or holds, exactly_once) one record.
+    Status Send(engine::OutputStream stream, std::string_view key, std::string_view value);
+    // Replaces a refused record by its dead letter.
+    void Refuse(engine::OutputStream stream, std::string_view key, std::string_view value,
+                const std::string& why);
+    // exactly_once: whether the record is one the broker refused in an aborted
+    // transaction (then it is dead-lettered now).
+    bool RefusedBefore(engine::OutputStream stream, std::string_view key, std::string_view value);
+
+    Task* task_;
     TransactionalOutput* txn_ = nullptr;
     kafka::KafkaProducer* producer_;
     kafka::DeliveryTracker* tracker_;
     rd_kafka_topic_s* topics_[3];  // by engine::OutputStream
+    std::string topic_names_[3];
+    int64_t max_payload_ = 0;   // key + value, below message.max.bytes
+    int64_t prefix_bytes_ = 0;  // of a refused record, in its dead letter
+    int64_t last_warn_ms_ = 0;  // refusals are logged at most every 10 s
+    int64_t unlogged_ = 0;      // refusals since the last log line
+    std::string dead_letter_;   // scratch, reused
     Status error_;
   };
 
@@ -190,8 +279,9 @@ class Task {
     kafka::DeliveryTracker* sealed = nullptr;  // the generation to wait for
     int flush_timeout_ms = 0;
     std::function<bool()> may_commit;
-    int64_t protect_id = 0;  // exactly_once: the last committed checkpoint
-    bool posted = false;     // the snapshot is complete and its commit handed over
+    int64_t protect_id = 0;    // exactly_once: the last committed checkpoint
+    int64_t from_offset = -1;  // the task's position at the barrier before
+    bool posted = false;       // the snapshot is complete and its commit handed over
     std::atomic<bool> cancelled{false};
 
     std::mutex mu;
@@ -208,6 +298,10 @@ class Task {
   void Post(bool inline_commit);
   // The commit (any thread).
   CheckpointOutcome Commit(InFlight& f);
+  // at_least_once, in the commit: replaces the records of the sealed
+  // generation that the broker refused for good by dead letters, and waits
+  // for those. Sets out->refused.
+  Status DeadLetterRefused(InFlight& f, CheckpointOutcome* out);
   // On the task thread, once a commit has ended; exactly_once begins the next
   // transaction here (a failure to do so fails `outcome`).
   void Finished(CheckpointOutcome& outcome);
@@ -219,6 +313,12 @@ class Task {
   JobContext job_;
   int32_t partition_;
   int64_t epoch_;
+  // fetch_offset() never goes below this (-1: no floor).
+  int64_t floor_ = -1;
+  TaskCarry carry_;
+  // The position at the last barrier (the start of the sealed generation's
+  // source offsets).
+  int64_t barrier_offset_ = -1;
   std::string name_;
   TaskDeliveries* deliveries_;
   int generation_ = 0;  // index of the current generation in *deliveries_

@@ -23,6 +23,7 @@ struct TaskHost::Command {
   std::shared_ptr<const engine::JobPlan> plan;
   int64_t version = 0;
   int64_t epoch = 0;
+  int64_t start_offset = -1;  // kStart: where a task without a checkpoint starts
   StopMode mode = StopMode::kRelease;
 };
 
@@ -93,6 +94,7 @@ class TaskHost::Thread {
   struct Entry {
     std::unique_ptr<Task> task;
     int64_t version = 0;
+    int64_t start_offset = -1;  // kept for restarts
     // stop --drain: the partition's end offset when the drain was asked for;
     // the task drains once it has consumed up to there (-1: no drain asked).
     int64_t drain_at = -1;
@@ -101,6 +103,14 @@ class TaskHost::Thread {
     int64_t failures = 0;
     std::string last_error;
     int64_t failing_since_ms = 0;
+    // Times the thread paused the task's partition for back-pressure.
+    int64_t paused = 0;
+    // The Kafka timestamp of the last record handed to the task (-1: none
+    // since it started), for lag_ms.
+    int64_t last_record_ms = -1;
+    // When to assign the partition again after its offset was out of range
+    // and the log start could not be used yet (0: not waiting).
+    int64_t retry_assign_ms = 0;
   };
   struct JobConsumer {
     std::unique_ptr<kafka::KafkaConsumer> consumer;
@@ -111,7 +121,11 @@ class TaskHost::Thread {
 
   void Apply(Command& c);
   Status Open(const TaskRef& ref, std::shared_ptr<const engine::JobPlan> plan, int64_t version,
-              int64_t epoch);
+              int64_t epoch, int64_t start_offset);
+  // The consumer found the partition's fetch offset out of range (`asked`):
+  // counts what retention deleted as lost and points the task at the log
+  // start; the job's consumer is then assigned again.
+  void OnOutOfRange(JobConsumer& jc, const TaskRef& ref, Entry& entry, int64_t asked);
   void Remove(const TaskRef& ref);
   Status Reassign(const std::string& job);
   // Reassigns each job whose tasks changed, once; runs before the next Poll,
@@ -198,7 +212,7 @@ void TaskHost::Thread::Run() {
 }
 
 Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::JobPlan> plan,
-                              int64_t version, int64_t epoch) {
+                              int64_t version, int64_t epoch, int64_t start_offset) {
   JobContext ctx;
   ctx.plan = std::move(plan);
   ctx.clock = &host_.clock_;
@@ -216,9 +230,13 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
     ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
     SLUICE_ASSIGN_OR_RETURN(ctx.markers, host_.shared_->MarkersOf(host_.options_, *ctx.plan));
   }
-  SLUICE_ASSIGN_OR_RETURN(auto task,
-                          Task::Open(ctx, ref.partition, epoch, host_.shared_->NewDeliveries()));
-  tasks_[ref] = Entry{std::move(task), version};
+  SLUICE_ASSIGN_OR_RETURN(auto task, Task::Open(ctx, ref.partition, epoch,
+                                                host_.shared_->NewDeliveries(), start_offset));
+  Entry& entry = tasks_[ref];
+  entry = Entry{};
+  entry.task = std::move(task);
+  entry.version = version;
+  entry.start_offset = start_offset;
   reassign_.insert(ref.job);
   return Status::Ok();
 }
@@ -247,7 +265,7 @@ Status TaskHost::Thread::Reassign(const std::string& job) {
   std::string topic;
   for (const auto& [ref, entry] : tasks_) {
     if (ref.job != job) continue;
-    offsets.push_back({ref.partition, entry.task->next_offset()});
+    offsets.push_back({ref.partition, entry.task->fetch_offset()});
     topic = entry.task->plan()->spec().source().topic();
   }
   if (offsets.empty()) {
@@ -257,9 +275,12 @@ Status TaskHost::Thread::Reassign(const std::string& job) {
   JobConsumer& jc = consumers_[job];
   jc.topic = topic;
   if (!jc.consumer) {
-    SLUICE_ASSIGN_OR_RETURN(jc.consumer,
-                            kafka::KafkaConsumer::Create(host_.options_.brokers, "sluice-" + job,
-                                                         host_.options_.kafka_settings));
+    // A partition whose offset is out of range is reported (OutOfRange), not
+    // moved by librdkafka: the task counts what it lost (OnOutOfRange).
+    std::map<std::string, std::string> settings = host_.options_.kafka_settings;
+    settings["auto.offset.reset"] = "error";
+    SLUICE_ASSIGN_OR_RETURN(jc.consumer, kafka::KafkaConsumer::Create(host_.options_.brokers,
+                                                                      "sluice-" + job, settings));
   }
   jc.partitions.clear();
   for (const kafka::PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
@@ -278,7 +299,7 @@ void TaskHost::Thread::Apply(Command& c) {
                      c.task.ToString(), c.epoch);
         Remove(c.task);
       }
-      Status s = Open(c.task, c.plan, c.version, c.epoch);
+      Status s = Open(c.task, c.plan, c.version, c.epoch, c.start_offset);
       if (!s.ok()) {
         spdlog::error("task {}: cannot start: {}", c.task.ToString(), s.message());
         tasks_.erase(c.task);
@@ -324,8 +345,12 @@ void TaskHost::Thread::Apply(Command& c) {
       spdlog::error("task {}: update: {}; restarting from its last checkpoint", c.task.ToString(),
                     s.message());
       int64_t epoch = it->second.task->epoch();
+      const int64_t start_offset = it->second.start_offset;
+      const TaskCarry carry = it->second.task->carry();
       tasks_.erase(it);
-      if (Status o = Open(c.task, c.plan, c.version, epoch); !o.ok()) {
+      if (Status o = Open(c.task, c.plan, c.version, epoch, start_offset); o.ok()) {
+        tasks_[c.task].task->set_carry(carry);
+      } else {
         PublishFailed(c.task, epoch, c.version, o.message(), 1, now);
         Remove(c.task);
       }
@@ -350,7 +375,7 @@ int64_t TaskHost::Thread::EndOffset(const TaskRef& ref, const Task& task) {
 }
 
 bool TaskHost::Thread::Drained(const Entry& entry) const {
-  return entry.drain_at >= 0 && std::max<int64_t>(0, entry.task->next_offset()) >= entry.drain_at;
+  return entry.drain_at >= 0 && std::max<int64_t>(0, entry.task->fetch_offset()) >= entry.drain_at;
 }
 
 void TaskHost::Thread::Stop(const TaskRef& ref, StopMode mode) {
@@ -385,9 +410,47 @@ void TaskHost::Thread::Poll() {
         records_.push_back({batch[j].payload, batch[j].key, {jc.topic, p, batch[j].offset}});
       }
       auto it = tasks_.find(TaskRef{job, p});
-      if (it != tasks_.end()) it->second.task->Process(records_);
+      if (it != tasks_.end()) {
+        it->second.task->Process(records_);
+        it->second.last_record_ms = batch[j - 1].timestamp_ms;
+      }
       i = j;
     }
+    for (const kafka::PartitionOffset& po : jc.consumer->OutOfRange()) {
+      auto it = tasks_.find(TaskRef{job, po.partition});
+      if (it != tasks_.end()) OnOutOfRange(jc, it->first, it->second, po.offset);
+    }
+  }
+}
+
+void TaskHost::Thread::OnOutOfRange(JobConsumer& jc, const TaskRef& ref, Entry& entry,
+                                    int64_t asked) {
+  Task& task = *entry.task;
+  const int64_t now = host_.clock_.NowMillis();
+  Result<kafka::LogRange> range = jc.consumer->QueryLogRange(jc.topic, ref.partition, 10'000);
+  if (!range.ok()) {
+    spdlog::warn("task {}: offset {} is out of range, and {}; retrying in 1 s", ref.ToString(),
+                 asked, range.status().message());
+    entry.retry_assign_ms = now + 1'000;
+    return;
+  }
+  const int64_t at = task.fetch_offset();
+  if (at < range->start) {
+    task.SkipLost(range->start);
+    reassign_.insert(ref.job);
+  } else if (at > range->end) {
+    // Not a loss: the partition is shorter than the task's position (the
+    // topic was deleted and created again, or truncated). Records below the
+    // task's position would count as already processed; wait for the
+    // partition to grow past it, and say so.
+    spdlog::error(
+        "task {}: offset {} is beyond the end of the partition ({}; log start {}): was the topic "
+        "recreated? The task waits until the partition reaches its offset; retrying in 10 s",
+        ref.ToString(), at, range->end, range->start);
+    entry.retry_assign_ms = now + 10'000;
+  } else {
+    // In range by now (the log moved meanwhile): fetch again.
+    reassign_.insert(ref.job);
   }
 }
 
@@ -475,11 +538,23 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
   }
   checkpoint_warned_ = unconfirmed;
 
+  for (auto& [ref, entry] : tasks_) {
+    if (entry.retry_assign_ms > 0 && now >= entry.retry_assign_ms) {
+      entry.retry_assign_ms = 0;
+      reassign_.insert(ref.job);
+    }
+  }
+
   // Back-pressure: stop fetching while the producer is backed up.
   const int64_t pending = host_.shared_->producer->OutstandingRecords();
   for (auto& [job, jc] : consumers_) {
     if (!jc.paused && pending > host_.options_.max_pending_records) {
       jc.paused = jc.consumer->Pause(jc.topic, jc.partitions).ok();
+      if (jc.paused) {
+        for (auto& [ref, entry] : tasks_) {
+          if (ref.job == job) ++entry.paused;
+        }
+      }
     } else if (jc.paused && pending < host_.options_.max_pending_records / 2) {
       jc.paused = !jc.consumer->Resume(jc.topic, jc.partitions).ok();
     }
@@ -509,18 +584,21 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   auto plan = it->second.task->plan();
   const int64_t version = it->second.version, epoch = it->second.task->epoch();
   const TransactionCounters transactions = it->second.task->transactions();
+  const TaskCarry carry = it->second.task->carry();
   const int64_t drain_at = it->second.drain_at;
+  const int64_t start_offset = it->second.start_offset;
   Entry health;
   health.failures = it->second.failures;
   health.last_error = it->second.last_error;
   health.failing_since_ms = it->second.failing_since_ms;
+  health.paused = it->second.paused;
   // Let the old records settle first, so the replay's come after them.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (it->second.task->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   tasks_.erase(it);
-  if (Status o = Open(ref, plan, version, epoch); !o.ok()) {
+  if (Status o = Open(ref, plan, version, epoch, start_offset); !o.ok()) {
     spdlog::error("task {}: cannot restart: {}", ref.ToString(), o.message());
     PublishFailed(ref, epoch, version, "cannot restart: " + o.message(), health.failures + 1,
                   health.failing_since_ms > 0 ? health.failing_since_ms : host_.clock_.NowMillis());
@@ -533,6 +611,8 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   carried.commit_ms_total += transactions.commit_ms_total;
   if (carried.last_commit_ms == 0) carried.last_commit_ms = transactions.last_commit_ms;
   tasks_[ref].task->set_transactions(carried);
+  tasks_[ref].task->set_carry(carry);
+  tasks_[ref].paused = health.paused;
   tasks_[ref].drain_at = drain_at;
   tasks_[ref].failures = health.failures;
   tasks_[ref].last_error = health.last_error;
@@ -554,11 +634,24 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
   r.set_epoch(t.epoch());
   r.set_version(it->second.version);
   r.set_state(state);
-  r.set_next_offset(t.next_offset());
+  r.set_next_offset(t.fetch_offset());
   r.set_end_offset(-1);
   auto jc = consumers_.find(ref.job);
   if (jc != consumers_.end() && jc->second.consumer) {
     r.set_end_offset(jc->second.consumer->HighWatermark(jc->second.topic, ref.partition));
+  }
+  const Entry& entry = it->second;
+  // lag_ms: how old the oldest record not yet processed is, 0 when caught up
+  // (the end offset as last fetched is not past the task's position). That
+  // record is not read yet, so its age is taken from the record before it:
+  // now minus the Kafka timestamp of the last record processed, which is at
+  // least as old (with timestamps in offset order, as CreateTime from one
+  // producer has them). Before the task has processed a record it is 0.
+  // With transactional input, a commit marker at the end of the partition
+  // counts in the end offset and can show as lag until the next record.
+  const int64_t now = host_.clock_.NowMillis();
+  if (r.end_offset() > std::max<int64_t>(0, t.fetch_offset()) && entry.last_record_ms >= 0) {
+    r.set_lag_ms(std::max<int64_t>(0, now - entry.last_record_ms));
   }
   r.set_watermark(proc.watermark());
   r.set_last_checkpoint_id(t.last_checkpoint_id());
@@ -571,7 +664,16 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
   r.set_alerts(c.alerts);
   r.set_window_results(c.window_results);
   r.set_open_windows(static_cast<int64_t>(proc.open_windows()));
-  const Entry& entry = it->second;
+  r.set_deduplicated(c.deduplicated);
+  r.set_type_mismatches(c.type_mismatches);
+  const LostRecords& lost = t.lost();
+  r.set_lost(lost.count);
+  if (lost.count > 0) {
+    r.set_lost_from_offset(lost.from);
+    r.set_lost_to_offset(lost.to);
+  }
+  r.set_refused_outputs(t.refused_outputs());
+  r.set_paused(entry.paused);
   if (state == proto::TaskReport::RUNNING && !entry.last_error.empty()) {
     // Restarted after a failed checkpoint; RUNNING again once one succeeds.
     r.set_state(proto::TaskReport::RESTARTING);
@@ -665,7 +767,7 @@ TaskHost::Thread& TaskHost::ThreadFor(const TaskRef& task) {
 }
 
 void TaskHost::StartTask(std::shared_ptr<const engine::JobPlan> plan, int64_t version,
-                         int32_t partition, int64_t epoch) {
+                         int32_t partition, int64_t epoch, std::optional<int64_t> start_offset) {
   TaskRef ref{plan->name(), partition};
   Command c;
   c.kind = Command::Kind::kStart;
@@ -673,6 +775,8 @@ void TaskHost::StartTask(std::shared_ptr<const engine::JobPlan> plan, int64_t ve
   c.plan = std::move(plan);
   c.version = version;
   c.epoch = epoch;
+  // -2 (the coordinator's "beginning") and unset both mean the beginning.
+  c.start_offset = start_offset.value_or(-1) >= 0 ? *start_offset : -1;
   std::lock_guard<std::mutex> lock(mu_);
   if (shut_down_ || threads_.empty()) return;
   proto::TaskReport& r = reports_[ref];

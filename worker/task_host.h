@@ -14,6 +14,13 @@
 // their offsets; pause the thread's partitions while the producer is backed
 // up; publish task reports.
 //
+// Records lost to retention: consumers run with auto.offset.reset=error, so
+// a task whose next offset is below its partition's log start (at start,
+// from a checkpoint or a start offset, or while running, when retention
+// deleted records it had not read yet) is never moved silently: the thread
+// reads the log start, the task counts the gap as lost (Task::SkipLost) and
+// goes on from there.
+//
 // Fencing (cluster mode): a task only checkpoints while the coordinator has
 // confirmed that this worker holds it under the task's epoch (Confirm), and
 // only until that confirmation's lease runs out: a worker cut off from the
@@ -25,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -85,9 +93,11 @@ class TaskHost {
   // Opens the state backend and the producer, and starts the task threads.
   Status Start();
 
-  // Commands: applied asynchronously, in order per task.
+  // Commands: applied asynchronously, in order per task. `start_offset`:
+  // where the task starts if it has no checkpoint (Assignment.start_offset;
+  // unset or < 0: the partition's beginning).
   void StartTask(std::shared_ptr<const engine::JobPlan> plan, int64_t version, int32_t partition,
-                 int64_t epoch);
+                 int64_t epoch, std::optional<int64_t> start_offset = std::nullopt);
   void StopTask(const TaskRef& task, StopMode mode);
   void UpdateTask(const TaskRef& task, std::shared_ptr<const engine::JobPlan> plan,
                   int64_t version);

@@ -297,5 +297,232 @@ TEST_CASE("exactly_once: a checkpoint the coordinator no longer confirms aborts 
   REQUIRE_FALSE(f.LastMarker().has_value());
 }
 
+// ---- output records the sink refuses for good
+
+// A rule that alerts on every event with a `note`, copying the note four
+// times into the alert: an event with a 3000-byte note makes an alert of
+// more than 12 KB.
+std::shared_ptr<const engine::JobPlan> CopyingRulePlan(proto::JobSpec spec) {
+  spec.clear_window();
+  spec.clear_aggregates();
+  proto::RuleSpec* rule = spec.add_rules();
+  rule->set_name("big");
+  rule->set_when("exists(note)");
+  for (const char* name : {"c1", "c2", "c3", "c4"}) {
+    proto::SelectSpec* select = rule->add_select();
+    select->set_name(name);
+    select->set_expr("note");
+  }
+  auto plan = engine::JobPlan::Compile(spec);
+  REQUIRE(plan.ok());
+  return std::move(*plan);
+}
+
+// The producers refuse records over 10000 bytes.
+constexpr const char* kSmallLimit = "10000";
+
+void FeedNotes(Fixture& f, Task& task, int64_t from, const std::vector<size_t>& note_sizes) {
+  std::vector<engine::SourceRecord> records;
+  for (size_t i = 0; i < note_sizes.size(); ++i) {
+    f.payloads.push_back(Event("u1", kT0 + 1000 * (from + static_cast<int64_t>(i)),
+                               "\"note\":\"" + std::string(note_sizes[i], 'x') + "\""));
+  }
+  for (size_t i = 0; i < note_sizes.size(); ++i) {
+    records.push_back({f.payloads[f.payloads.size() - note_sizes.size() + i],
+                       "u1",
+                       {"events", 0, from + static_cast<int64_t>(i)}});
+  }
+  task.Process(records);
+}
+
+// Reads every record of `topic` partition 0 (at most 10 s).
+std::vector<std::string> ReadAll(const std::string& bootstraps, const std::string& topic) {
+  auto c = kafka::KafkaConsumer::Create(bootstraps, "reader", {});
+  REQUIRE(c.ok());
+  auto range = (*c)->QueryLogRange(topic, 0, 10'000);
+  REQUIRE(range.ok());
+  const kafka::PartitionOffset from{0, -1};
+  REQUIRE((*c)->Assign(topic, std::span<const kafka::PartitionOffset>(&from, 1)).ok());
+  std::vector<std::string> out;
+  int64_t next = range->start;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (next < range->end && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& m : (*c)->Poll(100, 100)) {
+      out.emplace_back(m.payload);
+      next = m.offset + 1;
+    }
+  }
+  return out;
+}
+
+void CheckRefusal(Fixture& f, Task& task) {
+  REQUIRE(task.refused_outputs() == 1);
+  std::vector<std::string> dlq = ReadAll(f.cluster->bootstraps(), "ckpt-dlq");
+  REQUIRE(dlq.size() == 1);
+  const std::string& dead = dlq[0];
+  using engine::testing::Field;
+  REQUIRE(Field(dead, "reason").find("output refused by the sink") != std::string::npos);
+  REQUIRE(Field(dead, "reason").find("message.max.bytes") != std::string::npos);
+  REQUIRE(Field(dead, "sink") == "ckpt-out");
+  REQUIRE(Field(dead, "stream") == "output");
+  REQUIRE(Field(dead, "source") == R"({"topic":"events","partition":0,"offset":1})");
+  REQUIRE(Field(dead, "truncated") == "true");
+  REQUIRE(engine::testing::IntField(dead, "record_bytes") > 12'000);
+  REQUIRE(dead.size() <= 10'000);
+  // The prefix is the start of the refused alert.
+  REQUIRE(Field(dead, "raw").rfind("{\"id\":", 0) == 0);
+  // The alerts before and after it were produced.
+  std::vector<std::string> out = ReadAll(f.cluster->bootstraps(), "ckpt-out");
+  REQUIRE(out.size() == 2);
+  REQUIRE(out[1].find("\"offset\":2") != std::string::npos);
+}
+
+TEST_CASE("an output record larger than message.max.bytes is dead-lettered and the task goes on") {
+  Fixture f;
+  f.producer.reset();
+  auto p =
+      kafka::KafkaProducer::Create(f.cluster->bootstraps(), {{"message.max.bytes", kSmallLimit}});
+  REQUIRE(p.ok());
+  f.producer = std::move(*p);
+  f.ctx.producer = f.producer.get();
+  f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
+  auto task = f.Open();
+  FeedNotes(f, *task, 0, {10, 3000, 10});
+  // The checkpoint succeeds: nothing failed delivery.
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->committed_offset() == 3);
+  REQUIRE(task->processor().counters().consumed == 3);
+  CheckRefusal(f, *task);
+}
+
+TEST_CASE("exactly_once: an output record larger than message.max.bytes is dead-lettered") {
+  ExactlyOnceFixture f;
+  f.ctx.kafka_settings["message.max.bytes"] = kSmallLimit;
+  f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
+  auto task = f.Open();
+  FeedNotes(f, *task, 0, {10, 3000, 10});
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->transactions().committed == 1);
+  CheckRefusal(f, *task);
+}
+
+TEST_CASE("a refusal replayed after a restart is dead-lettered again but counted once") {
+  Fixture f;
+  f.producer.reset();
+  auto p =
+      kafka::KafkaProducer::Create(f.cluster->bootstraps(), {{"message.max.bytes", kSmallLimit}});
+  REQUIRE(p.ok());
+  f.producer = std::move(*p);
+  f.ctx.producer = f.producer.get();
+  f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
+  auto task = f.Open();
+  FeedNotes(f, *task, 0, {3000});
+  REQUIRE(task->refused_outputs() == 1);
+  const TaskCarry carry = task->carry();
+  task.reset();  // no checkpoint: the restart replays offset 0
+  auto again = f.Open();
+  again->set_carry(carry);
+  f.payloads.clear();
+  FeedNotes(f, *again, 0, {3000, 3000});
+  REQUIRE(again->refused_outputs() == 2);
+}
+
+TEST_CASE("a record the broker refuses in its delivery report is dead-lettered at the checkpoint") {
+  Fixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 3);  // two windows fire: two output records
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  // The next produce request is refused as the topic's max.message.bytes would.
+  REQUIRE(f.cluster->PushRequestErrors(0 /* Produce */, 10 /* MSG_SIZE_TOO_LARGE */, 1).ok());
+  f.Feed(*task, 3, 4);  // one more window fires
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->refused_outputs() == 1);
+  REQUIRE(task->committed_offset() == 4);
+  std::vector<std::string> dlq = ReadAll(f.cluster->bootstraps(), "ckpt-dlq");
+  REQUIRE(dlq.size() == 1);
+  using engine::testing::Field;
+  REQUIRE(Field(dlq[0], "reason").find("refused by the broker") != std::string::npos);
+  REQUIRE(Field(dlq[0], "sink") == "ckpt-out");
+  REQUIRE(Field(dlq[0], "stream") == "output");
+  REQUIRE(Field(dlq[0], "source") ==
+          R"({"topic":"events","partition":0,"offset":null,"from_offset":3,"to_offset":4})");
+  REQUIRE(Field(dlq[0], "truncated") == "false");
+  REQUIRE(Field(Field(dlq[0], "raw"), "window_start") == std::to_string(kT0 + 2000));
+  REQUIRE(ReadAll(f.cluster->bootstraps(), "ckpt-out").size() == 2);
+}
+
+TEST_CASE("exactly_once: a record the broker refuses aborts once; the replay dead-letters it") {
+  ExactlyOnceFixture f;
+  auto task = f.Open();
+  f.Feed(*task, 0, 2);  // one window fires
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(f.cluster->PushRequestErrors(0 /* Produce */, 10 /* MSG_SIZE_TOO_LARGE */, 1).ok());
+  f.Feed(*task, 2, 3);  // one more, refused by the broker
+  REQUIRE_FALSE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->carry().pending_refusals.size() == 1);
+  const TaskCarry carry = task->carry();
+  task.reset();
+
+  // The restart (as TaskHost::Restart does it) replays offset 2.
+  auto again = f.Open();
+  again->set_carry(carry);
+  REQUIRE(again->next_offset() == 2);
+  f.Feed(*again, 2, 3);
+  REQUIRE(again->carry().pending_refusals.empty());
+  REQUIRE(again->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(again->refused_outputs() == 1);
+  std::vector<std::string> dlq = ReadAll(f.cluster->bootstraps(), "ckpt-dlq");
+  REQUIRE(dlq.size() == 1);
+  using engine::testing::Field;
+  REQUIRE(Field(dlq[0], "reason").find("aborted transaction") != std::string::npos);
+  REQUIRE(Field(dlq[0], "source") == R"({"topic":"events","partition":0,"offset":2})");
+  REQUIRE(Field(Field(dlq[0], "raw"), "window_start") == std::to_string(kT0 + 1000));
+}
+
+// ---- records lost before they were read
+
+TEST_CASE("a gap below the log start is counted once, and moves the fetch offset") {
+  Fixture f;
+  auto task = f.Open();
+  REQUIRE(task->fetch_offset() == -1);
+  REQUIRE(task->SkipLost(3) == 0);  // from the beginning: nothing is lost
+  REQUIRE(task->fetch_offset() == 3);
+  f.Feed(*task, 0, 5);
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  REQUIRE(task->SkipLost(12) == 7);
+  REQUIRE(task->fetch_offset() == 12);
+  REQUIRE(task->next_offset() == 5);
+  REQUIRE(task->lost().count == 7);
+  REQUIRE(task->lost().from == 5);
+  REQUIRE(task->lost().to == 12);
+  // The same gap again (a restart from the checkpoint at 5) adds only what is new.
+  const TaskCarry carry = task->carry();
+  task.reset();
+  auto again = f.Open();
+  REQUIRE(again->fetch_offset() == 5);
+  again->set_carry(carry);
+  REQUIRE(again->SkipLost(15) == 3);
+  REQUIRE(again->lost().count == 10);
+  REQUIRE(again->lost().from == 12);
+  REQUIRE(again->lost().to == 15);
+  REQUIRE(again->SkipLost(15) == 0);
+}
+
+TEST_CASE("a task without a checkpoint starts at its start offset") {
+  Fixture f;
+  auto task = Task::Open(f.ctx, 0, 1, &f.deliveries.emplace_back(), 40);
+  REQUIRE(task.ok());
+  REQUIRE((*task)->fetch_offset() == 40);
+  REQUIRE((*task)->next_offset() == -1);
+  REQUIRE((*task)->SkipLost(50) == 10);
+  REQUIRE((*task)->lost().from == 40);
+  f.Feed(**task, 0, 3);  // a checkpoint's offset wins over the start offset
+  REQUIRE((*task)->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  task->reset();
+  auto again = Task::Open(f.ctx, 0, 1, &f.deliveries.emplace_back(), 40);
+  REQUIRE(again.ok());
+  REQUIRE((*again)->fetch_offset() == 3);
+}
+
 }  // namespace
 }  // namespace sluice::worker
