@@ -22,13 +22,6 @@ from sluice_testlib import read_topic, wait_for, write_job
 
 CHECK_INTERVAL = "500ms"
 
-# The coordinator resolves source.start and sends it as Assignment.start_offset;
-# a worker seeks there only once the worker side of issue 15 is in. Strict: the
-# first run with it fails as XPASS, so this marker is removed then.
-needs_worker_start_offset = pytest.mark.xfail(
-    strict=True, reason="needs sluice-worker to seek a task without a checkpoint to "
-    "Assignment.start_offset (issue 15, worker side)")
-
 
 @pytest.fixture
 def cluster(request, workdir, broker):
@@ -229,7 +222,6 @@ def test_start_at_is_resolved_per_partition_at_submit(cluster):
         assert cluster.ctl("cancel", job["name"])[0] == 0
 
 
-@needs_worker_start_offset
 def test_start_at_latest_skips_older_events(cluster):
     job_file, job = write_job(cluster.workdir)
     setup_topics(cluster.broker, job, 2)
@@ -251,7 +243,6 @@ def test_start_at_latest_skips_older_events(cluster):
     assert all(a["key"].startswith("new") for a in alerts(cluster.broker, job, 6))
 
 
-@needs_worker_start_offset
 def test_start_at_time_skips_events_before_it(cluster):
     if cluster.broker.kind == "devbroker":
         pytest.skip("sluice-devbroker (librdkafka's mock cluster) answers every offsets-for-times "
