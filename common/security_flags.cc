@@ -73,7 +73,8 @@ Status CheckServerSecurity(const ServerSecurityFlags& f, const std::string& list
     if (!IsLoopbackAddress(listen) && !f.insecure_allow_remote) {
       return Status::InvalidArgument(
           "--insecure serves plaintext, so only on a loopback --listen address (127.0.0.1:PORT); "
-          "" + listen + " is not one (add --insecure-allow-remote to force it)");
+          "" +
+          listen + " is not one (add --insecure-allow-remote to force it)");
     }
     return Status::Ok();
   }
@@ -89,8 +90,8 @@ Status CheckServerSecurity(const ServerSecurityFlags& f, const std::string& list
 }
 
 Status CheckClientSecurity(const ClientSecurityFlags& f) {
-  const bool tls = !f.tls_ca.empty() || !f.tls_cert.empty() || !f.tls_key.empty() ||
-                   !f.tls_server_name.empty();
+  const bool tls =
+      !f.tls_ca.empty() || !f.tls_cert.empty() || !f.tls_key.empty() || !f.tls_server_name.empty();
   if (f.insecure) {
     if (tls) {
       return Status::InvalidArgument(

@@ -15,18 +15,18 @@ namespace sluice {
 
 // A gRPC server's transport security (the coordinator).
 struct ServerSecurityFlags {
-  std::string tls_cert;  // PEM certificate chain of the server
-  std::string tls_key;   // PEM private key of the server
-  std::string tls_ca;    // PEM CA: when set, clients must present a certificate it signed
-  bool insecure = false;               // plaintext, explicitly asked for
+  std::string tls_cert;   // PEM certificate chain of the server
+  std::string tls_key;    // PEM private key of the server
+  std::string tls_ca;     // PEM CA: when set, clients must present a certificate it signed
+  bool insecure = false;  // plaintext, explicitly asked for
   bool insecure_allow_remote = false;  // plaintext on a non-loopback address
 };
 
 // A gRPC client's transport security and bearer token (sluicectl, workers).
 struct ClientSecurityFlags {
-  std::string tls_ca;    // PEM CA that signed the server's certificate
-  std::string tls_cert;  // PEM client certificate (mutual TLS)
-  std::string tls_key;   // PEM client private key (mutual TLS)
+  std::string tls_ca;           // PEM CA that signed the server's certificate
+  std::string tls_cert;         // PEM client certificate (mutual TLS)
+  std::string tls_key;          // PEM client private key (mutual TLS)
   std::string tls_server_name;  // the name the server's certificate must carry
   bool insecure = false;        // plaintext, explicitly asked for
   std::string token_file;       // the bearer token: the first line that is no comment

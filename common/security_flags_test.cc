@@ -30,8 +30,7 @@ TEST_CASE("loopback addresses") {
 
 TEST_CASE("a server serves TLS unless plaintext on loopback is asked for") {
   ServerSecurityFlags f;
-  CHECK(CheckServerSecurity(f, "127.0.0.1:7070").message().find("--tls-cert") !=
-        std::string::npos);
+  CHECK(CheckServerSecurity(f, "127.0.0.1:7070").message().find("--tls-cert") != std::string::npos);
   f.tls_cert = "c.pem";
   CHECK_FALSE(CheckServerSecurity(f, "0.0.0.0:7070").ok());
   f.tls_key = "k.pem";

@@ -91,8 +91,9 @@ Result<TokenTable> TokenTable::Parse(std::string_view text, const std::string& f
                                    : std::string(RoleName(entry.role)) + " token (line " +
                                          std::to_string(n) + ")";
     if (entry.token.size() < 16) {
-      return Status::InvalidArgument(where + "a token needs at least 16 characters (openssl "
-                                             "rand -hex 32 makes one)");
+      return Status::InvalidArgument(where +
+                                     "a token needs at least 16 characters (openssl "
+                                     "rand -hex 32 makes one)");
     }
     if (table.Find(entry.token) != nullptr) {
       return Status::InvalidArgument(where + "the same token appears twice");
@@ -134,8 +135,9 @@ AuthDecision Authorize(const TokenTable* tokens, std::string_view authorization,
   if (tokens == nullptr) return d;
   if (authorization.empty()) {
     d.outcome = AuthDecision::Outcome::kUnauthenticated;
-    d.message = "no token: the coordinator requires a bearer token (sluicectl --token-file FILE "
-                "or $SLUICE_TOKEN)";
+    d.message =
+        "no token: the coordinator requires a bearer token (sluicectl --token-file FILE "
+        "or $SLUICE_TOKEN)";
     return d;
   }
   if (authorization.substr(0, kBearer.size()) != kBearer) {

@@ -37,8 +37,10 @@ TEST_CASE("a bad token file is refused with its name and line") {
   CHECK(error("tttttttttttttttttttt read a\ntttttttttttttttttttt operate b\n") ==
         "tokens.txt:2: the same token appears twice");
   CHECK(error("# only comments\n") == "tokens.txt: no tokens (lines are TOKEN ROLE [NAME])");
-  CHECK(TokenTable::Load("/nonexistent/tokens").status().message().find(
-            "cannot read the token file /nonexistent/tokens") == 0);
+  CHECK(TokenTable::Load("/nonexistent/tokens")
+            .status()
+            .message()
+            .find("cannot read the token file /nonexistent/tokens") == 0);
 }
 
 TEST_CASE("operate implies read; worker is a role of its own") {
