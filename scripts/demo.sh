@@ -97,7 +97,7 @@ for w in 1 2; do
     --threads 1 --block-cache-mb 32 --write-buffer-mb 32 --status-file "$DIR/worker-$w.json"
 done
 CTL=("$BIN/cli/sluicectl" --coordinator "$COORD" --insecure)
-echo "demo: kafka at $BROKERS, coordinator at $COORD"
+echo "demo: kafka at $BROKERS, coordinator at $COORD (sluicectl --coordinator $COORD --insecure)"
 for job in fraud sessions pageviews; do "${CTL[@]}" submit "examples/jobs/$job.yaml"; done
 
 LOADGEN_ARGS=(--brokers "$BROKERS" --users 20000 --seed 7)
