@@ -102,6 +102,11 @@ int main(int argc, char** argv) {
                "checkpoint (bounded replays)");
   app.add_option("--kafka", kafka_settings,
                  "Extra librdkafka setting KEY=VALUE for all clients (repeatable)");
+  std::string unhealthy_after = "30s";
+  app.add_option("--unhealthy-after", unhealthy_after,
+                 "/healthz answers not ready once a task has been FAILED or RESTARTING "
+                 "(checkpoints failing) this long")
+      ->default_val("30s");
   app.add_option("--status-file", status_file,
                  "Write the tasks' status (offsets, watermark, counters) here as JSON every "
                  "second");
@@ -110,6 +115,11 @@ int main(int argc, char** argv) {
   if (coordinator.empty() == job_file.empty()) {
     std::cerr << "sluice-worker: give --coordinator (cluster mode) or --job (standalone)\n\n"
               << app.help();
+    return 2;
+  }
+  auto unhealthy_after_ms = sluice::jobspec::ParseDurationMs(unhealthy_after);
+  if (!unhealthy_after_ms.ok() || *unhealthy_after_ms < 0) {
+    std::cerr << "sluice-worker: --unhealthy-after takes a duration like 30s\n\n" << app.help();
     return 2;
   }
   // Cluster mode: TLS to the coordinator (or plaintext when --insecure) and
@@ -187,7 +197,9 @@ int main(int argc, char** argv) {
         return sluice::reports::TaskMetrics(
             reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
       },
-      [&] { return sluice::reports::TaskHealth(host.Reports(), clock.NowMillis()); });
+      [&] {
+        return sluice::reports::TaskHealth(host.Reports(), clock.NowMillis(), *unhealthy_after_ms);
+      });
   if (!metrics.ok()) {
     spdlog::error("{}", metrics.status().message());
     host.Shutdown(false);
