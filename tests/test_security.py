@@ -254,3 +254,26 @@ def test_security_flags_are_checked_at_startup(workdir):
         for flag in ("--tls-cert", "--tls-key", "--tls-ca", "--insecure"):
             assert flag in out, (exe, flag)
     assert "--audit-log" in run(coordinator, "--help").stdout
+
+
+def test_metrics_can_be_bound_to_loopback(workdir):
+    """/metrics and /healthz are read-only and, with --metrics-address, served
+    on loopback only."""
+    import urllib.request
+    from cluster_testlib import Coordinator, free_port
+    port = free_port()
+    c = Coordinator(workdir, "127.0.0.1:1",
+                    extra=("--metrics-port", str(port), "--metrics-address", "127.0.0.1"))
+    c.start()
+    try:
+        def scraped():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        assert "sluice_worker_alive" in wait_for(scraped, 10, "/metrics on 127.0.0.1")
+        with open(c.log_path) as f:
+            assert f"metrics on 127.0.0.1:{port}" in f.read()
+    finally:
+        c.stop()
