@@ -1,6 +1,8 @@
 #include "coordinator/auth.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -182,10 +184,14 @@ std::string AuditLine(const AuditEntry& e) {
 }
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "a");
+  // Readable by the owner and its group only: it names callers and jobs.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  std::FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "a");
   if (f == nullptr) {
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
     return Status::InvalidArgument("cannot open the audit log " + path + ": " +
-                                   std::strerror(errno));
+                                   std::strerror(error));
   }
   return std::unique_ptr<AuditLog>(new AuditLog(f, path));
 }

@@ -1,6 +1,10 @@
 #include "coordinator/auth.h"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 
 namespace sluice::coordinator {
 namespace {
@@ -103,6 +107,38 @@ TEST_CASE("an audit line is one JSON object, empty fields left out") {
         R"({"time":"2024-03-01T12:00:00.123Z","time_ms":1709294400123,"caller":"alice",)"
         R"("peer":"ipv4:127.0.0.1:5000","method":"UpdateJob","job":"fraud \"eu\"",)"
         R"("change":"version 1 -> 2","result":"ok"})");
+}
+
+TEST_CASE("the audit log appends one line per entry, readable by owner and group only") {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("auth_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "audit.jsonl").string();
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path);
+    REQUIRE(log.ok());
+    AuditEntry e;
+    e.method = "SubmitJob";
+    e.result = "ok";
+    (*log)->Write(e);
+    e.method = "CancelJob";
+    (*log)->Write(e);
+  }
+  std::ifstream in(path);
+  std::string first, second, third;
+  std::getline(in, first);
+  std::getline(in, second);
+  CHECK(first.find(R"("method":"SubmitJob")") != std::string::npos);
+  CHECK(second.find(R"("method":"CancelJob")") != std::string::npos);
+  CHECK_FALSE(std::getline(in, third));
+  const auto perms = std::filesystem::status(path).permissions();
+  CHECK((perms & std::filesystem::perms::others_all) == std::filesystem::perms::none);
+
+  CHECK(AuditLog::Open((dir / "no" / "such" / "dir").string())
+            .status()
+            .message()
+            .find("cannot open the audit log " + (dir / "no").string()) == 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
