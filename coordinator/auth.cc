@@ -171,9 +171,9 @@ std::string AuditLine(const AuditEntry& e) {
   w.SafeKey("time_ms");
   w.Int(e.time_ms);
   const std::pair<const char*, const std::string*> fields[] = {
-      {"caller", &e.caller}, {"peer", &e.peer}, {"cert_subject", &e.cert_subject},
-      {"method", &e.method}, {"job", &e.job},   {"change", &e.change},
-      {"result", &e.result}};
+      {"caller", &e.caller}, {"peer", &e.peer},    {"cert_subject", &e.cert_subject},
+      {"method", &e.method}, {"job", &e.job},      {"file", &e.file},
+      {"change", &e.change}, {"result", &e.result}};
   for (const auto& [key, value] : fields) {
     if (value->empty()) continue;
     w.SafeKey(key);

@@ -76,12 +76,13 @@ struct AuditEntry {
   std::string cert_subject;  // the client certificate's subject under mutual TLS
   std::string method;        // "SubmitJob"
   std::string job;
+  std::string file;    // the job file a submit or update sent, as the client named it
   std::string change;  // "version 1 -> 2", "RUNNING -> CANCELLED"
   std::string result;  // "ok", or the error
 };
 
 // {"time":"2024-03-01T12:00:00.000Z","time_ms":...,"caller":...,"peer":...,
-//  "cert_subject":...,"method":...,"job":...,"change":...,"result":...}
+//  "cert_subject":...,"method":...,"job":...,"file":...,"change":...,"result":...}
 // without a trailing newline; empty fields are left out.
 std::string AuditLine(const AuditEntry& entry);
 

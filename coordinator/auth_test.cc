@@ -101,12 +101,14 @@ TEST_CASE("an audit line is one JSON object, empty fields left out") {
   e.peer = "ipv4:127.0.0.1:5000";
   e.method = "UpdateJob";
   e.job = "fraud \"eu\"";
+  e.file = "fraud.yaml";
   e.change = "version 1 -> 2";
   e.result = "ok";
-  CHECK(AuditLine(e) ==
-        R"({"time":"2024-03-01T12:00:00.123Z","time_ms":1709294400123,"caller":"alice",)"
-        R"("peer":"ipv4:127.0.0.1:5000","method":"UpdateJob","job":"fraud \"eu\"",)"
-        R"("change":"version 1 -> 2","result":"ok"})");
+  CHECK(
+      AuditLine(e) ==
+      R"({"time":"2024-03-01T12:00:00.123Z","time_ms":1709294400123,"caller":"alice",)"
+      R"("peer":"ipv4:127.0.0.1:5000","method":"UpdateJob","job":"fraud \"eu\"","file":"fraud.yaml",)"
+      R"("change":"version 1 -> 2","result":"ok"})");
 }
 
 TEST_CASE("the audit log appends one line per entry, readable by owner and group only") {

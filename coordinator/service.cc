@@ -101,7 +101,8 @@ std::string Change(const Result<proto::JobStatus>& before, const proto::JobInfo&
 
 template <typename Fn>
 grpc::Status JobServiceImpl::Mutate(grpc::ServerContext* ctx, const char* method,
-                                    const std::string& job, proto::JobInfo* resp, Fn run) {
+                                    const std::string& job, const std::string& file,
+                                    proto::JobInfo* resp, Fn run) {
   const AuthDecision d = Authorize(guard_.tokens, AuthorizationHeader(ctx), Role::kOperate, method);
   AuditEntry entry;
   entry.time_ms = guard_.clock != nullptr ? guard_.clock->NowMillis() : 0;
@@ -110,6 +111,7 @@ grpc::Status JobServiceImpl::Mutate(grpc::ServerContext* ctx, const char* method
   entry.cert_subject = CertSubject(ctx);
   entry.method = method;
   entry.job = job;
+  entry.file = file;
   grpc::Status status;
   if (d.outcome != AuthDecision::Outcome::kOk) {
     spdlog::warn("refused {} of job '{}' from {}: {}", method, job, entry.peer, d.message);
@@ -137,7 +139,7 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const proto::Su
   // The job's name is in the spec, or in YAML only the coordinator parses:
   // the audit line names it from the answer.
   const std::string job = req->has_spec() ? req->spec().name() : "";
-  return Mutate(ctx, "SubmitJob", job, resp, [&] { return c_.SubmitJob(*req); });
+  return Mutate(ctx, "SubmitJob", job, req->filename(), resp, [&] { return c_.SubmitJob(*req); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const proto::ListJobsRequest*,
@@ -155,18 +157,19 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const proto::JobRe
 
 grpc::Status JobServiceImpl::UpdateJob(grpc::ServerContext* ctx, const proto::UpdateJobRequest* req,
                                        proto::JobInfo* resp) {
-  return Mutate(ctx, "UpdateJob", req->name(), resp, [&] { return c_.UpdateJob(*req); });
+  return Mutate(ctx, "UpdateJob", req->name(), req->filename(), resp,
+                [&] { return c_.UpdateJob(*req); });
 }
 
 grpc::Status JobServiceImpl::StopJob(grpc::ServerContext* ctx, const proto::StopJobRequest* req,
                                      proto::JobInfo* resp) {
-  return Mutate(ctx, req->drain() ? "StopJob(drain)" : "StopJob", req->name(), resp,
+  return Mutate(ctx, req->drain() ? "StopJob(drain)" : "StopJob", req->name(), "", resp,
                 [&] { return c_.StopJob(req->name(), req->drain()); });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const proto::JobRef* req,
                                        proto::JobInfo* resp) {
-  return Mutate(ctx, "CancelJob", req->name(), resp, [&] { return c_.CancelJob(req->name()); });
+  return Mutate(ctx, "CancelJob", req->name(), "", resp, [&] { return c_.CancelJob(req->name()); });
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* ctx, const proto::ListWorkersRequest*,

@@ -44,12 +44,12 @@ class JobServiceImpl final : public proto::JobService::Service {
                            proto::ListWorkersResponse* resp) override;
 
  private:
-  // Runs a mutating call `run` on `job` if the caller holds operate, and
-  // audits it: `change` describes what it did from the job before (null when
-  // there was none) and the answer.
+  // Runs a mutating call `run` on `job` (sent as `file`, if any) if the
+  // caller holds operate, and audits it: `change` describes what it did from the job before (null
+  // when there was none) and the answer.
   template <typename Fn>
   grpc::Status Mutate(grpc::ServerContext* ctx, const char* method, const std::string& job,
-                      proto::JobInfo* resp, Fn run);
+                      const std::string& file, proto::JobInfo* resp, Fn run);
 
   Coordinator& c_;
   CallGuard guard_;

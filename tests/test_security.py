@@ -163,6 +163,7 @@ def test_tokens_roles_and_audit_over_mutual_tls(secure_cluster):
     assert "version 1" in submit["change"], submit
     assert "CN=ops" in submit["cert_subject"], submit
     assert submit["peer"].startswith("ipv4:127.0.0.1:"), submit
+    assert submit["file"] == job_file, submit
     assert update["method"] == "UpdateJob" and update["job"] == name, update
     assert update["change"] == "version 1 -> 2" and update["result"] == "ok", update
     assert cancel_read["method"] == "CancelJob" and cancel_read["caller"] == "dashboards"
