@@ -34,6 +34,7 @@ struct Args {
   std::string file;
   bool drain = false;
   std::string start_at;  // submit --start-at (when given)
+  ClientSecurityFlags security;
 };
 
 // Where one command prints, and how.
@@ -190,11 +191,13 @@ int Run(int argc, const char* const* argv, const Environment& env) {
   app.add_option("--timeout", a.timeout_s, "Give up on the coordinator after SECONDS")
       ->check(CLI::PositiveNumber)
       ->default_val(10);
+  AddClientSecurityFlags(app, &a.security);
 
   // Subcommands inherit the failure message and fallthrough, and get this footer.
   app.footer(
       "Global options go before or after the command: --coordinator ADDR, --json, "
-      "--timeout SECONDS. Run 'sluicectl --help' for more.");
+      "--timeout SECONDS, --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --insecure, "
+      "--token-file FILE. Run 'sluicectl --help' for more.");
 
   CLI::App* submit =
       app.add_subcommand("submit", "Submit a job file (YAML, see JOBS.md) and print the job");
@@ -285,7 +288,11 @@ int Run(int argc, const char* const* argv, const Environment& env) {
 
   const auto timeout =
       std::chrono::milliseconds(std::max<int64_t>(1, std::llround(a.timeout_s * 1000)));
-  std::unique_ptr<JobClient> client = env.connect(a.coordinator, timeout);
+  if (a.security.token_file.empty()) a.security.token = env.default_token;
+  Result<std::unique_ptr<JobClient>> connected =
+      env.connect(ConnectOptions{a.coordinator, timeout, a.security});
+  if (!connected.ok()) return UsageError(app, connected.status().message(), err);
+  std::unique_ptr<JobClient> client = std::move(connected).value();
   const Output o{out, err, a.coordinator, a.json, env.clock->NowMillis()};
 
   if (command == submit) {

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/security_flags.h"
 #include "common/status.h"
 #include "proto/sluice.pb.h"
 
@@ -53,16 +54,25 @@ class JobClient {
                              proto::ListWorkersResponse* response) = 0;
 };
 
-// Opens a client for the coordinator at `address`; every call it makes gives
-// up after `timeout`. Called at most once per Run, after the command line parsed.
-using ConnectFn = std::function<std::unique_ptr<JobClient>(const std::string& address,
-                                                           std::chrono::milliseconds timeout)>;
+// How to reach the coordinator, from the command line.
+struct ConnectOptions {
+  std::string address;
+  std::chrono::milliseconds timeout{0};  // every call gives up after it
+  ClientSecurityFlags security;          // TLS and the bearer token
+};
+
+// Opens a client for the coordinator. Called at most once per Run, after the
+// command line parsed. An error (bad TLS flags, an unreadable certificate or
+// token file) is bad usage: printed with the usage, exit 2.
+using ConnectFn = std::function<Result<std::unique_ptr<JobClient>>(const ConnectOptions&)>;
 
 // What Run needs from the process.
 struct Environment {
   // The coordinator used without --coordinator: $SLUICE_COORDINATOR, or
   // kDefaultCoordinator when that is unset or empty.
   std::string default_coordinator = kDefaultCoordinator;
+  // The bearer token used without --token-file: $SLUICE_TOKEN.
+  std::string default_token;
   ConnectFn connect;
   const Clock* clock = nullptr;  // ages in tables are relative to its now
   std::ostream* out = nullptr;   // tables and JSON

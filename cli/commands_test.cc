@@ -32,6 +32,7 @@ struct FakeCoordinator {
   proto::JobRef ref;
   std::string address;
   std::chrono::milliseconds timeout{0};
+  ClientSecurityFlags security;
 };
 
 class FakeJobClient final : public JobClient {
@@ -89,6 +90,7 @@ struct Harness {
   std::ostringstream out;
   std::ostringstream err;
   std::string default_coordinator = kDefaultCoordinator;
+  Status args_connect_error;  // what connect answers instead of a client
 
   Harness() {
     coordinator.job.set_name("fraud");
@@ -105,10 +107,12 @@ struct Harness {
     for (const auto& a : args) argv.push_back(a.c_str());
     Environment env;
     env.default_coordinator = default_coordinator;
-    env.connect = [this](const std::string& address, std::chrono::milliseconds timeout) {
-      coordinator.address = address;
-      coordinator.timeout = timeout;
-      return std::make_unique<FakeJobClient>(&coordinator);
+    env.connect = [this](const ConnectOptions& options) -> Result<std::unique_ptr<JobClient>> {
+      coordinator.address = options.address;
+      coordinator.timeout = options.timeout;
+      coordinator.security = options.security;
+      if (!args_connect_error.ok()) return args_connect_error;
+      return std::unique_ptr<JobClient>(std::make_unique<FakeJobClient>(&coordinator));
     };
     env.clock = &clock;
     env.out = &out;
@@ -436,6 +440,29 @@ TEST_CASE("--help on sluicectl and on every command, exit 0") {
   Harness h;
   REQUIRE(h.Run({"stop", "--help"}) == kExitOk);
   CHECK(h.out.str().find("--drain") != std::string::npos);
+}
+
+TEST_CASE("the TLS flags and the token reach the connection") {
+  Harness h;
+  REQUIRE(h.Run({"--tls-ca", "ca.pem", "--tls-cert", "me.pem", "--tls-key", "me.key",
+                 "--token-file", "token.txt", "jobs"}) == kExitOk);
+  CHECK(h.coordinator.security.tls_ca == "ca.pem");
+  CHECK(h.coordinator.security.tls_cert == "me.pem");
+  CHECK(h.coordinator.security.tls_key == "me.key");
+  CHECK(h.coordinator.security.token_file == "token.txt");
+  CHECK_FALSE(h.coordinator.security.insecure);
+
+  Harness plain;
+  REQUIRE(plain.Run({"jobs", "--insecure"}) == kExitOk);
+  CHECK(plain.coordinator.security.insecure);
+}
+
+TEST_CASE("a connection that cannot be set up is bad usage, exit 2") {
+  Harness h;
+  h.args_connect_error = Status::InvalidArgument("give --tls-ca ..., or --insecure");
+  CHECK(h.Run({"jobs"}) == kExitUsage);
+  CHECK(h.err.str().find("sluicectl: give --tls-ca ..., or --insecure\n") == 0);
+  CHECK(h.coordinator.calls.empty());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "common/clock.h"
+#include "common/grpc_security.h"
 #include "common/status.h"
 #include "proto/sluice.grpc.pb.h"
 
@@ -32,8 +33,11 @@ std::string EmptyMessage(grpc::StatusCode code) {
       return "the server does not implement this call (is it a Sluice coordinator of the same "
              "version?)";
     case grpc::StatusCode::PERMISSION_DENIED:
+      return "the coordinator refused the request (permission denied: the token's role does "
+             "not allow it)";
     case grpc::StatusCode::UNAUTHENTICATED:
-      return "the coordinator refused the request (permission denied)";
+      return "the coordinator refused the request (not authenticated: give --token-file or "
+             "$SLUICE_TOKEN)";
     default:
       return "the coordinator failed with gRPC status code " +
              std::to_string(static_cast<int>(code));
@@ -42,10 +46,12 @@ std::string EmptyMessage(grpc::StatusCode code) {
 
 class GrpcJobClient final : public sluice::cli::JobClient {
  public:
-  GrpcJobClient(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout)
+  GrpcJobClient(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout,
+                sluice::ClientSecurity security)
       : channel_(std::move(channel)),
         stub_(proto::JobService::NewStub(channel_)),
-        timeout_(timeout) {}
+        timeout_(timeout),
+        security_(std::move(security)) {}
 
   Status SubmitJob(const proto::SubmitJobRequest& request, proto::JobInfo* response) override {
     return Call(&proto::JobService::Stub::SubmitJob, request, response);
@@ -80,6 +86,7 @@ class GrpcJobClient final : public sluice::cli::JobClient {
   Status Call(Method<Request, Response> method, const Request& request, Response* response) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + timeout_);
+    security_.Apply(&context);
     const grpc::Status st = ((*stub_).*method)(&context, request, response);
     return Translate(st);
   }
@@ -119,6 +126,7 @@ class GrpcJobClient final : public sluice::cli::JobClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::JobService::Stub> stub_;
   std::chrono::milliseconds timeout_;
+  sluice::ClientSecurity security_;
 };
 
 }  // namespace
@@ -128,9 +136,17 @@ int main(int argc, char** argv) {
   if (const char* addr = std::getenv("SLUICE_COORDINATOR"); addr != nullptr && *addr != '\0') {
     env.default_coordinator = addr;
   }
-  env.connect = [](const std::string& address, std::chrono::milliseconds timeout) {
-    return std::make_unique<GrpcJobClient>(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), timeout);
+  if (const char* token = std::getenv("SLUICE_TOKEN"); token != nullptr) {
+    env.default_token = token;
+  }
+  env.connect = [](const sluice::cli::ConnectOptions& options)
+      -> sluice::Result<std::unique_ptr<sluice::cli::JobClient>> {
+    sluice::Result<sluice::ClientSecurity> security = sluice::MakeClientSecurity(options.security);
+    if (!security.ok()) return security.status();
+    auto channel =
+        grpc::CreateCustomChannel(options.address, security->credentials, security->args);
+    return std::unique_ptr<sluice::cli::JobClient>(std::make_unique<GrpcJobClient>(
+        std::move(channel), options.timeout, std::move(security).value()));
   };
   sluice::SystemClock clock;
   env.clock = &clock;

@@ -8,12 +8,15 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "common/clock.h"
 #include "common/daemon.h"
+#include "common/grpc_security.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
+#include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/rocksdb_metadata_store.h"
 #include "coordinator/service.h"
@@ -134,10 +137,13 @@ int main(int argc, char** argv) {
       "sluice-coordinator: the Sluice control plane. Accepts jobs from sluicectl, leases "
       "workers, and assigns every task (job, Kafka partition) to one worker under an epoch, "
       "balanced and sticky; moves tasks when workers join, leave or stop heartbeating. Its "
-      "state survives restarts; workers keep processing while it is down."};
+      "state survives restarts; workers keep processing while it is down. gRPC is served over "
+      "TLS (--tls-cert, --tls-key; --tls-ca for mutual TLS), or plaintext on loopback with "
+      "--insecure; with --token-file every call needs a bearer token of the right role."};
   std::string listen = "127.0.0.1:7070", brokers = "127.0.0.1:9092", data_dir, address_file,
-              heartbeat = "1s", lease = "5s", partition_check = "30s";
+              heartbeat = "1s", lease = "5s", partition_check = "30s", token_file, audit_log;
   sluice::DaemonFlags daemon;
+  sluice::ServerSecurityFlags security;
   app.add_option("--listen", listen, "gRPC address to serve on, HOST:PORT (port 0: any)")
       ->default_val("127.0.0.1:7070");
   app.add_option("--brokers", brokers, "Kafka bootstrap servers for jobs that name none")
@@ -153,10 +159,42 @@ int main(int argc, char** argv) {
                  "again (new partitions get tasks; a topic that shrank or disappeared fails the "
                  "job)")
       ->default_val("30s");
+  sluice::AddServerSecurityFlags(app, &security);
+  app.add_option("--token-file", token_file,
+                 "Bearer tokens, one per line: TOKEN ROLE [NAME], ROLE read (list, status), "
+                 "operate (read, and submit, update, stop, cancel) or worker (register, "
+                 "heartbeat); # starts a comment. Without it any caller may do anything");
+  app.add_option("--audit-log", audit_log,
+                 "Append one JSON line per submit, update, stop and cancel, refused ones "
+                 "included: time, caller, peer, certificate subject, job, change, result");
   sluice::AddDaemonFlags(app, &daemon, "jobs, workers, every task's last report");
   CLI11_PARSE(app, argc, argv);
 
   sluice::SetUpLogging("sluice-coordinator", daemon.log_level);
+
+  auto credentials = sluice::MakeServerCredentials(security, listen);
+  if (!credentials.ok()) {
+    std::cerr << "sluice-coordinator: " << credentials.status().message() << "\n\n" << app.help();
+    return 2;
+  }
+  std::optional<sluice::coordinator::TokenTable> tokens;
+  if (!token_file.empty()) {
+    auto loaded = sluice::coordinator::TokenTable::Load(token_file);
+    if (!loaded.ok()) {
+      std::cerr << "sluice-coordinator: " << loaded.status().message() << "\n\n" << app.help();
+      return 2;
+    }
+    tokens = std::move(loaded).value();
+  }
+  std::unique_ptr<sluice::coordinator::AuditLog> audit;
+  if (!audit_log.empty()) {
+    auto opened = sluice::coordinator::AuditLog::Open(audit_log);
+    if (!opened.ok()) {
+      std::cerr << "sluice-coordinator: " << opened.status().message() << "\n\n" << app.help();
+      return 2;
+    }
+    audit = std::move(opened).value();
+  }
 
   sluice::coordinator::CoordinatorOptions options;
   options.default_brokers = brokers;
@@ -192,11 +230,12 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  sluice::coordinator::JobServiceImpl job_service(coordinator);
-  sluice::coordinator::WorkerServiceImpl worker_service(coordinator);
+  const sluice::coordinator::CallGuard guard{tokens ? &*tokens : nullptr, audit.get(), &clock};
+  sluice::coordinator::JobServiceImpl job_service(coordinator, guard);
+  sluice::coordinator::WorkerServiceImpl worker_service(coordinator, guard);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *credentials, &port);
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -207,6 +246,22 @@ int main(int argc, char** argv) {
   const std::string address = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
   spdlog::info("serving on {} (heartbeat {} ms, lease {} ms, partition check every {} ms)", address,
                options.heartbeat_ms, options.lease_ms, options.partition_check_ms);
+  if (security.insecure) {
+    spdlog::warn("gRPC is PLAINTEXT (--insecure): no encryption, no client certificates");
+  } else {
+    spdlog::info("gRPC over TLS{}", security.tls_ca.empty()
+                                        ? " (client certificates not required; --tls-ca to require)"
+                                        : " with client certificates verified (mutual TLS)");
+  }
+  if (tokens) {
+    spdlog::info("authentication on: {} token(s) from {}", tokens->size(), token_file);
+  } else {
+    spdlog::warn(
+        "AUTHENTICATION IS OFF (no --token-file): anyone who reaches {} can submit, update, "
+        "stop and cancel jobs and register as a worker",
+        address);
+  }
+  if (audit) spdlog::info("audit log: {}", audit_log);
   if (!address_file.empty()) {
     const std::string tmp = address_file + ".tmp";
     if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {

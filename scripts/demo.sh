@@ -84,17 +84,20 @@ else
   wait_file "$DIR/bootstrap"
 fi
 BROKERS="$(sed -n 's/^bootstrap=//p' "$DIR/bootstrap")"
-start coordinator "$BIN/coordinator/sluice-coordinator" --listen 127.0.0.1:0 \
+# Everything runs on loopback, so gRPC is plaintext, asked for with --insecure
+# (deploy/README.md sets up TLS and tokens for a real cluster).
+start coordinator "$BIN/coordinator/sluice-coordinator" --listen 127.0.0.1:0 --insecure \
   --address-file "$DIR/coordinator.address" --brokers "$BROKERS" --data-dir "$DIR/coordinator"
 wait_file "$DIR/coordinator.address"
 COORD="$(sed -n 's/^address=//p' "$DIR/coordinator.address")"
 for w in 1 2; do
-  start "worker-$w" "$BIN/worker/sluice-worker" --coordinator "$COORD" --worker-id "worker-$w" \
+  start "worker-$w" "$BIN/worker/sluice-worker" --coordinator "$COORD" --insecure \
+    --worker-id "worker-$w" \
     --brokers "$BROKERS" --data-dir "$DIR/worker-$w" --checkpoint-dir "$DIR/checkpoints" \
     --threads 1 --block-cache-mb 32 --write-buffer-mb 32 --status-file "$DIR/worker-$w.json"
 done
-CTL=("$BIN/cli/sluicectl" --coordinator "$COORD")
-echo "demo: kafka at $BROKERS, coordinator at $COORD"
+CTL=("$BIN/cli/sluicectl" --coordinator "$COORD" --insecure)
+echo "demo: kafka at $BROKERS, coordinator at $COORD (sluicectl --coordinator $COORD --insecure)"
 for job in fraud sessions pageviews; do "${CTL[@]}" submit "examples/jobs/$job.yaml"; done
 
 LOADGEN_ARGS=(--brokers "$BROKERS" --users 20000 --seed 7)

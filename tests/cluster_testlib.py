@@ -60,10 +60,18 @@ def log_tail(path, n=30):
         return f"(no log at {path})"
 
 
-class Coordinator:
-    """One sluice-coordinator process. Restarts keep the port and --data-dir."""
+# The security flags of the three binaries unless a test gives its own:
+# plaintext gRPC on loopback, asked for explicitly (tests/test_security.py
+# runs TLS, mutual TLS and tokens).
+INSECURE = ("--insecure",)
 
-    def __init__(self, workdir, bootstrap, port=0, heartbeat=HEARTBEAT, lease=LEASE, extra=()):
+
+class Coordinator:
+    """One sluice-coordinator process. Restarts keep the port and --data-dir.
+    `security`: its TLS/token flags (default: plaintext on loopback)."""
+
+    def __init__(self, workdir, bootstrap, port=0, heartbeat=HEARTBEAT, lease=LEASE, extra=(),
+                 security=INSECURE):
         self.port = port
         self.data_dir = os.path.join(workdir, "coordinator-data")
         self.address_file = os.path.join(workdir, "coordinator.address")
@@ -72,7 +80,7 @@ class Coordinator:
                      "--listen", f"127.0.0.1:{port}", "--address-file", self.address_file,
                      "--brokers", bootstrap, "--data-dir", self.data_dir,
                      "--heartbeat", heartbeat, "--lease", lease, "--log-level", "info",
-                     *extra]
+                     *security, *extra]
         self.proc = None
         self.log = None
         self.address = None
@@ -124,16 +132,17 @@ class Coordinator:
 
 class ClusterWorker(Worker):
     """sluice-worker in cluster mode. All workers of a cluster share the
-    checkpoint directory (<workdir>/checkpoints)."""
+    checkpoint directory (<workdir>/checkpoints). `security`: its TLS/token
+    flags towards the coordinator (default: plaintext)."""
 
-    def __init__(self, workdir, coordinator_address, bootstrap, worker_id):
+    def __init__(self, workdir, coordinator_address, bootstrap, worker_id, security=INSECURE):
         super().__init__(workdir, job_file="", bootstrap=bootstrap, name=worker_id)
         self.worker_id = worker_id
         self.args = [binary("worker", "sluice-worker"), "--coordinator", coordinator_address,
                      "--worker-id", worker_id, "--brokers", bootstrap,
                      "--data-dir", self.data_dir, "--checkpoint-dir", self.checkpoint_dir,
                      "--status-file", self.status_file, "--threads", "2",
-                     "--block-cache-mb", "16", "--write-buffer-mb", "16"]
+                     "--block-cache-mb", "16", "--write-buffer-mb", "16", *security]
         self.killed = False
 
     def alive(self):
@@ -211,13 +220,18 @@ def task_view(task_status):
 class Cluster:
     """A dev broker (the `broker` fixture), one coordinator on a port chosen up
     front (so that it can be restarted at the same address) and workers
-    w1..wN."""
+    w1..wN. The security flags of each kind of process default to plaintext
+    on loopback."""
 
-    def __init__(self, workdir, broker):
+    def __init__(self, workdir, broker, coordinator_security=INSECURE, worker_security=INSECURE,
+                 ctl_security=INSECURE):
         self.workdir = workdir
         self.broker = broker
         self.port = free_port()
-        self.coordinator = Coordinator(workdir, broker.bootstrap, port=self.port)
+        self.coordinator = Coordinator(workdir, broker.bootstrap, port=self.port,
+                                       security=coordinator_security)
+        self.worker_security = tuple(worker_security)
+        self.ctl_security = tuple(ctl_security)
         self.workers = {}
 
     # ---- processes
@@ -232,7 +246,8 @@ class Cluster:
 
     def add_worker(self):
         worker_id = f"w{len(self.workers) + 1}"
-        w = ClusterWorker(self.workdir, self.coordinator.address, self.broker.bootstrap, worker_id)
+        w = ClusterWorker(self.workdir, self.coordinator.address, self.broker.bootstrap, worker_id,
+                          security=self.worker_security)
         w.start()
         self.workers[worker_id] = w
         return w
@@ -275,10 +290,13 @@ class Cluster:
 
     # ---- sluicectl
 
-    def ctl(self, *args, timeout=10):
-        """Runs sluicectl against the coordinator: (exit code, stdout, stderr)."""
+    def ctl(self, *args, timeout=10, security=None):
+        """Runs sluicectl against the coordinator: (exit code, stdout, stderr).
+        `security`: its TLS/token flags, else the cluster's."""
+        security = self.ctl_security if security is None else tuple(security)
         proc = subprocess.run([binary("cli", "sluicectl"), "--coordinator",
-                               f"127.0.0.1:{self.port}", "--timeout", str(timeout), *args],
+                               f"127.0.0.1:{self.port}", "--timeout", str(timeout), *security,
+                               *args],
                               capture_output=True, text=True, timeout=timeout + 30)
         return proc.returncode, proc.stdout, proc.stderr
 

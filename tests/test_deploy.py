@@ -135,9 +135,12 @@ def as_argv(command):
 
 # Where each program declares its command-line options.
 OPTION_SOURCES = {
-    # common/daemon.cc declares the flags every daemon shares.
-    "sluice-coordinator": ["coordinator/main.cc", "coordinator/*options*.cc", "common/daemon.cc"],
-    "sluice-worker": ["worker/main.cc", "worker/*options*.cc", "common/daemon.cc"],
+    # common/daemon.cc declares the flags every daemon shares; common/security_flags.cc
+    # the TLS flags of the coordinator and the workers.
+    "sluice-coordinator": ["coordinator/main.cc", "coordinator/*options*.cc", "common/daemon.cc",
+                           "common/security_flags.cc"],
+    "sluice-worker": ["worker/main.cc", "worker/*options*.cc", "common/daemon.cc",
+                      "common/security_flags.cc"],
     "sluice-loadgen": ["tools/sluice_loadgen.cc", "tools/loadgen*.cc", "tools/loadgen/*.cc"],
 }
 

@@ -60,7 +60,7 @@ def test_fraud_job_alerts_read_by_kafkas_console_consumer(workdir, kafka_dir):
     worker = ClusterWorker(workdir, coordinator.address, bootstrap, "w1")
     worker.start()
     try:
-        ctl = [binary("cli", "sluicectl"), "--coordinator", coordinator.address]
+        ctl = [binary("cli", "sluicectl"), "--coordinator", coordinator.address, "--insecure"]
         r = subprocess.run(ctl + ["submit", os.path.join(REPO, "examples", "jobs", "fraud.yaml")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr

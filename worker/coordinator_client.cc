@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "common/grpc_security.h"
 #include "proto/sluice.grpc.pb.h"
 
 namespace sluice::worker {
@@ -26,21 +27,24 @@ struct CoordinatorClient::Rpc {
 };
 
 CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id, int threads,
-                                     TaskHost& host, const Clock& clock, std::string instance)
+                                     TaskHost& host, const Clock& clock, std::string instance,
+                                     std::shared_ptr<const ClientSecurity> security)
     : address_(std::move(address)),
       worker_id_(std::move(worker_id)),
       instance_(std::move(instance)),
       threads_(threads),
       host_(host),
       clock_(clock),
+      security_(std::move(security)),
       rpc_(std::make_unique<Rpc>()) {
   // Reconnect quickly after a coordinator restart: a heartbeat missed for
   // gRPC's default backoff (up to minutes) would cost this worker its lease.
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments args = security_ ? security_->args : grpc::ChannelArguments();
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  rpc_->channel = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  rpc_->channel = grpc::CreateCustomChannel(
+      address_, security_ ? security_->credentials : grpc::InsecureChannelCredentials(), args);
   rpc_->stub = proto::WorkerService::NewStub(rpc_->channel);
 }
 
@@ -118,6 +122,7 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
     const int64_t started = clock_.NowMillis();
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2000));
+    if (security_) security_->Apply(&ctx);
     grpc::Status st;
     if (!registered) {
       proto::RegisterRequest req;
@@ -177,8 +182,16 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
       const int64_t now = clock_.NowMillis();
       if (now - last_warning > 10'000) {
         last_warning = now;
-        spdlog::warn("cannot reach the coordinator at {}: {}; tasks keep running", address_,
-                     st.error_message());
+        if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+            st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+          spdlog::error(
+              "the coordinator at {} refuses this worker's token: {} (--token-file "
+              "needs a token with role worker)",
+              address_, st.error_message());
+        } else {
+          spdlog::warn("cannot reach the coordinator at {}: {}; tasks keep running", address_,
+                       st.error_message());
+        }
       }
     }
     sleep_ms(std::max<int64_t>(0, heartbeat_ms - (clock_.NowMillis() - started)));
@@ -194,6 +207,7 @@ void CoordinatorClient::Leave() {
   proto::HeartbeatResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2000));
+  if (security_) security_->Apply(&ctx);
   grpc::Status st = rpc_->stub->Heartbeat(&ctx, req, &resp);
   if (st.ok()) {
     spdlog::info("told the coordinator this worker is leaving");

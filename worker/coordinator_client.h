@@ -23,13 +23,20 @@
 #include "proto/sluice.pb.h"
 #include "worker/task_host.h"
 
+namespace sluice {
+struct ClientSecurity;  // common/grpc_security.h
+}  // namespace sluice
+
 namespace sluice::worker {
 
 class CoordinatorClient {
  public:
   // `instance` names this process's data directory (see RegisterRequest).
+  // `security`: TLS credentials and the bearer token; null: plaintext
+  // without a token.
   CoordinatorClient(std::string address, std::string worker_id, int threads, TaskHost& host,
-                    const Clock& clock, std::string instance = "");
+                    const Clock& clock, std::string instance = "",
+                    std::shared_ptr<const ClientSecurity> security = nullptr);
   ~CoordinatorClient();
 
   // Runs until `stop`.
@@ -53,6 +60,7 @@ class CoordinatorClient {
   int threads_;
   TaskHost& host_;
   const Clock& clock_;
+  std::shared_ptr<const ClientSecurity> security_;
   std::unique_ptr<Rpc> rpc_;
   std::map<std::string, std::pair<int64_t, std::shared_ptr<const engine::JobPlan>>> plans_;
 };

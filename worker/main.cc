@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/daemon.h"
+#include "common/grpc_security.h"
 #include "common/logging.h"
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
   sluice::DaemonFlags daemon;
   auto* coord_opt = app.add_option("--coordinator", coordinator,
                                    "Cluster mode: the coordinator's address HOST:PORT");
+  sluice::ClientSecurityFlags security;
+  sluice::AddClientSecurityFlags(app, &security);
   app.add_option("--worker-id", worker_id,
                  "Cluster mode: this worker's stable id (default: the host name and a suffix "
                  "from the data directory's path)");
@@ -99,6 +102,11 @@ int main(int argc, char** argv) {
                "checkpoint (bounded replays)");
   app.add_option("--kafka", kafka_settings,
                  "Extra librdkafka setting KEY=VALUE for all clients (repeatable)");
+  std::string unhealthy_after = "30s";
+  app.add_option("--unhealthy-after", unhealthy_after,
+                 "/healthz answers not ready once a task has been FAILED or RESTARTING "
+                 "(checkpoints failing) this long")
+      ->default_val("30s");
   app.add_option("--status-file", status_file,
                  "Write the tasks' status (offsets, watermark, counters) here as JSON every "
                  "second");
@@ -108,6 +116,22 @@ int main(int argc, char** argv) {
     std::cerr << "sluice-worker: give --coordinator (cluster mode) or --job (standalone)\n\n"
               << app.help();
     return 2;
+  }
+  auto unhealthy_after_ms = sluice::jobspec::ParseDurationMs(unhealthy_after);
+  if (!unhealthy_after_ms.ok() || *unhealthy_after_ms < 0) {
+    std::cerr << "sluice-worker: --unhealthy-after takes a duration like 30s\n\n" << app.help();
+    return 2;
+  }
+  // Cluster mode: TLS to the coordinator (or plaintext when --insecure) and
+  // the bearer token, read before anything starts.
+  std::shared_ptr<const sluice::ClientSecurity> client_security;
+  if (!coordinator.empty()) {
+    auto made = sluice::MakeClientSecurity(security);
+    if (!made.ok()) {
+      std::cerr << "sluice-worker: " << made.status().message() << "\n\n" << app.help();
+      return 2;
+    }
+    client_security = std::make_shared<const sluice::ClientSecurity>(std::move(made).value());
   }
 
   sluice::SetUpLogging("sluice-worker", daemon.log_level);
@@ -173,7 +197,9 @@ int main(int argc, char** argv) {
         return sluice::reports::TaskMetrics(
             reports, std::vector<std::string>(reports.size(), worker_id), clock.NowMillis());
       },
-      [&] { return sluice::reports::TaskHealth(host.Reports(), clock.NowMillis()); });
+      [&] {
+        return sluice::reports::TaskHealth(host.Reports(), clock.NowMillis(), *unhealthy_after_ms);
+      });
   if (!metrics.ok()) {
     spdlog::error("{}", metrics.status().message());
     host.Shutdown(false);
@@ -183,8 +209,8 @@ int main(int argc, char** argv) {
   std::thread control;
   std::unique_ptr<sluice::worker::CoordinatorClient> client;
   if (!coordinator.empty()) {
-    client = std::make_unique<sluice::worker::CoordinatorClient>(coordinator, worker_id, threads,
-                                                                 host, clock, claim->instance());
+    client = std::make_unique<sluice::worker::CoordinatorClient>(
+        coordinator, worker_id, threads, host, clock, claim->instance(), client_security);
     control = std::thread([&] { client->Run(*g_stop); });
   } else {
     auto plan = sluice::engine::JobPlan::Compile(spec);
