@@ -173,15 +173,25 @@ TEST_CASE("dedup forgets a value once the watermark passes its time + within") {
   CHECK(h.task().counters().deduplicated == 1);
 }
 
-TEST_CASE("dedup values are part of the checkpoint") {
-  Harness h(DedupSpec());
-  h.Feed(Event("u1", T, R"("transaction_id":"t1")"));
+TEST_CASE("dedup values and the new counters are part of the checkpoint") {
+  proto::JobSpec spec = DedupSpec();
+  spec.set_filter("amount > 0");
+  Harness h(spec);
+  h.Feed(Event("u1", T, R"("transaction_id":"t1","amount":"5")"));  // a type mismatch
+  h.Feed(Event("u1", T, R"("transaction_id":"t1","amount":5)"));
+  h.Feed(Event("u1", T, R"("transaction_id":"t1","amount":5)"));  // a repeat
+  REQUIRE(h.task().counters().deduplicated == 1);
+  REQUIRE(h.task().counters().type_mismatches == 1);
   InMemoryStateStore store;
   REQUIRE(h.task().Checkpoint(store).ok());
   h.RestoreFrom(store);
-  h.set_next_offset(1);
-  h.Feed(Event("u1", T + kSec, R"("transaction_id":"t1")"));
   CHECK(h.task().counters().deduplicated == 1);
+  CHECK(h.task().counters().type_mismatches == 1);
+  h.Feed(Event("u1", T + kSec, R"("transaction_id":"t1","amount":"6")"));
+  CHECK(h.task().counters().deduplicated == 1);  // filtered first: not a repeat
+  CHECK(h.task().counters().type_mismatches == 2);
+  h.Feed(Event("u1", T + kSec, R"("transaction_id":"t1","amount":6)"));
+  CHECK(h.task().counters().deduplicated == 2);  // the value restored from the checkpoint
 }
 
 TEST_CASE("a record larger than max_record_bytes is a dead letter carrying a bounded prefix") {

@@ -256,7 +256,7 @@ class TaskProcessor::Impl {
 
  private:
   void CountTypeMismatches() {
-    int64_t n = scratch_.type_mismatches();
+    int64_t n = type_mismatches_before_ + scratch_.type_mismatches();
     for (const EvalScratch& s : select_scratch_) n += s.type_mismatches();
     counters_.type_mismatches = n;
   }
@@ -981,7 +981,10 @@ class TaskProcessor::Impl {
 
   // Scratch reused across events.
   EvalScratch scratch_;
-  std::string dedup_value_;                  // IsRepeat's buffer
+  std::string dedup_value_;  // IsRepeat's buffer
+  // Type mismatches counted before the checkpoint this task restored; the
+  // scratches count the ones since.
+  int64_t type_mismatches_before_ = 0;
   std::vector<EvalScratch> select_scratch_;  // one per select of a rule
   std::string reason_;
   std::string out_;
@@ -1172,7 +1175,8 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
     e.Bool(seen_event_);
     e.I64(last_event_proc_time_);
     for (int64_t c : {counters_.consumed, counters_.processed, counters_.filtered, counters_.late,
-                      counters_.dead_lettered, counters_.window_results, counters_.alerts}) {
+                      counters_.dead_lettered, counters_.window_results, counters_.alerts,
+                      counters_.deduplicated, counters_.type_mismatches}) {
       e.I64(c);
     }
   }
@@ -1231,6 +1235,12 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
          {&counters_.consumed, &counters_.processed, &counters_.filtered, &counters_.late,
           &counters_.dead_lettered, &counters_.window_results, &counters_.alerts}) {
       *c = d.I64();
+    }
+    // Metadata written before these counters existed ends here.
+    if (d.ok() && !d.done()) {
+      counters_.deduplicated = d.I64();
+      type_mismatches_before_ = d.I64();
+      counters_.type_mismatches = type_mismatches_before_;
     }
     if (!d.ok()) return Status::Corruption("task metadata does not decode");
   }
