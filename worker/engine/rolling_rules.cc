@@ -9,9 +9,9 @@ namespace sluice::engine {
 
 namespace {
 
-constexpr double kUnit = 0x1p-53;       // u, the unit roundoff of double
-constexpr double kTwoTo53 = 0x1p53;     // integers up to here are exact
-constexpr double kTiny = 0x1p-1074;     // the smallest positive double
+constexpr double kUnit = 0x1p-53;    // u, the unit roundoff of double
+constexpr double kTwoTo53 = 0x1p53;  // integers up to here are exact
+constexpr double kTiny = 0x1p-1074;  // the smallest positive double
 
 // The next double above a finite x >= 0.
 double Up(double x) {
@@ -349,9 +349,18 @@ double RollingRules::Rescan(const RollingState& rs, const RollingRuleState& st, 
                             const Value& v) const {
   // As Accumulator::Add over the window from the newest event, then the event.
   double sum = 0;
-  for (uint64_t seq = rs.first_seq + rs.entries.size(); seq-- > st.start;) {
-    const Value w = ValueAt(rs, agg.rolling_index, seq);
-    if (w.is_number()) sum += w.number;
+  const uint64_t end = rs.first_seq + rs.entries.size();
+  if (agg.rolling_index >= 0 && end > st.start) {
+    // Walk the values from the newest event's back, `stride_` at a time.
+    auto it =
+        rs.values.begin() + static_cast<std::ptrdiff_t>((end - 1 - rs.first_seq) * stride_ +
+                                                        static_cast<size_t>(agg.rolling_index));
+    const auto step = static_cast<std::ptrdiff_t>(stride_);
+    for (uint64_t n = end - st.start;;) {
+      if (it->type == ValueType::kNumber) sum += it->number;
+      if (--n == 0) break;
+      it -= step;
+    }
   }
   if (v.is_number()) sum += v.number;
   return sum;

@@ -31,8 +31,8 @@
 //
 // Thread safety: one thread owns a RollingRules and the states it updates.
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -140,9 +140,9 @@ struct RunningSum {
 
 // What an aggregate of a rolling rule keeps per key.
 struct RollingAggState {
-  int64_t non_null = 0;  // values in the window that are not null
-  SeqQueue seqs;         // min/max: monotonic; first/last/duration: non-null values
-  RunningSum sum;        // sum, avg
+  int64_t non_null = 0;                 // values in the window that are not null
+  SeqQueue seqs;                        // min/max: monotonic; first/last/duration: non-null values
+  RunningSum sum;                       // sum, avg
   std::unique_ptr<ValueCounts> counts;  // count_distinct
 };
 

@@ -345,8 +345,8 @@ TEST_CASE("rolling first, last and duration match a rescan") {
 TEST_CASE("rolling count_distinct matches a rescan") {
   std::vector<RuleCase> rules;
   for (const char* field : {"x", "country", "integer"}) {
-    auto c = Cases(std::string("distinct_") + field, AggFn::kCountDistinct, F::COUNT_DISTINCT,
-                   field);
+    auto c =
+        Cases(std::string("distinct_") + field, AggFn::kCountDistinct, F::COUNT_DISTINCT, field);
     rules.insert(rules.end(), c.begin(), c.end());
   }
   CheckAgainstRescan(rules, 7);
@@ -369,9 +369,9 @@ TEST_CASE("a running sum is exact for integers and its interval holds the rescan
         window.erase(window.begin());
         continue;
       }
-      double v = integers ? static_cast<double>(static_cast<int64_t>(rng() % 200'001) - 100'000)
-                          : static_cast<double>(static_cast<int64_t>(rng() % 2'000'001)) / 100 -
-                                10'000;
+      double v = integers
+                     ? static_cast<double>(static_cast<int64_t>(rng() % 200'001) - 100'000)
+                     : static_cast<double>(static_cast<int64_t>(rng() % 2'000'001)) / 100 - 10'000;
       if (!integers && rng() % 50 == 0) v = 1e17;
       const Value current = Value::Number(static_cast<double>(rng() % 1000) / (integers ? 1 : 10));
       double scan = 0;
