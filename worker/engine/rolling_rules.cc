@@ -366,9 +366,8 @@ double RollingRules::Rescan(const RollingState& rs, const RollingRuleState& st, 
   return sum;
 }
 
-void RollingRules::Judge(RollingState& rs, int64_t time, int64_t /*offset*/,
-                         std::span<const Value> fields, std::span<Value> agg_values,
-                         EvalScratch& scratch, AlertSink& alerts) {
+void RollingRules::Judge(RollingState& rs, int64_t time, std::span<const Value> fields,
+                         std::span<Value> agg_values, EvalScratch& scratch, AlertSink& alerts) {
   for (size_t r = 0; r < rules_.size(); ++r) {
     const Rule& rule = rules_[r];
     const RuleDef& def = plan_.rules()[rule.index];

@@ -195,7 +195,7 @@ class RollingRules {
       ++rs.first_seq;
       rs.unsaved = std::min(rs.unsaved, rs.entries.size());
     }
-    Judge(rs, time, offset, fields, agg_values, scratch, alerts);
+    Judge(rs, time, fields, agg_values, scratch, alerts);
     Append(rs, time, offset, fields);
   }
 
@@ -228,7 +228,7 @@ class RollingRules {
   }
   // Moves each rule's window start past the events at or before time - size.
   void Expire(RollingState& rs, int64_t time) const;
-  void Judge(RollingState& rs, int64_t time, int64_t offset, std::span<const Value> fields,
+  void Judge(RollingState& rs, int64_t time, std::span<const Value> fields,
              std::span<Value> agg_values, EvalScratch& scratch, AlertSink& alerts);
   void Append(RollingState& rs, int64_t time, int64_t offset, std::span<const Value> fields) const;
 

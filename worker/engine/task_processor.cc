@@ -690,6 +690,15 @@ class TaskProcessor::Impl {
     if (ks.rolling && ks.rolling->unsaved > 0) SaveChunk(key, *ks.rolling);
   }
 
+  // A key's rolling-rule events (RollingState, rolling_rules.h) live in the
+  // store apart from the key's entry, in chunks: a snapshot writes the events
+  // added since the last one as one chunk, and deletes a chunk once its last
+  // event has expired, so a checkpoint costs what changed, not the whole list
+  // (as Flink's ListState on RocksDB). The key's entry holds how many events
+  // are live; a restore drops the expired ones at the front of the first
+  // chunk. The rules' running aggregates are not stored: they are rebuilt
+  // from the events at the key's next event.
+  //
   // Writes the events no chunk holds yet as a new chunk.
   void SaveChunk(std::string_view key, RollingState& rs) {
     const size_t first = rs.entries.size() - rs.unsaved;
