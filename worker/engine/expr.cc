@@ -800,6 +800,39 @@ const std::string& Expr::text() const {
   return program_ ? program_->text : *kEmpty;
 }
 
+bool Expr::ReadsAggregateOnlyAgainstConstants(uint32_t slot,
+                                              std::vector<double>* thresholds) const {
+  if (!program_) return true;
+  const std::vector<Instr>& code = program_->bytecode.code;
+  const std::vector<Value>& constants = program_->bytecode.constants;
+  auto is_comparison = [](Op op) {
+    return op == Op::kEq || op == Op::kNe || op == Op::kLt || op == Op::kLe || op == Op::kGt ||
+           op == Op::kGe;
+  };
+  auto number_constant = [&](size_t i) {
+    return code[i].op == Op::kConstant && constants[code[i].arg].is_number();
+  };
+  // A jump into the middle of a pattern would make it something else.
+  std::vector<bool> jump_target(code.size() + 1, false);
+  for (const Instr& instr : code) {
+    if (instr.op == Op::kAndJump || instr.op == Op::kOrJump) jump_target[instr.arg] = true;
+  }
+  for (size_t i = 0; i < code.size(); ++i) {
+    if (code[i].op != Op::kAggregate || code[i].arg != slot) continue;
+    // [aggregate][constant][compare] or [constant][aggregate][compare].
+    if (i + 2 < code.size() && number_constant(i + 1) && is_comparison(code[i + 2].op) &&
+        !jump_target[i + 1] && !jump_target[i + 2]) {
+      thresholds->push_back(constants[code[i + 1].arg].number);
+    } else if (i >= 1 && i + 1 < code.size() && number_constant(i - 1) &&
+               is_comparison(code[i + 1].op) && !jump_target[i] && !jump_target[i + 1]) {
+      thresholds->push_back(constants[code[i - 1].arg].number);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 Value Expr::Eval(const EvalInput& in, EvalScratch& scratch) const {
   scratch.Reset();
   if (!program_) return Value::Null();

@@ -113,6 +113,16 @@ class Expr {
   // The source text, as given to Parse.
   const std::string& text() const;
 
+  // Whether aggregate `slot` is read only as one side of a comparison
+  // (== != < <= > >=) whose other side is a number literal, as in
+  // `total > 10000`. If so, appends those numbers to `thresholds`: the
+  // expression then gives the same result for every value of the aggregate
+  // in a closed interval that holds none of them (the rolling rules use this
+  // to judge a running sum without summing the window again). False when the
+  // aggregate is read any other way; true without thresholds when it is not
+  // read at all.
+  bool ReadsAggregateOnlyAgainstConstants(uint32_t slot, std::vector<double>* thresholds) const;
+
  private:
   struct Program;
   std::unique_ptr<Program> program_;

@@ -13,6 +13,7 @@
 #include "worker/engine/json_writer.h"
 #include "worker/engine/key_table.h"
 #include "worker/engine/result_writer.h"
+#include "worker/engine/rolling_rules.h"
 #include "worker/engine/time_util.h"
 #include "worker/engine/timer_queue.h"
 
@@ -53,29 +54,6 @@ struct WindowState {
   bool changed = false;   // changed since it was last emitted
   uint32_t revision = 0;  // updates emitted so far
   Accumulators accs;
-};
-
-struct RollingEntry {
-  int64_t time;
-  int64_t offset;
-  // The last event of a chunk the store holds; the chunk is named after it.
-  bool chunk_end = false;
-};
-
-// Rolling rules: the events of a key within the largest rolling window, in
-// (time, offset) order, and their values of JobPlan::rolling_slots() (`stride`
-// values per event).
-//
-// In the store the events live apart from the key's entry, in chunks: a
-// snapshot writes the events added since the last one as one chunk, and
-// deletes a chunk once its last event has expired, so a checkpoint costs what
-// changed, not the whole list (as Flink's ListState on RocksDB). The key's
-// entry holds how many events are live; a restore drops the expired ones at
-// the front of the first chunk.
-struct RollingState {
-  std::deque<RollingEntry> entries;
-  std::deque<OwnedValue> values;
-  size_t unsaved = 0;  // events at the back that no chunk holds yet
 };
 
 // The job's `dedup`: the values of the dedup field the key had (as
@@ -172,23 +150,16 @@ class TaskProcessor::Impl {
         ooo_(plan_->spec().source().max_out_of_orderness_ms()),
         idle_timeout_(plan_->spec().source().idle_timeout_ms()),
         lateness_(plan_->window().allowed_lateness_ms),
-        stride_(plan_->rolling_slots().size()) {
+        stride_(plan_->rolling_slots().size()),
+        rolling_(*plan_) {
     size_t max_values = plan_->aggregates().size();
     size_t max_selects = 0;
-    size_t max_new_values = 0;
     for (const RuleDef& r : plan_->rules()) {
       max_values = std::max(max_values, r.aggregates.size() + r.selects.size());
       max_selects = std::max(max_selects, r.selects.size());
-      max_new_values = std::max(max_new_values, r.new_value_rolling_index.size());
     }
     agg_values_.resize(max_values);
     select_scratch_.resize(max_selects);
-    new_values_ = std::make_unique<bool[]>(std::max<size_t>(max_new_values, 1));
-    for (const RuleDef& r : plan_->rules()) {
-      std::vector<Accumulator> accs;
-      for (const AggregateDef& a : r.aggregates) accs.emplace_back(a.fn);
-      rule_accs_.push_back(std::move(accs));
-    }
   }
 
   void ProcessBatch(std::span<const SourceRecord> records) {
@@ -429,74 +400,32 @@ class TaskProcessor::Impl {
   };
 
   // Evaluates the rolling rules for a queued event whose time the watermark
-  // has reached, then adds it to its key's rolling state.
+  // has reached (RollingRules), then adds it to its key's rolling state. An
+  // expired event that ends a chunk of the store deletes that chunk at the
+  // next snapshot.
   void EvaluateRolling(const PendingEvent& p) {
     field_views_.resize(p.fields.size());
     for (size_t i = 0; i < p.fields.size(); ++i) field_views_[i] = p.fields[i].view();
-    DecodedEvent ev;
-    ev.key = p.key;
-    ev.event_time = p.time;
-    ev.fields = field_views_;
     KeyState& key_state = MutableKey(p.key);
     if (!key_state.rolling) key_state.rolling = std::make_unique<RollingState>();
-    RollingState& ks = *key_state.rolling;
-    // Forget events older than the largest rolling window; a chunk whose
-    // last event goes is deleted at the next snapshot.
-    const int64_t horizon = SaturatingAdd(p.time, -plan_->max_rolling_ms());
-    while (!ks.entries.empty() && ks.entries.front().time <= horizon) {
-      if (ks.entries.front().chunk_end) {
-        expired_chunks_.push_back(ChunkKey(p.key, ks.entries.front()));
-      }
-      ks.entries.pop_front();
-      for (size_t i = 0; i < stride_; ++i) ks.values.pop_front();
-      ks.unsaved = std::min(ks.unsaved, ks.entries.size());
-    }
-    for (size_t r = 0; r < plan_->rules().size(); ++r) {
-      const RuleDef& rule = plan_->rules()[r];
-      if (rule.window.kind != WindowKind::kRolling) continue;
-      const int64_t from = SaturatingAdd(p.time, -rule.window.size_ms);  // exclusive
-      std::vector<Accumulator>& accs = rule_accs_[r];
-      for (size_t a = 0; a < accs.size(); ++a) accs[a].Reset(rule.aggregates[a].fn);
-      const size_t nv = rule.new_value_rolling_index.size();
-      for (size_t j = 0; j < nv; ++j) {
-        const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
-        new_values_[j] = !cur.is_null();
-      }
-      // The events of the key in (t - size, t] seen before this one ...
-      for (size_t e = ks.entries.size(); e-- > 0;) {
-        const RollingEntry& entry = ks.entries[e];
-        if (entry.time <= from) break;
-        for (size_t a = 0; a < accs.size(); ++a) {
-          const AggregateDef& def = rule.aggregates[a];
-          Value v = def.rolling_index < 0 ? Value::Bool(true)
-                                          : ks.values[e * stride_ + def.rolling_index].view();
-          accs[a].Add(v, entry.time, entry.offset);
-        }
-        for (size_t j = 0; j < nv; ++j) {
-          if (!new_values_[j]) continue;
-          const Value cur = ev.fields[plan_->rolling_slots()[rule.new_value_rolling_index[j]]];
-          if (ValuesEqual(ks.values[e * stride_ + rule.new_value_rolling_index[j]].view(), cur)) {
-            new_values_[j] = false;
-          }
-        }
-      }
-      // ... and this one.
-      for (size_t a = 0; a < accs.size(); ++a) {
-        const AggregateDef& def = rule.aggregates[a];
-        Value v = def.field_slot ? ev.fields[*def.field_slot] : Value::Bool(true);
-        accs[a].Add(v, p.time, p.offset);
-        agg_values_[a] = accs[a].Result();
-      }
-      EvalInput input{ev.fields, std::span<const Value>(agg_values_.data(), accs.size()),
-                      std::span<const bool>(new_values_.get(), nv)};
-      if (rule.when.EvalBool(input, scratch_)) {
-        EmitAlert(r, input, p.key, p.time, p.payload, p.offset);
-      }
-    }
-    ks.entries.push_back({p.time, p.offset});
-    ++ks.unsaved;
-    for (uint32_t slot : plan_->rolling_slots()) ks.values.emplace_back().Set(ev.fields[slot]);
+    RollingAlerts alerts{this, &p};
+    rolling_.Evaluate(*key_state.rolling, p.time, p.offset, field_views_, agg_values_, scratch_,
+                      alerts, [&](const RollingEntry& expired) {
+                        if (expired.chunk_end) {
+                          expired_chunks_.push_back(ChunkKey(p.key, expired));
+                        }
+                      });
   }
+
+  // Emits the alerts of the rolling rules for one queued event.
+  struct RollingAlerts final : RollingRules::AlertSink {
+    RollingAlerts(Impl* impl, const PendingEvent* event) : impl(impl), event(event) {}
+    void OnAlert(size_t rule, const EvalInput& input) override {
+      impl->EmitAlert(rule, input, event->key, event->time, event->payload, event->offset);
+    }
+    Impl* impl;
+    const PendingEvent* event;
+  };
 
   // ---- Window jobs -------------------------------------------------------
 
@@ -761,6 +690,15 @@ class TaskProcessor::Impl {
     if (ks.rolling && ks.rolling->unsaved > 0) SaveChunk(key, *ks.rolling);
   }
 
+  // A key's rolling-rule events (RollingState, rolling_rules.h) live in the
+  // store apart from the key's entry, in chunks: a snapshot writes the events
+  // added since the last one as one chunk, and deletes a chunk once its last
+  // event has expired, so a checkpoint costs what changed, not the whole list
+  // (as Flink's ListState on RocksDB). The key's entry holds how many events
+  // are live; a restore drops the expired ones at the front of the first
+  // chunk. The rules' running aggregates are not stored: they are rebuilt
+  // from the events at the key's next event.
+  //
   // Writes the events no chunk holds yet as a new chunk.
   void SaveChunk(std::string_view key, RollingState& rs) {
     const size_t first = rs.entries.size() - rs.unsaved;
@@ -941,6 +879,7 @@ class TaskProcessor::Impl {
   const int64_t idle_timeout_;
   const int64_t lateness_;
   const size_t stride_;
+  RollingRules rolling_;
 
   // Position and time.
   std::string topic_;
@@ -991,8 +930,6 @@ class TaskProcessor::Impl {
   // Aggregate values, then (alerts) select values, of the record being written.
   std::vector<Value> agg_values_;
   std::vector<Value> field_views_;
-  std::unique_ptr<bool[]> new_values_;
-  std::vector<std::vector<Accumulator>> rule_accs_;
 };
 
 bool TaskProcessor::Impl::PendingLater::operator()(uint32_t a, uint32_t b) const {
@@ -1107,7 +1044,10 @@ Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
     while (rs.entries.size() > n) {
       rs.entries.pop_front();
       for (size_t j = 0; j < stride_; ++j) rs.values.pop_front();
+      ++rs.first_seq;
     }
+    // Each rule's running aggregates are built from the events at the key's
+    // next event (RollingRules::Evaluate).
   }
   return Status::Ok();
 }
