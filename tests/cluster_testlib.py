@@ -417,13 +417,13 @@ def check_against_reference(broker, job_file, job, total, partitions, exact):
                            sink_partitions=OUT_PARTITIONS)
 
 
-@pytest.fixture
-def cluster(request, workdir, broker):
-    """A started cluster: dev broker, coordinator and 3 workers. Processes are
-    stopped afterwards (SIGTERM, then SIGKILL); on failure, or with
-    SLUICE_KEEP_LOGS=1, the logs are copied to $SLUICE_TEST_KEEP_DIR
-    (default /tmp/sluice-cluster-logs)."""
+def started_cluster(request, workdir, broker, workers=3, coordinator_args=()):
+    """A started cluster on `broker`: a coordinator (with `coordinator_args`)
+    and `workers` workers. Processes are stopped after the test (SIGTERM, then
+    SIGKILL); on failure, or with SLUICE_KEEP_LOGS=1, the logs are copied to
+    $SLUICE_TEST_KEEP_DIR (default /tmp/sluice-cluster-logs)."""
     c = Cluster(workdir, broker)
+    c.coordinator.args += list(coordinator_args)
     failed_before = request.session.testsfailed
 
     def finish():
@@ -431,5 +431,10 @@ def cluster(request, workdir, broker):
         if request.session.testsfailed > failed_before or os.environ.get("SLUICE_KEEP_LOGS"):
             c.keep_logs(request.node.name)
     request.addfinalizer(finish)
-    c.start(workers=getattr(request, "param", 3))
-    return c
+    return c.start(workers=workers)
+
+
+@pytest.fixture
+def cluster(request, workdir, broker):
+    """A started cluster: coordinator and 3 workers (or the test's param)."""
+    return started_cluster(request, workdir, broker, workers=getattr(request, "param", 3))

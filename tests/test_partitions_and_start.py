@@ -10,14 +10,13 @@ record", so AT_TIME runs on Apache Kafka only."""
 
 import datetime
 import json
-import os
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Producer
 
-from cluster_testlib import OUT_PARTITIONS, Cluster, setup_topics
+from cluster_testlib import OUT_PARTITIONS, setup_topics, started_cluster
 from sluice_testlib import read_topic, wait_for, write_job
 
 CHECK_INTERVAL = "500ms"
@@ -27,16 +26,8 @@ CHECK_INTERVAL = "500ms"
 def cluster(request, workdir, broker):
     """Dev broker or Kafka, a coordinator that re-reads partition counts every
     CHECK_INTERVAL, and two workers."""
-    c = Cluster(workdir, broker)
-    c.coordinator.args += ["--partition-check-interval", CHECK_INTERVAL]
-    failed_before = request.session.testsfailed
-
-    def finish():
-        c.stop()
-        if request.session.testsfailed > failed_before or os.environ.get("SLUICE_KEEP_LOGS"):
-            c.keep_logs(request.node.name)
-    request.addfinalizer(finish)
-    return c.start(workers=2)
+    return started_cluster(request, workdir, broker, workers=2,
+                           coordinator_args=["--partition-check-interval", CHECK_INTERVAL])
 
 
 def needs_admin(broker, what):

@@ -27,7 +27,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cluster_testlib import Cluster, OUT_PARTITIONS, setup_topics
+from cluster_testlib import OUT_PARTITIONS, setup_topics, started_cluster
 from conftest import BROKER_KINDS
 from sluice_testlib import (Broker, KafkaServer, Worker, payments, produce, read_topic, wait_for,
                             write_job)
@@ -67,15 +67,7 @@ def deleting_broker(request, workdir):
 
 
 def one_cluster(request, workdir, broker, workers=1):
-    c = Cluster(workdir, broker)
-    failed_before = request.session.testsfailed
-
-    def finish():
-        c.stop()
-        if request.session.testsfailed > failed_before or os.environ.get("SLUICE_KEEP_LOGS"):
-            c.keep_logs(request.node.name)
-    request.addfinalizer(finish)
-    return c.start(workers=workers)
+    return started_cluster(request, workdir, broker, workers=workers)
 
 
 def log_range(bootstrap, topic, partition=0):
