@@ -57,8 +57,18 @@ def crash_and_recover(workdir, broker, lose_local_state):
     w.start()
     producer = stream_in_background(broker, job["topic"], events)
     rng = random.Random(7)
+
+    def every_task_checkpointed():
+        assert w.proc.poll() is None, w.log_tail()
+        st = w.status()
+        tasks = st["tasks"] if st else []
+        return len(tasks) == PARTITIONS and all(t["last_checkpoint_id"] > 0 for t in tasks)
+
     for _ in range(3):
-        time.sleep(rng.uniform(1.0, 2.5))
+        # At a random moment once every task has a checkpoint, however slow
+        # the machine: each restart then has one to restore.
+        wait_for(every_task_checkpointed, 120, "every task to take a checkpoint")
+        time.sleep(rng.uniform(0.0, 1.5))
         w.kill9()
         if lose_local_state:
             shutil.rmtree(w.data_dir, ignore_errors=True)
