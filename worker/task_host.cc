@@ -517,7 +517,25 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
       failed.push_back(ref);
     }
   }
-  for (const TaskRef& ref : failed) Restart(ref);
+  for (const TaskRef& ref : failed) {
+    auto it = tasks_.find(ref);
+    if (it != tasks_.end() && it->second.task->exactly_once() &&
+        !host_.MayCheckpoint(ref, it->second.task->epoch(), now)) {
+      // Reopening runs init_transactions, which fences whoever owns the task
+      // now (a worker frozen while its task moved finds its checkpoint
+      // failing): without a confirmed assignment it stops instead, and the
+      // coordinator assigns it again if it is still this worker's.
+      spdlog::error("task {}: checkpoint failed and its assignment is not confirmed; stopped",
+                    ref.ToString());
+      PublishTask(ref, proto::TaskReport::FAILED,
+                  "checkpoint failed and the assignment is not confirmed: stopped, not restarted "
+                  "(" +
+                      it->second.last_error + ")");
+      Remove(ref);
+      continue;
+    }
+    Restart(ref);
+  }
   std::vector<TaskRef> drained;
   for (auto& [ref, entry] : tasks_) {
     if (Drained(entry)) drained.push_back(ref);
