@@ -9,6 +9,14 @@ namespace sluice::engine {
 
 namespace {
 
+// `v` as DistinctKey bytes (how count_distinct keys values), in a buffer the
+// thread reuses: valid until its next call.
+const std::string& DistinctBytes(const Value& v) {
+  thread_local std::string bytes;
+  DistinctKey(v, &bytes);
+  return bytes;
+}
+
 constexpr double kUnit = 0x1p-53;    // u, the unit roundoff of double
 constexpr double kTwoTo53 = 0x1p53;  // integers up to here are exact
 constexpr double kTiny = 0x1p-1074;  // the smallest positive double
@@ -248,9 +256,7 @@ void RollingRules::Enter(const RollingState& rs, const Rule& rule, RollingRuleSt
         s.seqs.push_back(seq);
         break;
       case AggFn::kCountDistinct: {
-        thread_local std::string key;
-        DistinctKey(v, &key);
-        s.counts->Add(key);
+        s.counts->Add(DistinctBytes(v));
         break;
       }
     }
@@ -258,9 +264,7 @@ void RollingRules::Enter(const RollingState& rs, const Rule& rule, RollingRuleSt
   for (size_t j = 0; j < rule.new_value_index.size(); ++j) {
     const Value v = ValueAt(rs, rule.new_value_index[j], seq);
     if (v.is_null()) continue;
-    thread_local std::string key;
-    DistinctKey(v, &key);
-    st.new_values[j].Add(key);
+    st.new_values[j].Add(DistinctBytes(v));
   }
 }
 
@@ -287,9 +291,7 @@ void RollingRules::Leave(const RollingState& rs, const Rule& rule, RollingRuleSt
         if (!s.seqs.empty() && s.seqs.front() == seq) s.seqs.pop_front();
         break;
       case AggFn::kCountDistinct: {
-        thread_local std::string key;
-        DistinctKey(v, &key);
-        s.counts->Remove(key);
+        s.counts->Remove(DistinctBytes(v));
         break;
       }
     }
@@ -297,9 +299,7 @@ void RollingRules::Leave(const RollingState& rs, const Rule& rule, RollingRuleSt
   for (size_t j = 0; j < rule.new_value_index.size(); ++j) {
     const Value v = ValueAt(rs, rule.new_value_index[j], seq);
     if (v.is_null()) continue;
-    thread_local std::string key;
-    DistinctKey(v, &key);
-    st.new_values[j].Remove(key);
+    st.new_values[j].Remove(DistinctBytes(v));
   }
 }
 
@@ -332,9 +332,7 @@ Value RollingRules::Result(const RollingState& rs, const RollingRuleState& /*st*
     case AggFn::kCountDistinct: {
       size_t n = a.counts->size();
       if (has) {
-        thread_local std::string key;
-        DistinctKey(v, &key);
-        if (!a.counts->Contains(key)) ++n;
+        if (!a.counts->Contains(DistinctBytes(v))) ++n;
       }
       return Value::Number(static_cast<double>(n));
     }
@@ -378,8 +376,7 @@ void RollingRules::Judge(RollingState& rs, int64_t time, std::span<const Value> 
       if (cur.is_null()) {
         new_values_[j] = false;
       } else {
-        DistinctKey(cur, &key_buf_);
-        new_values_[j] = !st.new_values[j].Contains(key_buf_);
+        new_values_[j] = !st.new_values[j].Contains(DistinctBytes(cur));
       }
     }
     // Sums known only to lie in an interval, and whether `when` is the same

@@ -254,7 +254,6 @@ class RollingRules {
   const size_t stride_;
   std::vector<Rule> rules_;
   std::unique_ptr<bool[]> new_values_;
-  std::string key_buf_;  // DistinctKey scratch
 };
 
 }  // namespace sluice::engine
