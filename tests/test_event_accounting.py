@@ -45,24 +45,21 @@ def event(user, ts, **fields):
     return user.encode(), json.dumps(value, separators=(",", ":")).encode()
 
 
-TYPED_JOB = """
-name: {name}
-source:
-  topic: {topic}
-  key: user_id
-  event_time: ts
-  idle_timeout: 0s
-  {fields}
-filter: amount > 0 && status == "approved"
-sinks:
-  output: {name}-alerts
-  late: {name}-late
-  dead_letter: {name}-dlq
-checkpoint_interval: {checkpoint}
+def job_template(source_extra, body):
+    """A job over {topic} keyed by user_id, with the usual sinks: `source_extra`
+    adds lines to its source (two-space indented), `body` follows the sinks.
+    A template for write_job: literal braces are doubled."""
+    return ("\nname: {name}\nsource:\n  topic: {topic}\n  key: user_id\n  event_time: ts\n"
+            "  idle_timeout: 0s\n" + source_extra +
+            "sinks:\n  output: {name}-alerts\n  late: {name}-late\n"
+            "  dead_letter: {name}-dlq\ncheckpoint_interval: {checkpoint}\n" + body)
+
+
+TYPED_JOB = job_template("  {fields}\n", """filter: amount > 0 && status == "approved"
 rules:
   - name: large_amount
     when: amount > 5000
-"""
+""")
 
 
 def test_a_string_amount_is_dead_lettered_with_its_reason(workdir, broker):
@@ -93,25 +90,13 @@ def test_without_declared_fields_the_type_drift_is_counted(workdir, broker):
     assert records(broker, job, "dlq") == []
 
 
-DEDUP_JOB = """
-name: {name}
-source:
-  topic: {topic}
-  key: user_id
-  event_time: ts
-  idle_timeout: 0s
-dedup: {{ field: transaction_id, within: 1h }}
-sinks:
-  output: {name}-alerts
-  late: {name}-late
-  dead_letter: {name}-dlq
-checkpoint_interval: {checkpoint}
+DEDUP_JOB = job_template("", """dedup: {{ field: transaction_id, within: 1h }}
 rules:
   - name: velocity
     window: {{ rolling: 5m }}
     aggregate: {{ n: count() }}
     when: n > 3
-"""
+""")
 
 
 def test_a_retried_payment_raises_velocity_once(workdir, broker):
@@ -132,22 +117,9 @@ def test_a_retried_payment_raises_velocity_once(workdir, broker):
         [("velocity", 4, "t4")]
 
 
-SESSION_JOB = """
-name: {name}
-source:
-  topic: {topic}
-  key: user_id
-  event_time: ts
-  idle_timeout: 0s
-  max_out_of_orderness: 1m
-sinks:
-  output: {name}-alerts
-  late: {name}-late
-  dead_letter: {name}-dlq
-checkpoint_interval: {checkpoint}
-window: {{ session: 10s }}
+SESSION_JOB = job_template("  max_out_of_orderness: 1m\n", """window: {{ session: 10s }}
 aggregate: {{ events: count() }}
-"""
+""")
 
 
 def test_sessions_exactly_one_gap_apart_merge(workdir, broker):
