@@ -322,7 +322,8 @@ class TaskProcessor::Impl {
     if (v.is_null()) return false;
     DistinctKey(v, &dedup_value_);
     const int64_t t = ev.event_time;
-    if (KeyEntry* found = keys_.Find(ev.key); found != nullptr && found->state.dedup) {
+    KeyEntry* found = keys_.Find(ev.key);
+    if (found != nullptr && found->state.dedup) {
       for (const DedupEntry& e : found->state.dedup->entries) {
         if (e.value == dedup_value_ && SaturatingAdd(e.time, -dedup.within_ms) <= t &&
             t <= SaturatingAdd(e.time, dedup.within_ms)) {
@@ -330,7 +331,9 @@ class TaskProcessor::Impl {
         }
       }
     }
-    KeyState& ks = MutableKey(ev.key);
+    // One lookup: a key already in the table is marked dirty in place.
+    if (found != nullptr) MarkDirty(found->state, ev.key);
+    KeyState& ks = found != nullptr ? found->state : MutableKey(ev.key);
     if (!ks.dedup) ks.dedup = std::make_unique<DedupState>();
     ks.dedup->entries.push_back(DedupEntry{dedup_value_, t});
     PushTimer(ks, SaturatingAdd(t, dedup.within_ms), 0, 0, TimerKind::kExpireDedup);
