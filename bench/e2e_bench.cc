@@ -1158,7 +1158,7 @@ void RunCheckpoint(const Config& cfg) {
     ctx.producer = producer->get();
     ctx.state = backend->get();
     ctx.checkpoint_uri = "file://" + fs::absolute(dir / "a-checkpoints").string();
-    ctx.keep_checkpoints = 3;
+    ctx.checkpoints.keep = 3;
     ctx.background = background.Executor();
     auto t0 = Steady::now();
     auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
@@ -1238,9 +1238,9 @@ void RunCheckpoint(const Config& cfg) {
   }
 
   // ---- B: the same steps on the components, to split the time ----
-  Samples b_snapshot_ms, b_write_ms, b_save_ms;
-  double b_full_snapshot = 0, b_full_write = 0, b_full_save = 0, b_restore_files = 0, b_open_db = 0,
-         b_processor_restore = 0;
+  Samples b_snapshot_ms, b_write_ms, b_save_ms, b_delta_ms;
+  double b_full_snapshot = 0, b_full_write = 0, b_full_save = 0, b_full_delta = 0,
+         b_restore_files = 0, b_restore_deltas = 0, b_open_db = 0, b_processor_restore = 0;
   {
     class NullSink final : public engine::RecordSink {
      public:
@@ -1253,11 +1253,17 @@ void RunCheckpoint(const Config& cfg) {
     auto ckpts = worker::CheckpointStore::Open(
         "file://" + fs::absolute(dir / "b-checkpoints").string(), "sessions1m", 0, 3);
     SLUICE_CHECK(ckpts.ok());
+    // The same checkpoints as deltas (what the worker commits), in a store of
+    // their own.
+    auto delta_ckpts = worker::CheckpointStore::Open(
+        "file://" + fs::absolute(dir / "b-delta-checkpoints").string(), "sessions1m", 0, 3);
+    SLUICE_CHECK(delta_ckpts.ok());
     auto plan = Compile(SessionSpec("sessions1m"));
     auto proc = std::make_unique<engine::TaskProcessor>(plan, clock, sink);
     auto process = [&](std::span<const engine::SourceRecord> r) { proc->ProcessBatch(r); };
     ProcessRange(process, in, 0, in.load_end);
-    auto checkpoint = [&](double* snapshot_ms, double* write_ms, double* save_ms) {
+    auto checkpoint = [&](double* snapshot_ms, double* write_ms, double* save_ms,
+                          double* delta_ms) {
       auto s = Steady::now();
       engine::WriteBatch batch;
       SLUICE_CHECK(proc->Snapshot(**store, &batch).ok());
@@ -1272,20 +1278,25 @@ void RunCheckpoint(const Config& cfg) {
       meta.epoch = 1;
       auto saved = (*ckpts)->Save(**store, meta);
       SLUICE_CHECK(saved.ok()) << saved.status().ToString();
+      auto d = Steady::now();
+      auto delta = (*delta_ckpts)->SaveChanges(**store, batch, meta, 0, /*started_empty=*/true);
+      SLUICE_CHECK(delta.ok()) << delta.status().ToString();
       *snapshot_ms = Ms(s, w);
       *write_ms = Ms(w, m);
-      *save_ms = Ms(m, Steady::now());
+      *save_ms = Ms(m, d);
+      *delta_ms = Ms(d, Steady::now());
     };
-    checkpoint(&b_full_snapshot, &b_full_write, &b_full_save);
+    checkpoint(&b_full_snapshot, &b_full_write, &b_full_save, &b_full_delta);
     size_t from = in.load_end;
     for (size_t end : in.delta_end) {
       ProcessRange(process, in, from, end);
       from = end;
-      double sn = 0, w = 0, s = 0;
-      checkpoint(&sn, &w, &s);
+      double sn = 0, w = 0, s = 0, dm = 0;
+      checkpoint(&sn, &w, &s, &dm);
       b_snapshot_ms.Add(sn);
       b_write_ms.Add(w);
       b_save_ms.Add(s);
+      b_delta_ms.Add(dm);
     }
     proc.reset();
     SLUICE_CHECK((*store)->Close().ok());
@@ -1294,6 +1305,9 @@ void RunCheckpoint(const Config& cfg) {
     auto t0 = Steady::now();
     SLUICE_CHECK((*ckpts)->RestoreLatest(db_dir).ok());
     b_restore_files = SecondsSince(t0);
+    t0 = Steady::now();
+    SLUICE_CHECK((*delta_ckpts)->RestoreLatest(db_dir + "-from-deltas").ok());
+    b_restore_deltas = SecondsSince(t0);
     t0 = Steady::now();
     auto reopened = (*backend)->OpenTask("sessions1m-0", /*wipe=*/false);
     SLUICE_CHECK(reopened.ok());
@@ -1340,6 +1354,10 @@ void RunCheckpoint(const Config& cfg) {
       "| CheckpointStore::Save (memtable flush + BackupEngine copy + fsync + purge; commit) | "
       "%.1f | %.1f | %.1f |\n",
       b_full_save, b_save_ms.Quantile(0.5), b_save_ms.Quantile(0.99));
+  std::printf(
+      "| CheckpointStore::SaveChanges (delta: the batch in one fsynced file; what the worker "
+      "commits) | %.1f | %.1f | %.1f |\n",
+      b_full_delta, b_delta_ms.Quantile(0.5), b_delta_ms.Quantile(0.99));
   std::printf("\nSizes after the run: task RocksDB %.1f MB, checkpoint store %.1f MB (3 kept).\n",
               static_cast<double>(state_bytes) / 1e6, static_cast<double>(ckpt_bytes) / 1e6);
   std::printf("\n| recovery with %lld keys | seconds |\n|---|---:|\n",
@@ -1347,6 +1365,10 @@ void RunCheckpoint(const Config& cfg) {
   std::printf("| Task::Open from the checkpoint store (A, total) | %.2f |\n", open_s);
   std::printf("| - CheckpointStore::RestoreLatest (copy + verify files) (B) | %.2f |\n",
               b_restore_files);
+  std::printf(
+      "| - the same from the delta store (an empty base and %zu deltas applied) (B) | %.2f "
+      "|\n",
+      b_delta_ms.size() + 1, b_restore_deltas);
   std::printf("| - StateBackend::OpenTask (open RocksDB) (B) | %.2f |\n", b_open_db);
   std::printf(
       "| - TaskProcessor::Restore (scan all keys, rebuild maps and timers) (B) | %.2f "

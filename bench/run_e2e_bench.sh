@@ -6,14 +6,16 @@
 #   bench/run_e2e_bench.sh --scenario throughput --rounds 5
 #   bench/run_e2e_bench.sh --kafka --scenario throughput,latency
 #   bench/run_e2e_bench.sh --scenario checkpoint --keys 1000000
-# Environment: JOBS (build parallelism, default 2); DEVBROKER (the broker
+# Environment: JOBS (build parallelism, default 2); BENCH_BUILD (a build
+# directory that already holds sluice-e2e-bench, e.g. build/: nothing is built);
+# DEVBROKER (the broker
 # binary; default build/tools/devbroker/sluice-devbroker, else it is built in
 # build-bench/); WORK_DIR (scratch space for state and checkpoints; default a
 # fresh directory under /tmp, removed at exit).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${ROOT}/build-bench"
+BUILD="${BENCH_BUILD:-${ROOT}/build-bench}"
 cd "${ROOT}"
 
 KAFKA=0
@@ -28,7 +30,7 @@ if [ "${KAFKA}" = 0 ] && [ ! -x "${DEVBROKER}" ]; then
   DEVBROKER="${BUILD}/tools/devbroker/sluice-devbroker"
   targets+=(sluice-devbroker)
 fi
-bash bench/build_release.sh "${targets[@]}"
+if [ -z "${BENCH_BUILD:-}" ]; then bash bench/build_release.sh "${targets[@]}"; fi
 
 TMP="$(mktemp -d /tmp/sluice-e2e.XXXXXX)"
 WORK="${WORK_DIR:-${TMP}/work}"

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
                                                          checkpoint_dir, status_file;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int keep = 3;
+  int full_every = 100;
   size_t block_cache_mb = 256, write_buffer_mb = 128;
   bool drain_on_exit = false;
   std::vector<std::string> kafka_settings;
@@ -92,6 +93,12 @@ int main(int argc, char** argv) {
   app.add_option("--keep-checkpoints", keep, "Checkpoints kept per task")
       ->default_val(3)
       ->check(CLI::Range(1, 1000));
+  app.add_option("--full-checkpoint-every", full_every,
+                 "A checkpoint writes only what changed since the one before (a delta); "
+                 "after this many deltas a full one is taken in the background. 0: every "
+                 "checkpoint is full")
+      ->default_val(100)
+      ->check(CLI::Range(0, 100000));
   app.add_option("--block-cache-mb", block_cache_mb, "RocksDB block cache shared by all tasks")
       ->default_val(256);
   app.add_option("--write-buffer-mb", write_buffer_mb,
@@ -159,7 +166,8 @@ int main(int argc, char** argv) {
   options.data_dir = data_dir;
   options.checkpoint_uri = checkpoint_dir;
   options.threads = threads;
-  options.keep_checkpoints = keep;
+  options.checkpoints.keep = keep;
+  options.checkpoints.full_every = full_every;
   // Cluster mode: no checkpoint without the coordinator's confirmation.
   options.fenced = !coordinator.empty();
   options.state.block_cache_bytes = block_cache_mb << 20;

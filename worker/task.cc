@@ -281,7 +281,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
   std::unique_ptr<Task> task(new Task(job, partition, epoch, deliveries));
   SLUICE_ASSIGN_OR_RETURN(
       task->checkpoints_,
-      CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition, job.keep_checkpoints));
+      CheckpointStore::Open(job.checkpoint_uri, job.plan->name(), partition, job.checkpoints));
   std::optional<CheckpointMeta> restored;
   if (job.plan->spec().delivery() == proto::JobSpec::EXACTLY_ONCE) {
     // Fences every earlier owner before anything is read.
@@ -299,6 +299,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
           task->checkpoints_->RestoreLatest(job.state->TaskDir(task->name_), &*restored));
     }
   }
+  task->started_empty_ = !restored.has_value();
   if (restored) {
     task->last_checkpoint_id_ = restored->checkpoint_id;
     task->committed_offset_ = restored->next_offset;
@@ -460,7 +461,10 @@ CheckpointOutcome Task::Commit(InFlight& f) {
     out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
     return out;
   }
-  Result<CheckpointMeta> saved = checkpoints_->Save(*store_, f.meta, f.protect_id);
+  // A delta of the changes in `f.batch`, or a full checkpoint when the store
+  // cannot tell what the local state builds on.
+  Result<CheckpointMeta> saved =
+      checkpoints_->SaveChanges(*store_, f.batch, f.meta, f.protect_id, started_empty_);
   if (!saved.ok()) {
     out.status = saved.status();
     return out;

@@ -66,7 +66,7 @@ struct JobContext {
   kafka::KafkaProducer* producer = nullptr;
   StateBackend* state = nullptr;
   std::string checkpoint_uri;
-  int keep_checkpoints = 3;
+  CheckpointStoreOptions checkpoints;
   // Where checkpoint commits run; empty: on the task thread, synchronously.
   BackgroundExecutor background;
 
@@ -335,6 +335,8 @@ class Task {
   int64_t last_checkpoint_ms_ = 0;  // of the last barrier
   int64_t last_completed_ms_ = 0;
   int64_t last_checkpoint_id_ = 0;
+  // Opened without a checkpoint: the local state started empty (wiped).
+  bool started_empty_ = false;
   int64_t committed_offset_ = -1;
 };
 

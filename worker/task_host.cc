@@ -219,7 +219,7 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   ctx.producer = host_.shared_->producer.get();
   ctx.state = host_.shared_->state.get();
   ctx.checkpoint_uri = host_.options_.checkpoint_uri;
-  ctx.keep_checkpoints = host_.options_.keep_checkpoints;
+  ctx.checkpoints = host_.options_.checkpoints;
   boost::asio::thread_pool* background = host_.shared_->background.get();
   ctx.background = [background](std::function<void()> work) {
     boost::asio::post(*background, std::move(work));

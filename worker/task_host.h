@@ -41,6 +41,7 @@
 #include "common/status.h"
 #include "proto/sluice.pb.h"
 #include "worker/engine/job_plan.h"
+#include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 
 namespace sluice::worker {
@@ -50,7 +51,8 @@ struct HostOptions {
   std::string data_dir;
   std::string checkpoint_uri;
   int threads = 1;
-  int keep_checkpoints = 3;
+  // Checkpoints kept per task, and how often a full one is taken.
+  CheckpointStoreOptions checkpoints;
   StateOptions state;
   int flush_timeout_ms = 60'000;
   // Records waiting in the producer above which partitions are paused.

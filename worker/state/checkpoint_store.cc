@@ -1,11 +1,19 @@
 #include "worker/state/checkpoint_store.h"
 
+#include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/options.h>
 #include <rocksdb/utilities/backup_engine.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -15,20 +23,12 @@
 #include <vector>
 
 #include "common/rocksdb_status.h"
+#include "worker/state/changelog.h"
 
 namespace sluice::worker {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::string_view kFormatKey = "format";
-constexpr std::string_view kFormat = "sluice-checkpoint/1";
-
-bool ParseInt(std::string_view text, int64_t& out) {
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, out);
-  return ec == std::errc() && ptr == end && !text.empty();
-}
 
 int HexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -89,81 +89,6 @@ Result<std::unique_ptr<rocksdb::BackupEngine>> OpenEngine(const std::string& dir
 
 }  // namespace
 
-// ---- metadata ----
-
-std::string EncodeCheckpointMeta(const CheckpointMeta& meta) {
-  std::string out;
-  out += std::string(kFormatKey) + "=" + std::string(kFormat) + "\n";
-  out += "job=" + meta.job + "\n";
-  out += "partition=" + std::to_string(meta.partition) + "\n";
-  out += "next_offset=" + std::to_string(meta.next_offset) + "\n";
-  out += "watermark=" + std::to_string(meta.watermark) + "\n";
-  out += "epoch=" + std::to_string(meta.epoch) + "\n";
-  out += "created_ms=" + std::to_string(meta.created_ms) + "\n";
-  if (meta.checkpoint_id > 0) out += "checkpoint_id=" + std::to_string(meta.checkpoint_id) + "\n";
-  if (meta.transactional) out += "transactional=1\n";
-  return out;
-}
-
-Result<CheckpointMeta> DecodeCheckpointMeta(const std::string& text) {
-  std::map<std::string, std::string, std::less<>> fields;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + start, end - start);
-    start = end + 1;
-    if (line.empty()) continue;
-    size_t eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      return Status::Corruption("checkpoint metadata line without '=': '" + std::string(line) +
-                                "'");
-    }
-    fields[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
-  }
-  auto format = fields.find(kFormatKey);
-  if (format == fields.end() || format->second != kFormat) {
-    return Status::Corruption("checkpoint metadata is not in format " + std::string(kFormat) +
-                              (format == fields.end() ? "" : " (found " + format->second + ")"));
-  }
-  CheckpointMeta meta;
-  auto job = fields.find("job");
-  if (job == fields.end()) return Status::Corruption("checkpoint metadata has no job");
-  meta.job = job->second;
-  int64_t partition = 0;
-  struct IntField {
-    const char* name;
-    int64_t* out;
-  };
-  for (IntField f : {IntField{"partition", &partition}, IntField{"next_offset", &meta.next_offset},
-                     IntField{"watermark", &meta.watermark}, IntField{"epoch", &meta.epoch},
-                     IntField{"created_ms", &meta.created_ms}}) {
-    auto it = fields.find(f.name);
-    if (it == fields.end() || !ParseInt(it->second, *f.out)) {
-      return Status::Corruption(std::string("checkpoint metadata has no valid ") + f.name +
-                                (it == fields.end() ? "" : " ('" + it->second + "')"));
-    }
-  }
-  if (auto it = fields.find("checkpoint_id");
-      it != fields.end() && (!ParseInt(it->second, meta.checkpoint_id) || meta.checkpoint_id < 0)) {
-    return Status::Corruption("checkpoint metadata has no valid checkpoint_id ('" + it->second +
-                              "')");
-  }
-  if (auto it = fields.find("transactional"); it != fields.end()) {
-    if (it->second != "0" && it->second != "1") {
-      return Status::Corruption("checkpoint metadata has no valid transactional ('" + it->second +
-                                "')");
-    }
-    meta.transactional = it->second == "1";
-  }
-  if (partition < 0 || partition > std::numeric_limits<int32_t>::max()) {
-    return Status::Corruption("checkpoint metadata partition out of range: " +
-                              std::to_string(partition));
-  }
-  meta.partition = static_cast<int32_t>(partition);
-  return meta;
-}
-
 // ---- URI ----
 
 Result<std::string> CheckpointRootFromUri(const std::string& uri) {
@@ -196,15 +121,65 @@ Result<std::string> CheckpointRootFromUri(const std::string& uri) {
 
 // ---- CheckpointStore ----
 
-CheckpointStore::CheckpointStore(std::string dir, std::string job, int32_t partition, int keep,
+namespace {
+
+constexpr const char* kChangelogDir = "changelog";
+constexpr std::string_view kDeltaSuffix = ".delta";
+
+Result<std::string> ReadFile(const std::string& path, size_t limit) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return Status::IoError("opening " + path + ": " + std::strerror(errno));
+  std::string out;
+  char buf[1 << 16];
+  while (out.size() < limit) {
+    const size_t n = std::fread(buf, 1, std::min(sizeof(buf), limit - out.size()), f);
+    if (n == 0) break;
+    out.append(buf, n);
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return Status::IoError("reading " + path);
+  return out;
+}
+
+// Applies deltas to the database in `dir` (created if missing) and flushes.
+Status ApplyDeltas(const std::string& dir, const std::vector<std::string>& paths) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  SLUICE_RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::Open(options, dir, &raw), "opening " + dir));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (const std::string& path : paths) {
+    SLUICE_ASSIGN_OR_RETURN(std::string file, ReadFile(path, std::numeric_limits<size_t>::max()));
+    Result<Delta> delta = DecodeDelta(file);
+    if (!delta.ok()) return Status::Corruption(path + ": " + delta.status().message());
+    rocksdb::WriteBatch batch;
+    Status decoded = DecodeBatch(delta->batch, &batch);
+    if (!decoded.ok()) return Status::Corruption(path + ": " + decoded.message());
+    SLUICE_RETURN_IF_ERROR(
+        FromRocksDb(db->Write(rocksdb::WriteOptions(), &batch), "applying " + path));
+  }
+  SLUICE_RETURN_IF_ERROR(FromRocksDb(db->Flush(rocksdb::FlushOptions()), "flushing " + dir));
+  return FromRocksDb(db->Close(), "closing " + dir);
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(std::string dir, std::string job, int32_t partition,
+                                 const CheckpointStoreOptions& options,
                                  rocksdb::BackupEngine* engine)
     : dir_(std::move(dir)),
       job_(std::move(job)),
       partition_(partition),
-      keep_(keep),
+      options_(options),
       engine_(engine) {}
 
-CheckpointStore::~CheckpointStore() = default;
+CheckpointStore::~CheckpointStore() {
+  if (materializer_.joinable()) {
+    if (engine_) engine_->StopBackup();
+    materializer_.join();
+  }
+}
 
 Status CheckpointStore::Usable() const {
   if (engine_) return Status::Ok();
@@ -226,50 +201,153 @@ Status CheckpointStore::ReopenEngine() {
 Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string& uri,
                                                                const std::string& job,
                                                                int32_t partition, int keep) {
+  CheckpointStoreOptions options;
+  options.keep = keep;
+  return Open(uri, job, partition, options);
+}
+
+Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
+    const std::string& uri, const std::string& job, int32_t partition,
+    const CheckpointStoreOptions& options) {
   SLUICE_ASSIGN_OR_RETURN(std::string root, CheckpointRootFromUri(uri));
   SLUICE_RETURN_IF_ERROR(ValidJobName(job));
   if (partition < 0) {
     return Status::InvalidArgument("partition must be >= 0, got " + std::to_string(partition));
   }
-  if (keep < 1) {
-    return Status::InvalidArgument("checkpoints to keep must be >= 1, got " + std::to_string(keep));
+  if (options.keep < 1) {
+    return Status::InvalidArgument("checkpoints to keep must be >= 1, got " +
+                                   std::to_string(options.keep));
   }
   const std::string dir = (fs::path(root) / job / std::to_string(partition)).string();
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  fs::create_directories(fs::path(dir) / kChangelogDir, ec);
   if (ec) {
     return Status::IoError("checkpoint store " + root + ": cannot create " + dir + ": " +
                            ec.message());
   }
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine, OpenEngine(dir));
-  return std::unique_ptr<CheckpointStore>(
-      new CheckpointStore(dir, job, partition, keep, engine.release()));
+  std::unique_ptr<CheckpointStore> store(
+      new CheckpointStore(dir, job, partition, options, engine.release()));
+  SLUICE_RETURN_IF_ERROR(store->LoadIndex());
+  return store;
 }
 
-Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const CheckpointMeta& meta,
-                                             int64_t protect_id) {
-  SLUICE_RETURN_IF_ERROR(Usable());
+std::string CheckpointStore::DeltaPath(int64_t id) const {
+  return (fs::path(dir_) / kChangelogDir / (std::to_string(id) + std::string(kDeltaSuffix)))
+      .string();
+}
+
+Status CheckpointStore::LoadIndex() {
+  std::vector<rocksdb::BackupInfo> infos;
+  engine_->GetBackupInfo(&infos, /*include_file_details=*/false);  // not known to be corrupt
+  std::map<int64_t, Full> fulls;
+  for (const rocksdb::BackupInfo& info : infos) {
+    Result<CheckpointMeta> meta = DecodeCheckpointMeta(info.app_metadata);
+    if (!meta.ok() || meta->job != job_ || meta->partition != partition_) continue;
+    if (meta->checkpoint_id == 0) meta->checkpoint_id = info.backup_id;
+    const int64_t id = meta->checkpoint_id;
+    fulls[id] = Full{info.backup_id, std::move(meta).value()};
+  }
+  std::map<int64_t, DeltaEntry> deltas;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(fs::path(dir_) / kChangelogDir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      fs::remove(e.path(), ec);  // a write that never committed
+      continue;
+    }
+    int64_t id = 0;
+    if (name.size() <= kDeltaSuffix.size() ||
+        name.compare(name.size() - kDeltaSuffix.size(), kDeltaSuffix.size(), kDeltaSuffix) != 0 ||
+        !ParseInt64(std::string_view(name).substr(0, name.size() - kDeltaSuffix.size()), id)) {
+      continue;
+    }
+    Result<std::string> head = ReadFile(e.path().string(), 4096);
+    if (!head.ok()) return head.status();
+    uint64_t bytes = 0;
+    Result<Delta> delta = DecodeDeltaHeader(*head, &bytes);
+    if (!delta.ok() || delta->meta.job != job_ || delta->meta.partition != partition_ ||
+        delta->meta.checkpoint_id != id) {
+      continue;  // damaged: restores fall back past it
+    }
+    deltas[id] = DeltaEntry{delta->prev, std::move(delta->meta), bytes};
+  }
+  if (ec) return Status::IoError("listing " + dir_ + "/" + kChangelogDir + ": " + ec.message());
+  std::lock_guard<std::mutex> lock(mu_);
+  fulls_ = std::move(fulls);
+  deltas_ = std::move(deltas);
+  return Status::Ok();
+}
+
+int64_t CheckpointStore::MaxIdLocked() const {
+  int64_t id = 0;
+  if (!fulls_.empty()) id = std::max(id, fulls_.rbegin()->first);
+  if (!deltas_.empty()) id = std::max(id, deltas_.rbegin()->first);
+  return id;
+}
+
+std::optional<CheckpointStore::Chain> CheckpointStore::ChainLocked(int64_t id) const {
+  Chain chain;
+  while (id != 0) {
+    if (auto full = fulls_.find(id); full != fulls_.end()) {
+      chain.base = full->second;
+      break;
+    }
+    auto delta = deltas_.find(id);
+    // A delta must follow an older checkpoint; anything else is a broken chain.
+    if (delta == deltas_.end() || delta->second.prev >= id) return std::nullopt;
+    chain.deltas.push_back(id);
+    chain.delta_bytes += delta->second.bytes;
+    id = delta->second.prev;
+  }
+  std::reverse(chain.deltas.begin(), chain.deltas.end());
+  return chain;
+}
+
+Status CheckpointStore::CheckMeta(const RocksDbStateStore& store,
+                                  const CheckpointMeta& meta) const {
   if (meta.job != job_ || meta.partition != partition_) {
     return Status::InvalidArgument("checkpoint of " + meta.job + "/" +
                                    std::to_string(meta.partition) + " saved to the store of " +
                                    job_ + "/" + std::to_string(partition_));
   }
-  if (store.db() == nullptr) {
+  if (const_cast<RocksDbStateStore&>(store).db() == nullptr) {
     return Status::FailedPrecondition("checkpoint of " + dir_ + ": the state store is closed");
   }
-  SLUICE_ASSIGN_OR_RETURN(std::optional<CheckpointMeta> newest, Latest());
-  if (newest && meta.epoch < newest->epoch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t newest_id = MaxIdLocked();
+  if (newest_id == 0) return Status::Ok();
+  auto full = fulls_.find(newest_id);
+  const CheckpointMeta& newest =
+      full != fulls_.end() ? full->second.meta : deltas_.at(newest_id).meta;
+  if (meta.epoch < newest.epoch) {
     return Status::FailedPrecondition(
         "checkpoint of " + dir_ + " refused: epoch " + std::to_string(meta.epoch) +
-        " is older than checkpoint " + std::to_string(newest->checkpoint_id) + "'s epoch " +
-        std::to_string(newest->epoch) + " (this task lost its assignment)");
+        " is older than checkpoint " + std::to_string(newest_id) + "'s epoch " +
+        std::to_string(newest.epoch) + " (this task lost its assignment)");
   }
+  return Status::Ok();
+}
 
+Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const CheckpointMeta& meta,
+                                             int64_t protect_id) {
+  WaitMaterialized().IgnoreError();
+  SLUICE_RETURN_IF_ERROR(Usable());
+  SLUICE_RETURN_IF_ERROR(CheckMeta(store, meta));
+  CheckpointMeta saved = meta;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    saved.checkpoint_id = MaxIdLocked() + 1;
+  }
   rocksdb::CreateBackupOptions options;
   options.flush_before_backup = true;
-  rocksdb::BackupID id = 0;
-  rocksdb::IOStatus s =
-      engine_->CreateNewBackupWithMetadata(options, store.db(), EncodeCheckpointMeta(meta), &id);
+  rocksdb::BackupID backup_id = 0;
+  rocksdb::IOStatus s;
+  {
+    std::lock_guard<std::mutex> engine_lock(engine_mu_);
+    s = engine_->CreateNewBackupWithMetadata(options, store.db(), EncodeCheckpointMeta(saved),
+                                             &backup_id);
+  }
   if (!s.ok()) {
     // As for a failed restore (see Restore): wait for the copy threads, so
     // that the next Save's cleanup of this attempt does not race with them.
@@ -277,46 +355,217 @@ Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const Che
     SLUICE_RETURN_IF_ERROR(ReopenEngine());
     return failed;
   }
-
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fulls_[saved.checkpoint_id] = Full{backup_id, saved};
+  }
+  chain_last_ = saved.checkpoint_id;
+  since_full_ = 0;
+  since_full_bytes_ = 0;
   // Committed. Purging is housekeeping: a failure leaves extra checkpoints,
   // which the next Save's purge removes.
-  last_purge_status_ = Purge(protect_id);
-  CheckpointMeta saved = meta;
-  saved.checkpoint_id = id;
+  last_purge_status_ = Purge(protect_id, /*may_wait=*/true);
   return saved;
 }
 
-Status CheckpointStore::Purge(int64_t protect_id) {
-  std::vector<rocksdb::BackupInfo> infos;
-  engine_->GetBackupInfo(&infos, /*include_file_details=*/false);
-  std::sort(infos.begin(), infos.end(),
-            [](const auto& a, const auto& b) { return a.backup_id > b.backup_id; });
-  int kept = 0;
-  for (const rocksdb::BackupInfo& info : infos) {
-    if (kept < keep_ || static_cast<int64_t>(info.backup_id) == protect_id) {
-      ++kept;
-      continue;
+Result<CheckpointMeta> CheckpointStore::SaveChanges(RocksDbStateStore& store,
+                                                    const WriteBatch& batch,
+                                                    const CheckpointMeta& meta, int64_t protect_id,
+                                                    bool started_empty) {
+  SLUICE_RETURN_IF_ERROR(Usable());
+  SLUICE_RETURN_IF_ERROR(CheckMeta(store, meta));
+  if (materializer_.joinable() && !materializing_.load()) WaitMaterialized().IgnoreError();
+  int64_t newest = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    newest = MaxIdLocked();
+  }
+  if (chain_last_ < 0 && newest == 0 && started_empty) chain_last_ = 0;
+  // A delta needs `store` to hold the newest checkpoint before `batch`; and a
+  // chain the background could not end with a full checkpoint is not let grow
+  // without bound.
+  if (options_.full_every <= 0 || chain_last_ != newest || since_full_ >= 4 * options_.full_every) {
+    return Save(store, meta, protect_id);
+  }
+  Delta delta;
+  delta.prev = chain_last_;
+  delta.meta = meta;
+  delta.meta.checkpoint_id = newest + 1;
+  delta.batch = EncodeBatch(batch);
+  const std::string file = EncodeDelta(delta);
+  SLUICE_RETURN_IF_ERROR(WriteFileOnce(DeltaPath(delta.meta.checkpoint_id), file));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    deltas_[delta.meta.checkpoint_id] = DeltaEntry{delta.prev, delta.meta, file.size()};
+    protect_id_ = protect_id;
+  }
+  chain_last_ = delta.meta.checkpoint_id;
+  ++since_full_;
+  since_full_bytes_ += file.size();
+  if (!materializing_.load() &&
+      (since_full_ >= options_.full_every || since_full_bytes_ >= options_.full_after_bytes)) {
+    Status started = StartMaterialize(store, delta.meta);
+    if (!started.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      materialize_status_ = started;
     }
+  }
+  last_purge_status_ = Purge(protect_id, /*may_wait=*/false);
+  return delta.meta;
+}
+
+Status CheckpointStore::StartMaterialize(RocksDbStateStore& store, const CheckpointMeta& meta) {
+  if (materializer_.joinable()) materializer_.join();  // finished: materializing_ is false
+  const std::string snapshot = store.dir() + ".full-" + std::to_string(meta.checkpoint_id);
+  std::error_code ec;
+  // Snapshots a crash left behind.
+  const fs::path parent = fs::path(store.dir()).parent_path();
+  const std::string prefix = fs::path(store.dir()).filename().string() + ".full-";
+  for (const fs::directory_entry& e : fs::directory_iterator(parent, ec)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
+  }
+  rocksdb::Checkpoint* raw = nullptr;
+  SLUICE_RETURN_IF_ERROR(
+      FromRocksDb(rocksdb::Checkpoint::Create(store.db(), &raw), "snapshotting " + store.dir()));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // Flushes the memtable and hard-links the table files: the state as it is
+  // now, which no later write changes.
+  SLUICE_RETURN_IF_ERROR(FromRocksDb(checkpoint->CreateCheckpoint(snapshot),
+                                     "snapshotting " + store.dir() + " into " + snapshot));
+  materializing_.store(true);
+  const int since = since_full_;
+  materializer_ = std::thread([this, snapshot, meta, since] {
+    Status done = [&]() -> Status {
+      rocksdb::Options options;
+      options.disable_auto_compactions = true;
+      rocksdb::DB* raw_db = nullptr;
+      SLUICE_RETURN_IF_ERROR(
+          FromRocksDb(rocksdb::DB::Open(options, snapshot, &raw_db), "opening " + snapshot));
+      std::unique_ptr<rocksdb::DB> db(raw_db);
+      rocksdb::CreateBackupOptions backup;
+      backup.flush_before_backup = false;
+      rocksdb::BackupID backup_id = 0;
+      {
+        std::lock_guard<std::mutex> engine_lock(engine_mu_);
+        if (!engine_) return Status::Unavailable("checkpoint store " + dir_ + " is not open");
+        SLUICE_RETURN_IF_ERROR(FromRocksDb(
+            engine_->CreateNewBackupWithMetadata(backup, db.get(), EncodeCheckpointMeta(meta),
+                                                 &backup_id),
+            "writing full checkpoint " + std::to_string(meta.checkpoint_id) + " to " + dir_));
+      }
+      SLUICE_RETURN_IF_ERROR(FromRocksDb(db->Close(), "closing " + snapshot));
+      std::lock_guard<std::mutex> lock(mu_);
+      fulls_[meta.checkpoint_id] = Full{backup_id, meta};
+      return Status::Ok();
+    }();
+    std::error_code ec;
+    fs::remove_all(snapshot, ec);
+    int64_t protect = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      materialize_status_ = done;
+      protect = protect_id_;
+    }
+    if (done.ok()) {
+      Status purged = Purge(protect, /*may_wait=*/true);
+      if (!purged.ok()) spdlog::warn("checkpoint store {}: purge: {}", dir_, purged.ToString());
+    } else {
+      spdlog::warn(
+          "checkpoint store {}: full checkpoint {} in the background failed ({} deltas "
+          "since the last one): {}",
+          dir_, meta.checkpoint_id, since, done.ToString());
+    }
+    materializing_.store(false);
+  });
+  return Status::Ok();
+}
+
+Status CheckpointStore::WaitMaterialized() {
+  if (materializer_.joinable()) materializer_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  Status s = materialize_status_;
+  if (s.ok() && chain_last_ > 0) {
+    // The chain of the newest checkpoint now starts at the newest full one.
+    if (std::optional<Chain> chain = ChainLocked(chain_last_)) {
+      since_full_ = static_cast<int>(chain->deltas.size());
+      since_full_bytes_ = chain->delta_bytes;
+    }
+  }
+  return s;
+}
+
+Status CheckpointStore::last_materialize_status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return materialize_status_;
+}
+
+Status CheckpointStore::Purge(int64_t protect_id, bool may_wait) {
+  std::vector<int64_t> delta_victims;
+  std::vector<std::pair<int64_t, uint32_t>> full_victims;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int64_t> ids;
+    for (const auto& [id, full] : fulls_) ids.push_back(id);
+    for (const auto& [id, delta] : deltas_) ids.push_back(id);
+    std::sort(ids.begin(), ids.end(), std::greater<>());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    std::vector<int64_t> wanted(ids.begin(),
+                                ids.begin() + std::min<size_t>(ids.size(), options_.keep));
+    if (protect_id > 0) wanted.push_back(protect_id);
+    std::map<int64_t, bool> keep_full, keep_delta;
+    for (int64_t id : wanted) {
+      std::optional<Chain> chain = ChainLocked(id);
+      if (!chain) {
+        // Not restorable: keep what is there of it rather than guess.
+        if (deltas_.count(id)) keep_delta[id] = true;
+        continue;
+      }
+      if (chain->base) keep_full[chain->base->meta.checkpoint_id] = true;
+      for (int64_t d : chain->deltas) keep_delta[d] = true;
+    }
+    for (const auto& [id, delta] : deltas_) {
+      if (!keep_delta.count(id)) delta_victims.push_back(id);
+    }
+    for (const auto& [id, full] : fulls_) {
+      if (!keep_full.count(id)) full_victims.emplace_back(id, full.backup_id);
+    }
+  }
+  for (int64_t id : delta_victims) {
+    std::error_code ec;
+    fs::remove(DeltaPath(id), ec);
+    if (ec) return Status::IoError("deleting " + DeltaPath(id) + ": " + ec.message());
+    std::lock_guard<std::mutex> lock(mu_);
+    deltas_.erase(id);
+  }
+  if (full_victims.empty()) return Status::Ok();
+  std::unique_lock<std::mutex> engine_lock(engine_mu_, std::defer_lock);
+  if (may_wait) {
+    engine_lock.lock();
+  } else if (!engine_lock.try_lock()) {
+    return Status::Ok();  // the background backup runs; its purge does this
+  }
+  if (!engine_) return Usable();
+  for (const auto& [id, backup_id] : full_victims) {
     // Also deletes the table files no other checkpoint uses.
     SLUICE_RETURN_IF_ERROR(
-        FromRocksDb(engine_->DeleteBackup(info.backup_id), "deleting old checkpoints in " + dir_));
+        FromRocksDb(engine_->DeleteBackup(backup_id), "deleting old checkpoints in " + dir_));
+    std::lock_guard<std::mutex> lock(mu_);
+    fulls_.erase(id);
   }
   return Status::Ok();
 }
 
 Result<std::vector<CheckpointMeta>> CheckpointStore::List() {
   SLUICE_RETURN_IF_ERROR(Usable());
-  std::vector<rocksdb::BackupInfo> infos;
-  engine_->GetBackupInfo(&infos);  // Only backups not known to be corrupt.
-  std::sort(infos.begin(), infos.end(),
-            [](const auto& a, const auto& b) { return a.backup_id > b.backup_id; });
-  std::vector<CheckpointMeta> out;
-  for (const rocksdb::BackupInfo& info : infos) {
-    Result<CheckpointMeta> meta = DecodeCheckpointMeta(info.app_metadata);
-    if (!meta.ok() || meta->job != job_ || meta->partition != partition_) continue;
-    meta->checkpoint_id = info.backup_id;
-    out.push_back(std::move(meta).value());
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<int64_t, const CheckpointMeta*, std::greater<>> all;
+  for (const auto& [id, delta] : deltas_) {
+    if (ChainLocked(id)) all[id] = &delta.meta;
   }
+  for (const auto& [id, full] : fulls_) all[id] = &full.meta;
+  std::vector<CheckpointMeta> out;
+  out.reserve(all.size());
+  for (const auto& [id, meta] : all) out.push_back(*meta);
   return out;
 }
 
@@ -327,15 +576,35 @@ Result<std::optional<CheckpointMeta>> CheckpointStore::Latest() {
 }
 
 Status CheckpointStore::DeleteNewerThan(int64_t checkpoint_id) {
+  WaitMaterialized().IgnoreError();
   SLUICE_RETURN_IF_ERROR(Usable());
-  std::vector<rocksdb::BackupInfo> infos;
-  engine_->GetBackupInfo(&infos, /*include_file_details=*/false);
-  for (const rocksdb::BackupInfo& info : infos) {
-    if (static_cast<int64_t>(info.backup_id) <= checkpoint_id) continue;
-    SLUICE_RETURN_IF_ERROR(
-        FromRocksDb(engine_->DeleteBackup(info.backup_id),
-                    "deleting checkpoint " + std::to_string(info.backup_id) + " in " + dir_));
+  std::vector<int64_t> deltas;
+  std::vector<std::pair<int64_t, uint32_t>> fulls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, delta] : deltas_) {
+      if (id > checkpoint_id) deltas.push_back(id);
+    }
+    for (const auto& [id, full] : fulls_) {
+      if (id > checkpoint_id) fulls.emplace_back(id, full.backup_id);
+    }
   }
+  std::lock_guard<std::mutex> engine_lock(engine_mu_);
+  for (const auto& [id, backup_id] : fulls) {
+    SLUICE_RETURN_IF_ERROR(
+        FromRocksDb(engine_->DeleteBackup(backup_id),
+                    "deleting checkpoint " + std::to_string(id) + " in " + dir_));
+    std::lock_guard<std::mutex> lock(mu_);
+    fulls_.erase(id);
+  }
+  for (int64_t id : deltas) {
+    std::error_code ec;
+    fs::remove(DeltaPath(id), ec);
+    if (ec) return Status::IoError("deleting " + DeltaPath(id) + ": " + ec.message());
+    std::lock_guard<std::mutex> lock(mu_);
+    deltas_.erase(id);
+  }
+  if (chain_last_ > checkpoint_id) chain_last_ = -1;
   return Status::Ok();
 }
 
@@ -348,21 +617,24 @@ Status CheckpointStore::Restore(int64_t checkpoint_id, const std::string& db_dir
 
 Result<CheckpointMeta> CheckpointStore::RestoreOne(int64_t checkpoint_id,
                                                    const std::string& db_dir) {
+  WaitMaterialized().IgnoreError();
   SLUICE_RETURN_IF_ERROR(Usable());
-  if (checkpoint_id <= 0 || checkpoint_id > std::numeric_limits<rocksdb::BackupID>::max()) {
-    return Status::InvalidArgument("no checkpoint " + std::to_string(checkpoint_id) + " in " +
-                                   dir_);
-  }
-  const auto id = static_cast<rocksdb::BackupID>(checkpoint_id);
   const std::string what = "checkpoint " + std::to_string(checkpoint_id) + " in " + dir_;
-  rocksdb::BackupInfo info;
-  SLUICE_RETURN_IF_ERROR(FromRocksDb(engine_->GetBackupInfo(id, &info), "reading " + what));
-  SLUICE_ASSIGN_OR_RETURN(CheckpointMeta meta, DecodeCheckpointMeta(info.app_metadata));
-  if (meta.job != job_ || meta.partition != partition_) {
-    return Status::Corruption(what + " belongs to " + meta.job + "/" +
-                              std::to_string(meta.partition));
+  std::optional<Chain> chain;
+  CheckpointMeta meta;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto full = fulls_.find(checkpoint_id);
+    auto delta = deltas_.find(checkpoint_id);
+    if (full == fulls_.end() && delta == deltas_.end()) {
+      return Status::NotFound("no " + what);
+    }
+    meta = full != fulls_.end() ? full->second.meta : delta->second.meta;
+    chain = ChainLocked(checkpoint_id);
   }
-  meta.checkpoint_id = checkpoint_id;
+  if (!chain) {
+    return Status::Corruption(what + " cannot be restored: a checkpoint it builds on is missing");
+  }
 
   // Build the database next to db_dir and rename it over db_dir, so a failed
   // restore leaves no half-restored database behind.
@@ -373,16 +645,31 @@ Result<CheckpointMeta> CheckpointStore::RestoreOne(int64_t checkpoint_id,
   if (ec) return Status::IoError("restoring " + what + ": " + ec.message());
   fs::remove_all(staging, ec);
   if (ec) return Status::IoError("restoring " + what + ": " + ec.message());
-  rocksdb::IOStatus s = engine_->RestoreDBFromBackup(rocksdb::RestoreOptions(), id,
-                                                     staging.string(), staging.string());
-  if (!s.ok()) {
-    Status failed = FromRocksDb(s, "restoring " + what + " into " + target.string());
-    // A failed restore returns while the engine's threads may still be copying
-    // the rest of the files into `staging`. Destroying the engine joins them;
-    // only then can `staging` be removed and reused.
-    SLUICE_RETURN_IF_ERROR(ReopenEngine());
-    fs::remove_all(staging, ec);
-    return failed;
+  if (chain->base) {
+    rocksdb::IOStatus s;
+    {
+      std::lock_guard<std::mutex> engine_lock(engine_mu_);
+      s = engine_->RestoreDBFromBackup(rocksdb::RestoreOptions(), chain->base->backup_id,
+                                       staging.string(), staging.string());
+    }
+    if (!s.ok()) {
+      Status failed = FromRocksDb(s, "restoring " + what + " into " + target.string());
+      // A failed restore returns while the engine's threads may still be
+      // copying the rest of the files into `staging`. Destroying the engine
+      // joins them; only then can `staging` be removed and reused.
+      SLUICE_RETURN_IF_ERROR(ReopenEngine());
+      fs::remove_all(staging, ec);
+      return failed;
+    }
+  }
+  if (!chain->base || !chain->deltas.empty()) {
+    std::vector<std::string> paths;
+    for (int64_t id : chain->deltas) paths.push_back(DeltaPath(id));
+    Status applied = ApplyDeltas(staging.string(), paths);
+    if (!applied.ok()) {
+      fs::remove_all(staging, ec);
+      return Status(applied.code(), "restoring " + what + ": " + applied.message());
+    }
   }
   fs::remove_all(target, ec);
   if (!ec) fs::rename(staging, target, ec);
@@ -390,18 +677,17 @@ Result<CheckpointMeta> CheckpointStore::RestoreOne(int64_t checkpoint_id,
     return Status::IoError("restoring " + what + ": replacing " + target.string() + ": " +
                            ec.message());
   }
+  chain_last_ = checkpoint_id;
+  since_full_ = static_cast<int>(chain->deltas.size());
+  since_full_bytes_ = chain->delta_bytes;
   return meta;
 }
 
 Status CheckpointStore::RestoreLatest(const std::string& db_dir, CheckpointMeta* restored) {
-  SLUICE_RETURN_IF_ERROR(Usable());
-  std::vector<rocksdb::BackupInfo> infos;
-  engine_->GetBackupInfo(&infos);
-  std::sort(infos.begin(), infos.end(),
-            [](const auto& a, const auto& b) { return a.backup_id > b.backup_id; });
+  SLUICE_ASSIGN_OR_RETURN(std::vector<CheckpointMeta> all, List());
   Status first_failure;
-  for (const rocksdb::BackupInfo& info : infos) {
-    Result<CheckpointMeta> meta = RestoreOne(info.backup_id, db_dir);
+  for (const CheckpointMeta& candidate : all) {
+    Result<CheckpointMeta> meta = RestoreOne(candidate.checkpoint_id, db_dir);
     if (meta.ok()) {
       if (restored != nullptr) *restored = std::move(meta).value();
       return Status::Ok();
