@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "worker/engine/job_plan.h"
+#include "worker/engine/names.h"
 #include "worker/engine/time_util.h"
 
 namespace sluice::jobspec {
@@ -44,38 +45,13 @@ constexpr std::string_view kAggregateExpected =
     "an aggregate like count(), count(f), sum(f), min(f), max(f), avg(f), "
     "count_distinct(f), first(f), last(f) or duration()";
 
-// Names an aggregate may not take: fields every output record already has, and
-// the words of the expression language.
-constexpr std::array<std::string_view, 10> kOutputFields = {
-    "id",   "job",        "key",   "kind",       "window_start",
-    "rule", "window_end", "event", "event_time", "source"};
-constexpr std::array<std::string_view, 4> kKeywords = {"true", "false", "null", "in"};
+using engine::IsIdentifier;
+using engine::IsIdentifierChar;
+using engine::IsIdentifierPath;
 
 bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsAsciiLower(char c) { return c >= 'a' && c <= 'z'; }
-bool IsAsciiAlpha(char c) { return IsAsciiLower(c) || (c >= 'A' && c <= 'Z'); }
-bool IsIdentChar(char c) { return IsAsciiAlpha(c) || IsAsciiDigit(c) || c == '_'; }
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
-
-// [A-Za-z_][A-Za-z0-9_]*
-bool IsIdentifier(std::string_view s) {
-  if (s.empty() || IsAsciiDigit(s[0])) return false;
-  for (char c : s) {
-    if (!IsIdentChar(c)) return false;
-  }
-  return true;
-}
-
-// Identifiers joined by '.': how an aggregate names its field.
-bool IsIdentifierPath(std::string_view s) {
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    if (!IsIdentifier(s.substr(start, dot - start))) return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
-}
 
 // [a-z0-9-]+
 bool IsJobName(std::string_view s) {
@@ -90,7 +66,7 @@ bool IsJobName(std::string_view s) {
 bool IsRuleName(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
-    if (!IsIdentChar(c) && c != '-') return false;
+    if (!IsIdentifierChar(c) && c != '-') return false;
   }
   return true;
 }
@@ -112,17 +88,9 @@ bool IsTopicName(std::string_view s) {
     return false;
   }
   for (char c : s) {
-    if (!IsIdentChar(c) && c != '.' && c != '-') return false;
+    if (!IsIdentifierChar(c) && c != '.' && c != '-') return false;
   }
   return true;
-}
-
-template <size_t N>
-bool Contains(const std::array<std::string_view, N>& words, std::string_view s) {
-  for (std::string_view w : words) {
-    if (w == s) return true;
-  }
-  return false;
 }
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -202,14 +170,14 @@ Result<proto::AggregateSpec> ParseAggregateCall(std::string_view text) {
   };
   skip_blanks();
   const size_t fn_start = i;
-  while (i < text.size() && IsIdentChar(text[i])) ++i;
+  while (i < text.size() && IsIdentifierChar(text[i])) ++i;
   const std::string_view fn = text.substr(fn_start, i - fn_start);
   skip_blanks();
   if (fn.empty() || i >= text.size() || text[i] != '(') return malformed;
   ++i;
   skip_blanks();
   const size_t arg_start = i;
-  while (i < text.size() && (IsIdentChar(text[i]) || text[i] == '.')) ++i;
+  while (i < text.size() && (IsIdentifierChar(text[i]) || text[i] == '.')) ++i;
   const std::string_view arg = text.substr(arg_start, i - arg_start);
   skip_blanks();
   if (i >= text.size() || text[i] != ')') return malformed;
@@ -264,9 +232,9 @@ class Loader {
 
   Status MapJob(const YAML::Node& root, proto::JobSpec* spec);
 
-  // Prefixes an error of JobPlan::Compile ("rules[1].when: ...") with the file
-  // and the line of the path it starts with.
-  Status LocateCompileError(const Status& status) const;
+  // Prefixes an error of JobPlan::Compile with the file and the line of the
+  // element its path names.
+  Status LocateCompileError(const Status& status, const engine::PlanError& error) const;
 
  private:
   std::string Prefix(int line) const {
@@ -306,10 +274,10 @@ class Loader {
                                      " is not an identifier (A-Z, a-z, 0-9 "
                                      "and '_', not starting with a digit)");
     }
-    if (Contains(kKeywords, e.key)) {
+    if (engine::IsKeyword(e.key)) {
       return Error(e.key_line(), what + " is a word of the expression language");
     }
-    if (Contains(kOutputFields, e.key)) {
+    if (engine::IsOutputField(e.key)) {
       return Error(e.key_line(), what + " is taken by a field of every output record");
     }
     return Status::Ok();
@@ -973,17 +941,12 @@ Status Loader::MapSelect(const Entry& e, const std::string& path, proto::RuleSpe
   return Status::Ok();
 }
 
-Status Loader::LocateCompileError(const Status& status) const {
-  const std::string& message = status.message();
-  std::string path = message.substr(0, message.find(':'));
-  bool is_path = !path.empty() && path.size() < message.size();
-  for (char c : path) {
-    is_path = is_path && (IsIdentChar(c) || c == '.' || c == '[' || c == ']');
-  }
+Status Loader::LocateCompileError(const Status& status, const engine::PlanError& error) const {
+  std::string path = error.path;
   int line = top_line_;
   // The longest recorded prefix: "rules[1].aggregates[0].field" falls back to
   // "rules[1].aggregates[0]", then "rules[1].aggregates", then "rules[1]".
-  while (is_path && !path.empty()) {
+  while (!path.empty()) {
     const auto it = lines_.find(path);
     if (it != lines_.end() && it->second > 0) {
       line = it->second;
@@ -994,7 +957,7 @@ Status Loader::LocateCompileError(const Status& status) const {
   }
   const StatusCode code =
       status.code() == StatusCode::kOk ? StatusCode::kInvalidArgument : status.code();
-  return Status(code, Prefix(line) + message);
+  return Status(code, Prefix(line) + status.message());
 }
 
 Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text, std::string_view filename) {
@@ -1014,8 +977,9 @@ Result<proto::JobSpec> ParseJobYamlOrThrow(std::string_view yaml_text, std::stri
   SLUICE_RETURN_IF_ERROR(loader.MapJob(root, &spec));
   spec.set_source_yaml(std::string(yaml_text));
 
-  Result<std::shared_ptr<const engine::JobPlan>> plan = engine::JobPlan::Compile(spec);
-  if (!plan.ok()) return loader.LocateCompileError(plan.status());
+  engine::PlanError error;
+  Result<std::shared_ptr<const engine::JobPlan>> plan = engine::JobPlan::Compile(spec, &error);
+  if (!plan.ok()) return loader.LocateCompileError(plan.status(), error);
   return spec;
 }
 

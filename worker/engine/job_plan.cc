@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "worker/engine/names.h"
+
 namespace sluice::engine {
 
 namespace {
@@ -73,17 +75,18 @@ class SelectScope : public AggregateScope {
   }
 };
 
-// Output field names: identifiers, so records never need them escaped.
-bool IsIdentifier(const std::string& name) {
-  bool identifier = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
-  for (char c : name) {
-    identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+// An output field's name is no word of the expression language and no field
+// every output record has.
+Status CheckNotReserved(std::string_view what, const std::string& name) {
+  if (IsKeyword(name)) {
+    return Status::InvalidArgument(std::string(what) + " name '" + name +
+                                   "' is a word of the expression language");
   }
-  return identifier;
-}
-
-Status Prefixed(const std::string& path, const Status& s) {
-  return Status(s.code(), path + ": " + s.message());
+  if (IsOutputField(name)) {
+    return Status::InvalidArgument(std::string(what) + " name '" + name +
+                                   "' is taken by a field of every output record");
+  }
+  return Status::Ok();
 }
 
 Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
@@ -94,6 +97,7 @@ Result<AggregateDef> CompileAggregate(const proto::AggregateSpec& spec,
     return Status::InvalidArgument("aggregate name '" + def.name +
                                    "' is not an identifier like total_spend");
   }
+  if (Status s = CheckNotReserved("aggregate", def.name); !s.ok()) return s;
   switch (spec.function()) {
     case proto::AggregateSpec::COUNT:
       def.fn = AggFn::kCount;
@@ -149,6 +153,7 @@ Result<SelectDef> CompileSelect(const proto::SelectSpec& spec, const RuleDef& ru
     return Status::InvalidArgument("select name '" + def.name +
                                    "' is not an identifier like price_eur");
   }
+  if (Status s = CheckNotReserved("select", def.name); !s.ok()) return s;
   for (const AggregateDef& a : rule.aggregates) {
     if (a.name == def.name) {
       return Status::InvalidArgument("select name '" + def.name +
@@ -199,11 +204,10 @@ Status JobPlan::CheckDeclared(const std::string& path) {
   for (const proto::FieldSpec& f : spec_.source().fields()) {
     declared += (declared.empty() ? "" : ", ") + f.path();
   }
-  Status error =
-      Status::InvalidArgument(path + ": field '" + undeclared_ +
-                              "' is not declared in source.fields (declared: " + declared + ")");
+  std::string field = std::move(undeclared_);
   undeclared_.clear();
-  return error;
+  return Fail(
+      path, "field '" + field + "' is not declared in source.fields (declared: " + declared + ")");
 }
 
 int32_t JobPlan::RollingIndex(uint32_t field_slot) {
@@ -218,10 +222,10 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
   auto slot = [this](std::string_view p) { return FieldSlot(p); };
   RuleDef rule;
   rule.name = spec.name();
-  if (rule.name.empty()) return Status::InvalidArgument(path + ": a rule needs a name");
+  if (rule.name.empty()) return Fail(path, "a rule needs a name");
   for (const RuleDef& other : rules_) {
     if (other.name == rule.name) {
-      return Status::InvalidArgument(path + ": duplicate rule name '" + rule.name + "'");
+      return Fail(path, "duplicate rule name '" + rule.name + "'");
     }
   }
   const proto::WindowSpec& w = spec.window();
@@ -230,40 +234,38 @@ Status JobPlan::CompileRule(int index, const proto::RuleSpec& spec) {
       break;
     case proto::WindowSpec::kRollingMs:
       if (w.rolling_ms() <= 0) {
-        return Status::InvalidArgument(path + ".window: rolling window must be longer than 0");
+        return Fail(path + ".window", "rolling window must be longer than 0");
       }
       rule.window.kind = WindowKind::kRolling;
       rule.window.size_ms = w.rolling_ms();
       max_rolling_ms_ = std::max(max_rolling_ms_, w.rolling_ms());
       break;
     default:
-      return Status::InvalidArgument(
-          path + ".window: a rule's window must be rolling, e.g. {rolling: 5m}");
+      return Fail(path + ".window", "a rule's window must be rolling, e.g. {rolling: 5m}");
   }
   for (int i = 0; i < spec.aggregates_size(); ++i) {
     auto agg = CompileAggregate(spec.aggregates(i), slot);
     if (!agg.ok()) {
-      return Prefixed(path + ".aggregates[" + std::to_string(i) + "]", agg.status());
+      return Fail(path + ".aggregates[" + std::to_string(i) + "]", agg.status().message());
     }
     SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".aggregates[" + std::to_string(i) + "]"));
     rule.aggregates.push_back(std::move(agg).value());
   }
   if (!rule.aggregates.empty() && rule.window.kind != WindowKind::kRolling) {
-    return Status::InvalidArgument(path +
-                                   ": an aggregate needs a rolling window, e.g. {rolling: 5m}");
+    return Fail(path, "an aggregate needs a rolling window, e.g. {rolling: 5m}");
   }
-  if (spec.when().empty()) return Status::InvalidArgument(path + ".when: a rule needs a condition");
+  if (spec.when().empty()) return Fail(path + ".when", "a rule needs a condition");
   std::vector<uint32_t> new_value_fields;
   AggregateScope scope(slot, &rule.aggregates, /*allow_fields=*/true,
                        rule.window.kind == WindowKind::kRolling ? &new_value_fields : nullptr);
   auto when = Expr::Parse(spec.when(), scope);
-  if (!when.ok()) return Prefixed(path + ".when", when.status());
+  if (!when.ok()) return Fail(path + ".when", when.status().message());
   SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".when"));
   rule.when = std::move(when).value();
   for (int i = 0; i < spec.select_size(); ++i) {
     auto select = CompileSelect(spec.select(i), rule, slot);
     if (!select.ok()) {
-      return Prefixed(path + ".select[" + std::to_string(i) + "]", select.status());
+      return Fail(path + ".select[" + std::to_string(i) + "]", select.status().message());
     }
     SLUICE_RETURN_IF_ERROR(CheckDeclared(path + ".select[" + std::to_string(i) + "]"));
     rule.selects.push_back(std::move(select).value());
@@ -282,43 +284,43 @@ Status JobPlan::CompileWindowJob() {
   const proto::WindowSpec& w = spec_.window();
   window_.allowed_lateness_ms = w.allowed_lateness_ms();
   if (window_.allowed_lateness_ms < 0) {
-    return Status::InvalidArgument("window: allowed_lateness must not be negative");
+    return Fail("window", "allowed_lateness must not be negative");
   }
   switch (w.kind_case()) {
     case proto::WindowSpec::kTumblingMs:
       window_.kind = WindowKind::kTumbling;
       window_.size_ms = w.tumbling_ms();
-      if (window_.size_ms <= 0) return Status::InvalidArgument("window: tumbling size must be > 0");
+      if (window_.size_ms <= 0) return Fail("window", "tumbling size must be > 0");
       break;
     case proto::WindowSpec::kSliding:
       window_.kind = WindowKind::kSliding;
       window_.size_ms = w.sliding().size_ms();
       window_.every_ms = w.sliding().every_ms();
       if (window_.size_ms <= 0 || window_.every_ms <= 0 || window_.every_ms > window_.size_ms) {
-        return Status::InvalidArgument("window: sliding needs 0 < every <= size");
+        return Fail("window", "sliding needs 0 < every <= size");
       }
       break;
     case proto::WindowSpec::kSessionGapMs:
       window_.kind = WindowKind::kSession;
       window_.gap_ms = w.session_gap_ms();
-      if (window_.gap_ms <= 0) return Status::InvalidArgument("window: session gap must be > 0");
+      if (window_.gap_ms <= 0) return Fail("window", "session gap must be > 0");
       break;
     case proto::WindowSpec::kRollingMs:
-      return Status::InvalidArgument(
-          "window: rolling windows belong to rules; a window job takes tumbling, sliding or "
-          "session");
+      return Fail("window",
+                  "rolling windows belong to rules; a window job takes tumbling, sliding or "
+                  "session");
     case proto::WindowSpec::KIND_NOT_SET:
-      return Status::InvalidArgument("window: expected tumbling, sliding or session");
+      return Fail("window", "expected tumbling, sliding or session");
   }
   auto slot = [this](std::string_view p) { return FieldSlot(p); };
   for (int i = 0; i < spec_.aggregates_size(); ++i) {
     auto agg = CompileAggregate(spec_.aggregates(i), slot);
-    if (!agg.ok()) return Prefixed("aggregates[" + std::to_string(i) + "]", agg.status());
+    if (!agg.ok()) return Fail("aggregates[" + std::to_string(i) + "]", agg.status().message());
     SLUICE_RETURN_IF_ERROR(CheckDeclared("aggregates[" + std::to_string(i) + "]"));
     for (const AggregateDef& other : aggregates_) {
       if (other.name == agg->name) {
-        return Status::InvalidArgument("aggregates[" + std::to_string(i) +
-                                       "]: duplicate aggregate name '" + agg->name + "'");
+        return Fail("aggregates[" + std::to_string(i) + "]",
+                    "duplicate aggregate name '" + agg->name + "'");
       }
     }
     aggregates_.push_back(std::move(agg).value());
@@ -326,76 +328,91 @@ Status JobPlan::CompileWindowJob() {
   if (!spec_.having().empty()) {
     AggregateScope scope(slot, &aggregates_, /*allow_fields=*/false, nullptr);
     auto having = Expr::Parse(spec_.having(), scope);
-    if (!having.ok()) return Prefixed("having", having.status());
+    if (!having.ok()) return Fail("having", having.status().message());
     having_ = std::move(having).value();
   }
   return Status::Ok();
 }
 
-Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& spec) {
+Status JobPlan::Fail(std::string path, std::string message) {
+  Status status = Status::InvalidArgument(path.empty() ? message : path + ": " + message);
+  if (error_.message.empty()) error_ = PlanError{std::move(path), std::move(message)};
+  return status;
+}
+
+Result<std::shared_ptr<const JobPlan>> JobPlan::Compile(const proto::JobSpec& spec,
+                                                        PlanError* error) {
   std::shared_ptr<JobPlan> plan(new JobPlan());
   plan->spec_ = spec;
+  if (Status compiled = plan->CompileJob(); !compiled.ok()) {
+    if (error != nullptr) *error = plan->error_;
+    return compiled;
+  }
+  return std::shared_ptr<const JobPlan>(std::move(plan));
+}
+
+Status JobPlan::CompileJob() {
+  const proto::JobSpec& spec = spec_;
   const proto::SourceSpec& src = spec.source();
-  if (spec.name().empty()) return Status::InvalidArgument("name: a job needs a name");
-  if (src.key().empty()) return Status::InvalidArgument("source.key: missing the key field");
+  if (spec.name().empty()) return Fail("name", "a job needs a name");
+  if (src.key().empty()) return Fail("source.key", "missing the key field");
   if (src.event_time().empty()) {
-    return Status::InvalidArgument("source.event_time: missing the event time field");
+    return Fail("source.event_time", "missing the event time field");
   }
   if (src.max_out_of_orderness_ms() < 0 || src.idle_timeout_ms() < 0 || src.max_future_ms() < 0 ||
       src.max_past_ms() < 0) {
-    return Status::InvalidArgument("source: durations must not be negative");
+    return Fail("source", "durations must not be negative");
   }
-  plan->key_slot_ = plan->FieldSlot(src.key());
-  plan->time_slot_ = plan->FieldSlot(src.event_time());
-  plan->max_record_bytes_ = src.max_record_bytes() > 0 ? src.max_record_bytes() : 64 * 1024;
+  key_slot_ = FieldSlot(src.key());
+  time_slot_ = FieldSlot(src.event_time());
+  max_record_bytes_ = src.max_record_bytes() > 0 ? src.max_record_bytes() : 64 * 1024;
 
   // Declared fields: every other field the job reads must be one of them.
   for (int i = 0; i < src.fields_size(); ++i) {
     const proto::FieldSpec& f = src.fields(i);
     const std::string path = "source.fields." + f.path();
-    if (f.path().empty()) return Status::InvalidArgument("source.fields: a field needs a path");
-    if (std::find(plan->declared_.begin(), plan->declared_.end(), f.path()) !=
-        plan->declared_.end()) {
-      return Status::InvalidArgument(path + ": declared twice");
+    if (f.path().empty()) return Fail("source.fields", "a field needs a path");
+    if (std::find(declared_.begin(), declared_.end(), f.path()) != declared_.end()) {
+      return Fail(path, "declared twice");
     }
-    plan->declared_.push_back(f.path());
-    plan->field_checks_.push_back(FieldCheck{plan->FieldSlot(f.path()), f.type(), f.optional()});
+    declared_.push_back(f.path());
+    field_checks_.push_back(FieldCheck{FieldSlot(f.path()), f.type(), f.optional()});
   }
-  if (!plan->declared_.empty()) {
-    plan->declared_.push_back(src.key());
-    plan->declared_.push_back(src.event_time());
+  if (!declared_.empty()) {
+    declared_.push_back(src.key());
+    declared_.push_back(src.event_time());
   }
 
   if (spec.has_dedup()) {
     const proto::DedupSpec& d = spec.dedup();
-    if (d.field().empty()) return Status::InvalidArgument("dedup.field: missing the field");
-    if (d.within_ms() <= 0) return Status::InvalidArgument("dedup.within: must be longer than 0s");
-    plan->dedup_ = DedupDef{plan->FieldSlot(d.field()), d.within_ms()};
-    SLUICE_RETURN_IF_ERROR(plan->CheckDeclared("dedup.field"));
+    if (d.field().empty()) return Fail("dedup.field", "missing the field");
+    if (d.within_ms() <= 0) return Fail("dedup.within", "must be longer than 0s");
+    dedup_ = DedupDef{FieldSlot(d.field()), d.within_ms()};
+    SLUICE_RETURN_IF_ERROR(CheckDeclared("dedup.field"));
   }
 
   if (!spec.filter().empty()) {
-    FieldScope scope([p = plan.get()](std::string_view path) { return p->FieldSlot(path); });
+    FieldScope scope([this](std::string_view path) { return FieldSlot(path); });
     auto filter = Expr::Parse(spec.filter(), scope);
-    if (!filter.ok()) return Prefixed("filter", filter.status());
-    SLUICE_RETURN_IF_ERROR(plan->CheckDeclared("filter"));
-    plan->filter_ = std::move(filter).value();
+    if (!filter.ok()) return Fail("filter", filter.status().message());
+    SLUICE_RETURN_IF_ERROR(CheckDeclared("filter"));
+    filter_ = std::move(filter).value();
   }
 
   const bool has_window = spec.window().kind_case() != proto::WindowSpec::KIND_NOT_SET;
   if (spec.rules_size() > 0 && has_window) {
-    return Status::InvalidArgument("rules: a job has either rules or a window, not both");
+    return Fail("rules", "a job has either rules or a window, not both");
   }
   if (spec.rules_size() > 0) {
     for (int i = 0; i < spec.rules_size(); ++i) {
-      SLUICE_RETURN_IF_ERROR(plan->CompileRule(i, spec.rules(i)));
+      SLUICE_RETURN_IF_ERROR(CompileRule(i, spec.rules(i)));
     }
   } else if (has_window) {
-    SLUICE_RETURN_IF_ERROR(plan->CompileWindowJob());
+    SLUICE_RETURN_IF_ERROR(CompileWindowJob());
   } else {
-    return Status::InvalidArgument("rules: a job needs rules or a window");
+    return Fail("rules", "a job needs rules or a window");
   }
-  return std::shared_ptr<const JobPlan>(std::move(plan));
+  return Status::Ok();
 }
 
 Status CheckStateCompatible(const JobPlan& before, const JobPlan& after) {

@@ -84,6 +84,15 @@ struct DedupDef {
   int64_t within_ms = 0;
 };
 
+// Where JobPlan::Compile found a job wrong: the path of the offending element
+// in the job's terms ("rules[1].when", "source.fields.amount", "window"; ""
+// for none) and what is wrong there. The job loader maps the path to a line of
+// the job file.
+struct PlanError {
+  std::string path;
+  std::string message;
+};
+
 class JobPlan {
  public:
   // Compiles `spec`. Errors name the part of the job at fault first, as a path
@@ -93,8 +102,10 @@ class JobPlan {
   //   "rules[0].select[2]: column 1: new_value() is not allowed in select ..."
   //   "having: ..." / "window: ..." / "aggregates[2]: ..."
   //   "rules[0].when: field 'country' is not declared in source.fields ..."
-  // The job loader turns the path into a file line.
-  static Result<std::shared_ptr<const JobPlan>> Compile(const proto::JobSpec& spec);
+  // The same, structured, in `*error` (if not null): the job loader turns the
+  // path into a file line.
+  static Result<std::shared_ptr<const JobPlan>> Compile(const proto::JobSpec& spec,
+                                                        PlanError* error = nullptr);
 
   const proto::JobSpec& spec() const { return spec_; }
   const std::string& name() const { return spec_.name(); }
@@ -134,10 +145,15 @@ class JobPlan {
   // field source.fields does not declare.
   Status CheckDeclared(const std::string& path);
   int32_t RollingIndex(uint32_t field_slot);
+  Status CompileJob();
   Status CompileRule(int index, const proto::RuleSpec& spec);
   Status CompileWindowJob();
+  // Records the first error (PlanError) and returns it as a Status,
+  // "path: message".
+  Status Fail(std::string path, std::string message);
 
   proto::JobSpec spec_;
+  PlanError error_;
   std::vector<std::vector<std::string>> field_paths_;
   std::vector<std::string> field_names_;
   uint32_t key_slot_ = 0;

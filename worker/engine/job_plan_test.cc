@@ -32,6 +32,49 @@ TEST_CASE("a plan resolves every field the job reads to a slot") {
   REQUIRE((*plan)->rolling_slots() == std::vector<uint32_t>{2, 4});
 }
 
+TEST_CASE("compile errors are structured: the path of the element at fault, and what is wrong") {
+  proto::JobSpec spec = BaseSpec();
+  proto::RuleSpec* r = spec.add_rules();
+  r->set_name("ok");
+  r->set_when("true");
+  r = spec.add_rules();
+  r->set_name("second");
+  r->set_when("amount >");
+  PlanError error;
+  auto plan = JobPlan::Compile(spec, &error);
+  REQUIRE_FALSE(plan.ok());
+  REQUIRE(error.path == "rules[1].when");
+  REQUIRE(plan.status().message() == error.path + ": " + error.message);
+  REQUIRE(error.message.rfind("column ", 0) == 0);
+
+  spec = BaseSpec();
+  spec.mutable_window()->set_tumbling_ms(0);
+  error = PlanError();
+  REQUIRE_FALSE(JobPlan::Compile(spec, &error).ok());
+  REQUIRE(error.path == "window");
+  REQUIRE(error.message == "tumbling size must be > 0");
+}
+
+TEST_CASE("an aggregate or select may not take a word of the language or an output field") {
+  proto::JobSpec spec = BaseSpec();
+  spec.mutable_window()->set_tumbling_ms(1000);
+  *spec.add_aggregates() = Agg("key", proto::AggregateSpec::COUNT);
+  PlanError error;
+  REQUIRE_FALSE(JobPlan::Compile(spec, &error).ok());
+  REQUIRE(error.path == "aggregates[0]");
+  REQUIRE(error.message == "aggregate name 'key' is taken by a field of every output record");
+
+  spec = BaseSpec();
+  proto::RuleSpec* r = spec.add_rules();
+  r->set_name("r");
+  r->set_when("true");
+  proto::SelectSpec* sel = r->add_select();
+  sel->set_name("null");
+  sel->set_expr("amount");
+  REQUIRE(CompileError(spec) ==
+          "rules[0].select[0]: select name 'null' is a word of the expression language");
+}
+
 TEST_CASE("compile errors name the part of the job at fault") {
   proto::JobSpec base = BaseSpec();
   proto::RuleSpec* r = base.add_rules();

@@ -131,8 +131,8 @@ Status DecodeBatch(std::string_view in, rocksdb::WriteBatch* out) {
       return Status::Corruption("delta batch is malformed or cut");
     }
     rocksdb::Slice k(key.data(), key.size());
-    rocksdb::Status s = tag == 'P' ? out->Put(k, rocksdb::Slice(value.data(), value.size()))
-                                   : out->Delete(k);
+    rocksdb::Status s =
+        tag == 'P' ? out->Put(k, rocksdb::Slice(value.data(), value.size())) : out->Delete(k);
     if (!s.ok()) return Status::Corruption("delta batch: " + s.ToString());
   }
   return Status::Ok();
@@ -168,7 +168,8 @@ Result<Delta> DecodeDeltaHeader(std::string_view file, uint64_t* file_bytes) {
 Result<Delta> DecodeDelta(std::string_view file) {
   SLUICE_ASSIGN_OR_RETURN(Header h, ParseHeader(file));
   if (file.size() - h.body != static_cast<uint64_t>(h.meta_bytes + h.batch_bytes)) {
-    return Status::Corruption("delta is " + std::to_string(file.size()) + " bytes, its header says " +
+    return Status::Corruption("delta is " + std::to_string(file.size()) +
+                              " bytes, its header says " +
                               std::to_string(h.body + h.meta_bytes + h.batch_bytes));
   }
   std::string_view meta = file.substr(h.body, h.meta_bytes);

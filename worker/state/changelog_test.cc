@@ -145,8 +145,7 @@ TEST_CASE("changelog: a delta round-trips, and damage is Corruption") {
   std::string flipped = file;
   flipped[flipped.size() - 5] ^= 1;
   REQUIRE(DecodeDelta(flipped).status().code() == StatusCode::kCorruption);
-  REQUIRE(DecodeDelta(file.substr(0, file.size() - 1)).status().code() ==
-          StatusCode::kCorruption);
+  REQUIRE(DecodeDelta(file.substr(0, file.size() - 1)).status().code() == StatusCode::kCorruption);
   REQUIRE(DecodeDelta("sluice-delta/9\n\n").status().code() == StatusCode::kCorruption);
   rocksdb::WriteBatch cut;
   REQUIRE(DecodeBatch(std::string_view(delta.batch).substr(0, 7), &cut).code() ==
@@ -179,7 +178,8 @@ TEST_CASE("delta checkpoints: every kept checkpoint restores its exact state") {
   REQUIRE(listed.ok());
   REQUIRE(listed->size() >= 3);
   REQUIRE(listed->front().checkpoint_id == ids.back());
-  for (const CheckpointMeta& m : *listed) REQUIRE(run.Restored(m.checkpoint_id) == run.at.at(m.checkpoint_id));
+  for (const CheckpointMeta& m : *listed)
+    REQUIRE(run.Restored(m.checkpoint_id) == run.at.at(m.checkpoint_id));
   // Full checkpoints were made in the background, so old deltas are gone.
   REQUIRE(run.checkpoints->deltas_since_full() < 2 * options.full_every);
   size_t delta_files = 0;

@@ -73,7 +73,8 @@ Result<CheckpointMeta> DecodeCheckpointMeta(const std::string& text) {
     }
   }
   if (auto it = fields.find("checkpoint_id");
-      it != fields.end() && (!ParseInt64(it->second, meta.checkpoint_id) || meta.checkpoint_id < 0)) {
+      it != fields.end() &&
+      (!ParseInt64(it->second, meta.checkpoint_id) || meta.checkpoint_id < 0)) {
     return Status::Corruption("checkpoint metadata has no valid checkpoint_id ('" + it->second +
                               "')");
   }
