@@ -194,11 +194,16 @@ TEST_CASE("delta checkpoints: every kept checkpoint restores its exact state") {
 TEST_CASE("delta checkpoints: a new store continues the chain of what it restored") {
   CheckpointStoreOptions options;
   options.keep = 2;
-  options.full_every = 1000;  // no full in the background: all deltas
+  options.full_every = 1000;
   Run run(options);
-  for (int i = 0; i < 5; ++i) run.Checkpoint();
+  run.Checkpoint();
+  // The first delta starts from the empty state: it is made full in the
+  // background at once, so a restore does not apply the task's whole history.
+  REQUIRE(run.checkpoints->WaitMaterialized().ok());
   const std::string cp = run.checkpoints->dir();
-  REQUIRE(fs::is_empty(cp + "/meta"));  // not one full checkpoint
+  REQUIRE_FALSE(fs::is_empty(cp + "/meta"));
+  for (int i = 0; i < 4; ++i) run.Checkpoint();
+  REQUIRE(run.checkpoints->deltas_since_full() == 4);
 
   // The worker restarts: restore the newest, continue with deltas on it.
   run.store.reset();
@@ -212,7 +217,8 @@ TEST_CASE("delta checkpoints: a new store continues the chain of what it restore
   run.store = OpenTask(*run.backend, "job-0", false);
   REQUIRE(ReadAll(*run.store) == run.at.at(5));
   REQUIRE(run.Checkpoint().checkpoint_id == 6);
-  REQUIRE(fs::is_empty(cp + "/meta"));
+  REQUIRE(fs::exists(cp + "/changelog/6.delta"));
+  REQUIRE(run.checkpoints->deltas_since_full() == 5);
   REQUIRE(run.Restored(6) == run.at.at(6));
   REQUIRE(run.Restored(5) == run.at.at(5));
 }
@@ -239,6 +245,7 @@ TEST_CASE("delta checkpoints: a damaged delta falls back to the checkpoint befor
   options.full_every = 1000;
   Run run(options);
   for (int i = 0; i < 4; ++i) run.Checkpoint();
+  REQUIRE(run.checkpoints->WaitMaterialized().ok());
   const std::string newest = run.checkpoints->dir() + "/changelog/4.delta";
   std::string data = Slurp(newest);
   data[data.size() - 3] ^= 0x20;

@@ -362,6 +362,7 @@ Result<CheckpointMeta> CheckpointStore::Save(RocksDbStateStore& store, const Che
   chain_last_ = saved.checkpoint_id;
   since_full_ = 0;
   since_full_bytes_ = 0;
+  chain_has_full_ = true;
   // Committed. Purging is housekeeping: a failure leaves extra checkpoints,
   // which the next Save's purge removes.
   last_purge_status_ = Purge(protect_id, /*may_wait=*/true);
@@ -403,7 +404,8 @@ Result<CheckpointMeta> CheckpointStore::SaveChanges(RocksDbStateStore& store,
   ++since_full_;
   since_full_bytes_ += file.size();
   if (!materializing_.load() &&
-      (since_full_ >= options_.full_every || since_full_bytes_ >= options_.full_after_bytes)) {
+      (!chain_has_full_ || since_full_ >= options_.full_every ||
+       since_full_bytes_ >= options_.full_after_bytes)) {
     Status started = StartMaterialize(store, delta.meta);
     if (!started.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -489,6 +491,7 @@ Status CheckpointStore::WaitMaterialized() {
     if (std::optional<Chain> chain = ChainLocked(chain_last_)) {
       since_full_ = static_cast<int>(chain->deltas.size());
       since_full_bytes_ = chain->delta_bytes;
+      chain_has_full_ = chain->base.has_value();
     }
   }
   return s;
@@ -680,6 +683,7 @@ Result<CheckpointMeta> CheckpointStore::RestoreOne(int64_t checkpoint_id,
   chain_last_ = checkpoint_id;
   since_full_ = static_cast<int>(chain->deltas.size());
   since_full_bytes_ = chain->delta_bytes;
+  chain_has_full_ = chain->base.has_value();
   return meta;
 }
 

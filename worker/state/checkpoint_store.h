@@ -85,8 +85,9 @@ Result<std::string> CheckpointRootFromUri(const std::string& uri);
 struct CheckpointStoreOptions {
   int keep = 3;  // checkpoints kept, >= 1
   // A full checkpoint is started in the background once this many deltas, or
-  // this many bytes of them, follow the last full one. full_every = 0: every
-  // checkpoint is full (no deltas).
+  // this many bytes of them, follow the last full one (and at the first delta
+  // when there is no full one). full_every = 0: every checkpoint is full (no
+  // deltas).
   int full_every = 100;
   uint64_t full_after_bytes = 64 << 20;
 };
@@ -223,6 +224,10 @@ class CheckpointStore {
   int64_t chain_last_ = -1;  // the checkpoint `store` holds; -1: unknown
   int since_full_ = 0;
   uint64_t since_full_bytes_ = 0;
+  // The chain starts from a full checkpoint, not from the empty state; a
+  // chain from the empty state is made full in the background at once, so
+  // that a restore does not replay the task's whole history of deltas.
+  bool chain_has_full_ = false;
   std::thread materializer_;
   std::atomic<bool> materializing_{false};
   Status last_purge_status_;
