@@ -77,8 +77,8 @@ class WindowAssigner {
   TimeWindow SessionOf(int64_t t) const { return TimeWindow{t, SaturatingAdd(t, def_.gap_ms)}; }
 
   // Sessions: which of a key's sessions merge with an event at `t`.
-  // `sessions` is random access, sorted by start and disjoint (no two at most
-  // a gap apart), of elements with `start` and `end`, as a key's windows are.
+  // `sessions` is random access, of elements with `start` and `end`, each
+  // starting after the end of the one before, as a key's windows are.
   template <typename Sessions>
   SessionMerge Merge(const Sessions& sessions, int64_t t) const {
     SessionMerge m;
