@@ -300,10 +300,11 @@ class TaskProcessor::Impl {
 
   // ---- Window jobs -------------------------------------------------------
 
-  // One lookup: a key already in the table is marked dirty in place; a key
-  // is added only for an event a window takes.
+  // A key is added (or marked changed) only for an event a window takes.
+  // Sessions look the key up first, to judge the event; a key found then is
+  // marked changed in place, without a second lookup.
   void OnWindowEvent(const SourceRecord& rec, const DecodedEvent& ev) {
-    KeyEntry* found = keys_.Find(ev.key);
+    KeyEntry* found = windows_.judges_by_key() ? keys_.Find(ev.key) : nullptr;
     if (!windows_.Accepts(found != nullptr ? &found->state : nullptr, ev.event_time, watermark_)) {
       ++counters_.late;
       EmitLate(rec.payload, ev.key, ev.event_time, rec.position.offset);

@@ -59,17 +59,18 @@ class WindowAssigner {
   WindowKind kind() const { return def_.kind; }
 
   // Tumbling and sliding windows: calls f(TimeWindow) for every window `t`
-  // belongs to, in order of decreasing start (one for tumbling).
+  // belongs to, in order of decreasing start (one for tumbling). Other kinds
+  // have none (sessions: see Merge).
   template <typename F>
   void ForEachWindow(int64_t t, F&& f) const {
     if (def_.kind == WindowKind::kTumbling) {
       const int64_t start = FloorDiv(t, def_.size_ms) * def_.size_ms;
       f(TimeWindow{start, start + def_.size_ms});
-      return;
-    }
-    for (int64_t s = FloorDiv(t, def_.every_ms) * def_.every_ms; s > t - def_.size_ms;
-         s -= def_.every_ms) {
-      f(TimeWindow{s, s + def_.size_ms});
+    } else if (def_.kind == WindowKind::kSliding) {
+      for (int64_t s = FloorDiv(t, def_.every_ms) * def_.every_ms; s > t - def_.size_ms;
+           s -= def_.every_ms) {
+        f(TimeWindow{s, s + def_.size_ms});
+      }
     }
   }
 

@@ -18,40 +18,6 @@ WindowOperator::WindowOperator(const JobPlan& plan, KeyTimers& timers, ResultWri
       scratch_(scratch),
       values_(plan.aggregates().size()) {}
 
-bool WindowOperator::Accepts(const KeyState* ks, int64_t t, int64_t watermark) const {
-  switch (assigner_.kind()) {
-    case WindowKind::kTumbling:
-    case WindowKind::kSliding: {
-      bool open = false;
-      assigner_.ForEachWindow(t, [&](TimeWindow w) { open = open || !Expired(w.end, watermark); });
-      return open;
-    }
-    case WindowKind::kSession: {
-      // A session the event merges with takes it even when the event's own
-      // session would be expired.
-      if (ks != nullptr) {
-        const SessionMerge m = assigner_.Merge(ks->windows, t);
-        if (m.first != m.last) return true;
-      }
-      return !Expired(assigner_.SessionOf(t).end, watermark);
-    }
-    case WindowKind::kNone:
-    case WindowKind::kRolling:
-      break;
-  }
-  return false;
-}
-
-void WindowOperator::Add(KeyState& ks, const DecodedEvent& ev, int64_t offset, int64_t watermark) {
-  if (assigner_.kind() == WindowKind::kSession) {
-    UpdateSession(ks, ev, offset, watermark);
-    return;
-  }
-  assigner_.ForEachWindow(ev.event_time, [&](TimeWindow w) {
-    if (!Expired(w.end, watermark)) UpdateWindow(ks, ev, offset, w, watermark);
-  });
-}
-
 void WindowOperator::AddToWindow(WindowState& win, const DecodedEvent& ev, int64_t offset) const {
   const auto& aggs = plan_.aggregates();
   for (size_t a = 0; a < aggs.size(); ++a) {
@@ -126,12 +92,6 @@ void WindowOperator::UpdateSession(KeyState& ks, const DecodedEvent& ev, int64_t
   PushTimer(timers_, ks, it->end - 1, it->start, it->end, TimerKind::kFire);
   AddToWindow(*it, ev, offset);
   AfterUpdate(ev.key, *it, watermark);
-}
-
-WindowState* WindowOperator::Find(KeyState& ks, int64_t start, int64_t end) const {
-  auto it = std::find_if(ks.windows.begin(), ks.windows.end(),
-                         [&](const WindowState& w) { return w.start == start && w.end == end; });
-  return it == ks.windows.end() ? nullptr : &*it;
 }
 
 bool WindowOperator::OnTimer(KeyState& ks, std::string_view key, WindowState& win, TimerKind kind) {

@@ -42,18 +42,49 @@ class WindowOperator {
   WindowOperator(const JobPlan& plan, KeyTimers& timers, ResultWriter& results, RecordSink& sink,
                  TaskCounters& counters, EvalScratch& scratch);
 
+  // Whether Accepts reads the key's state: only for sessions, where an event
+  // may reach a session of its key. Otherwise Accepts may be given nullptr,
+  // and the key need not be looked up for a late event.
+  bool judges_by_key() const { return assigner_.kind() == WindowKind::kSession; }
+
   // Whether an event at `t` of a key whose state is `ks` (nullptr: the key
-  // has none) belongs to a window that still takes events; if not, the event
-  // is late.
-  bool Accepts(const KeyState* ks, int64_t t, int64_t watermark) const;
+  // has none, or judges_by_key() is false) belongs to a window that still
+  // takes events; if not, the event is late.
+  bool Accepts(const KeyState* ks, int64_t t, int64_t watermark) const {
+    if (assigner_.kind() == WindowKind::kSession) {
+      // A session the event merges with takes it even when the event's own
+      // session would be expired.
+      if (ks != nullptr) {
+        const SessionMerge m = assigner_.Merge(ks->windows, t);
+        if (m.first != m.last) return true;
+      }
+      return !Expired(assigner_.SessionOf(t).end, watermark);
+    }
+    bool open = false;
+    assigner_.ForEachWindow(t, [&](TimeWindow w) { open = open || !Expired(w.end, watermark); });
+    return open;
+  }
 
   // Adds an event that Accepts took to the windows of its key: `ks`, marked
   // changed. A window that already fired and is complete re-emits at once.
-  void Add(KeyState& ks, const DecodedEvent& ev, int64_t offset, int64_t watermark);
+  void Add(KeyState& ks, const DecodedEvent& ev, int64_t offset, int64_t watermark) {
+    if (assigner_.kind() == WindowKind::kSession) {
+      UpdateSession(ks, ev, offset, watermark);
+      return;
+    }
+    assigner_.ForEachWindow(ev.event_time, [&](TimeWindow w) {
+      if (!Expired(w.end, watermark)) UpdateWindow(ks, ev, offset, w, watermark);
+    });
+  }
 
   // The window of `ks` a timer refers to, or nullptr if it was merged away
   // or purged already.
-  WindowState* Find(KeyState& ks, int64_t start, int64_t end) const;
+  static WindowState* Find(KeyState& ks, int64_t start, int64_t end) {
+    for (WindowState& w : ks.windows) {
+      if (w.start == start && w.end == end) return &w;
+    }
+    return nullptr;
+  }
 
   // A kFire or kPurge timer of `win`, a window of `ks` (marked changed), is
   // due. Fires the window (unless it has nothing new to emit) and sets its
