@@ -1,6 +1,6 @@
 // The state codec on its own: store names, the round trip of each value, and
-// state written by the build before the codec had a file of its own, which
-// must still decode to the same state and encode to the same bytes.
+// state of version 2 as an earlier build wrote it, which must still decode to
+// the same state and encode to the same bytes.
 
 #include "worker/engine/state_codec.h"
 
@@ -56,7 +56,7 @@ proto::JobSpec VelocitySpec() {
   return spec;
 }
 
-// What a checkpoint of the build before the split wrote. Sessions: events
+// What a checkpoint of an earlier build (version 2) wrote. Sessions: events
 // (u1, T, t1, 5, "a"), (u1, T + 1 s, t2, 2.5, "b"), (u1, T + 200 s, t3, 1, "a");
 // the first session was purged. Velocity: events of u1 at T, T + 2 s,
 // T + 5 s, T + 5.5 s with amounts 5, 7, 1, 3; the last two still queued.
@@ -97,7 +97,7 @@ std::string_view Bytes(const char (&s)[N]) {
   return std::string_view(s, N - 1);
 }
 
-TEST_CASE("a key's entry of the earlier build decodes, and encodes to the same bytes") {
+TEST_CASE("a key's entry of an earlier build decodes, and encodes to the same bytes") {
   const StateCodec codec(*Compile(SessionsSpec()));
   KeyState ks;
   uint64_t live = 99;
@@ -129,7 +129,7 @@ TEST_CASE("a key's entry of the earlier build decodes, and encodes to the same b
   REQUIRE(again == Bytes(kSessionsKey));
 }
 
-TEST_CASE("task metadata of the earlier build decodes, and encodes to the same bytes") {
+TEST_CASE("task metadata of an earlier build decodes, and encodes to the same bytes") {
   TaskMeta meta;
   REQUIRE(DecodeTaskMeta(Bytes(kSessionsMeta), "sessions", &meta).ok());
   CHECK(meta.version == kStateVersion);
@@ -155,7 +155,7 @@ TEST_CASE("task metadata of the earlier build decodes, and encodes to the same b
   REQUIRE(again == Bytes(kVelocityMeta));
 }
 
-TEST_CASE("a chunk of rolling events of the earlier build decodes, and encodes the same") {
+TEST_CASE("a chunk of rolling events of an earlier build decodes, and encodes the same") {
   const StateCodec codec(*Compile(VelocitySpec()));
   std::string_view key;
   REQUIRE(ChunkKeyOf(Bytes(kVelocityChunkName), &key));
@@ -187,7 +187,7 @@ TEST_CASE("a chunk of rolling events of the earlier build decodes, and encodes t
   REQUIRE(again == Bytes(kVelocityKey));
 }
 
-TEST_CASE("queued rule events of the earlier build decode, and encode the same") {
+TEST_CASE("queued rule events of an earlier build decode, and encode the same") {
   std::vector<PendingEvent> events;
   REQUIRE(DecodePending(Bytes(kVelocityPending), [&](const PendingRecord& p) {
             events.push_back(
