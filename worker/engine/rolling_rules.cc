@@ -440,4 +440,41 @@ void RollingRules::Judge(RollingState& rs, int64_t time, std::span<const Value> 
   }
 }
 
+void PendingQueue::Push(int64_t time, int64_t offset, std::string_view key,
+                        std::string_view payload, std::span<const Value> fields) {
+  uint32_t idx;
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else {
+    idx = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  PendingEvent& p = slots_[idx];
+  p.time = time;
+  p.offset = offset;
+  p.key.assign(key);
+  p.payload.assign(payload);
+  p.fields.resize(fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) p.fields[i].Set(fields[i]);
+  heap_.push_back(idx);
+  std::push_heap(heap_.begin(), heap_.end(), Later{&slots_});
+}
+
+void PendingQueue::Pop() {
+  std::pop_heap(heap_.begin(), heap_.end(), Later{&slots_});
+  free_.push_back(heap_.back());
+  heap_.pop_back();
+}
+
+std::vector<const PendingEvent*> PendingQueue::InOrder() const {
+  std::vector<uint32_t> order = heap_;
+  const Later later{&slots_};
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return later(b, a); });
+  std::vector<const PendingEvent*> out;
+  out.reserve(order.size());
+  for (uint32_t idx : order) out.push_back(&slots_[idx]);
+  return out;
+}
+
 }  // namespace sluice::engine

@@ -26,10 +26,14 @@
 // each rule has its own position in it where its window starts.
 //
 // What the store holds of a key's rolling events is the list (TaskProcessor
-// writes it in chunks); the running aggregates are rebuilt from it on
-// restore (Rebuild).
+// writes it in chunks, state_codec.h); the running aggregates are rebuilt
+// from it on restore (Rebuild).
 //
-// Thread safety: one thread owns a RollingRules and the states it updates.
+// Events wait for the watermark in a PendingQueue (below), which gives them
+// to the rules in (time, offset) order.
+//
+// Thread safety: one thread owns a RollingRules and the states it updates,
+// and a PendingQueue.
 
 #include <algorithm>
 #include <cstddef>
@@ -39,6 +43,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -254,6 +259,55 @@ class RollingRules {
   const size_t stride_;
   std::vector<Rule> rules_;
   std::unique_ptr<bool[]> new_values_;
+};
+
+// An event of a rule job waiting for the watermark to reach its time, when it
+// meets the rolling rules.
+struct PendingEvent {
+  int64_t time = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string payload;             // for the alert's "event"
+  std::vector<OwnedValue> fields;  // the decoded fields, by slot
+};
+
+// A task's queued events, taken out in (time, offset) order. The events live
+// in slots that are reused once an event has been taken out, so that queueing
+// one copies its bytes into buffers that already have the capacity.
+class PendingQueue {
+ public:
+  size_t size() const { return heap_.size(); }
+
+  // Queues a copy of an event.
+  void Push(int64_t time, int64_t offset, std::string_view key, std::string_view payload,
+            std::span<const Value> fields);
+
+  // The first event in (time, offset) order if its time is at most
+  // `watermark`, else nullptr. Valid until Pop, which takes it out.
+  const PendingEvent* Due(int64_t watermark) const {
+    if (heap_.empty() || slots_[heap_.front()].time > watermark) return nullptr;
+    return &slots_[heap_.front()];
+  }
+  void Pop();
+
+  // The queued events, in (time, offset) order.
+  std::vector<const PendingEvent*> InOrder() const;
+
+ private:
+  // Heap order: the top is the first event.
+  struct Later {
+    const std::vector<PendingEvent>* slots = nullptr;
+    bool operator()(uint32_t a, uint32_t b) const {
+      const PendingEvent& x = (*slots)[a];
+      const PendingEvent& y = (*slots)[b];
+      if (x.time != y.time) return x.time > y.time;
+      return x.offset > y.offset;
+    }
+  };
+
+  std::vector<PendingEvent> slots_;
+  std::vector<uint32_t> heap_;  // of slots_ indices
+  std::vector<uint32_t> free_;  // slots_ indices not in use
 };
 
 }  // namespace sluice::engine

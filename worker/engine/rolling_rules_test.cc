@@ -419,5 +419,49 @@ TEST_CASE("Expr tells when an aggregate is only compared with constants") {
   check("total > \"x\"", false);
 }
 
+TEST_CASE("queued rule events come out in (time, offset) order once the watermark reaches them") {
+  PendingQueue q;
+  const Value amount[] = {Value::Number(5), Value::String("eur")};
+  q.Push(T + 20, 7, "u1", "{\"a\":1}", amount);
+  q.Push(T + 10, 9, "u2", "{}", {});
+  q.Push(T + 10, 3, "u3", "{}", {});
+  q.Push(T + 30, 1, "u1", "{}", {});
+  REQUIRE(q.size() == 4);
+  const std::vector<const PendingEvent*> order = q.InOrder();
+  REQUIRE(order.size() == 4);
+  CHECK(order[0]->offset == 3);
+  CHECK(order[1]->offset == 9);
+  CHECK(order[2]->offset == 7);
+  CHECK(order[3]->offset == 1);
+
+  REQUIRE(q.Due(T + 9) == nullptr);
+  std::vector<int64_t> offsets;
+  while (const PendingEvent* p = q.Due(T + 20)) {
+    offsets.push_back(p->offset);
+    if (p->offset == 7) {
+      // A copy of what was queued.
+      CHECK(p->key == "u1");
+      CHECK(p->payload == "{\"a\":1}");
+      REQUIRE(p->fields.size() == 2);
+      CHECK(p->fields[0].view().number == 5);
+      CHECK(p->fields[1].view().str == "eur");
+    }
+    q.Pop();
+  }
+  REQUIRE(offsets == std::vector<int64_t>{3, 9, 7});
+  REQUIRE(q.size() == 1);
+  // Slots taken out are reused; the order holds.
+  q.Push(T + 25, 2, "u4", "{}", {});
+  q.Push(T + 40, 0, "u5", "{}", {});
+  offsets.clear();
+  while (const PendingEvent* p = q.Due(T + 100)) {
+    offsets.push_back(p->offset);
+    q.Pop();
+  }
+  REQUIRE(offsets == std::vector<int64_t>{2, 1, 0});
+  REQUIRE(q.size() == 0);
+  REQUIRE(q.InOrder().empty());
+}
+
 }  // namespace
 }  // namespace sluice::engine

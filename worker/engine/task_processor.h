@@ -18,6 +18,13 @@
 //   then: watermark = max event time - max_out_of_orderness - 1 ms, and
 //   everything due at the new watermark fires, in (time, key, window) order.
 //
+// TaskProcessor is the driver; the parts it drives have files of their own:
+// window assignment (window_assigner.h), the windows per key
+// (window_operator.h), rolling rules and the queue of rule events
+// (rolling_rules.h), what it keeps per key (key_state.h), the store layout
+// and encoding (state_codec.h), late records and dead letters
+// (side_output_writer.h), window results and alerts (result_writer.h).
+//
 // Invariants:
 //   - counters: consumed = processed + late + dead_lettered.
 //   - Output depends only on the records and their order (and, for idle

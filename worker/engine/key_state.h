@@ -1,0 +1,95 @@
+#pragma once
+
+// KeyState: everything a task keeps for one key — its windows (window jobs),
+// its rolling-rule events (rule jobs), its dedup values (jobs with `dedup`),
+// and the marks the task's snapshots and timers keep on it. The task holds the
+// keys in a KeyTable (key_table.h); WindowOperator (window_operator.h) and
+// RollingRules (rolling_rules.h) change them; the state codec
+// (state_codec.h) writes them to the store and reads them back.
+//
+// Plain data; single thread, as the task that owns it.
+
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/engine/aggregate.h"
+#include "worker/engine/key_table.h"
+#include "worker/engine/rolling_rules.h"
+#include "worker/engine/timer_queue.h"
+
+namespace sluice::engine {
+
+// A window's accumulators, one per aggregate of the job. The first is held
+// inline: with one aggregate (a count), firing or updating a window reads no
+// memory apart from the key's entry.
+using Accumulators = boost::container::small_vector<Accumulator, 1>;
+
+// One window of one key.
+struct WindowState {
+  int64_t start = 0;
+  int64_t end = 0;
+  bool fired = false;     // emitted at least once
+  bool changed = false;   // changed since it was last emitted
+  uint32_t revision = 0;  // updates emitted so far
+  Accumulators accs;
+};
+
+// The job's `dedup`: the values of the dedup field the key had (as
+// DistinctKey bytes) with their event times, kept until the watermark passes
+// time + within, when no event that is not late can be a repeat of them.
+struct DedupEntry {
+  std::string value;
+  int64_t time = 0;
+};
+struct DedupState {
+  std::vector<DedupEntry> entries;
+};
+
+struct KeyState {
+  // Window jobs; sorted by start. The first window is held inline (see
+  // Accumulators): over many keys, each dependent load is a cache miss.
+  boost::container::small_vector<WindowState, 1> windows;
+  std::unique_ptr<RollingState> rolling;  // rule jobs with rolling rules
+  std::unique_ptr<DedupState> dedup;      // jobs with `dedup`
+  // 0: written. The task's current snapshot generation: changed since the
+  // last barrier. Another value: changed before the last barrier and not yet
+  // in its snapshot.
+  uint32_t dirty_gen = 0;
+  bool persisted = false;  // the store holds (or the open snapshot writes) a version of it
+  // The table's copy of the key (entries do not move), for timers.
+  const std::string* name = nullptr;
+  // Timers that refer to this entry: it stays in the table while any does.
+  uint32_t timers = 0;
+
+  bool empty() const {
+    return windows.empty() && (!rolling || rolling->entries.empty()) &&
+           (!dedup || dedup->entries.empty());
+  }
+  // For a new key in a reused table entry: keeps the windows' capacity.
+  void Reset() {
+    windows.clear();
+    rolling.reset();
+    dedup.reset();
+    dirty_gen = 0;
+    persisted = false;
+    name = nullptr;
+    timers = 0;
+  }
+};
+
+using KeyEntry = KeyTable<KeyState>::Entry;
+using KeyTimer = Timer<KeyState>;
+using KeyTimers = TimerQueue<KeyState>;
+
+// Adds a timer of `ks` (whose name must be set) to `timers`, counted in
+// ks.timers; whoever handles the timer when it fires takes the count back.
+inline void PushTimer(KeyTimers& timers, KeyState& ks, int64_t time, int64_t start, int64_t end,
+                      TimerKind kind) {
+  ++ks.timers;
+  timers.Push(KeyTimer{time, ks.name, &ks, start, end, kind});
+}
+
+}  // namespace sluice::engine
