@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/fault_point.h"
+#include "worker/engine/base64.h"
 #include "worker/engine/json_writer.h"
 
 namespace sluice::worker {
@@ -55,28 +56,6 @@ bool IsUtf8(std::string_view s) {
     i += n + 1;
   }
   return true;
-}
-
-void AppendBase64(std::string* out, std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (static_cast<uint8_t>(in[i]) << 16) |
-                       (static_cast<uint8_t>(in[i + 1]) << 8) | static_cast<uint8_t>(in[i + 2]);
-    out->push_back(kAlphabet[(v >> 18) & 63]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(kAlphabet[(v >> 6) & 63]);
-    out->push_back(kAlphabet[v & 63]);
-  }
-  if (i < in.size()) {
-    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
-    out->push_back(kAlphabet[(v >> 18) & 63]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
-    out->push_back('=');
-  }
 }
 
 // Where a refused record came from: the source offset being processed when
@@ -147,7 +126,7 @@ void WriteRefusal(std::string* out, const std::string& job, const std::string& w
       w.String(raw);
     } else {
       std::string b64;
-      AppendBase64(&b64, raw);
+      engine::AppendBase64(&b64, raw);
       w.SafeKey("raw_base64");
       w.SafeString(b64);
     }
