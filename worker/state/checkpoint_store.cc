@@ -403,9 +403,8 @@ Result<CheckpointMeta> CheckpointStore::SaveChanges(RocksDbStateStore& store,
   chain_last_ = delta.meta.checkpoint_id;
   ++since_full_;
   since_full_bytes_ += file.size();
-  if (!materializing_.load() &&
-      (!chain_has_full_ || since_full_ >= options_.full_every ||
-       since_full_bytes_ >= options_.full_after_bytes)) {
+  if (!materializing_.load() && (!chain_has_full_ || since_full_ >= options_.full_every ||
+                                 since_full_bytes_ >= options_.full_after_bytes)) {
     Status started = StartMaterialize(store, delta.meta);
     if (!started.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
