@@ -101,9 +101,11 @@ public final class StreamsJobs {
   static void fraud(StreamsBuilder b, String in, String out) {
     Serde<Payment> payments = serde(Payment::parse, pm -> pm.raw.getBytes(java.nio.charset.StandardCharsets.UTF_8));
     b.addStateStore(Stores.keyValueStoreBuilder(
-        Stores.persistentKeyValueStore("fraud-users"), Serdes.String(), Serdes.ByteArray()));
+        Stores.persistentKeyValueStore("fraud-users"), Serdes.String(), Serdes.ByteArray())
+        .withCachingEnabled());
     b.addStateStore(Stores.keyValueStoreBuilder(
-        Stores.persistentKeyValueStore("fraud-pending"), Serdes.Bytes(), Serdes.String()));
+        Stores.persistentKeyValueStore("fraud-pending"), Serdes.Bytes(), Serdes.String())
+        .withCachingEnabled());
     b.stream(in, Consumed.with(Serdes.String(), payments).withTimestampExtractor(new PayloadTime()))
         .filter((k, pm) -> pm != null && pm.passes())
         .process(FraudProcessor::new, "fraud-users", "fraud-pending")
@@ -121,6 +123,7 @@ public final class StreamsJobs {
     private long maxTs = Long.MIN_VALUE;
     private long seq;
     private long minPending = Long.MIN_VALUE;  // unknown after a start: scan once
+    private Bytes scanFrom = Bytes.wrap(new byte[16]);
     private final List<String> alerts = new ArrayList<>();
 
     @Override
@@ -156,7 +159,10 @@ public final class StreamsJobs {
       // The users whose pending payments the watermark reached, in event-time order.
       List<KeyValue<Bytes, String>> due = new ArrayList<>();
       minPending = Long.MAX_VALUE;
-      try (KeyValueIterator<Bytes, String> it = pending.all()) {
+      // From the last key evaluated: RocksDB would otherwise step over the tombstones of every
+      // entry deleted so far.
+      Bytes to = Bytes.wrap(ByteBuffer.allocate(16).putLong(now).putLong(Long.MAX_VALUE).array());
+      try (KeyValueIterator<Bytes, String> it = pending.range(scanFrom, to)) {
         while (it.hasNext()) {
           KeyValue<Bytes, String> kv = it.next();
           long t = ByteBuffer.wrap(kv.key.get()).getLong();
@@ -169,6 +175,7 @@ public final class StreamsJobs {
       }
       for (KeyValue<Bytes, String> kv : due) {
         pending.delete(kv.key);
+        scanFrom = kv.key;
         byte[] st = users.get(kv.value);
         if (st == null) continue;
         FraudState u = FraudState.fromBytes(st);
