@@ -44,6 +44,7 @@ WARMUP_S = env("PEERS_LATENCY_WARMUP_SECONDS", 10)
 CONTENDERS = os.environ.get("PEERS_CONTENDERS", "sluice,kstreams,flink").split(",")
 JOBS = os.environ.get("PEERS_JOBS", "fraud,sessions").split(",")
 LATENCY = os.environ.get("PEERS_LATENCY", "1") != "0"
+THROUGHPUT = os.environ.get("PEERS_THROUGHPUT", "1") != "0"
 TIMEOUT_S = env("PEERS_TIMEOUT_SECONDS", 900)
 JAVA_OPTS = os.environ.get("PEERS_JAVA_OPTS", "").split()
 NAMES = {"sluice": "Sluice", "kstreams": "Kafka Streams 4.4", "flink": "Flink 2.2"}
@@ -348,7 +349,7 @@ def main():
                                                   text=True).stdout.split(":", 1)[-1].strip(), os.cpu_count()))
     all_results = {}
     try:
-        for job in JOBS:
+        for job in JOBS if THROUGHPUT else []:
             all_results[job] = throughput(job, bootstrap, work, run_id)
         if LATENCY and "fraud" in JOBS:
             all_results["latency"] = latency(bootstrap, work, run_id)

@@ -15,7 +15,7 @@
 #   PEERS_LATENCY_SECONDS, PEERS_LATENCY_WARMUP_SECONDS   (default 30, 10)
 #   PEERS_LATENCY_USERS   users of the latency run (default 10000000)
 #   PEERS_CONTENDERS sluice,kstreams,flink      PEERS_JOBS fraud,sessions
-#   PEERS_LATENCY=0  skip the latency run
+#   PEERS_LATENCY=0  skip the latency run; PEERS_THROUGHPUT=0 skip the throughput runs
 #   PEERS_BOOTSTRAP  use a running broker instead of starting one
 #   PEERS_JAVA_OPTS  extra JVM flags for the peers (default: none, the JVM's defaults)
 #   PEERS_WORK       work directory (kept); PEERS_KEEP=1 keeps the temporary one
