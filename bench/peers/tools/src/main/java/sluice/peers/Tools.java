@@ -29,7 +29,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * <pre>
  * gen   --brokers B --topic T --kind payments|clicks [--count N] [--users U] [--step-ms S]
  *       [--rate R --duration-s D] [--seed S]
- * watch --brokers B --topic T --kind alerts|sessions [--tuples FILE] [--latency-from-us US]
+ * watch --brokers B --topic T --kind alerts|sessions|input [--tuples FILE] [--latency-from-us US]
  *       [--idle-exit-s S]
  * </pre>
  *
@@ -279,9 +279,14 @@ public final class Tools {
     String brokers = f.getOrDefault("brokers", "127.0.0.1:9092");
     String topic = f.get("topic");
     boolean sessions = "sessions".equals(f.getOrDefault("kind", "alerts"));
+    boolean input = "input".equals(f.getOrDefault("kind", "alerts"));
     long latencyFrom = Long.parseLong(f.getOrDefault("latency-from-us", "-1"));
     double idleExit = Double.parseDouble(f.getOrDefault("idle-exit-s", "3"));
     String tuplesFile = f.get("tuples");
+    // Give up this long after starting (a contender that does not keep up): the summary then
+    // says "complete":false and covers what was read.
+    double deadlineS = Double.parseDouble(f.getOrDefault("deadline-s", "0"));
+    long deadlineNs = deadlineS > 0 ? System.nanoTime() + (long) (deadlineS * 1e9) : 0;
     BufferedWriter tuples = tuplesFile == null ? null : new BufferedWriter(new FileWriter(tuplesFile));
     Properties p = new Properties();
     p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
@@ -307,6 +312,20 @@ public final class Tools {
         long nowUs = System.currentTimeMillis() * 1000L + (System.nanoTime() / 1000L) % 1000L;
         for (ConsumerRecord<byte[], byte[]> r : rs) {
           String v = new String(r.value(), java.nio.charset.StandardCharsets.UTF_8);
+          if (input) {
+            // The input topic itself: the hop from the producer to a consumer, no processing.
+            String user = field(v, "user_id");
+            if (user != null && user.startsWith("m-")) {
+              if (user.equals("m-end")) endSeen = true;
+              continue;
+            }
+            ++records;
+            String sent = field(v, "sent_us");
+            if (latencyFrom >= 0 && sent != null && Long.parseLong(sent) >= latencyFrom) {
+              lat.computeIfAbsent("input", k -> new ArrayList<>()).add(nowUs - Long.parseLong(sent));
+            }
+            continue;
+          }
           String key = field(v, "key");
           if (key != null && key.startsWith("m-")) {
             if (sessions && !v.contains("\"window_start\"")) continue;
@@ -344,10 +363,11 @@ public final class Tools {
         }
         if (!rs.isEmpty()) lastRecordNs = System.nanoTime();
         else if (endSeen && (System.nanoTime() - lastRecordNs) / 1e9 > idleExit) break;
+        if (deadlineNs > 0 && System.nanoTime() > deadlineNs) break;
       }
     }
     if (tuples != null) tuples.close();
-    StringBuilder b = new StringBuilder("{\"event\":\"summary\",\"records\":" + records + ",\"counts\":{");
+    StringBuilder b = new StringBuilder("{\"event\":\"summary\",\"complete\":" + endSeen + ",\"records\":" + records + ",\"counts\":{");
     boolean first = true;
     for (var e : counts.entrySet()) {
       b.append(first ? "" : ",").append('"').append(e.getKey()).append("\":").append(e.getValue());
