@@ -5,6 +5,12 @@
 #
 #   bench/peers/run.sh
 #
+# With the default sizes a run took about 25 minutes on the shared, loaded
+# 2-vCPU machine of bench/results/peers-1.md (the peers' runs are the long
+# part: Kafka Streams' sessions run alone took 4-6 minutes); PEERS_EVENTS=300000
+# and PEERS_LATENCY=0 make it a few minutes, at the price of a larger share
+# of JVM warm-up in the peers' figures.
+#
 # Settings (environment):
 #   SLUICE_BIN       directory holding sluice-worker (default: build-bench/worker,
 #                    from bench/build_release.sh sluice-worker; else build/worker)
