@@ -1366,9 +1366,9 @@ void RunCheckpoint(const Config& cfg) {
   std::printf("| - CheckpointStore::RestoreLatest (copy + verify files) (B) | %.2f |\n",
               b_restore_files);
   std::printf(
-      "| - the same from the delta store (an empty base and %zu deltas applied) (B) | %.2f "
-      "|\n",
-      b_delta_ms.size() + 1, b_restore_deltas);
+      "| - the same from the delta store (its newest full checkpoint, made in the "
+      "background, and the deltas after it) (B) | %.2f |\n",
+      b_restore_deltas);
   std::printf("| - StateBackend::OpenTask (open RocksDB) (B) | %.2f |\n", b_open_db);
   std::printf(
       "| - TaskProcessor::Restore (scan all keys, rebuild maps and timers) (B) | %.2f "
