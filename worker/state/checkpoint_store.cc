@@ -532,13 +532,7 @@ Status CheckpointStore::Purge(int64_t protect_id, bool may_wait) {
       if (!keep_full.count(id)) full_victims.emplace_back(id, full.backup_id);
     }
   }
-  for (int64_t id : delta_victims) {
-    std::error_code ec;
-    fs::remove(DeltaPath(id), ec);
-    if (ec) return Status::IoError("deleting " + DeltaPath(id) + ": " + ec.message());
-    std::lock_guard<std::mutex> lock(mu_);
-    deltas_.erase(id);
-  }
+  SLUICE_RETURN_IF_ERROR(DeleteDeltas(delta_victims));
   if (full_victims.empty()) return Status::Ok();
   std::unique_lock<std::mutex> engine_lock(engine_mu_, std::defer_lock);
   if (may_wait) {
@@ -547,10 +541,26 @@ Status CheckpointStore::Purge(int64_t protect_id, bool may_wait) {
     return Status::Ok();  // the background backup runs; its purge does this
   }
   if (!engine_) return Usable();
-  for (const auto& [id, backup_id] : full_victims) {
+  return DeleteFullsLocked(full_victims);
+}
+
+Status CheckpointStore::DeleteDeltas(const std::vector<int64_t>& ids) {
+  for (int64_t id : ids) {
+    std::error_code ec;
+    fs::remove(DeltaPath(id), ec);
+    if (ec) return Status::IoError("deleting " + DeltaPath(id) + ": " + ec.message());
+    std::lock_guard<std::mutex> lock(mu_);
+    deltas_.erase(id);
+  }
+  return Status::Ok();
+}
+
+Status CheckpointStore::DeleteFullsLocked(const std::vector<std::pair<int64_t, uint32_t>>& fulls) {
+  for (const auto& [id, backup_id] : fulls) {
     // Also deletes the table files no other checkpoint uses.
     SLUICE_RETURN_IF_ERROR(
-        FromRocksDb(engine_->DeleteBackup(backup_id), "deleting old checkpoints in " + dir_));
+        FromRocksDb(engine_->DeleteBackup(backup_id),
+                    "deleting checkpoint " + std::to_string(id) + " in " + dir_));
     std::lock_guard<std::mutex> lock(mu_);
     fulls_.erase(id);
   }
@@ -591,21 +601,11 @@ Status CheckpointStore::DeleteNewerThan(int64_t checkpoint_id) {
       if (id > checkpoint_id) fulls.emplace_back(id, full.backup_id);
     }
   }
-  std::lock_guard<std::mutex> engine_lock(engine_mu_);
-  for (const auto& [id, backup_id] : fulls) {
-    SLUICE_RETURN_IF_ERROR(
-        FromRocksDb(engine_->DeleteBackup(backup_id),
-                    "deleting checkpoint " + std::to_string(id) + " in " + dir_));
-    std::lock_guard<std::mutex> lock(mu_);
-    fulls_.erase(id);
+  {
+    std::lock_guard<std::mutex> engine_lock(engine_mu_);
+    SLUICE_RETURN_IF_ERROR(DeleteFullsLocked(fulls));
   }
-  for (int64_t id : deltas) {
-    std::error_code ec;
-    fs::remove(DeltaPath(id), ec);
-    if (ec) return Status::IoError("deleting " + DeltaPath(id) + ": " + ec.message());
-    std::lock_guard<std::mutex> lock(mu_);
-    deltas_.erase(id);
-  }
+  SLUICE_RETURN_IF_ERROR(DeleteDeltas(deltas));
   if (chain_last_ > checkpoint_id) chain_last_ = -1;
   return Status::Ok();
 }

@@ -64,6 +64,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -197,6 +198,10 @@ class CheckpointStore {
   // Deletes what neither the newest `keep` checkpoints nor `protect_id` need.
   // A full checkpoint is deleted only if `may_wait` or the engine is free.
   Status Purge(int64_t protect_id, bool may_wait);
+  // Deletes these deltas' files and forgets them.
+  Status DeleteDeltas(const std::vector<int64_t>& ids);
+  // Deletes these full checkpoints (id, backup id); under engine_mu_.
+  Status DeleteFullsLocked(const std::vector<std::pair<int64_t, uint32_t>>& fulls);
   Result<CheckpointMeta> RestoreOne(int64_t checkpoint_id, const std::string& db_dir);
   // Starts a full checkpoint of `store` as it is now (= checkpoint `meta`).
   Status StartMaterialize(RocksDbStateStore& store, const CheckpointMeta& meta);
