@@ -137,7 +137,18 @@ class TaskHost::Thread {
   int64_t EndOffset(const TaskRef& ref, const Task& task);
   bool Drained(const Entry& entry) const;
   void Poll();
+  // The work between polls, in steps: idle watermarks (processing time),
+  // checkpoints (encoding steps, finished commits, the next barrier), tasks
+  // drained or fenced, assignments to retry, back-pressure, reports.
   void Housekeeping(int64_t now);
+  void IdleWatermarks(int64_t now);
+  // Returns the tasks found fenced (exactly_once), to be stopped for good.
+  std::vector<std::pair<TaskRef, std::string>> Checkpoints(int64_t now);
+  void StopDrained();
+  void StopFenced(const std::vector<std::pair<TaskRef, std::string>>& fenced);
+  void RetryAssignments(int64_t now);
+  void BackPressure();
+  void Reports(int64_t now);
   void CommitOffset(const Task& task);
   // Reopens a task from its last checkpoint (after a failed one). Returns
   // false if it could not be reopened (it is then removed and reported).
@@ -465,10 +476,23 @@ void TaskHost::Thread::CommitOffset(const Task& task) {
 }
 
 void TaskHost::Thread::Housekeeping(int64_t now) {
+  IdleWatermarks(now);
+  const std::vector<std::pair<TaskRef, std::string>> fenced = Checkpoints(now);
+  StopDrained();
+  StopFenced(fenced);
+  RetryAssignments(now);
+  BackPressure();
+  Reports(now);
+}
+
+void TaskHost::Thread::IdleWatermarks(int64_t now) {
   if (now - last_tick_ >= 1000) {
     last_tick_ = now;
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
   }
+}
+
+std::vector<std::pair<TaskRef, std::string>> TaskHost::Thread::Checkpoints(int64_t now) {
   bool unconfirmed = false;
   bool barrier_taken = false;
   std::vector<TaskRef> failed;
@@ -536,18 +560,6 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
     }
     Restart(ref);
   }
-  std::vector<TaskRef> drained;
-  for (auto& [ref, entry] : tasks_) {
-    if (Drained(entry)) drained.push_back(ref);
-  }
-  for (const TaskRef& ref : drained) Stop(ref, StopMode::kDrain);
-  for (const auto& [ref, why] : fenced) {
-    // Restarting would fence the new owner in turn: stop for good.
-    spdlog::error("task {}: fenced by a newer owner of its transactional id; stopped: {}",
-                  ref.ToString(), why);
-    PublishTask(ref, proto::TaskReport::FAILED, "fenced by a newer owner: " + why);
-    Remove(ref);
-  }
   if (unconfirmed && !checkpoint_warned_) {
     spdlog::warn(
         "thread {}: assignment not confirmed by the coordinator lately; processing "
@@ -555,14 +567,37 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
         index_);
   }
   checkpoint_warned_ = unconfirmed;
+  return fenced;
+}
 
+void TaskHost::Thread::StopDrained() {
+  std::vector<TaskRef> drained;
+  for (auto& [ref, entry] : tasks_) {
+    if (Drained(entry)) drained.push_back(ref);
+  }
+  for (const TaskRef& ref : drained) Stop(ref, StopMode::kDrain);
+}
+
+void TaskHost::Thread::StopFenced(const std::vector<std::pair<TaskRef, std::string>>& fenced) {
+  for (const auto& [ref, why] : fenced) {
+    // Restarting would fence the new owner in turn: stop for good.
+    spdlog::error("task {}: fenced by a newer owner of its transactional id; stopped: {}",
+                  ref.ToString(), why);
+    PublishTask(ref, proto::TaskReport::FAILED, "fenced by a newer owner: " + why);
+    Remove(ref);
+  }
+}
+
+void TaskHost::Thread::RetryAssignments(int64_t now) {
   for (auto& [ref, entry] : tasks_) {
     if (entry.retry_assign_ms > 0 && now >= entry.retry_assign_ms) {
       entry.retry_assign_ms = 0;
       reassign_.insert(ref.job);
     }
   }
+}
 
+void TaskHost::Thread::BackPressure() {
   // Back-pressure: stop fetching while the producer is backed up.
   const int64_t pending = host_.shared_->producer->OutstandingRecords();
   for (auto& [job, jc] : consumers_) {
@@ -577,7 +612,9 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
       jc.paused = !jc.consumer->Resume(jc.topic, jc.partitions).ok();
     }
   }
+}
 
+void TaskHost::Thread::Reports(int64_t now) {
   if (now - last_publish_ >= 250) {
     last_publish_ = now;
     for (auto& [ref, entry] : tasks_) PublishTask(ref, proto::TaskReport::RUNNING, "");

@@ -350,6 +350,16 @@ TEST_CASE("delta checkpoints: a store written before deltas existed restores and
   REQUIRE(ReadAll(*store) == Contents{{"new", "delta"}, {"old", "state"}});
 }
 
+TEST_CASE("delta checkpoints: full_every = 0 makes every checkpoint full") {
+  CheckpointStoreOptions options;
+  options.full_every = 0;
+  Run run(options);
+  for (int i = 0; i < 3; ++i) run.Checkpoint();
+  REQUIRE(fs::is_empty(run.checkpoints->dir() + "/changelog"));
+  REQUIRE(run.Restored(3) == run.at.at(3));
+  REQUIRE(run.Restored(2) == run.at.at(2));
+}
+
 TEST_CASE("delta checkpoints: an older epoch is refused") {
   CheckpointStoreOptions options;
   Run run(options);
