@@ -232,6 +232,7 @@ TEST_CASE("delta checkpoints: a store that does not know the local state saves a
   Run run(options);
   run.Checkpoint();
   run.Checkpoint();
+  REQUIRE(run.checkpoints->WaitMaterialized().ok());
   auto reopened = CheckpointStore::Open(run.tmp.Sub("cp"), "job", 0, options);
   REQUIRE(reopened.ok());
   run.checkpoints = std::move(reopened).value();  // nothing restored
