@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -304,14 +305,13 @@ std::optional<CheckpointStore::Chain> CheckpointStore::ChainLocked(int64_t id) c
   return chain;
 }
 
-Status CheckpointStore::CheckMeta(const RocksDbStateStore& store,
-                                  const CheckpointMeta& meta) const {
+Status CheckpointStore::CheckMeta(RocksDbStateStore& store, const CheckpointMeta& meta) const {
   if (meta.job != job_ || meta.partition != partition_) {
     return Status::InvalidArgument("checkpoint of " + meta.job + "/" +
                                    std::to_string(meta.partition) + " saved to the store of " +
                                    job_ + "/" + std::to_string(partition_));
   }
-  if (const_cast<RocksDbStateStore&>(store).db() == nullptr) {
+  if (store.db() == nullptr) {
     return Status::FailedPrecondition("checkpoint of " + dir_ + ": the state store is closed");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -514,16 +514,16 @@ Status CheckpointStore::Purge(int64_t protect_id, bool may_wait) {
     std::vector<int64_t> wanted(ids.begin(),
                                 ids.begin() + std::min<size_t>(ids.size(), options_.keep));
     if (protect_id > 0) wanted.push_back(protect_id);
-    std::map<int64_t, bool> keep_full, keep_delta;
+    std::set<int64_t> keep_full, keep_delta;
     for (int64_t id : wanted) {
       std::optional<Chain> chain = ChainLocked(id);
       if (!chain) {
         // Not restorable: keep what is there of it rather than guess.
-        if (deltas_.count(id)) keep_delta[id] = true;
+        if (deltas_.count(id)) keep_delta.insert(id);
         continue;
       }
-      if (chain->base) keep_full[chain->base->meta.checkpoint_id] = true;
-      for (int64_t d : chain->deltas) keep_delta[d] = true;
+      if (chain->base) keep_full.insert(chain->base->meta.checkpoint_id);
+      keep_delta.insert(chain->deltas.begin(), chain->deltas.end());
     }
     for (const auto& [id, delta] : deltas_) {
       if (!keep_delta.count(id)) delta_victims.push_back(id);

@@ -188,7 +188,7 @@ class CheckpointStore {
   CheckpointStore(std::string dir, std::string job, int32_t partition,
                   const CheckpointStoreOptions& options, rocksdb::BackupEngine* engine);
   Status Usable() const;
-  Status CheckMeta(const RocksDbStateStore& store, const CheckpointMeta& meta) const;
+  Status CheckMeta(RocksDbStateStore& store, const CheckpointMeta& meta) const;
   // Reads the full checkpoints from the engine and the deltas from disk.
   Status LoadIndex();
   std::string DeltaPath(int64_t id) const;
