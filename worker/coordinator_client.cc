@@ -37,9 +37,17 @@ CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id,
       clock_(clock),
       security_(std::move(security)),
       rpc_(std::make_unique<Rpc>()) {
-  // Reconnect quickly after a coordinator restart: a heartbeat missed for
-  // gRPC's default backoff (up to minutes) would cost this worker its lease.
+  Connect();
+}
+
+void CoordinatorClient::Connect() {
+  // A channel of its own (not gRPC's process-wide subchannel pool), with a
+  // short reconnect backoff: Run replaces it after a failed call, so a
+  // coordinator that restarts is reached at the next heartbeat, not after a
+  // backoff that grew while it was down (gRPC's grows to minutes, and even
+  // capped it has held workers off for seconds, past their lease).
   grpc::ChannelArguments args = security_ ? security_->args : grpc::ChannelArguments();
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
@@ -179,6 +187,10 @@ void CoordinatorClient::Run(const std::atomic<bool>& stop) {
       }
     }
     if (!st.ok()) {
+      if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+          st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        Connect();  // the next attempt connects afresh
+      }
       const int64_t now = clock_.NowMillis();
       if (now - last_warning > 10'000) {
         last_warning = now;

@@ -52,6 +52,8 @@ class CoordinatorClient {
 
  private:
   std::shared_ptr<const engine::JobPlan> PlanFor(const proto::JobInfo& job);
+  // (Re)creates the channel to the coordinator.
+  void Connect();
 
   struct Rpc;
   std::string address_;

@@ -153,7 +153,12 @@ class TaskHost::Thread {
   // Reopens a task from its last checkpoint (after a failed one). Returns
   // false if it could not be reopened (it is then removed and reported).
   bool Restart(const TaskRef& ref);
-  void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error);
+  void PublishTask(const TaskRef& ref, proto::TaskReport::State state, const std::string& error) {
+    if (tasks_.count(ref)) host_.Publish(ref, Report(ref, state, error));
+  }
+  // The report of a task this thread runs.
+  proto::TaskReport Report(const TaskRef& ref, proto::TaskReport::State state,
+                           const std::string& error) const;
   // The report of a task that is not running (it could not start or
   // restart): FAILED with `error`.
   void PublishFailed(const TaskRef& ref, int64_t epoch, int64_t version, const std::string& error,
@@ -329,17 +334,21 @@ void TaskHost::Thread::Apply(Command& c) {
         Remove(c.task);
         return;
       }
-      if (c.mode == StopMode::kDrain && it->second.drain_at < 0) {
+      if (c.mode == StopMode::kDrain) {
         // Everything in the partition now is processed first, also by a task
         // that has just restarted from an older checkpoint (whose consumer
-        // may not exist yet).
-        FlushReassign();
-        it->second.drain_at = EndOffset(c.task, task);
-        if (!Drained(it->second)) {
-          spdlog::info("task {}: draining once it has consumed up to offset {} (now at {})",
-                       c.task.ToString(), it->second.drain_at, task.next_offset());
-          return;
+        // may not exist yet). The coordinator repeats the drain with every
+        // heartbeat: a drain under way goes on to where it was set to end
+        // (StopDrained stops the task there).
+        if (it->second.drain_at < 0) {
+          FlushReassign();
+          it->second.drain_at = EndOffset(c.task, task);
+          if (!Drained(it->second)) {
+            spdlog::info("task {}: draining once it has consumed up to offset {} (now at {})",
+                         c.task.ToString(), it->second.drain_at, task.next_offset());
+          }
         }
+        if (!Drained(it->second)) return;
       }
       Stop(c.task, c.mode);
       return;
@@ -404,8 +413,12 @@ void TaskHost::Thread::Stop(const TaskRef& ref, StopMode mode) {
                : state == proto::TaskReport::RELEASED ? "released"
                                                       : "stopped without a final checkpoint",
                task.next_offset());
-  PublishTask(ref, state, s.ok() ? "" : s.message());
+  proto::TaskReport report = Report(ref, state, s.ok() ? "" : s.message());
+  // The task is closed before the coordinator may hear it is released: its
+  // next owner must not find this one's checkpoint store still writing (a
+  // full checkpoint in the background).
   Remove(ref);
+  host_.Publish(ref, std::move(report));
 }
 
 void TaskHost::Thread::Poll() {
@@ -676,10 +689,9 @@ bool TaskHost::Thread::Restart(const TaskRef& ref) {
   return true;
 }
 
-void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State state,
-                                   const std::string& error) {
+proto::TaskReport TaskHost::Thread::Report(const TaskRef& ref, proto::TaskReport::State state,
+                                           const std::string& error) const {
   auto it = tasks_.find(ref);
-  if (it == tasks_.end()) return;
   const Task& t = *it->second.task;
   const engine::TaskProcessor& proc = t.processor();
   const engine::TaskCounters& c = proc.counters();
@@ -750,11 +762,12 @@ void TaskHost::Thread::PublishTask(const TaskRef& ref, proto::TaskReport::State 
     r.set_commit_ms_total(x.commit_ms_total);
     r.set_last_committed_checkpoint(x.last_committed_checkpoint);
   }
-  host_.Publish(ref, std::move(r));
+  return r;
 }
 
 void TaskHost::Thread::FinalCheckpoints(bool drain) {
   const int64_t now = host_.clock_.NowMillis();
+  std::vector<std::pair<TaskRef, proto::TaskReport>> reports;
   for (auto& [ref, entry] : tasks_) {
     Task& task = *entry.task;
     if (drain) task.Drain();
@@ -766,15 +779,17 @@ void TaskHost::Thread::FinalCheckpoints(bool drain) {
     if (s.ok()) {
       CommitOffset(task);
       spdlog::info("task {}: final checkpoint at offset {}", task.name(), task.next_offset());
-      PublishTask(ref, proto::TaskReport::RELEASED, "");
+      reports.emplace_back(ref, Report(ref, proto::TaskReport::RELEASED, ""));
     } else {
       spdlog::error("task {}: final checkpoint failed: {} (a restart replays from the last one)",
                     task.name(), s.message());
-      PublishTask(ref, proto::TaskReport::FAILED, s.message());
+      reports.emplace_back(ref, Report(ref, proto::TaskReport::FAILED, s.message()));
     }
   }
+  // Closed before they are reported released (as in Stop).
   tasks_.clear();
   consumers_.clear();
+  for (auto& [ref, report] : reports) host_.Publish(ref, std::move(report));
 }
 
 // ---- TaskHost -------------------------------------------------------------

@@ -156,5 +156,31 @@ TEST_CASE("a partition paused for back-pressure is counted once per pause") {
   host.Shutdown(false);
 }
 
+TEST_CASE("a drain asked for again goes on to the end it was given, not where the task is") {
+  HostFixture f;
+  f.ProduceLarge(3);
+  // Paused for good after its first fetch (as above): the task cannot reach
+  // the end of the partition.
+  f.options.max_pending_records = -1;
+  TaskHost host(f.options, f.clock);
+  REQUIRE(host.Start().ok());
+  host.StartTask(CountPlan(), 1, 0, 0);
+  const proto::TaskReport paused =
+      f.WaitReport(host, [](const proto::TaskReport& r) { return r.paused() >= 1; });
+  REQUIRE(paused.next_offset() < 3);
+  const TaskRef ref{"lost", 0};
+  // The coordinator repeats a drain with every heartbeat.
+  host.StopTask(ref, StopMode::kDrain);
+  host.StopTask(ref, StopMode::kDrain);
+  host.StopTask(ref, StopMode::kDrain);
+  // Commands run in order: once the update is in, the drains were handled.
+  host.UpdateTask(ref, CountPlan(), 2);
+  const proto::TaskReport r =
+      f.WaitReport(host, [](const proto::TaskReport& r) { return r.version() == 2; });
+  REQUIRE(r.state() == proto::TaskReport::RUNNING);
+  REQUIRE(r.next_offset() == paused.next_offset());
+  host.Shutdown(false);
+}
+
 }  // namespace
 }  // namespace sluice::worker
