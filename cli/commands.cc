@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cli/format.h"
+#include "common/file_util.h"
 #include "jobspec/job_loader.h"
 #include "worker/engine/time_util.h"
 
@@ -93,17 +94,10 @@ int UsageError(const CLI::App& app, const std::string& message, std::ostream& er
 }  // namespace
 
 Result<std::string> ReadJobFile(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return Status::IoError("cannot read " + path + ": it is a directory");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-  // Read at most one byte past the limit: /dev/zero or a huge file stops here.
-  std::string text(kMaxJobFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-  text.resize(static_cast<size_t>(in.gcount()));
+  // At most one byte past the limit: /dev/zero or a huge file stops there.
+  Result<std::string> read = ReadFileUpTo(path, kMaxJobFileBytes + 1);
+  if (!read.ok()) return Status::IoError("cannot read " + path + ": " + read.status().message());
+  std::string text = std::move(read).value();
   if (text.size() > kMaxJobFileBytes) {
     return Status::InvalidArgument(path + ": larger than " +
                                    std::to_string(kMaxJobFileBytes >> 20) +

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/file_util.h"
+
 namespace sluice {
 
 namespace {
@@ -111,18 +113,12 @@ Status CheckClientSecurity(const ClientSecurityFlags& f) {
 }
 
 Result<std::string> ReadSmallFile(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  Result<std::string> read = ReadFileUpTo(path, kMaxSmallFileBytes + 1);
+  if (!read.ok()) {
     return Status::InvalidArgument("cannot read " + what + " " + path + ": " +
-                                   std::strerror(errno));
+                                   read.status().message());
   }
-  std::string text(kMaxSmallFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) {
-    return Status::InvalidArgument("cannot read " + what + " " + path + ": " +
-                                   std::strerror(errno));
-  }
-  text.resize(static_cast<size_t>(in.gcount()));
+  std::string text = std::move(read).value();
   if (text.size() > kMaxSmallFileBytes) {
     return Status::InvalidArgument(what + " " + path + " is larger than 1 MiB");
   }

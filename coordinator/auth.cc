@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/file_util.h"
 #include "worker/engine/json_writer.h"
 #include "worker/engine/time_util.h"
 
@@ -109,14 +110,12 @@ Result<TokenTable> TokenTable::Parse(std::string_view text, const std::string& f
 }
 
 Result<TokenTable> TokenTable::Load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  Result<std::string> read = ReadFileUpTo(path, kMaxTokenFileBytes + 1);
+  if (!read.ok()) {
     return Status::InvalidArgument("cannot read the token file " + path + ": " +
-                                   std::strerror(errno));
+                                   read.status().message());
   }
-  std::string text(kMaxTokenFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  const std::string& text = *read;
   if (text.size() > kMaxTokenFileBytes) {
     return Status::InvalidArgument("the token file " + path + " is larger than 1 MiB");
   }

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/file_util.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/names.h"
 #include "worker/engine/time_util.h"
@@ -998,28 +999,14 @@ Result<proto::JobSpec> ParseJobYaml(std::string_view yaml_text, std::string_view
 }
 
 Result<proto::JobSpec> LoadJobFile(const std::string& path) {
-  struct Closer {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  errno = 0;
-  std::unique_ptr<std::FILE, Closer> file(std::fopen(path.c_str(), "rb"));
-  if (file == nullptr) {
-    const int err = errno;
-    const std::string why = std::error_code(err, std::generic_category()).message();
-    if (err == ENOENT) return Status::NotFound(path + ": " + why);
-    return Status::IoError(path + ": cannot open: " + why);
+  Result<std::string> text = ReadFileUpTo(path);
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound(path + ": " + text.status().message());
+    }
+    return Status::IoError(path + ": cannot read: " + text.status().message());
   }
-  std::string text;
-  std::array<char, 64 * 1024> buf;
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), file.get())) > 0) {
-    text.append(buf.data(), n);
-  }
-  if (std::ferror(file.get()) != 0) {
-    const std::string why = std::error_code(errno, std::generic_category()).message();
-    return Status::IoError(path + ": cannot read: " + why);
-  }
-  return ParseJobYaml(text, path);
+  return ParseJobYaml(*text, path);
 }
 
 Result<int64_t> ParseDurationMs(std::string_view text) {

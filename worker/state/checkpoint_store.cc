@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/rocksdb_status.h"
 #include "worker/state/changelog.h"
 
@@ -128,19 +129,9 @@ constexpr const char* kChangelogDir = "changelog";
 constexpr std::string_view kDeltaSuffix = ".delta";
 
 Result<std::string> ReadFile(const std::string& path, size_t limit) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return Status::IoError("opening " + path + ": " + std::strerror(errno));
-  std::string out;
-  char buf[1 << 16];
-  while (out.size() < limit) {
-    const size_t n = std::fread(buf, 1, std::min(sizeof(buf), limit - out.size()), f);
-    if (n == 0) break;
-    out.append(buf, n);
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) return Status::IoError("reading " + path);
-  return out;
+  Result<std::string> file = ReadFileUpTo(path, limit);
+  if (!file.ok()) return Status::IoError("reading " + path + ": " + file.status().message());
+  return file;
 }
 
 // Applies deltas to the database in `dir` (created if missing) and flushes.
