@@ -26,7 +26,8 @@ Result<std::string> ReadFileUpTo(const std::string& path, size_t limit) {
   std::string out;
   std::array<char, 64 * 1024> buf;
   while (out.size() < limit) {
-    const size_t n = std::fread(buf.data(), 1, std::min(buf.size(), limit - out.size()), file.get());
+    const size_t n =
+        std::fread(buf.data(), 1, std::min(buf.size(), limit - out.size()), file.get());
     if (n == 0) break;
     out.append(buf.data(), n);
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -138,19 +139,20 @@ Status DecodeBatch(std::string_view in, rocksdb::WriteBatch* out) {
   return Status::Ok();
 }
 
-std::string EncodeDelta(const Delta& delta) {
+std::string EncodeDeltaHead(const Delta& delta) {
   const std::string meta = EncodeCheckpointMeta(delta.meta);
   std::string out;
-  out.reserve(meta.size() + delta.batch.size() + 128);
+  out.reserve(meta.size() + 128);
   out += std::string(kDeltaFormat) + "\n";
   out += "prev=" + std::to_string(delta.prev) + "\n";
   out += "meta_bytes=" + std::to_string(meta.size()) + "\n";
   out += "batch_bytes=" + std::to_string(delta.batch.size()) + "\n";
   out += "xxh64=" + Hex64(Checksum(meta, delta.batch)) + "\n\n";
   out += meta;
-  out += delta.batch;
   return out;
 }
+
+std::string EncodeDelta(const Delta& delta) { return EncodeDeltaHead(delta) + delta.batch; }
 
 Result<Delta> DecodeDeltaHeader(std::string_view file, uint64_t* file_bytes) {
   SLUICE_ASSIGN_OR_RETURN(Header h, ParseHeader(file));
@@ -184,8 +186,12 @@ Result<Delta> DecodeDelta(std::string_view file) {
   return delta;
 }
 
-Status WriteFileOnce(const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp";
+Status WriteFileOnce(const std::string& path, std::initializer_list<std::string_view> parts) {
+  // Two writers of one path (an old owner not yet stopped, and the new one)
+  // each write a file of their own: only the link decides.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" +
+                          std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
   auto fail = [&](const std::string& what) {
     const int err = errno;
     ::unlink(tmp.c_str());
@@ -193,15 +199,17 @@ Status WriteFileOnce(const std::string& path, std::string_view data) {
   };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IoError("creating " + tmp + ": " + std::strerror(errno));
-  size_t written = 0;
-  while (written < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return fail("writing");
+  for (std::string_view data : parts) {
+    size_t written = 0;
+    while (written < data.size()) {
+      const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ::close(fd);
+        return fail("writing");
+      }
+      written += static_cast<size_t>(n);
     }
-    written += static_cast<size_t>(n);
   }
   if (::fdatasync(fd) != 0) {
     ::close(fd);

@@ -24,6 +24,7 @@
 // Nothing here keeps state: these are codecs and a durable file write.
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,10 @@ std::string EncodeBatch(const WriteBatch& batch);
 // encoding is cut or malformed.
 Status DecodeBatch(std::string_view encoded, rocksdb::WriteBatch* out);
 
+// A delta file is its head (header and metadata) followed by the batch:
+// EncodeDelta(d) == EncodeDeltaHead(d) + d.batch. The head alone lets a
+// writer send the batch without copying it.
+std::string EncodeDeltaHead(const Delta& delta);
 std::string EncodeDelta(const Delta& delta);
 // Decodes a whole delta file and checks its checksum (Corruption if it fails).
 Result<Delta> DecodeDelta(std::string_view file);
@@ -56,9 +61,10 @@ Result<Delta> DecodeDelta(std::string_view file);
 // not null) receives the whole file's expected size.
 Result<Delta> DecodeDeltaHeader(std::string_view file, uint64_t* file_bytes = nullptr);
 
-// Writes `data` to `path` durably and at most once: to a temporary file,
-// fsynced, linked to `path` (AlreadyExists if `path` exists), and the
-// directory fsynced.
-Status WriteFileOnce(const std::string& path, std::string_view data);
+// Writes `parts`, one after the other, to `path` durably and at most once: to
+// a temporary file of this writer's own, fsynced, linked to `path`
+// (AlreadyExists if `path` exists, also when another writer links it first),
+// and the directory fsynced.
+Status WriteFileOnce(const std::string& path, std::initializer_list<std::string_view> parts);
 
 }  // namespace sluice::worker

@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/testing_dir.h"
@@ -155,10 +156,15 @@ TEST_CASE("changelog: a delta round-trips, and damage is Corruption") {
 TEST_CASE("changelog: a file is written once") {
   TempDir tmp;
   const std::string path = tmp.Sub("x.delta");
-  REQUIRE(WriteFileOnce(path, "first").ok());
-  REQUIRE(WriteFileOnce(path, "second").code() == StatusCode::kAlreadyExists);
+  REQUIRE(WriteFileOnce(path, {"fir", "st"}).ok());
+  REQUIRE(WriteFileOnce(path, {"second"}).code() == StatusCode::kAlreadyExists);
   REQUIRE(Slurp(path) == "first");
-  REQUIRE_FALSE(fs::exists(path + ".tmp"));
+  // Neither writer's temporary file is left.
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(fs::path(path).parent_path())) {
+    names.push_back(e.path().filename().string());
+  }
+  REQUIRE(names == std::vector<std::string>{"x.delta"});
 }
 
 TEST_CASE("delta checkpoints: every kept checkpoint restores its exact state") {

@@ -244,8 +244,8 @@ Status CheckpointStore::LoadIndex() {
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(fs::path(dir_) / kChangelogDir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      fs::remove(e.path(), ec);  // a write that never committed
+    if (name.find(".tmp-") != std::string::npos) {
+      fs::remove(e.path(), ec);  // a write that never committed (WriteFileOnce)
       continue;
     }
     int64_t id = 0;
@@ -384,16 +384,17 @@ Result<CheckpointMeta> CheckpointStore::SaveChanges(RocksDbStateStore& store,
   delta.meta = meta;
   delta.meta.checkpoint_id = newest + 1;
   delta.batch = EncodeBatch(batch);
-  const std::string file = EncodeDelta(delta);
-  SLUICE_RETURN_IF_ERROR(WriteFileOnce(DeltaPath(delta.meta.checkpoint_id), file));
+  const std::string head = EncodeDeltaHead(delta);
+  SLUICE_RETURN_IF_ERROR(WriteFileOnce(DeltaPath(delta.meta.checkpoint_id), {head, delta.batch}));
+  const uint64_t file_bytes = head.size() + delta.batch.size();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    deltas_[delta.meta.checkpoint_id] = DeltaEntry{delta.prev, delta.meta, file.size()};
+    deltas_[delta.meta.checkpoint_id] = DeltaEntry{delta.prev, delta.meta, file_bytes};
     protect_id_ = protect_id;
   }
   chain_last_ = delta.meta.checkpoint_id;
   ++since_full_;
-  since_full_bytes_ += file.size();
+  since_full_bytes_ += file_bytes;
   if (!materializing_.load() && (!chain_has_full_ || since_full_ >= options_.full_every ||
                                  since_full_bytes_ >= options_.full_after_bytes)) {
     Status started = StartMaterialize(store, delta.meta);
