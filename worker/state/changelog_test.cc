@@ -314,6 +314,53 @@ TEST_CASE("delta checkpoints: deleting newer ones, then continuing (exactly_once
   REQUIRE(run.Restored(run.at.rbegin()->first) == run.at.rbegin()->second);
 }
 
+TEST_CASE("delta checkpoints: a full checkpoint an old owner finished late is not the new one's") {
+  CheckpointStoreOptions options;
+  options.keep = 10;
+  Run run(options);
+  for (int i = 0; i < 3; ++i) run.Checkpoint();  // full 1 in the background, deltas 2 and 3
+  REQUIRE(run.checkpoints->WaitMaterialized().ok());
+  // The new owner (epoch 2) goes back to checkpoint 2 and writes its own 3.
+  run.checkpoints.reset();
+  auto opened = CheckpointStore::Open(run.tmp.Sub("cp"), "job", 0, options);
+  REQUIRE(opened.ok());
+  run.checkpoints = std::move(opened).value();
+  REQUIRE(run.checkpoints->DeleteNewerThan(2).ok());
+  run.store.reset();
+  REQUIRE(run.checkpoints->Restore(2, run.backend->TaskDir("job-0"), nullptr).ok());
+  run.store = OpenTask(*run.backend, "job-0", false);
+  run.model = run.at.at(2);
+  WriteBatch batch = run.Interval(20);
+  REQUIRE(run.store->Write(batch).ok());
+  auto saved = run.checkpoints->SaveChanges(*run.store, batch, Meta(2));
+  REQUIRE(saved.ok());
+  REQUIRE(saved->checkpoint_id == 3);
+  run.checkpoints.reset();
+  {
+    // The old owner's background thread ends only now: a full checkpoint 3
+    // of epoch 1, of another state.
+    auto other = OpenTask(*run.backend, "other", true);
+    WriteBatch junk;
+    junk.Put("old owner", "state");
+    REQUIRE(other->Write(junk).ok());
+    rocksdb::BackupEngine* raw = nullptr;
+    REQUIRE(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(run.tmp.Sub("cp") + "/job/0"),
+                                        rocksdb::Env::Default(), &raw)
+                .ok());
+    std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+    CheckpointMeta late = Meta(1);
+    late.checkpoint_id = 3;
+    REQUIRE(engine
+                ->CreateNewBackupWithMetadata(rocksdb::CreateBackupOptions(), other->db(),
+                                              EncodeCheckpointMeta(late))
+                .ok());
+  }
+  auto reopened = CheckpointStore::Open(run.tmp.Sub("cp"), "job", 0, options);
+  REQUIRE(reopened.ok());
+  run.checkpoints = std::move(reopened).value();
+  REQUIRE(run.Restored(3) == run.model);
+}
+
 TEST_CASE("delta checkpoints: a store written before deltas existed restores and continues") {
   TempDir tmp;
   auto backend = OpenBackend(tmp.Sub("data"));

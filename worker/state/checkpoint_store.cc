@@ -282,8 +282,15 @@ std::optional<CheckpointStore::Chain> CheckpointStore::ChainLocked(int64_t id) c
   Chain chain;
   while (id != 0) {
     if (auto full = fulls_.find(id); full != fulls_.end()) {
-      chain.base = full->second;
-      break;
+      // A full checkpoint stands for the delta of its id. One that is not
+      // the same checkpoint was finished late by the background thread of an
+      // owner that had lost the task meanwhile (its delta was replaced by the
+      // new owner's): it is not on this chain.
+      auto same = deltas_.find(id);
+      if (same == deltas_.end() || same->second.meta == full->second.meta) {
+        chain.base = full->second;
+        break;
+      }
     }
     auto delta = deltas_.find(id);
     // A delta must follow an older checkpoint; anything else is a broken chain.
