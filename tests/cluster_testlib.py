@@ -168,13 +168,15 @@ class ClusterWorker(Worker):
 
 class Stream(threading.Thread):
     """Produces `events` in `chunks`, pausing between them, in the background.
-    wait() re-raises what went wrong in the thread."""
+    wait() re-raises what went wrong in the thread. `ends`: {partition: offset
+    after the last record delivered there}."""
 
     def __init__(self, bootstrap, topic, events, chunks=20, pause=0.3):
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.events = bootstrap, topic, events
         self.chunks, self.pause = chunks, pause
         self.produced = 0
+        self.ends = {}
         self.error = None
         self.start()
 
@@ -182,7 +184,8 @@ class Stream(threading.Thread):
         try:
             step = (len(self.events) + self.chunks - 1) // self.chunks
             for i in range(0, len(self.events), step):
-                produce(self.bootstrap, self.topic, self.events[i:i + step])
+                for p, end in produce(self.bootstrap, self.topic, self.events[i:i + step]).items():
+                    self.ends[p] = max(self.ends.get(p, 0), end)
                 self.produced = min(len(self.events), i + step)
                 time.sleep(self.pause)
         except BaseException as e:  # noqa: B902 -- handed to the test thread
@@ -342,10 +345,14 @@ class Cluster:
         st = self.try_status(job)
         return st["job"]["state"] if st else None
 
-    def wait_caught_up(self, job, topic, partitions, timeout=120):
+    def wait_caught_up(self, job, topic, partitions, timeout=120, produced=None):
         """Waits until each partition's running task has consumed up to the
-        partition's end offset (as the broker reports it now)."""
+        partition's end offset (as the broker reports it now, and at least
+        `produced`, {partition: end} as the producer saw it: a broker restarted
+        after a crash may report an older high watermark for a while)."""
         ends = end_offsets(self.broker.bootstrap, topic, partitions)
+        for p, end in (produced or {}).items():
+            ends[p] = max(ends.get(p, 0), end)
 
         def done():
             self.check_processes()

@@ -199,14 +199,18 @@ class Broker:
 
 
 def produce(bootstrap, topic, records):
-    """Produces (key, value) pairs in order and waits for every delivery."""
+    """Produces (key, value) pairs in order and waits for every delivery.
+    Returns {partition: offset after the last record delivered there}."""
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                   "partitioner": "murmur2_random", "linger.ms": 5})
     errors = []
+    ends = {}
 
     def on_delivery(err, msg):
         if err:
             errors.append(err)
+        else:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
 
     for key, value in records:
         while True:
@@ -218,6 +222,7 @@ def produce(bootstrap, topic, records):
         p.poll(0)
     remaining = p.flush(120)
     assert remaining == 0 and not errors, f"produce: {remaining} undelivered, errors {errors[:3]}"
+    return ends
 
 
 def read_topic(bootstrap, topic, partitions, expect=None, quiet=3.0, timeout=60):

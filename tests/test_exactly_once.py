@@ -168,7 +168,8 @@ def test_cluster_kills_and_a_broker_restart_leave_exactly_once_output(cluster): 
         cluster.broker.outage(5, crash=True)
         cluster.broker.wait_up()
     stream.wait(timeout=300)
-    cluster.wait_caught_up(name, job["topic"], CLUSTER_PARTITIONS, timeout=240)
+    cluster.wait_caught_up(name, job["topic"], CLUSTER_PARTITIONS, timeout=240,
+                           produced=stream.ends)
     cluster.drain(name, timeout=120)
     check_cluster_reference(cluster.broker, job_file, job, len(events), CLUSTER_PARTITIONS,
                             exact=True)
