@@ -58,6 +58,7 @@
 #include "kafka/kafka_client.h"
 #include "proto/sluice.pb.h"
 #include "tools/event_generator.h"
+#include "worker/adapters.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
@@ -1155,10 +1156,13 @@ void RunCheckpoint(const Config& cfg) {
     worker::JobContext ctx;
     ctx.plan = Compile(SessionSpec("sessions1m"));
     ctx.clock = &clock;
-    ctx.producer = producer->get();
-    ctx.state = backend->get();
-    ctx.checkpoint_uri = "file://" + fs::absolute(dir / "a-checkpoints").string();
-    ctx.checkpoints.keep = 3;
+    worker::KafkaIoConfig io_config;
+    io_config.producer = producer->get();
+    io_config.state = backend->get();
+    io_config.checkpoint_uri = "file://" + fs::absolute(dir / "a-checkpoints").string();
+    io_config.checkpoints.keep = 3;
+    worker::KafkaWorkerIo io(io_config);
+    ctx.io = &io;
     ctx.background = background.Executor();
     auto t0 = Steady::now();
     auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
@@ -1430,9 +1434,12 @@ void RunTumblingCheckpoint(const Config& cfg) {
   *spec.add_aggregates() = Agg("events", F::COUNT);
   ctx.plan = Compile(spec);
   ctx.clock = &clock;
-  ctx.producer = producer->get();
-  ctx.state = backend->get();
-  ctx.checkpoint_uri = "file://" + fs::absolute(dir / "checkpoints").string();
+  worker::KafkaIoConfig io_config;
+  io_config.producer = producer->get();
+  io_config.state = backend->get();
+  io_config.checkpoint_uri = "file://" + fs::absolute(dir / "checkpoints").string();
+  worker::KafkaWorkerIo io(io_config);
+  ctx.io = &io;
   auto task = worker::Task::Open(ctx, 0, 1, &deliveries);
   SLUICE_CHECK(task.ok()) << task.status().ToString();
   std::printf(

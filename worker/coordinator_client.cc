@@ -1,16 +1,13 @@
 #include "worker/coordinator_client.h"
 
-#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <set>
 #include <thread>
-
-#include "common/grpc_security.h"
-#include "proto/sluice.grpc.pb.h"
 
 namespace sluice::worker {
 
@@ -21,39 +18,18 @@ std::optional<int64_t> StartOf(const proto::Assignment& a) {
 }
 }  // namespace
 
-struct CoordinatorClient::Rpc {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<proto::WorkerService::Stub> stub;
-};
-
-CoordinatorClient::CoordinatorClient(std::string address, std::string worker_id, int threads,
-                                     TaskHost& host, const Clock& clock, std::string instance,
-                                     std::shared_ptr<const ClientSecurity> security)
-    : address_(std::move(address)),
+CoordinatorClient::CoordinatorClient(std::unique_ptr<CoordinatorRpc> rpc, std::string worker_id,
+                                     int threads, TaskHost& host, const Clock& clock,
+                                     std::string instance)
+    : rpc_(std::move(rpc)),
       worker_id_(std::move(worker_id)),
       instance_(std::move(instance)),
       threads_(threads),
       host_(host),
-      clock_(clock),
-      security_(std::move(security)),
-      rpc_(std::make_unique<Rpc>()) {
-  Connect();
-}
-
-void CoordinatorClient::Connect() {
-  // A channel of its own (not gRPC's process-wide subchannel pool), with a
-  // short reconnect backoff: Run replaces it after a failed call, so a
-  // coordinator that restarts is reached at the next heartbeat, not after a
-  // backoff that grew while it was down (gRPC's grows to minutes, and even
-  // capped it has held workers off for seconds, past their lease).
-  grpc::ChannelArguments args = security_ ? security_->args : grpc::ChannelArguments();
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  rpc_->channel = grpc::CreateCustomChannel(
-      address_, security_ ? security_->credentials : grpc::InsecureChannelCredentials(), args);
-  rpc_->stub = proto::WorkerService::NewStub(rpc_->channel);
+      clock_(clock) {
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  hostname_ = hostname;
 }
 
 CoordinatorClient::~CoordinatorClient() = default;
@@ -116,97 +92,90 @@ void CoordinatorClient::Reconcile(const proto::HeartbeatResponse& reply) {
 }
 
 void CoordinatorClient::Run(const std::atomic<bool>& stop) {
-  char hostname[256] = {};
-  gethostname(hostname, sizeof(hostname) - 1);
-  int64_t heartbeat_ms = 1000, lease_ms = 5000;
-  bool registered = false;
-  int64_t last_warning = 0;
-  auto sleep_ms = [&](int64_t ms) {
-    for (int64_t slept = 0; slept < ms && !stop.load(); slept += 20) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  };
   while (!stop.load()) {
-    const int64_t started = clock_.NowMillis();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2000));
-    if (security_) security_->Apply(&ctx);
-    grpc::Status st;
-    if (!registered) {
-      proto::RegisterRequest req;
-      req.set_worker_id(worker_id_);
-      req.set_host(hostname);
-      req.set_threads(threads_);
-      req.set_instance(instance_);
-      proto::RegisterResponse resp;
-      st = rpc_->stub->Register(&ctx, req, &resp);
-      if (st.ok()) {
-        registered = true;
-        heartbeat_ms = resp.heartbeat_ms() > 0 ? resp.heartbeat_ms() : heartbeat_ms;
-        lease_ms = resp.lease_ms() > 0 ? resp.lease_ms() : lease_ms;
-        spdlog::info("registered with the coordinator at {} as {} (heartbeat {} ms, lease {} ms)",
-                     address_, worker_id_, heartbeat_ms, lease_ms);
-        continue;
-      }
-      if (st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
-        // Another live process holds this id: run nothing meanwhile.
-        for (const proto::TaskReport& r : host_.Reports()) {
-          if (Active(r.state())) host_.StopTask(TaskRef{r.job(), r.partition()}, StopMode::kFence);
-        }
-        host_.Confirm({}, 0);
-        const int64_t now = clock_.NowMillis();
-        if (now - last_warning > 10'000) {
-          last_warning = now;
-          spdlog::error("the coordinator refuses this worker: {}", st.error_message());
-        }
-        sleep_ms(heartbeat_ms);
-        continue;
-      }
-    } else {
-      proto::HeartbeatRequest req;
-      req.set_worker_id(worker_id_);
-      req.set_instance(instance_);
-      for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
-      proto::HeartbeatResponse resp;
-      st = rpc_->stub->Heartbeat(&ctx, req, &resp);
-      if (st.ok()) {
-        if (resp.reregister()) {
-          spdlog::info("the coordinator does not know this worker: registering again");
-          registered = false;
-          continue;
-        }
-        // Fence first: tasks no longer ours stop before anything else runs;
-        // then the ones confirmed ours may checkpoint until the coordinator
-        // could give them away (a lease after this request, less a beat).
-        Reconcile(resp);
-        std::map<TaskRef, int64_t> confirmed;
-        for (const proto::Assignment& a : resp.assignments()) {
-          confirmed[TaskRef{a.job(), a.partition()}] = a.epoch();
-        }
-        host_.Confirm(confirmed, started + lease_ms - heartbeat_ms);
-      }
+    const int64_t wait_ms = Beat();
+    for (int64_t slept = 0; slept < wait_ms && !stop.load(); slept += 20) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(20, wait_ms)));
     }
-    if (!st.ok()) {
-      if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-          st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-        Connect();  // the next attempt connects afresh
-      }
-      const int64_t now = clock_.NowMillis();
-      if (now - last_warning > 10'000) {
-        last_warning = now;
-        if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-            st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
-          spdlog::error(
-              "the coordinator at {} refuses this worker's token: {} (--token-file "
-              "needs a token with role worker)",
-              address_, st.error_message());
-        } else {
-          spdlog::warn("cannot reach the coordinator at {}: {}; tasks keep running", address_,
-                       st.error_message());
-        }
-      }
+  }
+}
+
+int64_t CoordinatorClient::Beat() {
+  const int64_t started = clock_.NowMillis();
+  RpcStatus st;
+  if (!registered_) {
+    proto::RegisterRequest req;
+    req.set_worker_id(worker_id_);
+    req.set_host(hostname_);
+    req.set_threads(threads_);
+    req.set_instance(instance_);
+    proto::RegisterResponse resp;
+    st = rpc_->Register(req, &resp);
+    if (st.ok()) {
+      registered_ = true;
+      heartbeat_ms_ = resp.heartbeat_ms() > 0 ? resp.heartbeat_ms() : heartbeat_ms_;
+      lease_ms_ = resp.lease_ms() > 0 ? resp.lease_ms() : lease_ms_;
+      spdlog::info("registered with the coordinator at {} as {} (heartbeat {} ms, lease {} ms)",
+                   rpc_->address(), worker_id_, heartbeat_ms_, lease_ms_);
+      return 0;
     }
-    sleep_ms(std::max<int64_t>(0, heartbeat_ms - (clock_.NowMillis() - started)));
+    if (st.code == RpcStatus::Code::kDuplicate) {
+      // Another live process holds this id: run nothing meanwhile.
+      for (const proto::TaskReport& r : host_.Reports()) {
+        if (Active(r.state())) host_.StopTask(TaskRef{r.job(), r.partition()}, StopMode::kFence);
+      }
+      host_.Confirm({}, 0);
+      Warn(st);
+      return heartbeat_ms_;
+    }
+  } else {
+    proto::HeartbeatRequest req;
+    req.set_worker_id(worker_id_);
+    req.set_instance(instance_);
+    for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
+    proto::HeartbeatResponse resp;
+    st = rpc_->Heartbeat(req, &resp);
+    if (st.ok()) {
+      if (resp.reregister()) {
+        spdlog::info("the coordinator does not know this worker: registering again");
+        registered_ = false;
+        return 0;
+      }
+      // Fence first: tasks no longer ours stop before anything else runs;
+      // then the ones confirmed ours may checkpoint until the coordinator
+      // could give them away (a lease after this request, less a beat).
+      Reconcile(resp);
+      std::map<TaskRef, int64_t> confirmed;
+      for (const proto::Assignment& a : resp.assignments()) {
+        confirmed[TaskRef{a.job(), a.partition()}] = a.epoch();
+      }
+      host_.Confirm(confirmed, started + lease_ms_ - heartbeat_ms_);
+    }
+  }
+  if (!st.ok()) {
+    if (st.code == RpcStatus::Code::kUnreachable) rpc_->Reconnect();
+    Warn(st);
+  }
+  return std::max<int64_t>(0, heartbeat_ms_ - (clock_.NowMillis() - started));
+}
+
+void CoordinatorClient::Warn(const RpcStatus& st) {
+  const int64_t now = clock_.NowMillis();
+  if (now - last_warning_ <= 10'000 && last_warning_ != 0) return;
+  last_warning_ = now;
+  switch (st.code) {
+    case RpcStatus::Code::kDuplicate:
+      spdlog::error("the coordinator refuses this worker: {}", st.message);
+      break;
+    case RpcStatus::Code::kUnauthorized:
+      spdlog::error(
+          "the coordinator at {} refuses this worker's token: {} (--token-file needs a token "
+          "with role worker)",
+          rpc_->address(), st.message);
+      break;
+    default:
+      spdlog::warn("cannot reach the coordinator at {}: {}; tasks keep running", rpc_->address(),
+                   st.message);
   }
 }
 
@@ -217,14 +186,11 @@ void CoordinatorClient::Leave() {
   req.set_leaving(true);
   for (proto::TaskReport& r : host_.Reports()) *req.add_tasks() = std::move(r);
   proto::HeartbeatResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(2000));
-  if (security_) security_->Apply(&ctx);
-  grpc::Status st = rpc_->stub->Heartbeat(&ctx, req, &resp);
+  RpcStatus st = rpc_->Heartbeat(req, &resp);
   if (st.ok()) {
     spdlog::info("told the coordinator this worker is leaving");
   } else {
-    spdlog::warn("could not tell the coordinator this worker is leaving: {}", st.error_message());
+    spdlog::warn("could not tell the coordinator this worker is leaving: {}", st.message);
   }
 }
 

@@ -45,6 +45,7 @@
 #include "kafka/transactions.h"
 #include "proto/sluice.pb.h"
 #include "worker/engine/record.h"
+#include "worker/io.h"
 #include "worker/state/checkpoint_store.h"
 
 namespace sluice::worker {
@@ -74,7 +75,7 @@ struct TransactionCounters {
   int64_t last_committed_checkpoint = 0;
 };
 
-class TransactionalOutput {
+class TransactionalOutput final : public Transaction {
  public:
   // Records held while the previous transaction commits, at most.
   static constexpr size_t kMaxHeldBytes = 64 << 20;
@@ -88,43 +89,43 @@ class TransactionalOutput {
   static std::string TransactionalId(const std::string& job, int32_t partition);
 
   // The checkpoint named by the task's last committed marker, if any.
-  Result<std::optional<CheckpointMeta>> LastCommitted(int timeout_ms);
+  Result<std::optional<CheckpointMeta>> LastCommitted(int timeout_ms) override;
 
   // Begins the first transaction (after the restore).
-  kafka::TxnStatus Begin();
+  kafka::TxnStatus Begin() override;
 
   // Into the open transaction, or held while the previous one commits. A
   // failure is kept in error() and fails the next commit.
-  void Emit(engine::OutputStream stream, std::string_view key, std::string_view value);
+  void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override;
   // The barrier: records from now on are held.
-  void Seal() { sealed_ = true; }
+  void Seal() override { sealed_ = true; }
   bool sealed() const { return sealed_; }
-  size_t held_bytes() const { return held_.size(); }
-  const kafka::TxnStatus& error() const { return error_; }
+  size_t held_bytes() const override { return held_.size(); }
+  const kafka::TxnStatus& error() const override { return error_; }
   // Whether a record was emitted into the open transaction (for the
   // after_produce fault point).
-  bool produced() const { return produced_; }
+  bool produced() const override { return produced_; }
 
   // Background, before the checkpoint is saved: waits for the sealed
   // transaction's records (a fenced producer learns it here).
-  kafka::TxnStatus Flush(int timeout_ms);
+  kafka::TxnStatus Flush(int timeout_ms) override;
   // Background: writes the marker naming `saved` and commits the sealed
   // transaction. On kAbort the transaction has been aborted.
-  kafka::TxnStatus Commit(const CheckpointMeta& saved, int timeout_ms);
+  kafka::TxnStatus Commit(const CheckpointMeta& saved, int timeout_ms) override;
   // Background: aborts the sealed transaction (its checkpoint failed).
   kafka::TxnStatus Abort(int timeout_ms);
 
   // Task thread, after Commit succeeded: begins the next transaction and
   // sends the held records into it.
-  kafka::TxnStatus Resume();
+  kafka::TxnStatus Resume() override;
 
   int32_t marker_partition() const { return marker_partition_; }
   // The transactional producer's message.max.bytes.
-  int64_t max_message_bytes() const { return producer_->max_message_bytes(); }
+  int64_t max_message_bytes() const override { return producer_->max_message_bytes(); }
   // Records the broker refused for good since the last call (any thread):
   // their transaction cannot commit.
-  std::vector<kafka::RefusedRecord> TakeRefused() { return producer_->TakeRefused(); }
-  void set_refused_prefix_bytes(int64_t n) { producer_->set_refused_prefix_bytes(n); }
+  std::vector<kafka::RefusedRecord> TakeRefused() override { return producer_->TakeRefused(); }
+  void set_refused_prefix_bytes(int64_t n) override { producer_->set_refused_prefix_bytes(n); }
 
  private:
   struct Held {

@@ -20,6 +20,7 @@
 #include "jobspec/job_loader.h"
 #include "kafka/kafka_client.h"
 #include "reports/task_reports.h"
+#include "worker/adapters.h"
 #include "worker/coordinator_client.h"
 #include "worker/instance.h"
 #include "worker/partitions.h"
@@ -218,7 +219,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<sluice::worker::CoordinatorClient> client;
   if (!coordinator.empty()) {
     client = std::make_unique<sluice::worker::CoordinatorClient>(
-        coordinator, worker_id, threads, host, clock, claim->instance(), client_security);
+        sluice::worker::NewGrpcCoordinatorRpc(coordinator, client_security), worker_id, threads,
+        host, clock, claim->instance());
     control = std::thread([&] { client->Run(*g_stop); });
   } else {
     auto plan = sluice::engine::JobPlan::Compile(spec);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "kafka/kafka_client.h"
+#include "worker/adapters.h"
 #include "worker/engine/record.h"
 #include "worker/task.h"
 
@@ -28,8 +29,7 @@ struct TaskHost::Command {
 };
 
 struct TaskHost::Shared {
-  std::unique_ptr<StateBackend> state;
-  std::unique_ptr<kafka::KafkaProducer> producer;
+  std::unique_ptr<WorkerIo> io;
   // Checkpoint commits of every task (HostOptions::commit_threads, at most
   // one per task at a time). Joined after the task threads.
   std::unique_ptr<boost::asio::thread_pool> background;
@@ -39,28 +39,6 @@ struct TaskHost::Shared {
   TaskDeliveries* NewDeliveries() {
     std::lock_guard<std::mutex> lock(deliveries_mu);
     return &deliveries.emplace_back();
-  }
-
-  // exactly_once: each job's marker topic, resolved (and created) once.
-  std::mutex markers_mu;
-  std::map<std::string, MarkerTopic> markers;
-  std::unique_ptr<kafka::KafkaConsumer> metadata;  // for partition counts
-
-  Result<MarkerTopic> MarkersOf(const HostOptions& options, const engine::JobPlan& plan) {
-    std::lock_guard<std::mutex> lock(markers_mu);
-    auto it = markers.find(plan.name());
-    if (it != markers.end() && it->second.name == plan.spec().sinks().markers()) return it->second;
-    if (!metadata) {
-      SLUICE_ASSIGN_OR_RETURN(
-          metadata,
-          kafka::KafkaConsumer::Create(options.brokers, "sluice-metadata", options.kafka_settings));
-    }
-    SLUICE_ASSIGN_OR_RETURN(int32_t partitions,
-                            metadata->PartitionCount(plan.spec().source().topic(), 30'000));
-    SLUICE_ASSIGN_OR_RETURN(MarkerTopic m, ResolveMarkerTopic(options.brokers, plan.spec(),
-                                                              partitions, options.kafka_settings));
-    markers[plan.name()] = m;
-    return m;
   }
 };
 
@@ -87,6 +65,8 @@ class TaskHost::Thread {
   }
 
   void Run();
+  // One pass of the loop (Run, or TaskHost::Step); false once stopping.
+  bool RunOnce(bool wait);
 
   std::thread thread;
 
@@ -113,7 +93,7 @@ class TaskHost::Thread {
     int64_t retry_assign_ms = 0;
   };
   struct JobConsumer {
-    std::unique_ptr<kafka::KafkaConsumer> consumer;
+    std::unique_ptr<Source> consumer;
     std::string topic;
     std::vector<int32_t> partitions;
     bool paused = false;
@@ -204,27 +184,31 @@ class TaskHost::Thread {
 };
 
 void TaskHost::Thread::Run() {
-  last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
-  while (true) {
-    std::vector<Command> commands;
-    bool stopping;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (inbox_.empty() && tasks_.empty() && !stop_) {
-        cv_.wait_for(lock, std::chrono::milliseconds(100));
-      }
-      commands.swap(inbox_);
-      stopping = stop_;
-    }
-    for (Command& c : commands) Apply(c);
-    FlushReassign();
-    if (stopping) break;
-    if (tasks_.empty()) continue;
-    Poll();
-    Housekeeping(host_.clock_.NowMillis());
-    FlushReassign();
+  while (RunOnce(/*wait=*/true)) {
   }
   FinalCheckpoints(drain_);
+}
+
+bool TaskHost::Thread::RunOnce(bool wait) {
+  if (last_tick_ == 0) last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
+  std::vector<Command> commands;
+  bool stopping;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (wait && inbox_.empty() && tasks_.empty() && !stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    commands.swap(inbox_);
+    stopping = stop_;
+  }
+  for (Command& c : commands) Apply(c);
+  FlushReassign();
+  if (stopping) return false;
+  if (tasks_.empty()) return true;
+  Poll();
+  Housekeeping(host_.clock_.NowMillis());
+  FlushReassign();
+  return true;
 }
 
 Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::JobPlan> plan,
@@ -232,19 +216,12 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   JobContext ctx;
   ctx.plan = std::move(plan);
   ctx.clock = &host_.clock_;
-  ctx.producer = host_.shared_->producer.get();
-  ctx.state = host_.shared_->state.get();
-  ctx.checkpoint_uri = host_.options_.checkpoint_uri;
-  ctx.checkpoints = host_.options_.checkpoints;
-  boost::asio::thread_pool* background = host_.shared_->background.get();
-  ctx.background = [background](std::function<void()> work) {
-    boost::asio::post(*background, std::move(work));
-  };
-  if (ctx.plan->spec().delivery() == proto::JobSpec::EXACTLY_ONCE) {
-    ctx.brokers = host_.options_.brokers;
-    ctx.kafka_settings = host_.options_.kafka_settings;
-    ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
-    SLUICE_ASSIGN_OR_RETURN(ctx.markers, host_.shared_->MarkersOf(host_.options_, *ctx.plan));
+  ctx.io = host_.shared_->io.get();
+  ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
+  if (boost::asio::thread_pool* background = host_.shared_->background.get()) {
+    ctx.background = [background](std::function<void()> work) {
+      boost::asio::post(*background, std::move(work));
+    };
   }
   SLUICE_ASSIGN_OR_RETURN(auto task, Task::Open(ctx, ref.partition, epoch,
                                                 host_.shared_->NewDeliveries(), start_offset));
@@ -291,12 +268,9 @@ Status TaskHost::Thread::Reassign(const std::string& job) {
   JobConsumer& jc = consumers_[job];
   jc.topic = topic;
   if (!jc.consumer) {
-    // A partition whose offset is out of range is reported (OutOfRange), not
-    // moved by librdkafka: the task counts what it lost (OnOutOfRange).
-    std::map<std::string, std::string> settings = host_.options_.kafka_settings;
-    settings["auto.offset.reset"] = "error";
-    SLUICE_ASSIGN_OR_RETURN(jc.consumer, kafka::KafkaConsumer::Create(host_.options_.brokers,
-                                                                      "sluice-" + job, settings));
+    // A partition whose offset is out of range is reported (OutOfRange): the
+    // task counts what it lost (OnOutOfRange).
+    SLUICE_ASSIGN_OR_RETURN(jc.consumer, host_.shared_->io->OpenSource(job));
   }
   jc.partitions.clear();
   for (const kafka::PartitionOffset& po : offsets) jc.partitions.push_back(po.partition);
@@ -380,7 +354,7 @@ void TaskHost::Thread::Apply(Command& c) {
 }
 
 int64_t TaskHost::Thread::EndOffset(const TaskRef& ref, const Task& task) {
-  kafka::KafkaConsumer* consumer = nullptr;
+  Source* consumer = nullptr;
   if (auto jc = consumers_.find(ref.job); jc != consumers_.end())
     consumer = jc->second.consumer.get();
   const std::string& topic = task.plan()->spec().source().topic();
@@ -425,7 +399,7 @@ void TaskHost::Thread::Poll() {
   // While a snapshot is being encoded, come back soon to encode more.
   const int timeout = snapshotting_ ? 1 : consumers_.size() == 1 ? 100 : 10;
   for (auto& [job, jc] : consumers_) {
-    std::span<const kafka::KafkaConsumer::Message> batch = jc.consumer->Poll(timeout, 1000);
+    std::span<const Source::Message> batch = jc.consumer->Poll(timeout, 1000);
     for (size_t i = 0; i < batch.size();) {
       const int32_t p = batch[i].partition;
       records_.clear();
@@ -538,11 +512,10 @@ std::vector<std::pair<TaskRef, std::string>> TaskHost::Thread::Checkpoints(int64
       unconfirmed = true;
       continue;
     }
-    TaskHost* host = &host_;
+    const CommitFence* fence = &host_;
     Status s = task.BeginCheckpoint(
-        now, host_.options_.flush_timeout_ms, [host, ref = ref, epoch = task.epoch()] {
-          return host->MayCheckpoint(ref, epoch, host->clock_.NowMillis());
-        });
+        now, host_.options_.flush_timeout_ms,
+        [fence, ref = ref, epoch = task.epoch()] { return fence->MayCommit(ref, epoch); });
     barrier_taken = true;
     snapshotting_ = snapshotting_ || task.snapshotting();
     if (!s.ok() && task.fenced()) {
@@ -612,7 +585,7 @@ void TaskHost::Thread::RetryAssignments(int64_t now) {
 
 void TaskHost::Thread::BackPressure() {
   // Back-pressure: stop fetching while the producer is backed up.
-  const int64_t pending = host_.shared_->producer->OutstandingRecords();
+  const int64_t pending = host_.shared_->io->sink().Outstanding();
   for (auto& [job, jc] : consumers_) {
     if (!jc.paused && pending > host_.options_.max_pending_records) {
       jc.paused = jc.consumer->Pause(jc.topic, jc.partitions).ok();
@@ -794,34 +767,50 @@ void TaskHost::Thread::FinalCheckpoints(bool drain) {
 
 // ---- TaskHost -------------------------------------------------------------
 
-TaskHost::TaskHost(HostOptions options, const Clock& clock)
-    : options_(std::move(options)), clock_(clock), shared_(std::make_unique<Shared>()) {}
+TaskHost::TaskHost(HostOptions options, const Clock& clock, std::unique_ptr<WorkerIo> io)
+    : options_(std::move(options)), clock_(clock), shared_(std::make_unique<Shared>()) {
+  shared_->io = std::move(io);
+}
 
 TaskHost::~TaskHost() { Shutdown(false); }
 
 Status TaskHost::Start() {
-  SLUICE_ASSIGN_OR_RETURN(shared_->state, StateBackend::Open(options_.data_dir, options_.state));
-  SLUICE_ASSIGN_OR_RETURN(shared_->producer,
-                          kafka::KafkaProducer::Create(options_.brokers, options_.kafka_settings));
+  if (!shared_->io) {
+    SLUICE_ASSIGN_OR_RETURN(shared_->io, OpenWorkerIo(options_));
+  }
   // Commits mostly wait (for acknowledgements, the disk, the transaction
   // coordinator), so several run at once; each task has at most one.
-  const int commit_threads = std::max(1, options_.commit_threads);
-  shared_->background =
-      std::make_unique<boost::asio::thread_pool>(static_cast<size_t>(commit_threads));
-  // One job per thread, each held until all have started: every thread is lowered.
-  auto started = std::make_shared<std::latch>(commit_threads);
-  for (int i = 0; i < commit_threads; ++i) {
-    boost::asio::post(*shared_->background, [started] {
-      LowerThreadPriority();
-      started->arrive_and_wait();
-    });
+  if (options_.commit_threads > 0) {
+    const int commit_threads = options_.commit_threads;
+    shared_->background =
+        std::make_unique<boost::asio::thread_pool>(static_cast<size_t>(commit_threads));
+    // One job per thread, each held until all have started: every thread is lowered.
+    auto started = std::make_shared<std::latch>(commit_threads);
+    for (int i = 0; i < commit_threads; ++i) {
+      boost::asio::post(*shared_->background, [started] {
+        LowerThreadPriority();
+        started->arrive_and_wait();
+      });
+    }
   }
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.push_back(std::make_unique<Thread>(*this, static_cast<size_t>(i)));
+    if (options_.threads == 0) break;
     Thread* t = threads_.back().get();
     t->thread = std::thread([t] { t->Run(); });
   }
   return Status::Ok();
+}
+
+void TaskHost::Step() {
+  std::vector<Thread*> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& t : threads_) threads.push_back(t.get());
+  }
+  for (Thread* t : threads) {
+    if (!t->thread.joinable()) t->RunOnce(/*wait=*/false);
+  }
 }
 
 TaskHost::Thread& TaskHost::ThreadFor(const TaskRef& task) {
@@ -931,11 +920,15 @@ void TaskHost::Shutdown(bool drain) {
   }
   for (auto& t : threads) t->RequestStop(drain);
   for (auto& t : threads) {
-    if (t->thread.joinable()) t->thread.join();
+    if (t->thread.joinable()) {
+      t->thread.join();
+    } else {
+      t->Run();  // driven by Step: the final pass (and checkpoints) here
+    }
   }
   if (shared_->background) shared_->background->join();
-  if (shared_->producer) {
-    Status s = shared_->producer->Flush(options_.flush_timeout_ms);
+  if (shared_->io) {
+    Status s = shared_->io->sink().Flush(options_.flush_timeout_ms);
     if (!s.ok()) spdlog::error("final flush: {}", s.message());
   }
 }

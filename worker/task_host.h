@@ -41,6 +41,7 @@
 #include "common/status.h"
 #include "proto/sluice.pb.h"
 #include "worker/engine/job_plan.h"
+#include "worker/io.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/rocksdb_state_store.h"
 
@@ -50,6 +51,7 @@ struct HostOptions {
   std::string brokers;
   std::string data_dir;
   std::string checkpoint_uri;
+  // Task threads; 0: none, the caller runs the loop with Step() (tests).
   int threads = 1;
   // Checkpoints kept per task, and how often a full one is taken.
   CheckpointStoreOptions checkpoints;
@@ -60,18 +62,12 @@ struct HostOptions {
   std::map<std::string, std::string> kafka_settings;
   // Cluster mode: checkpoints need the coordinator's confirmation (Confirm).
   bool fenced = false;
-  // Threads that run checkpoint commits (of all tasks; one per task at a time).
+  // Threads that run checkpoint commits (of all tasks; one per task at a
+  // time); 0: a task's commit runs on its task thread once its snapshot is
+  // complete.
   int commit_threads = 4;
   // exactly_once: for init_transactions, reading the last marker, each commit.
   int transaction_timeout_ms = 30'000;
-};
-
-struct TaskRef {
-  std::string job;
-  int32_t partition = 0;
-  auto operator<=>(const TaskRef&) const = default;
-  bool operator==(const TaskRef&) const = default;
-  std::string ToString() const { return job + "-" + std::to_string(partition); }
 };
 
 // Whether a task in `state` is held by its worker (starting, running, or
@@ -87,13 +83,19 @@ enum class StopMode {
   kFence,    // stop at once, no checkpoint: someone else owns the task now
 };
 
-class TaskHost {
+class TaskHost final : public CommitFence {
  public:
-  TaskHost(HostOptions options, const Clock& clock);
-  ~TaskHost();
+  // `io`: what tasks read, write and persist; null: Start opens the Kafka
+  // and RocksDB one for `options` (OpenWorkerIo).
+  TaskHost(HostOptions options, const Clock& clock, std::unique_ptr<WorkerIo> io = nullptr);
+  ~TaskHost() override;
 
-  // Opens the state backend and the producer, and starts the task threads.
+  // Opens the io if none was given, and starts the task threads.
   Status Start();
+
+  // With options.threads == 0: one pass of every task thread's loop, on the
+  // calling thread (apply commands, poll, the steps between polls).
+  void Step();
 
   // Commands: applied asynchronously, in order per task. `start_offset`:
   // where the task starts if it has no checkpoint (Assignment.start_offset;
@@ -115,6 +117,10 @@ class TaskHost {
   void Confirm(const std::map<TaskRef, int64_t>& epochs, int64_t until_ms);
   // Whether `task` under `epoch` may write a checkpoint at `now_ms`.
   bool MayCheckpoint(const TaskRef& task, int64_t epoch, int64_t now_ms) const;
+  // CommitFence: MayCheckpoint now.
+  bool MayCommit(const TaskRef& task, int64_t epoch) const override {
+    return MayCheckpoint(task, epoch, clock_.NowMillis());
+  }
 
   // Stops the threads; running tasks take a final checkpoint (after a drain
   // when `drain`). Idempotent.

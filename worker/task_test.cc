@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tools/devbroker/mock_cluster.h"
+#include "worker/adapters.h"
 #include "worker/engine/testing.h"
 #include "worker/state/testing_dir.h"
 
@@ -50,9 +51,9 @@ struct Fixture {
     backend = std::move(*b);
     ctx.plan = CountPlan();
     ctx.clock = &clock;
-    ctx.producer = producer.get();
-    ctx.state = backend.get();
-    ctx.checkpoint_uri = "file://" + (dir.path() / "checkpoints").string();
+    io_config.producer = producer.get();
+    io_config.state = backend.get();
+    io_config.checkpoint_uri = "file://" + (dir.path() / "checkpoints").string();
     ctx.background = [this](std::function<void()> work) {
       boost::asio::post(pool, std::move(work));
     };
@@ -60,8 +61,11 @@ struct Fixture {
   ~Fixture() { pool.join(); }
 
   // Opens the task (again) from what the checkpoint store holds.
-  std::unique_ptr<Task> Open() {
-    auto t = Task::Open(ctx, 0, 1, &deliveries.emplace_back());
+  // A task without a checkpoint starts at `start_offset`.
+  std::unique_ptr<Task> Open(int64_t start_offset = -1) {
+    ios.push_back(std::make_unique<KafkaWorkerIo>(io_config));
+    ctx.io = ios.back().get();
+    auto t = Task::Open(ctx, 0, 1, &deliveries.emplace_back(), start_offset);
     REQUIRE(t.ok());
     return std::move(*t);
   }
@@ -97,6 +101,8 @@ struct Fixture {
   std::unique_ptr<kafka::KafkaProducer> producer;
   std::unique_ptr<StateBackend> backend;
   boost::asio::thread_pool pool{1};
+  KafkaIoConfig io_config;
+  std::deque<std::unique_ptr<KafkaWorkerIo>> ios;
   JobContext ctx;
   std::deque<std::string> payloads;
 };
@@ -190,8 +196,9 @@ struct ExactlyOnceFixture : Fixture {
     REQUIRE(cluster->CreateTopic("ckpt-markers", 1).ok());
     REQUIRE(cluster->CreateTopic("ckpt-markers-2", 1).ok());
     ctx.plan = ExactlyOncePlan();
-    ctx.brokers = cluster->bootstraps();
-    ctx.markers = MarkerTopic{"ckpt-markers", 1, true};
+    io_config.brokers = cluster->bootstraps();
+    io_config.markers["ckpt"] = MarkerTopic{"ckpt-markers", 1, true};
+    io_config.transaction_timeout_ms = 20'000;
     ctx.transaction_timeout_ms = 20'000;
   }
 
@@ -261,7 +268,7 @@ TEST_CASE("exactly_once: a restore follows the last committed marker, not the ne
   REQUIRE(again->processor().counters().window_results == 9);
   again.reset();
   // The uncommitted checkpoint is gone from the store.
-  auto store = CheckpointStore::Open(f.ctx.checkpoint_uri, "ckpt", 0, 3);
+  auto store = CheckpointStore::Open(f.io_config.checkpoint_uri, "ckpt", 0, 3);
   REQUIRE(store.ok());
   auto latest = (*store)->Latest();
   REQUIRE(latest.ok());
@@ -276,7 +283,7 @@ TEST_CASE("exactly_once: without a committed marker, transactional checkpoints a
   task.reset();
   // As if the transaction of that checkpoint had never committed: a marker
   // topic without its marker.
-  f.ctx.markers.name = "ckpt-markers-2";
+  f.io_config.markers["ckpt"].name = "ckpt-markers-2";
   proto::JobSpec spec = f.ctx.plan->spec();
   spec.mutable_sinks()->set_markers("ckpt-markers-2");
   f.ctx.plan = std::move(*engine::JobPlan::Compile(spec));
@@ -384,7 +391,7 @@ TEST_CASE("an output record larger than message.max.bytes is dead-lettered and t
       kafka::KafkaProducer::Create(f.cluster->bootstraps(), {{"message.max.bytes", kSmallLimit}});
   REQUIRE(p.ok());
   f.producer = std::move(*p);
-  f.ctx.producer = f.producer.get();
+  f.io_config.producer = f.producer.get();
   f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
   auto task = f.Open();
   FeedNotes(f, *task, 0, {10, 3000, 10});
@@ -397,7 +404,7 @@ TEST_CASE("an output record larger than message.max.bytes is dead-lettered and t
 
 TEST_CASE("exactly_once: an output record larger than message.max.bytes is dead-lettered") {
   ExactlyOnceFixture f;
-  f.ctx.kafka_settings["message.max.bytes"] = kSmallLimit;
+  f.io_config.kafka_settings["message.max.bytes"] = kSmallLimit;
   f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
   auto task = f.Open();
   FeedNotes(f, *task, 0, {10, 3000, 10});
@@ -413,7 +420,7 @@ TEST_CASE("a refusal replayed after a restart is dead-lettered again but counted
       kafka::KafkaProducer::Create(f.cluster->bootstraps(), {{"message.max.bytes", kSmallLimit}});
   REQUIRE(p.ok());
   f.producer = std::move(*p);
-  f.ctx.producer = f.producer.get();
+  f.io_config.producer = f.producer.get();
   f.ctx.plan = CopyingRulePlan(f.ctx.plan->spec());
   auto task = f.Open();
   FeedNotes(f, *task, 0, {3000});
@@ -510,18 +517,16 @@ TEST_CASE("a gap below the log start is counted once, and moves the fetch offset
 
 TEST_CASE("a task without a checkpoint starts at its start offset") {
   Fixture f;
-  auto task = Task::Open(f.ctx, 0, 1, &f.deliveries.emplace_back(), 40);
-  REQUIRE(task.ok());
-  REQUIRE((*task)->fetch_offset() == 40);
-  REQUIRE((*task)->next_offset() == -1);
-  REQUIRE((*task)->SkipLost(50) == 10);
-  REQUIRE((*task)->lost().from == 40);
-  f.Feed(**task, 0, 3);  // a checkpoint's offset wins over the start offset
-  REQUIRE((*task)->Checkpoint(f.clock.NowMillis(), 60'000).ok());
-  task->reset();
-  auto again = Task::Open(f.ctx, 0, 1, &f.deliveries.emplace_back(), 40);
-  REQUIRE(again.ok());
-  REQUIRE((*again)->fetch_offset() == 3);
+  auto task = f.Open(40);
+  REQUIRE(task->fetch_offset() == 40);
+  REQUIRE(task->next_offset() == -1);
+  REQUIRE(task->SkipLost(50) == 10);
+  REQUIRE(task->lost().from == 40);
+  f.Feed(*task, 0, 3);  // a checkpoint's offset wins over the start offset
+  REQUIRE(task->Checkpoint(f.clock.NowMillis(), 60'000).ok());
+  task.reset();
+  auto again = f.Open(40);
+  REQUIRE(again->fetch_offset() == 3);
 }
 
 }  // namespace
