@@ -66,8 +66,7 @@ class KafkaSink final : public OutputSink {
   SinkTopic Topic(const std::string& name) override { return {name, producer_->Topic(name)}; }
   Status Produce(const SinkTopic& topic, std::string_view key, std::string_view value,
                  kafka::DeliveryTracker* generation) override {
-    return producer_->Produce(static_cast<rd_kafka_topic_s*>(topic.handle), key, value,
-                              generation);
+    return producer_->Produce(static_cast<rd_kafka_topic_s*>(topic.handle), key, value, generation);
   }
   int64_t max_message_bytes() const override { return producer_->max_message_bytes(); }
   int64_t Outstanding() const override { return producer_->OutstandingRecords(); }
@@ -156,15 +155,14 @@ Result<MarkerTopic> KafkaWorkerIo::MarkersOf(const engine::JobPlan& plan) {
     return it->second;
   }
   if (!metadata_) {
-    SLUICE_ASSIGN_OR_RETURN(metadata_, kafka::KafkaConsumer::Create(
-                                           config_.brokers, "sluice-metadata",
-                                           config_.kafka_settings));
+    SLUICE_ASSIGN_OR_RETURN(
+        metadata_,
+        kafka::KafkaConsumer::Create(config_.brokers, "sluice-metadata", config_.kafka_settings));
   }
   SLUICE_ASSIGN_OR_RETURN(int32_t partitions,
                           metadata_->PartitionCount(plan.spec().source().topic(), 30'000));
-  SLUICE_ASSIGN_OR_RETURN(
-      MarkerTopic m,
-      ResolveMarkerTopic(config_.brokers, plan.spec(), partitions, config_.kafka_settings));
+  SLUICE_ASSIGN_OR_RETURN(MarkerTopic m, ResolveMarkerTopic(config_.brokers, plan.spec(),
+                                                            partitions, config_.kafka_settings));
   config_.markers[plan.name()] = m;
   return m;
 }

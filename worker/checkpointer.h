@@ -110,9 +110,9 @@ class Checkpointer {
     int flush_timeout_ms = 60'000;
     // Asked just before the save; false fails the checkpoint.
     std::function<bool()> may_commit;
-    int64_t protect_id = 0;     // never purged: exactly_once's last committed
-    int64_t from_offset = -1;   // the position at the previous barrier
-    bool started_empty = false; // the local state had no checkpoint before
+    int64_t protect_id = 0;      // never purged: exactly_once's last committed
+    int64_t from_offset = -1;    // the position at the previous barrier
+    bool started_empty = false;  // the local state had no checkpoint before
   };
 
   explicit Checkpointer(Parts parts);

@@ -23,12 +23,8 @@ constexpr int64_t kT0 = 1'700'000'000'000;
 // A tumbling count whose every event closes the window before it: one
 // output record per event after the first.
 std::shared_ptr<const engine::JobPlan> CountPlan() {
-  proto::JobSpec spec = engine::testing::BaseSpec("ckpt");
-  spec.mutable_window()->set_tumbling_ms(1000);
-  *spec.add_aggregates() = engine::testing::Agg("n", proto::AggregateSpec::COUNT);
-  auto plan = engine::JobPlan::Compile(spec);
-  REQUIRE(plan.ok());
-  return std::move(*plan);
+  proto::JobSpec spec = engine::testing::TumblingCountSpec("ckpt");
+  return engine::testing::MustCompile(spec);
 }
 
 struct Rig {

@@ -17,13 +17,6 @@ namespace {
 constexpr int64_t kT0 = 1'700'000'000'000;
 const TaskRef kTask{"cc", 0};
 
-proto::JobSpec CountSpec() {
-  proto::JobSpec spec = engine::testing::BaseSpec("cc");
-  spec.mutable_window()->set_tumbling_ms(1000);
-  *spec.add_aggregates() = engine::testing::Agg("n", proto::AggregateSpec::COUNT);
-  return spec;
-}
-
 struct Rig {
   Rig() {
     HostOptions options;
@@ -49,7 +42,7 @@ struct Rig {
     proto::JobInfo* job = r.add_jobs();
     job->set_name("cc");
     job->set_version(version);
-    *job->mutable_spec() = CountSpec();
+    *job->mutable_spec() = engine::testing::TumblingCountSpec("cc");
     proto::Assignment* a = r.add_assignments();
     a->set_job("cc");
     a->set_partition(0);
@@ -65,7 +58,7 @@ struct Rig {
   }
 
   ManualClock clock{kT0};
-  testing::FakeWorkerIo* io = nullptr;        // owned by the host
+  testing::FakeWorkerIo* io = nullptr;         // owned by the host
   testing::FakeCoordinatorRpc* rpc = nullptr;  // owned by the client
   std::unique_ptr<TaskHost> host;
   std::unique_ptr<CoordinatorClient> client;

@@ -22,13 +22,9 @@ namespace {
 constexpr int64_t kT0 = 1'700'000'000'000;
 
 std::shared_ptr<const engine::JobPlan> CountPlan() {
-  proto::JobSpec spec = engine::testing::BaseSpec("lost");
-  spec.mutable_window()->set_tumbling_ms(1000);
-  *spec.add_aggregates() = engine::testing::Agg("n", proto::AggregateSpec::COUNT);
+  proto::JobSpec spec = engine::testing::TumblingCountSpec("lost");
   spec.mutable_source()->set_max_record_bytes(1 << 20);
-  auto plan = engine::JobPlan::Compile(spec);
-  REQUIRE(plan.ok());
-  return std::move(*plan);
+  return engine::testing::MustCompile(spec);
 }
 
 struct HostFixture {

@@ -19,13 +19,9 @@ constexpr int64_t kInterval = 10'000;
 
 // A tumbling count whose every event closes the window before it.
 std::shared_ptr<const engine::JobPlan> CountPlan() {
-  proto::JobSpec spec = engine::testing::BaseSpec("host");
-  spec.mutable_window()->set_tumbling_ms(1000);
-  *spec.add_aggregates() = engine::testing::Agg("n", proto::AggregateSpec::COUNT);
+  proto::JobSpec spec = engine::testing::TumblingCountSpec("host");
   spec.set_checkpoint_interval_ms(kInterval);
-  auto plan = engine::JobPlan::Compile(spec);
-  REQUIRE(plan.ok());
-  return std::move(*plan);
+  return engine::testing::MustCompile(spec);
 }
 
 const TaskRef kTask{"host", 0};

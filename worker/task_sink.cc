@@ -247,14 +247,13 @@ Status TaskSink::DeadLetterRefused(kafka::DeliveryTracker* sealed, int64_t from,
     }
     // The broker refuses whole batches: the record is one of those the task
     // emitted between the barriers, while it processed these offsets.
-    WriteRefusal(&letter, job_, r.error + " (refused by the broker)", r.topic,
-                 engine::OutputStreamName(stream),
-                 {source_topic_, partition_, -1, std::max<int64_t>(0, from),
-                  std::max<int64_t>(0, to)},
-                 r.key, r.value_prefix, r.value_bytes, static_cast<size_t>(prefix_bytes_),
-                 max_payload_);
-    Status s = out_.Produce(topics_[static_cast<int>(OutputStream::kDeadLetter)], r.key, letter,
-                            sealed);
+    WriteRefusal(
+        &letter, job_, r.error + " (refused by the broker)", r.topic,
+        engine::OutputStreamName(stream),
+        {source_topic_, partition_, -1, std::max<int64_t>(0, from), std::max<int64_t>(0, to)},
+        r.key, r.value_prefix, r.value_bytes, static_cast<size_t>(prefix_bytes_), max_payload_);
+    Status s =
+        out_.Produce(topics_[static_cast<int>(OutputStream::kDeadLetter)], r.key, letter, sealed);
     if (!s.ok()) {
       return Status::Unavailable("the dead letter of a record refused by " + r.topic +
                                  " could not be produced to " + dlq + ": " + s.message());

@@ -166,9 +166,9 @@ int64_t FakeSink::Outstanding() const {
 
 Status FakeSink::Flush(int /*timeout_ms*/) {
   std::lock_guard<std::mutex> lock(mu_);
-  return pending_.empty() ? Status::Ok()
-                          : Status::Unavailable(std::to_string(pending_.size()) +
-                                                " records not acknowledged");
+  return pending_.empty()
+             ? Status::Ok()
+             : Status::Unavailable(std::to_string(pending_.size()) + " records not acknowledged");
 }
 
 void FakeSink::set_auto_ack(bool on) {

@@ -71,8 +71,7 @@ class FakeSource final : public Source {
   std::span<const kafka::PartitionOffset> OutOfRange() const override { return out_of_range_; }
   Status Pause(const std::string& topic, std::span<const int32_t> partitions) override;
   Status Resume(const std::string& topic, std::span<const int32_t> partitions) override;
-  Status Commit(const std::string& topic,
-                std::span<const kafka::PartitionOffset> offsets) override;
+  Status Commit(const std::string& topic, std::span<const kafka::PartitionOffset> offsets) override;
   Result<kafka::LogRange> QueryLogRange(const std::string& topic, int32_t partition,
                                         int timeout_ms) override;
   Result<int64_t> QueryEndOffset(const std::string& topic, int32_t partition,
@@ -87,7 +86,7 @@ class FakeSource final : public Source {
   std::string topic_;
   std::map<int32_t, int64_t> next_;  // assigned partitions, next offset (-1: the start)
   std::set<int32_t> paused_;
-  std::set<int32_t> stopped_;  // out of range: not read until assigned again
+  std::set<int32_t> stopped_;         // out of range: not read until assigned again
   std::deque<FakeLog::Record> held_;  // what the last Poll returned points here
   std::vector<Message> batch_;
   std::vector<kafka::PartitionOffset> out_of_range_;

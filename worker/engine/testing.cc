@@ -90,6 +90,19 @@ proto::JobSpec RuleJob() {
   return spec;
 }
 
+proto::JobSpec TumblingCountSpec(const std::string& name) {
+  proto::JobSpec spec = BaseSpec(name);
+  spec.mutable_window()->set_tumbling_ms(1000);
+  *spec.add_aggregates() = Agg("n", proto::AggregateSpec::COUNT);
+  return spec;
+}
+
+std::shared_ptr<const JobPlan> MustCompile(const proto::JobSpec& spec) {
+  auto plan = JobPlan::Compile(spec);
+  SLUICE_CHECK(plan.ok()) << plan.status().ToString();
+  return *plan;
+}
+
 std::string Event(const std::string& user, int64_t ts, const std::string& extra) {
   std::string s = "{\"user\":\"" + user + "\",\"ts\":" + std::to_string(ts);
   if (!extra.empty()) s += "," + extra;
@@ -97,9 +110,7 @@ std::string Event(const std::string& user, int64_t ts, const std::string& extra)
 }
 
 Harness::Harness(const proto::JobSpec& spec, int64_t now_ms) : clock_(now_ms) {
-  auto plan = JobPlan::Compile(spec);
-  SLUICE_CHECK(plan.ok()) << plan.status().ToString();
-  plan_ = *plan;
+  plan_ = MustCompile(spec);
   task_ = std::make_unique<TaskProcessor>(plan_, clock_, sink_);
 }
 

@@ -23,6 +23,14 @@ proto::JobSpec BaseSpec(const std::string& name = "test");
 proto::AggregateSpec Agg(const std::string& name, proto::AggregateSpec::Function fn,
                          const std::string& field = "");
 
+// BaseSpec(name) with a tumbling count over 1 s windows: fed events a second
+// apart, every event closes the window before it (one result per event after
+// the first).
+proto::JobSpec TumblingCountSpec(const std::string& name);
+
+// Compiles `spec`, which must compile.
+std::shared_ptr<const JobPlan> MustCompile(const proto::JobSpec& spec);
+
 // {"user":"<user>","ts":<ts>} plus `extra` (already JSON, e.g. "\"amount\":5").
 std::string Event(const std::string& user, int64_t ts, const std::string& extra = "");
 
