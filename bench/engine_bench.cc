@@ -10,6 +10,8 @@
 // best run is reported. See BENCHMARKS.md for figures and bench/README.md for
 // how to run it.
 
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
@@ -108,6 +110,14 @@ proto::JobSpec SessionJob() {
   return spec;
 }
 
+proto::JobSpec SlidingJob() {
+  proto::JobSpec spec = BenchJob("sliding", "payments");
+  spec.mutable_window()->mutable_sliding()->set_size_ms(60'000);
+  spec.mutable_window()->mutable_sliding()->set_every_ms(10'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  return spec;
+}
+
 // The four rules of JOBS.md.
 proto::JobSpec FraudJob() {
   proto::JobSpec spec = BenchJob("fraud", "payments");
@@ -187,6 +197,76 @@ std::pair<uint64_t, int64_t> OutputDigest(const std::shared_ptr<const engine::Jo
   return {sink.digest(), sink.records()};
 }
 
+// ---- State memory -----------------------------------------------------------
+
+// Bytes the allocator has handed out and not taken back (glibc).
+int64_t HeapBytesInUse() { return static_cast<int64_t>(mallinfo2().uordblks); }
+
+struct MemoryRow {
+  std::string job;
+  int64_t keys = 0;
+  size_t open_windows = 0;
+  int64_t bytes = 0;
+};
+
+// Feeds `keys` users `per_key` events each (round robin, all in the first
+// second of event time, so no window closes and every rolling rule keeps
+// every event) and measures the heap the task's state takes: what the
+// allocator holds after, less before the task was created. The events
+// themselves are built before.
+MemoryRow MeasureState(const proto::JobSpec& spec, int64_t keys, int per_key) {
+  EventSet events;
+  std::string one;
+  static constexpr std::array<const char*, 4> kCountries = {"DE", "FR", "US", "JP"};
+  for (int e = 0; e < per_key; ++e) {
+    for (int64_t k = 0; k < keys; ++k) {
+      one = "{\"user_id\":\"u" + std::to_string(k) +
+            "\",\"ts\":" + std::to_string(kNowMs + (k * per_key + e) % 1000) +
+            ",\"amount\":" + std::to_string(10 + (k + e) % 90) + ",\"country\":\"" +
+            kCountries[static_cast<size_t>(k + e) % kCountries.size()] + "\",\"page\":\"/p" +
+            std::to_string((k + e) % 50) + "\"}";
+      events.Add(one);
+    }
+  }
+  events.Seal("events");
+  auto plan = Compile(spec);
+  ManualClock clock(kNowMs);
+  CountingSink sink;
+  malloc_trim(0);
+  const int64_t before = HeapBytesInUse();
+  auto task = std::make_unique<engine::TaskProcessor>(plan, clock, sink);
+  const std::span<const SourceRecord> all(events.records());
+  for (size_t i = 0; i < all.size(); i += 500) {
+    task->ProcessBatch(all.subspan(i, std::min<size_t>(500, all.size() - i)));
+  }
+  MemoryRow row{spec.name(), keys, task->open_windows(), HeapBytesInUse() - before};
+  SLUICE_CHECK(task->counters().dead_lettered == 0) << spec.name() << ": events dead-lettered";
+  return row;
+}
+
+int RunMemory(int64_t keys, int per_key) {
+  PrintHeader("sluice-engine-bench --memory");
+  std::printf("  keys:    %lld, %d events each, all in the first second of event time\n\n",
+              static_cast<long long>(keys), per_key);
+  std::vector<MemoryRow> rows;
+  for (const proto::JobSpec& spec : {TumblingJob(), SlidingJob(), SessionJob(), FraudJob()}) {
+    rows.push_back(MeasureState(spec, keys, per_key));
+  }
+  std::printf(
+      "| job | keys | open windows | state heap MB | bytes per key | bytes per open window |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  for (const MemoryRow& r : rows) {
+    std::string per_window = "-";
+    if (r.open_windows > 0) {
+      per_window = std::to_string(r.bytes / static_cast<int64_t>(r.open_windows));
+    }
+    std::printf("| %s | %lld | %zu | %.1f | %lld | %s |\n", r.job.c_str(),
+                static_cast<long long>(r.keys), r.open_windows, static_cast<double>(r.bytes) / 1e6,
+                static_cast<long long>(r.bytes / r.keys), per_window.c_str());
+  }
+  return 0;
+}
+
 // ---- Report -----------------------------------------------------------------
 
 struct Row {
@@ -260,7 +340,18 @@ int Main(int argc, char** argv) {
   app.add_flag("--digest", digest,
                "After the timed runs, run each scenario once more and print a hash of its "
                "output records, to check that a change keeps the output byte-identical");
+  int64_t memory_keys = 0;
+  int per_key = 2;
+  app.add_option("--memory", memory_keys,
+                 "Instead of throughput: the heap that the state of KEYS keys takes, per key and "
+                 "per open window, for the tumbling, sliding (60s every 10s), sessions and fraud "
+                 "jobs")
+      ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
+  app.add_option("--events-per-key", per_key, "With --memory: events per key")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
+  if (memory_keys > 0) return RunMemory(memory_keys, per_key);
 
   auto wanted = [&](std::string_view s) {
     return scenarios.empty() ||
