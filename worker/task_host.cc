@@ -29,12 +29,14 @@ struct TaskHost::Command {
 };
 
 struct TaskHost::Shared {
-  std::unique_ptr<WorkerIo> io;
+  std::mutex deliveries_mu;
+  // Stable addresses; they outlive every record (declared before `io`, so
+  // the producer is closed first).
+  std::deque<TaskDeliveries> deliveries;
   // Checkpoint commits of every task (HostOptions::commit_threads, at most
   // one per task at a time). Joined after the task threads.
   std::unique_ptr<boost::asio::thread_pool> background;
-  std::mutex deliveries_mu;
-  std::deque<TaskDeliveries> deliveries;  // stable addresses; outlive every record
+  std::unique_ptr<WorkerIo> io;
 
   TaskDeliveries* NewDeliveries() {
     std::lock_guard<std::mutex> lock(deliveries_mu);
