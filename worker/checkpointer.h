@@ -28,8 +28,9 @@
 //   4. Done or failed (task thread): Poll returns the outcome once. A failed
 //      checkpoint restarts the task from its last one (TaskHost), so records
 //      whose delivery failed are produced again, with the same ids.
-//   Cancel (a stop): the commit stops at its next wait and fails; a
-//      snapshot not yet complete is dropped.
+//   Cancel (a stop, as the task closes): the commit stops at its next wait
+//      and fails; a snapshot not yet complete is dropped, and the processor
+//      is not used again.
 //
 // At most one checkpoint is in flight. Thread safety: Begin, Encode, Poll,
 // Wait and Cancel run on the task thread; the commit touches only the

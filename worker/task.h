@@ -10,16 +10,11 @@
 // checkpoint's commit runs on the background executor (checkpointer.h).
 
 #include <algorithm>
-#include <array>
-#include <atomic>
-#include <condition_variable>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <span>
 #include <string>
-#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"

@@ -47,7 +47,9 @@ struct TaskHost::Shared {
 // One task thread: its tasks, one consumer per job, and an inbox of commands.
 class TaskHost::Thread {
  public:
-  Thread(TaskHost& host, size_t index) : host_(host), index_(index) {}
+  Thread(TaskHost& host, size_t index) : host_(host), index_(index) {
+    last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
+  }
 
   void Post(Command c) {
     {
@@ -192,7 +194,6 @@ void TaskHost::Thread::Run() {
 }
 
 bool TaskHost::Thread::RunOnce(bool wait) {
-  if (last_tick_ == 0) last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
   std::vector<Command> commands;
   bool stopping;
   {
