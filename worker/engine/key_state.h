@@ -59,6 +59,9 @@ struct KeyState {
   // in its snapshot.
   uint32_t dirty_gen = 0;
   bool persisted = false;  // the store holds (or the open snapshot writes) a version of it
+  // Used since the state memory budget's last pass over the keys: not the
+  // next to leave memory (TaskProcessor, state_spill.h).
+  bool hot = false;
   // The table's copy of the key (entries do not move), for timers.
   const std::string* name = nullptr;
   // Timers that refer to this entry: it stays in the table while any does.
@@ -75,6 +78,7 @@ struct KeyState {
     dedup.reset();
     dirty_gen = 0;
     persisted = false;
+    hot = false;
     name = nullptr;
     timers = 0;
   }

@@ -124,6 +124,14 @@ class KeyTable {
     free_.push_back(slot);
   }
 
+  // Slots handed out so far (live or free), and the live entry in one of
+  // them or nullptr: for a caller that walks the table a piece at a time.
+  size_t slots() const { return used_; }
+  Entry* LiveAt(size_t slot) {
+    Entry& e = At(static_cast<uint32_t>(slot));
+    return e.live ? &e : nullptr;
+  }
+
   // Calls f(Entry&) for every live entry, in slot order. `f` may Erase the
   // entry it is given.
   template <typename F>

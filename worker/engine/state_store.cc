@@ -1,5 +1,7 @@
 #include "worker/engine/state_store.h"
 
+#include <algorithm>
+
 namespace sluice::engine {
 
 Status InMemoryStateStore::Write(const WriteBatch& batch) {
@@ -21,10 +23,10 @@ Result<std::optional<std::string>> InMemoryStateStore::Get(std::string_view key)
   return std::optional<std::string>(it->second);
 }
 
-Status InMemoryStateStore::Scan(
-    std::string_view prefix,
+Status InMemoryStateStore::ScanFrom(
+    std::string_view prefix, std::string_view from,
     const std::function<Status(std::string_view, std::string_view)>& fn) const {
-  for (auto it = data_.lower_bound(prefix); it != data_.end(); ++it) {
+  for (auto it = data_.lower_bound(std::max(prefix, from)); it != data_.end(); ++it) {
     if (std::string_view(it->first).substr(0, prefix.size()) != prefix) break;
     SLUICE_RETURN_IF_ERROR(fn(it->first, it->second));
   }

@@ -35,8 +35,13 @@ class StateStore {
   virtual Result<std::optional<std::string>> Get(std::string_view key) const = 0;
   // Calls `fn` for every entry whose key starts with `prefix`, in key order;
   // stops at the first error `fn` returns.
-  virtual Status Scan(
-      std::string_view prefix,
+  Status Scan(std::string_view prefix,
+              const std::function<Status(std::string_view key, std::string_view value)>& fn) const {
+    return ScanFrom(prefix, prefix, fn);
+  }
+  // The same, from the first key at or after `from` on.
+  virtual Status ScanFrom(
+      std::string_view prefix, std::string_view from,
       const std::function<Status(std::string_view key, std::string_view value)>& fn) const = 0;
 };
 
@@ -44,8 +49,9 @@ class InMemoryStateStore final : public StateStore {
  public:
   Status Write(const WriteBatch& batch) override;
   Result<std::optional<std::string>> Get(std::string_view key) const override;
-  Status Scan(std::string_view prefix,
-              const std::function<Status(std::string_view, std::string_view)>& fn) const override;
+  Status ScanFrom(
+      std::string_view prefix, std::string_view from,
+      const std::function<Status(std::string_view, std::string_view)>& fn) const override;
 
   size_t size() const { return data_.size(); }
   // The number of Write calls, for tests of incremental checkpoints.

@@ -8,12 +8,14 @@
 #include <vector>
 
 #include "worker/engine/event_decoder.h"
+#include "worker/engine/key_filter.h"
 #include "worker/engine/key_state.h"
 #include "worker/engine/key_table.h"
 #include "worker/engine/result_writer.h"
 #include "worker/engine/rolling_rules.h"
 #include "worker/engine/side_output_writer.h"
 #include "worker/engine/state_codec.h"
+#include "worker/engine/state_spill.h"
 #include "worker/engine/time_util.h"
 #include "worker/engine/timer_queue.h"
 #include "worker/engine/window_operator.h"
@@ -51,7 +53,7 @@ class TaskProcessor::Impl {
   }
 
   void ProcessBatch(std::span<const SourceRecord> records) {
-    if (records.empty()) return;
+    if (records.empty() || !status_.ok()) return;
     const int64_t now = clock_.NowMillis();
     if (topic_.empty()) {
       topic_.assign(records.front().position.topic);
@@ -82,6 +84,7 @@ class TaskProcessor::Impl {
       }
       ProcessOne(records[i], now, staged_[i % kStaged]);
     }
+    MaybeEvict();
     CountTypeMismatches();
   }
 
@@ -113,6 +116,24 @@ class TaskProcessor::Impl {
   const TaskCounters& counters() const { return counters_; }
   size_t open_windows() const { return windows_.open_windows(); }
   size_t queued_rule_events() const { return pending_.size(); }
+
+  void SetStateSpill(StateStore* spill, size_t budget_bytes) {
+    spill_ = spill != nullptr ? std::make_unique<StateSpill>(*spill) : nullptr;
+    budget_ = budget_bytes;
+    filter_.Clear(std::max<size_t>(budget_bytes / 64, 1 << 16));
+  }
+  void SetStateMemoryBudget(size_t budget_bytes) { budget_ = budget_bytes; }
+  StateMemoryStats state_memory() const {
+    StateMemoryStats m;
+    m.budget_bytes = spill_ ? budget_ : 0;
+    m.resident_bytes = ResidentBytes();
+    m.resident_keys = keys_.size();
+    m.spilled_keys = spilled_keys_;
+    m.evicted = keys_evicted_;
+    m.loaded = keys_loaded_;
+    return m;
+  }
+  const Status& status() const { return status_; }
 
  private:
   void CountTypeMismatches() {
@@ -211,7 +232,7 @@ class TaskProcessor::Impl {
     if (v.is_null()) return false;
     DistinctKey(v, &dedup_value_);
     const int64_t t = ev.event_time;
-    KeyEntry* found = keys_.Find(ev.key);
+    KeyEntry* found = FindKey(ev.key);
     if (found != nullptr && found->state.dedup) {
       for (const DedupEntry& e : found->state.dedup->entries) {
         if (e.value == dedup_value_ && SaturatingAdd(e.time, -dedup.within_ms) <= t &&
@@ -225,6 +246,7 @@ class TaskProcessor::Impl {
     KeyState& ks = found != nullptr ? found->state : MutableKey(ev.key);
     if (!ks.dedup) ks.dedup = std::make_unique<DedupState>();
     ks.dedup->entries.push_back(DedupEntry{dedup_value_, t});
+    ++dedup_entries_;
     PushTimer(timers_, ks, SaturatingAdd(t, dedup.within_ms), 0, 0, TimerKind::kExpireDedup);
     return false;
   }
@@ -239,7 +261,7 @@ class TaskProcessor::Impl {
     std::vector<DedupEntry>& entries = ks.dedup->entries;
     if (std::none_of(entries.begin(), entries.end(), expired)) return;
     MarkDirty(ks, key);
-    std::erase_if(entries, expired);
+    dedup_entries_ -= std::erase_if(entries, expired);
     if (entries.empty()) ks.dedup.reset();
     if (ks.empty() && ++empty_keys_ > kSweepEmptyKeys) SweepEmptyKeys();
   }
@@ -304,7 +326,7 @@ class TaskProcessor::Impl {
   // Sessions look the key up first, to judge the event; a key found then is
   // marked changed in place, without a second lookup.
   void OnWindowEvent(const SourceRecord& rec, const DecodedEvent& ev) {
-    KeyEntry* found = windows_.judges_by_key() ? keys_.Find(ev.key) : nullptr;
+    KeyEntry* found = windows_.judges_by_key() ? FindKey(ev.key) : nullptr;
     if (!windows_.Accepts(found != nullptr ? &found->state : nullptr, ev.event_time, watermark_)) {
       ++counters_.late;
       EmitLate(rec.payload, ev.key, ev.event_time, rec.position.offset);
@@ -364,6 +386,18 @@ class TaskProcessor::Impl {
   void AdvanceWatermark(int64_t wm) {
     if (wm <= watermark_) return;
     watermark_ = wm;
+    if (spill_) {
+      FireTimersWithSpill();
+    } else {
+      FireTimers();
+    }
+    while (const PendingEvent* p = pending_.Due(watermark_)) {
+      EvaluateRolling(*p);
+      pending_.Pop();
+    }
+  }
+
+  void FireTimers() {
     while (!timers_.empty() && timers_.next_time() <= watermark_) {
       // Timers that fire together belong to keys touched long ago: start
       // loading the state of a coming one while this one fires.
@@ -374,20 +408,72 @@ class TaskProcessor::Impl {
       }
       OnTimer(timers_.Pop());
     }
-    while (const PendingEvent* p = pending_.Due(watermark_)) {
-      EvaluateRolling(*p);
-      pending_.Pop();
-    }
   }
+
+  // The same, when timers of keys out of memory wait in the spill store: in
+  // the order of all timers, a spilled one reads its key back (its timers go
+  // into the queue, itself among them), and the queue fires. Keys leave
+  // memory between timers when the budget asks.
+  void FireTimersWithSpill();
 
   // ---- State and the copy-on-write snapshot --------------------------------
 
   KeyState& MutableKey(std::string_view key) {
+    if (spilled_keys_ > 0) {
+      if (KeyEntry* found = FindKey(key)) {
+        MarkDirty(found->state, key);
+        return found->state;
+      }
+    }
     bool added = false;
     KeyEntry& e = keys_.FindOrAdd(key, &added);
     if (added) e.state.name = &e.key;
+    e.state.hot = true;
     MarkDirty(e.state, key);
     return e.state;
+  }
+
+  // ---- The state memory budget (state_spill.h) ----
+
+  // The key's entry, read back from the spill store if it is there, or
+  // nullptr; marked as used.
+  KeyEntry* FindKey(std::string_view key) {
+    KeyEntry* e = keys_.Find(key);
+    if (e == nullptr && spilled_keys_ > 0) e = LoadKey(key);
+    if (e != nullptr) e->state.hot = true;
+    return e;
+  }
+  KeyEntry* LoadKey(std::string_view key);
+  // Moves keys out of memory while the state is over its budget.
+  void MaybeEvict();
+  bool Evictable(const KeyState& ks) const;
+  void EvictKey(KeyEntry& e);
+  // Calls f(time, start, end, kind) for each timer a key's state needs.
+  template <typename F>
+  void ForEachTimer(const KeyState& ks, F&& f) const {
+    windows_.ForEachTimer(ks, f);
+    if (ks.dedup) {
+      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
+      for (const DedupEntry& d : ks.dedup->entries) {
+        f(SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
+      }
+    }
+  }
+  // Sets the timers of a key read back from a store.
+  void OnKeyRestored(KeyState& ks) {
+    windows_.OnRestored(ks);
+    if (ks.dedup) {
+      dedup_entries_ += ks.dedup->entries.size();
+      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
+      for (const DedupEntry& d : ks.dedup->entries) {
+        PushTimer(timers_, ks, SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
+      }
+    }
+  }
+  size_t ResidentBytes() const;
+  void RebuildFilter();
+  void SpillFailed(const Status& s) {
+    if (status_.ok()) status_ = s;
   }
 
   // Call before changing a key's state.
@@ -531,6 +617,23 @@ class TaskProcessor::Impl {
   std::vector<std::string> expired_chunks_;
   bool checkpointed_once_ = false;
   size_t empty_keys_ = 0;  // keys left empty since the last sweep
+  size_t dedup_entries_ = 0;
+
+  // The state memory budget: keys out of memory are in the spill store, and
+  // the filter holds every key put there since it was last built (so a key
+  // it does not hold is not read from the store).
+  std::unique_ptr<StateSpill> spill_;
+  size_t budget_ = 0;
+  KeyFilter filter_;
+  size_t spilled_keys_ = 0;
+  size_t evict_hand_ = 0;              // the next slot the budget looks at
+  size_t evict_floor_ = 0;             // what the last pass could not go below
+  int64_t spill_min_time_ = kMaxTime;  // no spilled timer is earlier
+  std::vector<KeyState*> evicted_;     // in the pass, for their timers
+  std::vector<SpilledTimer> due_;      // spilled timers being fired
+  int64_t keys_evicted_ = 0;
+  int64_t keys_loaded_ = 0;
+  Status status_;
 };
 
 Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
@@ -566,6 +669,204 @@ Status TaskProcessor::Impl::RestoreChunks(const StateStore& store,
   return Status::Ok();
 }
 
+// ---- The state memory budget ---------------------------------------------
+
+size_t TaskProcessor::Impl::ResidentBytes() const {
+  // The table's entries (the first window and its first accumulator are
+  // inline) and index, further windows and accumulators, timers, dedup
+  // values, and the filter of keys out of memory.
+  const size_t keys = keys_.size();
+  const size_t windows = windows_.open_windows();
+  const size_t aggs = plan_->aggregates().size();
+  size_t bytes = keys * (sizeof(KeyEntry) + 2 * sizeof(uint64_t));
+  if (windows > keys) bytes += (windows - keys) * sizeof(WindowState);
+  if (aggs > 1) bytes += windows * aggs * sizeof(Accumulator);
+  bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
+  bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
+  bytes += filter_.bytes();
+  return bytes;
+}
+
+bool TaskProcessor::Impl::Evictable(const KeyState& ks) const {
+  // Rolling-rule events stay: their chunks are written by snapshots only.
+  if (ks.rolling) return false;
+  // A timer due now is being fired, or about to be.
+  bool due = false;
+  ForEachTimer(ks,
+               [&](int64_t time, int64_t, int64_t, TimerKind) { due = due || time <= watermark_; });
+  return !due;
+}
+
+void TaskProcessor::Impl::EvictKey(KeyEntry& e) {
+  KeyState& ks = e.state;
+  const std::string_view key = e.key;
+  // A key of the open snapshot goes into it first (copy on write).
+  if (ks.dirty_gen != 0 && ks.dirty_gen != gen_) SnapshotKey(key, ks);
+  const bool dirty = ks.dirty_gen == gen_;
+  bool spilled = false;
+  if (!ks.empty()) {
+    codec_.EncodeKey(ks, &encode_buf_);
+    spill_->Evict(key, &encode_buf_, dirty, ks.persisted);
+    ForEachTimer(ks, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
+      spill_->EvictTimer(key, time, start, kind);
+      spill_min_time_ = std::min(spill_min_time_, time);
+    });
+    windows_.OnEvicted(ks);
+    if (ks.dedup) dedup_entries_ -= ks.dedup->entries.size();
+    spilled = true;
+  } else if (dirty && ks.persisted) {
+    spill_->Evict(key, nullptr, /*dirty=*/true, /*persisted=*/true);  // a delete to write
+    spilled = true;
+  }
+  if (spilled) {
+    filter_.Add(KeyTable<KeyState>::Hash(key));
+    ++spilled_keys_;
+  }
+  if (ks.timers > 0) evicted_.push_back(&ks);
+  ks.dirty_gen = 0;  // lists of changed keys that hold it skip it
+  ++keys_evicted_;
+  keys_.Erase(e);
+}
+
+void TaskProcessor::Impl::MaybeEvict() {
+  if (!spill_ || budget_ == 0 || !status_.ok()) return;
+  const size_t bytes = ResidentBytes();
+  if (bytes <= budget_ || bytes <= evict_floor_ + evict_floor_ / 10) return;
+  // Down to 90% of the budget, so that a pass is not needed at every batch.
+  // Timers of evicted keys leave the queue after the pass; until then the
+  // estimate counts them out by hand.
+  const size_t target = budget_ - budget_ / 10;
+  size_t leaving_timers = 0;
+  const size_t timer_bytes = sizeof(KeyTimer) + sizeof(uint64_t);
+  auto estimate = [&] { return ResidentBytes() - leaving_timers * timer_bytes; };
+  // A clock over the table's slots: a key used since the hand last passed
+  // it gets another round.
+  const size_t slots = keys_.slots();
+  for (size_t visited = 0; visited < 2 * slots && estimate() > target; ++visited) {
+    if (evict_hand_ >= slots) evict_hand_ = 0;
+    KeyEntry* e = keys_.LiveAt(evict_hand_++);
+    if (e == nullptr) continue;
+    if (e->state.hot) {
+      e->state.hot = false;
+      continue;
+    }
+    if (!Evictable(e->state)) continue;
+    leaving_timers += e->state.timers;
+    EvictKey(*e);
+  }
+  if (Status s = spill_->Flush(); !s.ok()) SpillFailed(s);
+  if (!evicted_.empty()) {
+    std::sort(evicted_.begin(), evicted_.end());
+    timers_.RemoveIf([&](const KeyTimer& t) {
+      return std::binary_search(evicted_.begin(), evicted_.end(), t.owner);
+    });
+    evicted_.clear();
+  }
+  // What could not go: wait for the state to grow a tenth before trying again.
+  evict_floor_ = ResidentBytes() > budget_ ? ResidentBytes() : 0;
+  if (filter_.added() > filter_.capacity()) RebuildFilter();
+}
+
+void TaskProcessor::Impl::RebuildFilter() {
+  filter_.Clear(2 * std::max(spilled_keys_, filter_.capacity()));
+  size_t n = 0;
+  const Status s = spill_->ForEachSpilledKey([&](std::string_view key) {
+    filter_.Add(KeyTable<KeyState>::Hash(key));
+    ++n;
+  });
+  if (!s.ok()) SpillFailed(s);
+  spilled_keys_ = n;
+}
+
+KeyEntry* TaskProcessor::Impl::LoadKey(std::string_view key) {
+  if (!status_.ok() || !filter_.MayContain(KeyTable<KeyState>::Hash(key))) return nullptr;
+  Result<std::optional<StateSpill::Loaded>> loaded = spill_->Load(key);
+  if (!loaded.ok()) {
+    SpillFailed(loaded.status());
+    return nullptr;
+  }
+  if (!loaded->has_value()) return nullptr;
+  const StateSpill::Loaded& l = **loaded;
+  KeyState ks;
+  if (l.state) {
+    uint64_t live = 0;
+    if (!codec_.DecodeKey(*l.state, kStateVersion, &ks, &live)) {
+      SpillFailed(Status::Corruption("the spilled state of key '" + std::string(key) +
+                                     "' does not decode"));
+      return nullptr;
+    }
+  }
+  KeyEntry& e = keys_.FindOrAdd(key);
+  e.state = std::move(ks);
+  e.state.name = &e.key;
+  e.state.persisted = l.persisted;
+  spill_->Forget(key, l.dirty);
+  ForEachTimer(e.state, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
+    spill_->ForgetTimer(key, time, start, kind);
+  });
+  if (Status s = spill_->Flush(); !s.ok()) SpillFailed(s);
+  OnKeyRestored(e.state);
+  if (l.dirty) {
+    // Changed since the last barrier (whose snapshot took every such key
+    // out of the spill store): it stays changed.
+    e.state.dirty_gen = gen_;
+    touched_keys_.push_back(&e.state);
+  }
+  if (spilled_keys_ > 0) --spilled_keys_;
+  ++keys_loaded_;
+  return &e;
+}
+
+namespace {
+
+// Whether a spilled timer comes before one in memory, in the TimerQueue's
+// order (time, key, start, kind).
+bool SpilledFirst(const SpilledTimer& s, const KeyTimer& m) {
+  if (s.time != m.time) return s.time < m.time;
+  if (const int c = s.key.compare(*m.key); c != 0) return c < 0;
+  if (s.start != m.start) return s.start < m.start;
+  return s.kind < m.kind;
+}
+
+}  // namespace
+
+void TaskProcessor::Impl::FireTimersWithSpill() {
+  due_.clear();
+  size_t due_pos = 0;
+  std::string after;  // the last spilled timer read
+  bool more = spill_min_time_ <= watermark_;
+  size_t fired = 0;
+  for (;;) {
+    if (due_pos == due_.size() && more) {
+      due_.clear();
+      due_pos = 0;
+      int64_t next = kMaxTime;
+      if (Status s = spill_->DueTimers(watermark_, after, 1024, &due_, &next); !s.ok()) {
+        SpillFailed(s);
+        return;
+      }
+      if (!due_.empty()) {
+        const SpilledTimer& last = due_.back();
+        after = SpilledTimerName(last.time, last.key, last.start, last.kind);
+      }
+      more = next <= watermark_;
+      if (!more) spill_min_time_ = next;
+    }
+    const SpilledTimer* spilled = due_pos < due_.size() ? &due_[due_pos] : nullptr;
+    const bool in_memory = !timers_.empty() && timers_.next_time() <= watermark_;
+    if (spilled != nullptr && (!in_memory || SpilledFirst(*spilled, timers_.Peek()))) {
+      ++due_pos;
+      // Its timers join the queue; a key in memory has them there already.
+      if (keys_.Find(spilled->key) == nullptr) LoadKey(spilled->key);
+      if (!status_.ok()) return;
+      continue;
+    }
+    if (!in_memory) break;
+    OnTimer(timers_.Pop());
+    if (++fired % 256 == 0) MaybeEvict();
+  }
+}
+
 Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
   if (snapshot_open_) return Status::FailedPrecondition("a snapshot is open");
   snapshot_batch_ = WriteBatch();
@@ -592,6 +893,25 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
       }
       MarkDirty(e.state, e.key);
     });
+    // And every key out of memory (after the deletes above, which it undoes).
+    if (spill_) {
+      SLUICE_RETURN_IF_ERROR(spill_->ForEachKey([&](std::string_view key, std::string_view v) {
+        snapshot_batch_.Put(KeyStateName(key), std::string(v));
+        return Status::Ok();
+      }));
+    }
+  }
+  // Keys out of memory that changed since the last barrier go in as they are.
+  if (spill_) {
+    SLUICE_RETURN_IF_ERROR(
+        spill_->TakeChanged([&](std::string_view key, const std::string* state, bool persisted) {
+          if (state != nullptr) {
+            snapshot_batch_.Put(KeyStateName(key), *state);
+          } else {
+            if (persisted) snapshot_batch_.Delete(KeyStateName(key));
+            if (spilled_keys_ > 0) --spilled_keys_;  // nothing left of it
+          }
+        }));
   }
   for (std::string& name : expired_chunks_) snapshot_batch_.Delete(std::move(name));
   expired_chunks_.clear();
@@ -661,6 +981,7 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
   type_mismatches_before_ = counters_.type_mismatches;
 
   std::vector<std::pair<KeyEntry*, uint64_t>> live_rolling;
+  size_t restored_keys = 0;
   SLUICE_RETURN_IF_ERROR(store.Scan(kKeyPrefix, [&](std::string_view k, std::string_view v) {
     KeyState ks;
     uint64_t live = 0;
@@ -675,14 +996,12 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
     e.state = std::move(ks);
     e.state.name = &e.key;
     if (live > 0) live_rolling.emplace_back(&e, live);
-    KeyState& restored = e.state;
     // Timers follow from the windows and the dedup values.
-    windows_.OnRestored(restored);
-    if (restored.dedup) {
-      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
-      for (const DedupEntry& d : restored.dedup->entries) {
-        PushTimer(timers_, restored, SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
-      }
+    OnKeyRestored(e.state);
+    // Keys beyond the budget go on to the spill store as they come.
+    if (++restored_keys % 4096 == 0) {
+      MaybeEvict();
+      if (!status_.ok()) return status_;
     }
     return Status::Ok();
   }));
@@ -702,7 +1021,8 @@ Status TaskProcessor::Impl::Restore(const StateStore& store) {
   }
   // State of the older version is rewritten whole at the first checkpoint.
   checkpointed_once_ = meta.version == kStateVersion;
-  return Status::Ok();
+  MaybeEvict();
+  return status_;
 }
 
 TaskProcessor::TaskProcessor(std::shared_ptr<const JobPlan> plan, const Clock& clock,
@@ -731,6 +1051,14 @@ bool TaskProcessor::SnapshotStep(size_t max_keys) { return impl_->SnapshotStep(m
 void TaskProcessor::TakeSnapshot(WriteBatch* batch) { impl_->TakeSnapshot(batch); }
 bool TaskProcessor::snapshot_open() const { return impl_->snapshot_open(); }
 Status TaskProcessor::Restore(const StateStore& store) { return impl_->Restore(store); }
+void TaskProcessor::SetStateSpill(StateStore* spill, size_t budget_bytes) {
+  impl_->SetStateSpill(spill, budget_bytes);
+}
+void TaskProcessor::SetStateMemoryBudget(size_t budget_bytes) {
+  impl_->SetStateMemoryBudget(budget_bytes);
+}
+StateMemoryStats TaskProcessor::state_memory() const { return impl_->state_memory(); }
+const Status& TaskProcessor::status() const { return impl_->status(); }
 int64_t TaskProcessor::watermark() const { return impl_->watermark(); }
 int64_t TaskProcessor::next_offset() const { return impl_->next_offset(); }
 const TaskCounters& TaskProcessor::counters() const { return impl_->counters(); }

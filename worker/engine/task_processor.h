@@ -48,6 +48,16 @@
 
 namespace sluice::engine {
 
+// A task's state in memory against its budget (SetStateMemoryBudget).
+struct StateMemoryStats {
+  size_t budget_bytes = 0;    // 0: none
+  size_t resident_bytes = 0;  // the estimate the budget is held to
+  size_t resident_keys = 0;
+  size_t spilled_keys = 0;  // keys the spill store holds
+  int64_t evicted = 0;      // keys moved out of memory, in all
+  int64_t loaded = 0;       // keys read back, in all
+};
+
 struct TaskCounters {
   int64_t consumed = 0;
   int64_t processed = 0;  // includes filtered and deduplicated
@@ -110,6 +120,21 @@ class TaskProcessor {
   bool snapshot_open() const;
   // Loads the task's state from `store`. Call before the first ProcessBatch.
   Status Restore(const StateStore& store);
+
+  // Holds the task's state in memory to about `budget_bytes` (0: no bound):
+  // beyond it, keys that were not used lately move to `spill` with their
+  // timers, and are read back at their next event or due timer
+  // (state_spill.h). `spill` must be empty and outlive the processor; the
+  // estimate counts keys, windows, timers and dedup values, not the values
+  // of count_distinct, and keys with rolling-rule events stay in memory.
+  // Call before Restore and the first batch; SetStateMemoryBudget may
+  // change the budget later. Output does not depend on the budget.
+  void SetStateSpill(StateStore* spill, size_t budget_bytes);
+  void SetStateMemoryBudget(size_t budget_bytes);
+  StateMemoryStats state_memory() const;
+  // OK, or the first error of the spill store: the task's output from then
+  // on is not to be trusted, and it must restart from its last checkpoint.
+  const Status& status() const;
 
   int64_t watermark() const;
   // The position of the record being processed: while a RecordSink::Emit

@@ -52,8 +52,9 @@ class TimerQueue {
 
   void Push(const Entry& timer) {
     const Slot slot{timer, Prefix(*timer.key)};
-    if (ready_pos_ < ready_.size() && timer.time <= ready_[ready_pos_].timer.time) {
+    if (ready_pos_ < ready_.size() && timer.time <= ready_.back().timer.time) {
       // Due with (or before) the timers being taken out: into their order.
+      // (Every bucket's time is later than all of theirs.)
       auto at = std::upper_bound(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
                                  ready_.end(), slot, Before);
       ready_.insert(at, slot);
@@ -97,10 +98,53 @@ class TimerQueue {
     return at < ready_.size() ? ready_[at].timer.owner : nullptr;
   }
 
+  // The next timer, left in the queue. Not for an empty queue.
+  const Entry& Peek() {
+    if (ready_pos_ == ready_.size()) Refill();
+    return ready_[ready_pos_].timer;
+  }
+
   // Takes out the next timer. Not for an empty queue.
   Entry Pop() {
     if (ready_pos_ == ready_.size()) Refill();
     return ready_[ready_pos_++].timer;
+  }
+
+  // Removes every timer for which pred(const Entry&) is true: for owners
+  // whose state leaves memory. Costs a pass over all timers.
+  template <typename Pred>
+  void RemoveIf(Pred&& pred) {
+    ready_.erase(std::remove_if(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
+                                ready_.end(), [&](const Slot& s) { return pred(s.timer); }),
+                 ready_.end());
+    std::vector<HeapEntry> kept;
+    kept.reserve(heap_.size());
+    for (const HeapEntry& h : heap_) {
+      Bucket& bucket = buckets_[h.bucket];
+      const size_t before = bucket.size;
+      std::vector<Slot>& more = bucket.more;
+      more.erase(
+          std::remove_if(more.begin(), more.end(), [&](const Slot& s) { return pred(s.timer); }),
+          more.end());
+      if (pred(bucket.first.timer)) {
+        if (more.empty()) {
+          bucket.size = 0;
+        } else {
+          bucket.first = more.back();
+          more.pop_back();
+        }
+      }
+      if (bucket.size != 0) bucket.size = 1 + more.size();
+      pending_ -= before - bucket.size;
+      if (bucket.size == 0) {
+        free_.push_back(h.bucket);
+      } else {
+        kept.push_back(h);
+      }
+    }
+    heap_.swap(kept);
+    std::make_heap(heap_.begin(), heap_.end(), Later);
+    cache_.fill(CacheEntry{});
   }
 
  private:

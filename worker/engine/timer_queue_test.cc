@@ -119,5 +119,62 @@ TEST_CASE("interleaved pushes and pops match a heap ordered by (time, key, start
   }
 }
 
+TEST_CASE("timers removed from the queue are gone; the others come out in order") {
+  Q q;
+  std::vector<Owner> owners(50);
+  std::vector<std::string> names(50);
+  for (int i = 0; i < 50; ++i) {
+    owners[i].id = i;
+    names[i] = "k" + std::to_string(i);
+  }
+  std::mt19937_64 rng(2);
+  std::vector<std::pair<int64_t, int>> kept;
+  for (int i = 0; i < 500; ++i) {
+    const int o = static_cast<int>(rng() % 50);
+    const auto time = static_cast<int64_t>(rng() % 20);
+    q.Push(T{time, &names[o], &owners[o], 0, 0, TimerKind::kFire});
+    if (o % 3 != 0) kept.emplace_back(time, o);
+  }
+  // Some are taken out first, so the due list is part way through.
+  std::vector<std::pair<int64_t, int>> out;
+  for (int i = 0; i < 20; ++i) {
+    const T t = q.Pop();
+    out.emplace_back(t.time, t.owner->id);
+  }
+  q.RemoveIf([](const T& t) { return t.owner->id % 3 == 0; });
+  while (!q.empty()) {
+    REQUIRE(q.Peek().time == q.next_time());
+    const T t = q.Pop();
+    REQUIRE(t.owner->id % 3 != 0);
+    out.emplace_back(t.time, t.owner->id);
+  }
+  for (size_t i = 1; i < out.size(); ++i) REQUIRE(out[i - 1].first <= out[i].first);
+  // Every kept timer came out (the first 20 may include removed owners).
+  size_t removed_early = 0;
+  for (size_t i = 0; i < 20; ++i) removed_early += out[i].second % 3 == 0 ? 1 : 0;
+  REQUIRE(out.size() == kept.size() + removed_early);
+}
+
+TEST_CASE("a timer pushed while earlier ones are being taken out comes out in order") {
+  // A timer earlier than the due ones joins them (a key read back from a
+  // spill store); one between it and them must not overtake them.
+  Owner o;
+  const std::string a = "a", b = "b", c = "c";
+  Q q;
+  q.Push(T{20, &c, &o, 0, 0, TimerKind::kFire});
+  q.Push(T{30, &c, &o, 0, 0, TimerKind::kFire});
+  REQUIRE(q.Peek().time == 20);  // the time-20 timers are taken out now
+  q.Push(T{10, &b, &o, 0, 0, TimerKind::kFire});
+  q.Push(T{20, &a, &o, 0, 0, TimerKind::kFire});
+  q.Push(T{15, &a, &o, 0, 0, TimerKind::kFire});
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (!q.empty()) {
+    const T t = q.Pop();
+    out.emplace_back(t.time, *t.key);
+  }
+  REQUIRE(out == std::vector<std::pair<int64_t, std::string>>{
+                     {10, "b"}, {15, "a"}, {20, "a"}, {20, "c"}, {30, "c"}});
+}
+
 }  // namespace
 }  // namespace sluice::engine

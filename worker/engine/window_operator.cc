@@ -113,14 +113,9 @@ bool WindowOperator::OnTimer(KeyState& ks, std::string_view key, WindowState& wi
 
 void WindowOperator::OnRestored(KeyState& ks) {
   open_windows_ += ks.windows.size();
-  for (const WindowState& w : ks.windows) {
-    if (!w.fired || w.changed) {
-      PushTimer(timers_, ks, w.end - 1, w.start, w.end, TimerKind::kFire);
-    } else {
-      PushTimer(timers_, ks, SaturatingAdd(w.end - 1, lateness_), w.start, w.end,
-                TimerKind::kPurge);
-    }
-  }
+  ForEachTimer(ks, [&](int64_t time, int64_t start, int64_t end, TimerKind kind) {
+    PushTimer(timers_, ks, time, start, end, kind);
+  });
 }
 
 void WindowOperator::Emit(std::string_view key, WindowState& win) {

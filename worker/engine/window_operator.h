@@ -91,8 +91,25 @@ class WindowOperator {
   // purge timer, or purges it. Returns true if the window was purged.
   bool OnTimer(KeyState& ks, std::string_view key, WindowState& win, TimerKind kind);
 
-  // Sets the timers of a key's windows read back from the store.
+  // Sets the timers of a key's windows read back from the store (or from a
+  // spill store, state_spill.h).
   void OnRestored(KeyState& ks);
+  // A key's windows leave memory (their timers are taken out by the caller).
+  void OnEvicted(const KeyState& ks) { open_windows_ -= ks.windows.size(); }
+
+  // Calls f(time, start, end, kind) for each timer a key's windows need: the
+  // ones a restore sets. The timers in memory may hold more (of windows
+  // merged away or fired since), which fire as nothing.
+  template <typename F>
+  void ForEachTimer(const KeyState& ks, F&& f) const {
+    for (const WindowState& w : ks.windows) {
+      if (!w.fired || w.changed) {
+        f(w.end - 1, w.start, w.end, TimerKind::kFire);
+      } else {
+        f(SaturatingAdd(w.end - 1, lateness_), w.start, w.end, TimerKind::kPurge);
+      }
+    }
+  }
 
   // Open windows, over all keys.
   size_t open_windows() const { return open_windows_; }

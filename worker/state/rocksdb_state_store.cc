@@ -10,6 +10,7 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
@@ -177,8 +178,8 @@ Result<std::optional<std::string>> RocksDbStateStore::Get(std::string_view key) 
   return std::optional<std::string>(value.ToString());
 }
 
-Status RocksDbStateStore::Scan(
-    std::string_view prefix,
+Status RocksDbStateStore::ScanFrom(
+    std::string_view prefix, std::string_view from,
     const std::function<Status(std::string_view, std::string_view)>& fn) const {
   if (!db_) return Status::FailedPrecondition("state at " + dir_ + " is closed");
   const std::string upper = PrefixSuccessor(prefix);
@@ -188,7 +189,8 @@ Status RocksDbStateStore::Scan(
   // Restores read everything once: do not churn the shared cache.
   read.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
-  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+  const std::string_view start = std::max(prefix, from);
+  for (it->Seek(rocksdb::Slice(start.data(), start.size())); it->Valid(); it->Next()) {
     rocksdb::Slice k = it->key();
     std::string_view key(k.data(), k.size());
     if (key.substr(0, prefix.size()) != prefix) break;

@@ -85,8 +85,9 @@ class RocksDbStateStore final : public engine::StateStore {
 
   Status Write(const engine::WriteBatch& batch) override;
   Result<std::optional<std::string>> Get(std::string_view key) const override;
-  Status Scan(std::string_view prefix,
-              const std::function<Status(std::string_view, std::string_view)>& fn) const override;
+  Status ScanFrom(
+      std::string_view prefix, std::string_view from,
+      const std::function<Status(std::string_view, std::string_view)>& fn) const override;
 
   // Closes the database (what is not flushed yet stays in its WAL and is
   // replayed by the next open). Later calls fail with FailedPrecondition;
