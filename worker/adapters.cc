@@ -101,6 +101,12 @@ class RocksDbCheckpoints final : public CheckpointTarget {
     return static_cast<engine::StateStore*>(store_.get());
   }
 
+  Result<engine::StateStore*> OpenSpill() override {
+    spill_.reset();
+    SLUICE_ASSIGN_OR_RETURN(spill_, backend_->OpenTask(task_name_ + ".spill", /*wipe=*/true));
+    return static_cast<engine::StateStore*>(spill_.get());
+  }
+
   Result<CheckpointMeta> Save(const WriteBatch& changes, const CheckpointMeta& meta,
                               int64_t protect_id, bool started_empty) override {
     if (!store_) return Status::FailedPrecondition("the task's state is not open");
@@ -118,6 +124,7 @@ class RocksDbCheckpoints final : public CheckpointTarget {
   // checkpoint works from a hard-linked copy).
   std::unique_ptr<RocksDbStateStore> store_;
   std::unique_ptr<CheckpointStore> checkpoints_;
+  std::unique_ptr<RocksDbStateStore> spill_;  // scratch: keys beyond the memory budget
 };
 
 }  // namespace

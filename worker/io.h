@@ -165,6 +165,12 @@ class CheckpointTarget {
   // Opens the local state the engine reads and writes: as restored, or empty
   // when `wipe`. Valid while this target is.
   virtual Result<engine::StateStore*> OpenState(bool wipe) = 0;
+  // Opens, empty, the scratch store where the engine keeps keys beyond its
+  // state memory budget (engine/state_spill.h); nullptr if this target has
+  // none. Valid while this target is; opening it again empties it.
+  virtual Result<engine::StateStore*> OpenSpill() {
+    return static_cast<engine::StateStore*>(nullptr);
+  }
   // The commit: saves the checkpoint whose changes since the last one are
   // `changes`, already written to the local state; `meta` gets its id.
   // `protect_id` (> 0) is never purged; `started_empty`: the local state

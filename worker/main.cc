@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int keep = 3;
   int full_every = 100;
-  size_t block_cache_mb = 256, write_buffer_mb = 128;
+  size_t block_cache_mb = 256, write_buffer_mb = 128, state_memory_mb = 0;
   bool drain_on_exit = false;
   std::vector<std::string> kafka_settings;
   sluice::DaemonFlags daemon;
@@ -105,6 +105,11 @@ int main(int argc, char** argv) {
   app.add_option("--write-buffer-mb", write_buffer_mb,
                  "RocksDB memtable budget shared by all tasks")
       ->default_val(128);
+  app.add_option("--state-memory-mb", state_memory_mb,
+                 "Keys' state held in memory by all tasks of window and dedup jobs; beyond "
+                 "it, keys not used lately move to a RocksDB spill store per task and are read "
+                 "back at their next event or timer. 0: no bound")
+      ->default_val(0);
   app.add_flag("--drain-on-exit", drain_on_exit,
                "Standalone mode: on SIGTERM, emit every open window before the final "
                "checkpoint (bounded replays)");
@@ -173,6 +178,7 @@ int main(int argc, char** argv) {
   options.fenced = !coordinator.empty();
   options.state.block_cache_bytes = block_cache_mb << 20;
   options.state.write_buffer_bytes = write_buffer_mb << 20;
+  options.state_memory_bytes = state_memory_mb << 20;
   for (const std::string& kv : kafka_settings) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {

@@ -50,6 +50,7 @@ Result<std::unique_ptr<Task>> Task::Open(const JobContext& job, int32_t partitio
                           task->checkpoints_->OpenState(/*wipe=*/!restored.has_value()));
   task->processor_ = std::make_unique<engine::TaskProcessor>(job.plan, *job.clock, task->sink_);
   task->sink_.set_processor(task->processor_.get());
+  SLUICE_RETURN_IF_ERROR(task->OpenSpill(*task->processor_));
   SLUICE_RETURN_IF_ERROR(task->processor_->Restore(*task->store_));
   if (task->txn_) {
     kafka::TxnStatus begun = task->txn_->Begin();
@@ -140,7 +141,16 @@ int64_t Task::in_flight() const {
   return (*deliveries_)[0].in_flight.load() + (*deliveries_)[1].in_flight.load();
 }
 
+Status Task::OpenSpill(engine::TaskProcessor& processor) {
+  if (job_.state_memory_bytes == 0) return Status::Ok();
+  SLUICE_ASSIGN_OR_RETURN(engine::StateStore * spill, checkpoints_->OpenSpill());
+  if (spill != nullptr) processor.SetStateSpill(spill, job_.state_memory_bytes);
+  return Status::Ok();
+}
+
 bool Task::CheckpointDue(int64_t now_ms) const {
+  // A task whose spill store failed restarts (through a failing checkpoint).
+  if (!processor_->status().ok()) return !checkpointer_->in_flight();
   return !checkpointer_->in_flight() &&
          now_ms - last_checkpoint_ms_ >= job_.plan->spec().checkpoint_interval_ms();
 }
@@ -148,6 +158,10 @@ bool Task::CheckpointDue(int64_t now_ms) const {
 Status Task::BeginCheckpoint(int64_t now_ms, int flush_timeout_ms,
                              std::function<bool()> may_commit) {
   if (checkpointer_->in_flight()) return Status::FailedPrecondition("a checkpoint is in flight");
+  if (!processor_->status().ok()) {
+    return Status(processor_->status().code(),
+                  "state beyond the memory budget: " + processor_->status().message());
+  }
   last_checkpoint_ms_ = now_ms;
   Checkpointer::Barrier b;
   b.meta.job = job_.plan->name();
@@ -239,6 +253,7 @@ Status Task::SwapPlan(std::shared_ptr<const engine::JobPlan> plan, int64_t now_m
                       int flush_timeout_ms) {
   SLUICE_RETURN_IF_ERROR(Checkpoint(now_ms, flush_timeout_ms));
   auto next = std::make_unique<engine::TaskProcessor>(plan, *job_.clock, sink_);
+  SLUICE_RETURN_IF_ERROR(OpenSpill(*next));
   SLUICE_RETURN_IF_ERROR(next->Restore(*store_));
   job_.plan = std::move(plan);
   processor_ = std::move(next);

@@ -38,6 +38,8 @@ struct JobContext {
   BackgroundExecutor background;
   // exactly_once: for reading the last marker, and each commit.
   int transaction_timeout_ms = 30'000;
+  // The task's share of the worker's state memory budget; 0: none.
+  size_t state_memory_bytes = 0;
 };
 
 class Task {
@@ -128,6 +130,9 @@ class Task {
                   int flush_timeout_ms);
 
  private:
+  // Gives `processor` a fresh spill store and the task's state memory budget,
+  // if it has one.
+  Status OpenSpill(engine::TaskProcessor& processor);
   Task(const JobContext& job, int32_t partition, int64_t epoch, TaskDeliveries* deliveries);
   // On the task thread, once a commit has ended; exactly_once begins the next
   // transaction here (a failure to do so fails `outcome`).

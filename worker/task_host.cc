@@ -221,6 +221,11 @@ Status TaskHost::Thread::Open(const TaskRef& ref, std::shared_ptr<const engine::
   ctx.clock = &host_.clock_;
   ctx.io = host_.shared_->io.get();
   ctx.transaction_timeout_ms = host_.options_.transaction_timeout_ms;
+  if (host_.options_.state_memory_bytes > 0) {
+    const size_t threads = static_cast<size_t>(std::max(1, host_.options_.threads));
+    ctx.state_memory_bytes =
+        std::max<size_t>(host_.options_.state_memory_bytes / threads / (tasks_.size() + 1), 1);
+  }
   if (boost::asio::thread_pool* background = host_.shared_->background.get()) {
     ctx.background = [background](std::function<void()> work) {
       boost::asio::post(*background, std::move(work));

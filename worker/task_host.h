@@ -68,6 +68,10 @@ struct HostOptions {
   int commit_threads = 4;
   // exactly_once: for init_transactions, reading the last marker, each commit.
   int transaction_timeout_ms = 30'000;
+  // State held in memory by all tasks (engine/state_spill.h); 0: no bound.
+  // Split evenly over the task threads, and a thread's share over its tasks
+  // as they open (a task gets share / (tasks the thread holds + 1)).
+  size_t state_memory_bytes = 0;
 };
 
 // Whether a task in `state` is held by its worker (starting, running, or

@@ -27,8 +27,9 @@ std::shared_ptr<const engine::JobPlan> CountPlan() {
 const TaskRef kTask{"host", 0};
 
 struct Rig {
-  explicit Rig(bool fenced = false, int64_t max_pending = 200'000) {
+  explicit Rig(bool fenced = false, int64_t max_pending = 200'000, size_t state_memory = 0) {
     options.threads = 0;  // the test runs the loop
+    options.state_memory_bytes = state_memory;
     options.commit_threads = 0;
     options.fenced = fenced;
     options.max_pending_records = max_pending;
@@ -38,11 +39,14 @@ struct Rig {
     REQUIRE(host->Start().ok());
   }
 
-  // Appends events at the next offsets of partition 0, a second apart.
-  void Append(int n) {
+  // Appends events at the next offsets of partition 0, a second apart, of
+  // `users` users in turn.
+  void Append(int n, int users = 1) {
     for (int i = 0; i < n; ++i) {
-      io->log().Append("events", 0, "u1", engine::testing::Event("u1", kT0 + 1000 * next_event_++),
+      const std::string user = "u" + std::to_string(1 + next_event_ % users);
+      io->log().Append("events", 0, user, engine::testing::Event(user, kT0 + 1000 * next_event_),
                        kT0);
+      ++next_event_;
     }
   }
 
@@ -102,6 +106,54 @@ TEST_CASE("task host: a task reads its partition and checkpoints once its interv
   REQUIRE(rig.io->log().Committed("sluice-host", "events", 0) == 3);
   rig.Sync();
   REQUIRE(rig.Report()->last_checkpoint_id() == 1);
+}
+
+TEST_CASE(
+    "task host: a state memory budget moves keys to the task's spill store, output unchanged") {
+  // 2-second windows of 500 users, an event a second: every window holds
+  // two keys and fires; a 1-byte budget moves every key out between batches.
+  auto run = [](size_t budget, bool restart) {
+    Rig rig(false, 200'000, budget);
+    rig.plan = [] {
+      proto::JobSpec spec = engine::testing::TumblingCountSpec("host");
+      spec.mutable_window()->set_tumbling_ms(2000);
+      spec.mutable_window()->set_allowed_lateness_ms(3000);
+      spec.set_checkpoint_interval_ms(kInterval);
+      return engine::testing::MustCompile(spec);
+    }();
+    rig.Append(300, 500);
+    rig.Start();
+    rig.host->Step();
+    rig.Checkpoint();
+    rig.Append(300, 500);
+    rig.host->Step();
+    if (restart) {
+      rig.disk().fail_saves = 1;
+      rig.Checkpoint();  // fails: the task restarts from checkpoint 1 with a fresh spill
+      rig.host->Step();
+    }
+    rig.Checkpoint();
+    rig.Sync();
+    const proto::TaskReport r = *rig.Report();
+    REQUIRE(r.state() == proto::TaskReport::RUNNING);
+    REQUIRE(r.consumed() == 600);
+    return std::make_pair(rig.Output(), rig.disk().spills_opened);
+  };
+  const auto [plain, plain_spills] = run(0, false);
+  REQUIRE(plain.size() > 250);
+  REQUIRE(plain_spills == 0);
+  const auto [bounded, spills] = run(1, false);
+  REQUIRE(spills == 1);
+  REQUIRE(bounded == plain);
+  // A restart opens the spill store again, empty; the replay repeats output
+  // from the checkpoint on, and the rest equals the unbounded run's.
+  const auto [restarted, restarted_spills] = run(1, true);
+  REQUIRE(restarted_spills == 2);
+  REQUIRE(restarted.size() > plain.size());
+  const auto replayed = static_cast<std::ptrdiff_t>(restarted.size() - plain.size());
+  REQUIRE(std::vector<std::string>(restarted.begin(), restarted.end() - replayed) == plain);
+  REQUIRE(std::vector<std::string>(restarted.end() - replayed, restarted.end()) ==
+          std::vector<std::string>(plain.end() - replayed, plain.end()));
 }
 
 TEST_CASE("task host: a failed checkpoint restarts the task from its last one") {

@@ -252,6 +252,13 @@ Result<engine::StateStore*> FakeCheckpoints::OpenState(bool wipe) {
   return static_cast<engine::StateStore*>(&disk_->local);
 }
 
+Result<engine::StateStore*> FakeCheckpoints::OpenSpill() {
+  std::lock_guard<std::mutex> lock(disk_->mu);
+  disk_->spill = engine::InMemoryStateStore();
+  ++disk_->spills_opened;
+  return static_cast<engine::StateStore*>(&disk_->spill);
+}
+
 Result<CheckpointMeta> FakeCheckpoints::Save(const WriteBatch& /*changes*/,
                                              const CheckpointMeta& meta, int64_t /*protect_id*/,
                                              bool /*started_empty*/) {

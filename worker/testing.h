@@ -133,6 +133,8 @@ class FakeSink final : public OutputSink {
 struct FakeDisk {
   std::mutex mu;
   engine::InMemoryStateStore local;
+  engine::InMemoryStateStore spill;  // keys beyond the state memory budget
+  int spills_opened = 0;
   std::map<int64_t, std::pair<CheckpointMeta, engine::InMemoryStateStore>> saved;
   int fail_saves = 0;  // the next n saves fail
   int saves = 0;       // saves that succeeded
@@ -146,6 +148,7 @@ class FakeCheckpoints final : public CheckpointTarget {
   Result<CheckpointMeta> Restore(std::optional<int64_t> id) override;
   Status DeleteNewerThan(int64_t id) override;
   Result<engine::StateStore*> OpenState(bool wipe) override;
+  Result<engine::StateStore*> OpenSpill() override;
   Result<CheckpointMeta> Save(const WriteBatch& changes, const CheckpointMeta& meta,
                               int64_t protect_id, bool started_empty) override;
   std::string where() const override { return "fake:" + name_; }

@@ -78,8 +78,7 @@ bool ParseSpilledTimerName(std::string_view name, SpilledTimer* timer) {
   return true;
 }
 
-void StateSpill::Evict(std::string_view key, const std::string* state, bool dirty,
-                       bool persisted) {
+void StateSpill::Evict(std::string_view key, const std::string* state, bool dirty, bool persisted) {
   if (state != nullptr) batch_.Put(Named(kSpilledKeyPrefix, key), *state);
   if (dirty) batch_.Put(Named(kChangedPrefix, key), std::string(1, persisted ? '\1' : '\0'));
 }
@@ -134,8 +133,7 @@ Status StateSpill::TakeChanged(
   return Flush();
 }
 
-Status StateSpill::ForEachKey(
-    const std::function<Status(std::string_view, std::string_view)>& fn) {
+Status StateSpill::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) {
   return store_.Scan(kSpilledKeyPrefix, [&](std::string_view k, std::string_view v) {
     return fn(k.substr(kSpilledKeyPrefix.size()), v);
   });

@@ -83,9 +83,8 @@ class StateSpill {
   // Calls fn(key, state or nullptr, persisted) for every key changed since the
   // last barrier, then marks them unchanged; a key with no state left is
   // forgotten. Flushes.
-  Status TakeChanged(
-      const std::function<void(std::string_view key, const std::string* state, bool persisted)>&
-          fn);
+  Status TakeChanged(const std::function<void(std::string_view key, const std::string* state,
+                                              bool persisted)>& fn);
   // Calls fn(key, state) for every key with state.
   Status ForEachKey(const std::function<Status(std::string_view key, std::string_view state)>& fn);
   // Calls fn(key) once for every key the spill store holds anything of.
@@ -98,8 +97,8 @@ class StateSpill {
   // the first). With fewer than `max`, *next is the time of the first timer
   // after `upto` (kMaxTime if none); with `max`, it is `upto`: there may be
   // more.
-  Status DueTimers(int64_t upto, std::string_view after, size_t max,
-                   std::vector<SpilledTimer>* out, int64_t* next);
+  Status DueTimers(int64_t upto, std::string_view after, size_t max, std::vector<SpilledTimer>* out,
+                   int64_t* next);
 
  private:
   StateStore& store_;

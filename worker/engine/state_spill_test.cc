@@ -24,8 +24,8 @@ using testing::RandomEvents;
 
 TEST_CASE("spilled timer names sort as the timer queue takes timers out") {
   std::mt19937_64 rng(3);
-  const std::vector<std::string> keys = {"",      "a",     "ab",  "abc", std::string("a\0", 2),
-                                         std::string("a\0b", 3), "a\x01", "\xff", "b"};
+  const std::vector<std::string> keys = {
+      "", "a", "ab", "abc", std::string("a\0", 2), std::string("a\0b", 3), "a\x01", "\xff", "b"};
   struct T {
     int64_t time;
     std::string key;
@@ -36,8 +36,7 @@ TEST_CASE("spilled timer names sort as the timer queue takes timers out") {
   for (int i = 0; i < 400; ++i) {
     const int64_t times[] = {kMinTime, -5, 0, 7, kMaxTime};
     timers.push_back(T{times[rng() % 5], keys[rng() % keys.size()],
-                       static_cast<int64_t>(rng() % 5) - 2,
-                       static_cast<TimerKind>(rng() % 3)});
+                       static_cast<int64_t>(rng() % 5) - 2, static_cast<TimerKind>(rng() % 3)});
   }
   auto before = [](const T& a, const T& b) {
     if (a.time != b.time) return a.time < b.time;
@@ -233,8 +232,8 @@ TEST_CASE("a state memory budget changes neither output nor checkpoints") {
         const auto& b = plain.sink().records();
         for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
           if (!(a[i] == b[i])) {
-            FAIL("record " << i << " of " << a.size() << "/" << b.size() << ": bounded " << a[i].value
-                           << " plain " << b[i].value);
+            FAIL("record " << i << " of " << a.size() << "/" << b.size() << ": bounded "
+                           << a[i].value << " plain " << b[i].value);
           }
         }
       }
@@ -278,8 +277,8 @@ TEST_CASE("the budget holds the estimate near it while keys stream in") {
   for (int round = 0; round < 100; ++round) {
     batch.clear();
     for (int i = 0; i < 100; ++i) {
-      batch.push_back(testing::Event("user-" + std::to_string(round * 100 + i),
-                                     1'700'000'000'000 + round));
+      batch.push_back(
+          testing::Event("user-" + std::to_string(round * 100 + i), 1'700'000'000'000 + round));
     }
     for (Run* r : {&plain, &bounded}) r->Feed(batch, offset);
     offset += static_cast<int64_t>(batch.size());
