@@ -122,18 +122,6 @@ class Run {
   size_t budget_ = 0;
 };
 
-std::map<std::string, std::string> Contents(const StateStore& store) {
-  std::map<std::string, std::string> out;
-  REQUIRE(store
-              .Scan("",
-                    [&](std::string_view k, std::string_view v) {
-                      out.emplace(std::string(k), std::string(v));
-                      return Status::Ok();
-                    })
-              .ok());
-  return out;
-}
-
 std::vector<proto::JobSpec> Jobs() {
   using F = proto::AggregateSpec;
   std::vector<proto::JobSpec> jobs;
@@ -212,9 +200,9 @@ TEST_CASE("a state memory budget changes neither output nor checkpoints") {
             r->task().TakeSnapshot(&batch);
             REQUIRE(r->checkpoints().Write(batch).ok());
           }
-          REQUIRE(Contents(bounded.checkpoints()) == Contents(plain.checkpoints()));
+          REQUIRE(testing::ReadAll(bounded.checkpoints()) == testing::ReadAll(plain.checkpoints()));
           if (++checkpoints == 3) {
-            restore_point = Contents(plain.checkpoints());
+            restore_point = testing::ReadAll(plain.checkpoints());
             restore_offset = plain.task().next_offset();
           }
         } else if (what == 1) {
@@ -295,7 +283,7 @@ TEST_CASE("the budget holds the estimate near it while keys stream in") {
   REQUIRE(plain.sink().records().size() == 10'000);
   // Every key was read back to fire, and nothing is left out of memory.
   REQUIRE(bounded.task().state_memory().loaded >= 9'000);
-  REQUIRE(Contents(bounded.spill()).empty());
+  REQUIRE(testing::ReadAll(bounded.spill()).empty());
 }
 
 }  // namespace

@@ -97,6 +97,16 @@ proto::JobSpec TumblingCountSpec(const std::string& name) {
   return spec;
 }
 
+std::map<std::string, std::string> ReadAll(const StateStore& store) {
+  std::map<std::string, std::string> out;
+  const Status s = store.Scan("", [&](std::string_view k, std::string_view v) {
+    out.emplace(std::string(k), std::string(v));
+    return Status::Ok();
+  });
+  SLUICE_CHECK(s.ok()) << s.ToString();
+  return out;
+}
+
 std::shared_ptr<const JobPlan> MustCompile(const proto::JobSpec& spec) {
   auto plan = JobPlan::Compile(spec);
   SLUICE_CHECK(plan.ok()) << plan.status().ToString();

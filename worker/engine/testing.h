@@ -4,6 +4,7 @@
 // harness that drives one TaskProcessor with a ManualClock and a
 // CollectingSink, so window and rule tests never sleep and need no broker.
 
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -12,6 +13,7 @@
 #include "common/clock.h"
 #include "worker/engine/job_plan.h"
 #include "worker/engine/record.h"
+#include "worker/engine/state_store.h"
 #include "worker/engine/task_processor.h"
 
 namespace sluice::engine::testing {
@@ -27,6 +29,9 @@ proto::AggregateSpec Agg(const std::string& name, proto::AggregateSpec::Function
 // apart, every event closes the window before it (one result per event after
 // the first).
 proto::JobSpec TumblingCountSpec(const std::string& name);
+
+// Every entry of `store`, which must scan.
+std::map<std::string, std::string> ReadAll(const StateStore& store);
 
 // Compiles `spec`, which must compile.
 std::shared_ptr<const JobPlan> MustCompile(const proto::JobSpec& spec);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/testing.h"
 #include "worker/state/checkpoint_store.h"
 #include "worker/state/testing_dir.h"
 
@@ -28,17 +29,7 @@ using testing::TempDir;
 
 using Contents = std::map<std::string, std::string>;
 
-Contents ReadAll(const RocksDbStateStore& store) {
-  Contents out;
-  REQUIRE(store
-              .Scan("",
-                    [&](std::string_view k, std::string_view v) {
-                      out.emplace(std::string(k), std::string(v));
-                      return Status::Ok();
-                    })
-              .ok());
-  return out;
-}
+using engine::testing::ReadAll;
 
 CheckpointMeta Meta(int64_t epoch = 1) {
   CheckpointMeta meta;
