@@ -103,7 +103,7 @@ class RocksDbCheckpoints final : public CheckpointTarget {
 
   Result<engine::StateStore*> OpenSpill() override {
     spill_.reset();
-    SLUICE_ASSIGN_OR_RETURN(spill_, backend_->OpenTask(task_name_ + ".spill", /*wipe=*/true));
+    SLUICE_ASSIGN_OR_RETURN(spill_, backend_->OpenScratch(task_name_ + ".spill"));
     return static_cast<engine::StateStore*>(spill_.get());
   }
 

@@ -137,6 +137,12 @@ Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenTask(const std::str
       new RocksDbStateStore(dir, std::move(db), block_cache_, write_buffer_manager_));
 }
 
+Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenScratch(const std::string& name) {
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStateStore> store, OpenTask(name, /*wipe=*/true));
+  store->write_wal_ = false;
+  return store;
+}
+
 // ---- RocksDbStateStore ----
 
 void RocksDbStateStore::DbDeleter::operator()(rocksdb::DB* db) const { delete db; }
@@ -165,7 +171,9 @@ Status RocksDbStateStore::Write(const engine::WriteBatch& batch) {
     rocksdb::Status s = value ? wb.Put(key, *value) : wb.Delete(key);
     if (!s.ok()) return FromRocksDb(s, "building a write batch for " + dir_);
   }
-  return FromRocksDb(db_->Write(rocksdb::WriteOptions(), &wb), "writing state at " + dir_);
+  rocksdb::WriteOptions options;
+  options.disableWAL = !write_wal_;
+  return FromRocksDb(db_->Write(options, &wb), "writing state at " + dir_);
 }
 
 Result<std::optional<std::string>> RocksDbStateStore::Get(std::string_view key) const {

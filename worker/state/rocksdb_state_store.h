@@ -62,6 +62,9 @@ class StateBackend {
   // or when the local state is known to be stale). `task_name` is one path
   // component: not empty, no '/', not "." or "..".
   Result<std::unique_ptr<RocksDbStateStore>> OpenTask(const std::string& task_name, bool wipe);
+  // A scratch store (a task's spill store): always wiped, written without a
+  // WAL, since nothing in it outlives the process.
+  Result<std::unique_ptr<RocksDbStateStore>> OpenScratch(const std::string& name);
 
   std::string TaskDir(const std::string& task_name) const;
   const std::string& data_dir() const { return data_dir_; }
@@ -108,6 +111,7 @@ class RocksDbStateStore final : public engine::StateStore {
                     std::shared_ptr<rocksdb::WriteBufferManager> wbm);
 
   std::string dir_;
+  bool write_wal_ = true;
   std::unique_ptr<rocksdb::DB, DbDeleter> db_;
   // Kept alive for as long as the database uses them.
   std::shared_ptr<rocksdb::Cache> block_cache_;

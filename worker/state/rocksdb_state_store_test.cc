@@ -118,6 +118,24 @@ TEST_CASE("rocksdb state store: reopen keeps data, wipe clears it, closed store 
   }
 }
 
+TEST_CASE("rocksdb state store: a scratch store (a spill store) opens empty every time") {
+  TempDir tmp;
+  auto backend = OpenBackend(tmp.Sub("data"));
+  {
+    auto scratch = backend->OpenScratch("job-1.spill");
+    REQUIRE(scratch.ok());
+    WriteBatch b;
+    b.Put("k/a", "1");
+    b.Put("t/x", "");
+    REQUIRE((*scratch)->Write(b).ok());
+    REQUIRE(GetOrFail(**scratch, "k/a") == "1");
+    REQUIRE(ScanAll(**scratch, "t/").size() == 1);
+  }
+  auto again = backend->OpenScratch("job-1.spill");
+  REQUIRE(again.ok());
+  REQUIRE(ScanAll(**again, "").empty());
+}
+
 TEST_CASE("rocksdb state store: two tasks sharing a backend are isolated") {
   TempDir tmp;
   auto backend = OpenBackend(tmp.Sub("data"));
