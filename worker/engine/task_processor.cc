@@ -452,23 +452,23 @@ class TaskProcessor::Impl {
   template <typename F>
   void ForEachTimer(const KeyState& ks, F&& f) const {
     windows_.ForEachTimer(ks, f);
-    if (ks.dedup) {
-      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
-      for (const DedupEntry& d : ks.dedup->entries) {
-        f(SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
-      }
+    ForEachDedupTimer(ks, f);
+  }
+  template <typename F>
+  void ForEachDedupTimer(const KeyState& ks, F&& f) const {
+    if (!ks.dedup) return;
+    const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
+    for (const DedupEntry& d : ks.dedup->entries) {
+      f(SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
     }
   }
   // Sets the timers of a key read back from a store.
   void OnKeyRestored(KeyState& ks) {
     windows_.OnRestored(ks);
-    if (ks.dedup) {
-      dedup_entries_ += ks.dedup->entries.size();
-      const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
-      for (const DedupEntry& d : ks.dedup->entries) {
-        PushTimer(timers_, ks, SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
-      }
-    }
+    if (ks.dedup) dedup_entries_ += ks.dedup->entries.size();
+    ForEachDedupTimer(ks, [&](int64_t time, int64_t start, int64_t end, TimerKind kind) {
+      PushTimer(timers_, ks, time, start, end, kind);
+    });
   }
   size_t ResidentBytes() const;
   void RebuildFilter();
