@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "worker/engine/event_decoder.h"
 #include "worker/engine/task_processor.h"
+#include "worker/engine/testing.h"
 
 namespace sluice::bench {
 
@@ -143,6 +144,66 @@ proto::JobSpec BenchJob(const std::string& name, const std::string& topic) {
   spec.mutable_sinks()->set_dead_letter(name + "-dlq");
   spec.set_checkpoint_interval_ms(10'000);
   return spec;
+}
+
+using engine::testing::Agg;
+using F = proto::AggregateSpec;
+
+proto::JobSpec TumblingJob() {
+  proto::JobSpec spec = BenchJob("tumbling", "payments");
+  spec.mutable_window()->set_tumbling_ms(60'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  return spec;
+}
+
+proto::JobSpec SessionJob() {
+  proto::JobSpec spec = BenchJob("sessions", "clicks");
+  spec.mutable_window()->set_session_gap_ms(30 * 60'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  *spec.add_aggregates() = Agg("pages", F::COUNT_DISTINCT, "page");
+  *spec.add_aggregates() = Agg("first_page", F::FIRST, "page");
+  *spec.add_aggregates() = Agg("last_page", F::LAST, "page");
+  *spec.add_aggregates() = Agg("revenue", F::SUM, "amount");
+  return spec;
+}
+
+proto::JobSpec SlidingJob() {
+  proto::JobSpec spec = BenchJob("sliding", "payments");
+  spec.mutable_window()->mutable_sliding()->set_size_ms(60'000);
+  spec.mutable_window()->mutable_sliding()->set_every_ms(10'000);
+  *spec.add_aggregates() = Agg("events", F::COUNT);
+  return spec;
+}
+
+// The four rules of JOBS.md.
+proto::JobSpec FraudJob() {
+  proto::JobSpec spec = BenchJob("fraud", "payments");
+  spec.mutable_source()->set_max_out_of_orderness_ms(5'000);
+  proto::RuleSpec* large = spec.add_rules();
+  large->set_name("large_amount");
+  large->set_when("amount > 5000");
+  proto::RuleSpec* velocity = spec.add_rules();
+  velocity->set_name("velocity");
+  velocity->mutable_window()->set_rolling_ms(5 * 60'000);
+  *velocity->add_aggregates() = Agg("n", F::COUNT);
+  velocity->set_when("n > 3");
+  proto::RuleSpec* country = spec.add_rules();
+  country->set_name("new_country");
+  country->mutable_window()->set_rolling_ms(30LL * 24 * 3'600'000);
+  *country->add_aggregates() = Agg("n", F::COUNT);
+  country->set_when("n > 1 && new_value(country)");
+  proto::RuleSpec* burst = spec.add_rules();
+  burst->set_name("burst_spend");
+  burst->mutable_window()->set_rolling_ms(3'600'000);
+  *burst->add_aggregates() = Agg("total", F::SUM, "amount");
+  burst->set_when("total > 10000");
+  return spec;
+}
+
+std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
+  auto plan = engine::JobPlan::Compile(spec);
+  SLUICE_CHECK(plan.ok()) << spec.name() << ": " << plan.status().ToString();
+  return *plan;
 }
 
 }  // namespace sluice::bench

@@ -55,6 +55,38 @@ class CountingSink final : public engine::RecordSink {
   int64_t bytes_ = 0;
 };
 
+// Hashes every record (stream, key, value, in order) with 64-bit FNV-1a, so two
+// builds can be checked for byte-identical output.
+class DigestSink final : public engine::RecordSink {
+ public:
+  void Emit(engine::OutputStream stream, std::string_view key, std::string_view value) override {
+    const auto s = static_cast<char>(stream);
+    Add(std::string_view(&s, 1));
+    AddLength(key.size());
+    Add(key);
+    AddLength(value.size());
+    Add(value);
+    ++records_;
+  }
+  uint64_t digest() const { return hash_; }
+  int64_t records() const { return records_; }
+
+ private:
+  void AddLength(size_t n) {
+    const auto len = static_cast<uint64_t>(n);
+    Add(std::string_view(reinterpret_cast<const char*>(&len), sizeof(len)));
+  }
+  void Add(std::string_view bytes) {
+    for (char c : bytes) {
+      hash_ ^= static_cast<uint8_t>(c);
+      hash_ *= 0x100000001b3ULL;
+    }
+  }
+
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+  int64_t records_ = 0;
+};
+
 struct RunResult {
   double seconds = 0;       // CPU time of the running thread
   double wall_seconds = 0;  // elapsed; larger than `seconds` on a busy machine
@@ -83,5 +115,17 @@ void PrintHeader(const char* program);
 // A job over `topic` keyed by user_id with event time ts, without idle advance
 // or time bounds (so the clock does not matter), checkpointing every 10 s.
 proto::JobSpec BenchJob(const std::string& name, const std::string& topic);
+
+// The jobs the engine benchmarks run: a 1-minute tumbling count() by user;
+// 30-minute sessions with count, count_distinct(page), first(page),
+// last(page) and sum(amount); a 60 s sliding count() every 10 s; the four
+// fraud rules of JOBS.md with 5 s out-of-orderness.
+proto::JobSpec TumblingJob();
+proto::JobSpec SessionJob();
+proto::JobSpec SlidingJob();
+proto::JobSpec FraudJob();
+
+// The job's plan; a job that does not compile stops the program.
+std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec);
 
 }  // namespace sluice::bench

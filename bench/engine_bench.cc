@@ -43,11 +43,7 @@
 namespace sluice::bench {
 namespace {
 
-using engine::testing::Agg;
-
-using engine::OutputStream;
 using engine::SourceRecord;
-using F = proto::AggregateSpec;
 
 // Processing time for every run. With idle_timeout 0 and max_future/max_past
 // 0 the engine never compares it with event time, so its value does not matter.
@@ -90,98 +86,7 @@ tools::GeneratorOptions Clicks(uint64_t seed, int64_t step_ms, int users) {
   return o;
 }
 
-// ---- Jobs -------------------------------------------------------------------
-
-proto::JobSpec TumblingJob() {
-  proto::JobSpec spec = BenchJob("tumbling", "payments");
-  spec.mutable_window()->set_tumbling_ms(60'000);
-  *spec.add_aggregates() = Agg("events", F::COUNT);
-  return spec;
-}
-
-proto::JobSpec SessionJob() {
-  proto::JobSpec spec = BenchJob("sessions", "clicks");
-  spec.mutable_window()->set_session_gap_ms(30 * 60'000);
-  *spec.add_aggregates() = Agg("events", F::COUNT);
-  *spec.add_aggregates() = Agg("pages", F::COUNT_DISTINCT, "page");
-  *spec.add_aggregates() = Agg("first_page", F::FIRST, "page");
-  *spec.add_aggregates() = Agg("last_page", F::LAST, "page");
-  *spec.add_aggregates() = Agg("revenue", F::SUM, "amount");
-  return spec;
-}
-
-proto::JobSpec SlidingJob() {
-  proto::JobSpec spec = BenchJob("sliding", "payments");
-  spec.mutable_window()->mutable_sliding()->set_size_ms(60'000);
-  spec.mutable_window()->mutable_sliding()->set_every_ms(10'000);
-  *spec.add_aggregates() = Agg("events", F::COUNT);
-  return spec;
-}
-
-// The four rules of JOBS.md.
-proto::JobSpec FraudJob() {
-  proto::JobSpec spec = BenchJob("fraud", "payments");
-  spec.mutable_source()->set_max_out_of_orderness_ms(5'000);
-  proto::RuleSpec* large = spec.add_rules();
-  large->set_name("large_amount");
-  large->set_when("amount > 5000");
-  proto::RuleSpec* velocity = spec.add_rules();
-  velocity->set_name("velocity");
-  velocity->mutable_window()->set_rolling_ms(5 * 60'000);
-  *velocity->add_aggregates() = Agg("n", F::COUNT);
-  velocity->set_when("n > 3");
-  proto::RuleSpec* country = spec.add_rules();
-  country->set_name("new_country");
-  country->mutable_window()->set_rolling_ms(30LL * 24 * 3'600'000);
-  *country->add_aggregates() = Agg("n", F::COUNT);
-  country->set_when("n > 1 && new_value(country)");
-  proto::RuleSpec* burst = spec.add_rules();
-  burst->set_name("burst_spend");
-  burst->mutable_window()->set_rolling_ms(3'600'000);
-  *burst->add_aggregates() = Agg("total", F::SUM, "amount");
-  burst->set_when("total > 10000");
-  return spec;
-}
-
-std::shared_ptr<const engine::JobPlan> Compile(const proto::JobSpec& spec) {
-  auto plan = engine::JobPlan::Compile(spec);
-  SLUICE_CHECK(plan.ok()) << spec.name() << ": " << plan.status().ToString();
-  return *plan;
-}
-
 // ---- Runs -------------------------------------------------------------------
-
-// Hashes every record (stream, key, value, in order) with 64-bit FNV-1a, so two
-// builds can be checked for byte-identical output.
-class DigestSink final : public engine::RecordSink {
- public:
-  void Emit(OutputStream stream, std::string_view key, std::string_view value) override {
-    const auto s = static_cast<char>(stream);
-    Add(std::string_view(&s, 1));
-    AddLength(key.size());
-    Add(key);
-    AddLength(value.size());
-    Add(value);
-    ++records_;
-  }
-  uint64_t digest() const { return hash_; }
-  int64_t records() const { return records_; }
-
- private:
-  void AddLength(size_t n) {
-    const auto len = static_cast<uint64_t>(n);
-    Add(std::string_view(reinterpret_cast<const char*>(&len), sizeof(len)));
-  }
-  void Add(std::string_view bytes) {
-    for (char c : bytes) {
-      hash_ ^= static_cast<uint8_t>(c);
-      hash_ *= 0x100000001b3ULL;
-    }
-  }
-
-  uint64_t hash_ = 0xcbf29ce484222325ULL;
-  int64_t records_ = 0;
-};
 
 // One untimed run with a DigestSink: the digest of everything the task emits.
 std::pair<uint64_t, int64_t> OutputDigest(const std::shared_ptr<const engine::JobPlan>& plan,

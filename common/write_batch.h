@@ -4,6 +4,7 @@
 // that takes batches (the engine's StateStore, the coordinator's
 // MetadataStore).
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,6 +23,13 @@ class WriteBatch {
     return ops_;
   }
   bool empty() const { return ops_.empty(); }
+
+  // Orders the operations by key, keeping the order of those on one key (so
+  // the last still wins): a store inserts sorted keys faster.
+  void SortByKey() {
+    std::stable_sort(ops_.begin(), ops_.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+  }
 
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> ops_;

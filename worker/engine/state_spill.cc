@@ -89,6 +89,7 @@ void StateSpill::EvictTimer(std::string_view key, int64_t time, int64_t start, T
 
 Status StateSpill::Flush() {
   if (batch_.empty()) return Status::Ok();
+  batch_.SortByKey();
   const Status s = store_.Write(batch_);
   batch_ = WriteBatch();
   return s;
@@ -119,6 +120,7 @@ void StateSpill::ForgetTimer(std::string_view key, int64_t time, int64_t start, 
 
 Status StateSpill::TakeChanged(
     const std::function<void(std::string_view, const std::string*, bool)>& fn) {
+  SLUICE_RETURN_IF_ERROR(Flush());
   std::vector<std::pair<std::string, bool>> changed;
   SLUICE_RETURN_IF_ERROR(store_.Scan(kChangedPrefix, [&](std::string_view k, std::string_view v) {
     changed.emplace_back(std::string(k.substr(kChangedPrefix.size())), !v.empty() && v[0] == '\1');
@@ -134,12 +136,14 @@ Status StateSpill::TakeChanged(
 }
 
 Status StateSpill::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) {
+  SLUICE_RETURN_IF_ERROR(Flush());
   return store_.Scan(kSpilledKeyPrefix, [&](std::string_view k, std::string_view v) {
     return fn(k.substr(kSpilledKeyPrefix.size()), v);
   });
 }
 
 Status StateSpill::ForEachSpilledKey(const std::function<void(std::string_view)>& fn) {
+  SLUICE_RETURN_IF_ERROR(Flush());
   SLUICE_RETURN_IF_ERROR(store_.Scan(kSpilledKeyPrefix, [&](std::string_view k, std::string_view) {
     fn(k.substr(kSpilledKeyPrefix.size()));
     return Status::Ok();
@@ -156,6 +160,7 @@ Status StateSpill::ForEachSpilledKey(const std::function<void(std::string_view)>
 
 Status StateSpill::DueTimers(int64_t upto, std::string_view after, size_t max,
                              std::vector<SpilledTimer>* out, int64_t* next) {
+  SLUICE_RETURN_IF_ERROR(Flush());
   std::string from(after.empty() ? kTimerPrefix : after);
   if (!after.empty()) from.push_back('\0');  // the first name after `after`
   *next = kMaxTime;

@@ -77,6 +77,11 @@ class StateSpill {
   void Forget(std::string_view key, bool dirty);
   void ForgetTimer(std::string_view key, int64_t time, int64_t start, TimerKind kind);
   // (Forget and ForgetTimer are batched too: Flush writes them.)
+  //
+  // Load reads the store, not the batch: a key must not be loaded while the
+  // batch holds a write of it. The task loads only keys out of memory, and a
+  // key leaves memory by Evict (whose pass ends with Flush) or, with no
+  // state, after a Flush. Every other read below flushes first.
 
   // ---- Barrier ----
 

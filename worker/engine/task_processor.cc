@@ -120,6 +120,7 @@ class TaskProcessor::Impl {
   void SetStateSpill(StateStore* spill, size_t budget_bytes) {
     spill_ = spill != nullptr ? std::make_unique<StateSpill>(*spill) : nullptr;
     budget_ = budget_bytes;
+    spill_timers_after_.clear();
     filter_.Clear(std::max<size_t>(budget_bytes / 64, 1 << 16));
   }
   void SetStateMemoryBudget(size_t budget_bytes) { budget_ = budget_bytes; }
@@ -367,6 +368,9 @@ class TaskProcessor::Impl {
   // Forgets keys without state (their deletion reaches the store through
   // touched_keys_ at the next checkpoint). A key a timer still refers to stays.
   void SweepEmptyKeys() {
+    // A key read back leaves deletes in the spill store's batch; once it is
+    // out of the table, the next read of it must find them written.
+    FlushSpill();
     keys_.ForEach([&](KeyEntry& e) {
       KeyState& ks = e.state;
       if (!ks.empty() || ks.timers > 0) return;
@@ -446,6 +450,8 @@ class TaskProcessor::Impl {
   KeyEntry* LoadKey(std::string_view key);
   // Moves keys out of memory while the state is over its budget.
   void MaybeEvict();
+  // Writes the spill store's batch; an error fails the task.
+  void FlushSpill();
   bool Evictable(const KeyState& ks) const;
   void EvictKey(KeyEntry& e);
   // Calls f(time, start, end, kind) for each timer a key's state needs.
@@ -631,6 +637,9 @@ class TaskProcessor::Impl {
   int64_t spill_min_time_ = kMaxTime;  // no spilled timer is earlier
   std::vector<KeyState*> evicted_;     // in the pass, for their timers
   std::vector<SpilledTimer> due_;      // spilled timers being fired
+  // The last spilled timer read. Every timer spilled later comes after it:
+  // a key with a due timer stays in memory, and the watermark only rises.
+  std::string spill_timers_after_;
   int64_t keys_evicted_ = 0;
   int64_t keys_loaded_ = 0;
   Status status_;
@@ -728,10 +737,18 @@ void TaskProcessor::Impl::EvictKey(KeyEntry& e) {
   keys_.Erase(e);
 }
 
+void TaskProcessor::Impl::FlushSpill() {
+  if (!spill_ || !status_.ok()) return;
+  if (Status s = spill_->Flush(); !s.ok()) SpillFailed(s);
+}
+
 void TaskProcessor::Impl::MaybeEvict() {
   if (!spill_ || budget_ == 0 || !status_.ok()) return;
   const size_t bytes = ResidentBytes();
-  if (bytes <= budget_ || bytes <= evict_floor_ + evict_floor_ / 10) return;
+  if (bytes <= budget_ || bytes <= evict_floor_ + evict_floor_ / 10) {
+    FlushSpill();  // what keys read back leave behind
+    return;
+  }
   // Down to 90% of the budget, so that a pass is not needed at every batch.
   // Timers of evicted keys leave the queue after the pass; until then the
   // estimate counts them out by hand.
@@ -754,7 +771,7 @@ void TaskProcessor::Impl::MaybeEvict() {
     leaving_timers += e->state.timers;
     EvictKey(*e);
   }
-  if (Status s = spill_->Flush(); !s.ok()) SpillFailed(s);
+  FlushSpill();
   if (!evicted_.empty()) {
     std::sort(evicted_.begin(), evicted_.end());
     timers_.RemoveIf([&](const KeyTimer& t) {
@@ -804,7 +821,8 @@ KeyEntry* TaskProcessor::Impl::LoadKey(std::string_view key) {
   ForEachTimer(e.state, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
     spill_->ForgetTimer(key, time, start, kind);
   });
-  if (Status s = spill_->Flush(); !s.ok()) SpillFailed(s);
+  // The deletes go with the next Flush: at the end of the batch or of an
+  // eviction pass, or before the next read of the store.
   OnKeyRestored(e.state);
   if (l.dirty) {
     // Changed since the last barrier (whose snapshot took every such key
@@ -833,7 +851,7 @@ bool SpilledFirst(const SpilledTimer& s, const KeyTimer& m) {
 void TaskProcessor::Impl::FireTimersWithSpill() {
   due_.clear();
   size_t due_pos = 0;
-  std::string after;  // the last spilled timer read
+  std::string& after = spill_timers_after_;
   bool more = spill_min_time_ <= watermark_;
   size_t fired = 0;
   for (;;) {
@@ -865,6 +883,7 @@ void TaskProcessor::Impl::FireTimersWithSpill() {
     OnTimer(timers_.Pop());
     if (++fired % 256 == 0) MaybeEvict();
   }
+  FlushSpill();
 }
 
 Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {

@@ -42,21 +42,23 @@ class TimerQueue {
  public:
   using Entry = Timer<Owner>;
 
-  bool empty() const { return ready_pos_ == ready_.size() && heap_.empty(); }
-  size_t size() const { return ready_.size() - ready_pos_ + pending_; }
+  bool empty() const { return ready_.empty() && heap_.empty(); }
+  size_t size() const { return ready_.size() + pending_; }
 
   // The time of the next timer. Not for an empty queue.
   int64_t next_time() const {
-    return ready_pos_ < ready_.size() ? ready_[ready_pos_].timer.time : heap_.front().time;
+    return !ready_.empty() ? ready_.back().timer.time : heap_.front().time;
   }
 
   void Push(const Entry& timer) {
     const Slot slot{timer, Prefix(*timer.key)};
-    if (ready_pos_ < ready_.size() && timer.time <= ready_.back().timer.time) {
-      // Due with (or before) the timers being taken out: into their order.
-      // (Every bucket's time is later than all of theirs.)
-      auto at = std::upper_bound(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
-                                 ready_.end(), slot, Before);
+    if (!ready_.empty() && timer.time <= ready_.front().timer.time) {
+      // Due with (or before) the timers being taken out: into their order,
+      // after equal ones. (Every bucket's time is later than all of theirs.)
+      // Timers pushed while due ones are taken out mostly come next, at the
+      // back, where an insert moves nothing.
+      auto at = std::partition_point(ready_.begin(), ready_.end(),
+                                     [&](const Slot& s) { return Before(slot, s); });
       ready_.insert(at, slot);
       return;
     }
@@ -94,29 +96,30 @@ class TimerQueue {
   // already (among the due timers taken out of their buckets), else nullptr:
   // for prefetching the state the coming timers will touch.
   Owner* OwnerAhead(size_t ahead) const {
-    const size_t at = ready_pos_ + ahead;
-    return at < ready_.size() ? ready_[at].timer.owner : nullptr;
+    return ahead < ready_.size() ? ready_[ready_.size() - 1 - ahead].timer.owner : nullptr;
   }
 
   // The next timer, left in the queue. Not for an empty queue.
   const Entry& Peek() {
-    if (ready_pos_ == ready_.size()) Refill();
-    return ready_[ready_pos_].timer;
+    if (ready_.empty()) Refill();
+    return ready_.back().timer;
   }
 
   // Takes out the next timer. Not for an empty queue.
   Entry Pop() {
-    if (ready_pos_ == ready_.size()) Refill();
-    return ready_[ready_pos_++].timer;
+    if (ready_.empty()) Refill();
+    const Entry next = ready_.back().timer;
+    ready_.pop_back();
+    return next;
   }
 
   // Removes every timer for which pred(const Entry&) is true: for owners
   // whose state leaves memory. Costs a pass over all timers.
   template <typename Pred>
   void RemoveIf(Pred&& pred) {
-    ready_.erase(std::remove_if(ready_.begin() + static_cast<std::ptrdiff_t>(ready_pos_),
-                                ready_.end(), [&](const Slot& s) { return pred(s.timer); }),
-                 ready_.end());
+    ready_.erase(
+        std::remove_if(ready_.begin(), ready_.end(), [&](const Slot& s) { return pred(s.timer); }),
+        ready_.end());
     std::vector<HeapEntry> kept;
     kept.reserve(heap_.size());
     for (const HeapEntry& h : heap_) {
@@ -199,7 +202,6 @@ class TimerQueue {
   // Moves every bucket of the earliest time to ready_, sorted.
   void Refill() {
     ready_.clear();
-    ready_pos_ = 0;
     cache_.fill(CacheEntry{});
     const int64_t time = heap_.front().time;
     while (!heap_.empty() && heap_.front().time == time) {
@@ -223,7 +225,8 @@ class TimerQueue {
       return Before(ready_[a.index], ready_[b.index]);
     });
     sorted_.resize(ready_.size());
-    for (size_t i = 0; i < order_.size(); ++i) sorted_[i] = ready_[order_[i].index];
+    const size_t n = order_.size();
+    for (size_t i = 0; i < n; ++i) sorted_[n - 1 - i] = ready_[order_[i].index];
     ready_.swap(sorted_);
   }
 
@@ -234,8 +237,9 @@ class TimerQueue {
   // The buckets pushes went to last: pushes come in runs of few times.
   std::array<CacheEntry, 4> cache_{};
   size_t cache_next_ = 0;
-  std::vector<Slot> ready_;     // the earliest time's timers, sorted
-  size_t ready_pos_ = 0;        // the next to take out
+  // The earliest time's timers not yet taken out, sorted last first: the
+  // next is at the back.
+  std::vector<Slot> ready_;
   std::vector<SortKey> order_;  // for Refill
   std::vector<Slot> sorted_;
 };

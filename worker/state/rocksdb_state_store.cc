@@ -64,8 +64,16 @@ std::string PrefixSuccessor(std::string_view prefix) {
 }
 
 rocksdb::Options TaskOptions(const std::shared_ptr<rocksdb::Cache>& cache,
-                             const std::shared_ptr<rocksdb::WriteBufferManager>& wbm) {
+                             const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
+                             bool scratch) {
   rocksdb::Options options;
+  if (scratch) {
+    // A spill store looks up keys it mostly does not hold (a key new to the
+    // task, a mark never written): a Bloom filter over the memtable answers
+    // those without a walk of its skip list.
+    options.memtable_prefix_bloom_size_ratio = 0.05;
+    options.memtable_whole_key_filtering = true;
+  }
   options.create_if_missing = true;
   options.write_buffer_manager = wbm;
   // Many small databases per worker: keep their info logs small.
@@ -79,6 +87,13 @@ rocksdb::Options TaskOptions(const std::shared_ptr<rocksdb::Cache>& cache,
   // bounded however many tasks a worker runs.
   table.cache_index_and_filter_blocks = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
+  // In partitions of a few KB, with the top level pinned: a lookup reads
+  // the piece of the filter and index it needs, not a filter of megabytes
+  // that a small cache keeps evicting (a spill store's lookups are random).
+  table.index_type = rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+  table.partition_filters = true;
+  table.pin_top_level_index_and_filter = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return options;
 }
@@ -121,6 +136,11 @@ std::string StateBackend::TaskDir(const std::string& task_name) const {
 
 Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenTask(const std::string& task_name,
                                                                   bool wipe) {
+  return Open(task_name, wipe, /*scratch=*/false);
+}
+
+Result<std::unique_ptr<RocksDbStateStore>> StateBackend::Open(const std::string& task_name,
+                                                              bool wipe, bool scratch) {
   SLUICE_RETURN_IF_ERROR(ValidTaskName(task_name));
   const std::string dir = TaskDir(task_name);
   if (wipe) {
@@ -130,7 +150,7 @@ Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenTask(const std::str
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
-      rocksdb::DB::Open(TaskOptions(block_cache_, write_buffer_manager_), dir, &raw);
+      rocksdb::DB::Open(TaskOptions(block_cache_, write_buffer_manager_, scratch), dir, &raw);
   std::unique_ptr<rocksdb::DB, RocksDbStateStore::DbDeleter> db(raw);
   if (!s.ok()) return FromRocksDb(s, "opening state of task " + task_name + " at " + dir);
   return std::unique_ptr<RocksDbStateStore>(
@@ -138,7 +158,8 @@ Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenTask(const std::str
 }
 
 Result<std::unique_ptr<RocksDbStateStore>> StateBackend::OpenScratch(const std::string& name) {
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStateStore> store, OpenTask(name, /*wipe=*/true));
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStateStore> store,
+                          Open(name, /*wipe=*/true, /*scratch=*/true));
   store->write_wal_ = false;
   return store;
 }

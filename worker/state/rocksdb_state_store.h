@@ -71,6 +71,8 @@ class StateBackend {
 
  private:
   StateBackend(std::string data_dir, const StateOptions& options);
+  Result<std::unique_ptr<RocksDbStateStore>> Open(const std::string& task_name, bool wipe,
+                                                  bool scratch);
 
   std::string data_dir_;
   std::shared_ptr<rocksdb::Cache> block_cache_;
