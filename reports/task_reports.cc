@@ -61,7 +61,13 @@ void WriteStatusFile(const std::string& path, const std::string& worker_id, int6
         {"lost_to_offset", r.lost_to_offset()},
         {"refused_outputs", r.refused_outputs()},
         {"paused", r.paused()},
-        {"lag_ms", r.lag_ms()}};
+        {"lag_ms", r.lag_ms()},
+        {"state_memory_bytes", r.state_memory_bytes()},
+        {"state_memory_budget_bytes", r.state_memory_budget_bytes()},
+        {"keys_in_memory", r.keys_in_memory()},
+        {"keys_spilled", r.keys_spilled()},
+        {"keys_evicted", r.keys_evicted()},
+        {"keys_read_back", r.keys_read_back()}};
     for (const auto& [name, value] : fields) {
       w.Key(name);
       w.Int(value);
@@ -160,6 +166,26 @@ std::string TaskMetrics(const std::vector<proto::TaskReport>& reports,
        }},
       {"sluice_task_open_windows", "gauge", "Windows in the task's state",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.open_windows()); }},
+      {"sluice_task_state_memory_bytes", "gauge",
+       "Estimate of the keys' state in memory (held to the budget when there is one)",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.state_memory_bytes());
+       }},
+      {"sluice_task_state_memory_budget_bytes", "gauge",
+       "The task's share of the worker's --state-memory-mb (0: no bound)",
+       [](const proto::TaskReport& r, int64_t) {
+         return static_cast<double>(r.state_memory_budget_bytes());
+       }},
+      {"sluice_task_keys_in_memory", "gauge", "Keys whose state is in memory",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.keys_in_memory()); }},
+      {"sluice_task_keys_spilled", "gauge", "Keys whose state is in the task's spill store",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.keys_spilled()); }},
+      {"sluice_task_keys_evicted_total", "counter",
+       "Keys moved out of memory to the spill store by the state memory budget",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.keys_evicted()); }},
+      {"sluice_task_keys_read_back_total", "counter",
+       "Keys read back from the spill store at an event or a due timer",
+       [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.keys_read_back()); }},
       {"sluice_task_failures_total", "counter",
        "Checkpoints or restarts of the task that failed (it restarts from its last checkpoint)",
        [](const proto::TaskReport& r, int64_t) { return static_cast<double>(r.failures()); }},

@@ -76,5 +76,26 @@ TEST_CASE("metrics: every outcome of an event, and lag in seconds") {
   }
 }
 
+TEST_CASE("metrics: the state memory budget") {
+  proto::TaskReport r = Task(0, proto::TaskReport::RUNNING, 0);
+  r.set_state_memory_bytes(900);
+  r.set_state_memory_budget_bytes(1'000);
+  r.set_keys_in_memory(3);
+  r.set_keys_spilled(40);
+  r.set_keys_evicted(50);
+  r.set_keys_read_back(10);
+  const std::string text = TaskMetrics({r}, {"w1"}, kNow);
+  const std::string labels = "{job=\"fraud\",partition=\"0\",worker=\"w1\"}";
+  for (const std::string& line : {"sluice_task_state_memory_bytes" + labels + " 900\n",
+                                  "sluice_task_state_memory_budget_bytes" + labels + " 1000\n",
+                                  "sluice_task_keys_in_memory" + labels + " 3\n",
+                                  "sluice_task_keys_spilled" + labels + " 40\n",
+                                  "sluice_task_keys_evicted_total" + labels + " 50\n",
+                                  "sluice_task_keys_read_back_total" + labels + " 10\n"}) {
+    INFO(line);
+    CHECK(text.find(line) != std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace sluice::reports

@@ -370,6 +370,26 @@ rules:
 """
 
 
+# A tumbling window job: count and one more aggregate per user.
+WINDOW_JOB = """
+name: {name}
+source:
+  topic: {topic}
+  key: user_id
+  event_time: ts
+  max_out_of_orderness: 2s
+sinks:
+  output: {name}-alerts
+  late: {name}-late
+  dead_letter: {name}-dlq
+checkpoint_interval: {checkpoint}
+window: {{ tumbling: {size} }}
+aggregate:
+  n: count()
+  total: {total}
+"""
+
+
 def write_job(workdir, template=FRAUD_JOB, checkpoint="1s", **kw):
     name = "j" + uuid.uuid4().hex[:8]
     fields = {"name": name, "topic": name + "-in", "checkpoint": checkpoint,

@@ -13,7 +13,7 @@ import time
 
 from cluster_testlib import (LEASE_S, OUT_PARTITIONS, Stream, check_against_reference, cluster,  # noqa: F401
                              epochs, load, placement, setup_topics)
-from sluice_testlib import payments, produce, read_topic, wait_for, write_job
+from sluice_testlib import WINDOW_JOB, payments, produce, read_topic, wait_for, write_job
 
 PARTITIONS = 8
 
@@ -227,25 +227,6 @@ def test_update_changes_a_threshold_without_restarting_tasks(cluster):  # noqa: 
     # uv-3 and uv-4 count the three payments from before the update.
     assert velocity == [("uv-3", 4), ("uv-4", 5)], velocity
     assert not [a for a in alerts if a["rule"] == "velocity" and a["key"] != "uv"]
-
-
-WINDOW_JOB = """
-name: {name}
-source:
-  topic: {topic}
-  key: user_id
-  event_time: ts
-  max_out_of_orderness: 2s
-sinks:
-  output: {name}-alerts
-  late: {name}-late
-  dead_letter: {name}-dlq
-checkpoint_interval: {checkpoint}
-window: {{ tumbling: {size} }}
-aggregate:
-  n: count()
-  total: {total}
-"""
 
 
 def test_bad_requests_fail_clearly_and_change_nothing(cluster):  # noqa: F811

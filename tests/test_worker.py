@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from sluice_testlib import (Worker, check_against_reference, payments, produce, read_topic,
-                            wait_for, write_job)
+from sluice_testlib import (WINDOW_JOB, Worker, check_against_reference, payments, produce,
+                            read_topic, wait_for, write_job)
 
 PARTITIONS = 4
 
@@ -95,6 +95,52 @@ def test_kill9_restart_loses_nothing(workdir, broker):
 
 def test_lost_local_state_restores_from_checkpoint_store(workdir, broker):
     crash_and_recover(workdir, broker, lose_local_state=True)
+
+
+def test_state_memory_budget_spills_keys_and_changes_no_output(workdir, broker):
+    """Under --state-memory-mb 1, most of the keys of a 10-minute window job
+    live in each task's RocksDB spill store; a kill -9 restores them from the
+    checkpoint within the budget. The output equals sluice-run's, which holds
+    every key in memory."""
+    job_file, job = write_job(workdir, template=WINDOW_JOB, size="10m", total="sum(amount)")
+    for topic in (job["topic"], job["name"] + "-alerts", job["name"] + "-late",
+                  job["name"] + "-dlq"):
+        broker.create_topic(topic, PARTITIONS)
+    events = payments(seed=5, n=40000, users=30000, disorder_ms=3000, malformed=0.005)
+    w = Worker(workdir, job_file, broker.bootstrap, extra=("--state-memory-mb", "1"))
+    w.start()
+    producer = stream_in_background(broker, job["topic"], events)
+
+    def tasks():
+        assert w.proc.poll() is None, w.log_tail()
+        st = w.status()
+        return st["tasks"] if st and len(st["tasks"]) == PARTITIONS else []
+
+    def spilled_and_checkpointed():
+        ts = tasks()
+        return ts and all(t["last_checkpoint_id"] > 0 for t in ts) and \
+            sum(t["keys_spilled"] for t in ts) > 1000
+
+    wait_for(spilled_and_checkpointed, 120, "keys in the spill stores and a checkpoint per task")
+    for t in tasks():
+        assert 0 < t["state_memory_budget_bytes"] <= 1 << 20, t
+        assert t["keys_evicted"] >= t["keys_spilled"], t
+    w.kill9()
+    w.start()
+    producer.join()
+    wait_for(spilled_and_checkpointed, 120, "the restarted run to restore and checkpoint")
+    w.kill9()
+    w.start("--drain-on-exit")
+    w.wait_consumed(len(events))
+    assert w.stop() == 0
+    check_against_reference(broker, job_file, job, len(events), PARTITIONS, exact=False)
+    # The last run restored more keys than its budget holds and read them back
+    # to fire their windows.
+    last = w.status()["tasks"]
+    assert sum(t["keys_evicted"] for t in last) > 1000, last
+    assert sum(t["keys_read_back"] for t in last) > 1000, last
+    with open(w.log_path) as f:
+        assert f.read().count("restored checkpoint") >= 2 * PARTITIONS
 
 
 def broker_outage_mid_stream(workdir, broker, crash):

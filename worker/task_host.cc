@@ -712,6 +712,13 @@ proto::TaskReport TaskHost::Thread::Report(const TaskRef& ref, proto::TaskReport
   r.set_alerts(c.alerts);
   r.set_window_results(c.window_results);
   r.set_open_windows(static_cast<int64_t>(proc.open_windows()));
+  const engine::StateMemoryStats memory = proc.state_memory();
+  r.set_state_memory_bytes(static_cast<int64_t>(memory.resident_bytes));
+  r.set_state_memory_budget_bytes(static_cast<int64_t>(memory.budget_bytes));
+  r.set_keys_in_memory(static_cast<int64_t>(memory.resident_keys));
+  r.set_keys_spilled(static_cast<int64_t>(memory.spilled_keys));
+  r.set_keys_evicted(memory.evicted);
+  r.set_keys_read_back(memory.loaded);
   r.set_deduplicated(c.deduplicated);
   r.set_type_mismatches(c.type_mismatches);
   const LostRecords& lost = t.lost();
