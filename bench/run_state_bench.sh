@@ -7,7 +7,8 @@
 # against budget + what the process holds before its first event + the
 # RocksDB block cache and memtable budget (the fixed overhead).
 # Environment: JOBS (build parallelism), DATA_DIR (default: a temporary
-# directory), EVENTS_PER_KEY (default 2).
+# directory), EVENTS_PER_KEY (default 2), CHECKPOINT_EVERY (a checkpoint to
+# a RocksDB store every N events, as the worker takes them; default 0: none).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,7 @@ KEYS="${1:-5000000}"
 BUDGET_MB="${2:-256}"
 JOB="${3:-tumbling}"
 PER_KEY="${EVENTS_PER_KEY:-2}"
+CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-0}"
 CACHE_MB=16
 WRITE_BUFFER_MB=32
 
@@ -26,11 +28,12 @@ trap 'rm -rf "${DATA}/state"' EXIT
 run() {  # BUDGET_MB -> the bench's output
   "${BENCH}" --keys "${KEYS}" --events-per-key "${PER_KEY}" --job "${JOB}" \
     --state-memory-mb "$1" --block-cache-mb "${CACHE_MB}" \
-    --write-buffer-mb "${WRITE_BUFFER_MB}" --data-dir "${DATA}/state"
+    --write-buffer-mb "${WRITE_BUFFER_MB}" --checkpoint-every "${CHECKPOINT_EVERY}" \
+    --data-dir "${DATA}/state"
 }
 field() { tr ' ' '\n' <<<"$1" | grep -A1 -x "$2" | tail -1; }
 
-echo "sluice-state-bench: ${JOB}, ${KEYS} keys x ${PER_KEY} events, $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "sluice-state-bench: ${JOB}, ${KEYS} keys x ${PER_KEY} events, checkpoint every ${CHECKPOINT_EVERY} events, $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 free_run="$(run 0)"
 budget_run="$(run "${BUDGET_MB}")"
 printf '%s\n%s\n' "${free_run}" "${budget_run}"

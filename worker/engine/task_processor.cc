@@ -85,7 +85,20 @@ class TaskProcessor::Impl {
       ProcessOne(records[i], now, staged_[i % kStaged]);
     }
     MaybeEvict();
+    if (touched_keys_.size() > 2 * keys_.size() + 4096) CompactTouchedKeys();
     CountTypeMismatches();
+  }
+
+  // Keys that leave the table and come back (the budget's evictions, sweeps
+  // of empty keys) are listed again each time: without a checkpoint to
+  // empty the list, it would grow with the traffic, not with the keys. Keeps
+  // each key changed since the barrier once.
+  void CompactTouchedKeys() {
+    std::erase_if(touched_keys_, [&](const KeyState* ks) { return ks->dirty_gen != gen_; });
+    std::sort(touched_keys_.begin(), touched_keys_.end());
+    touched_keys_.erase(std::unique(touched_keys_.begin(), touched_keys_.end()),
+                        touched_keys_.end());
+    if (touched_keys_.capacity() > 4 * touched_keys_.size() + 4096) touched_keys_.shrink_to_fit();
   }
 
   void OnProcessingTime() {

@@ -152,6 +152,8 @@ class TimerQueue {
 
  private:
   static constexpr uint32_t kNone = UINT32_MAX;
+  // Buffers up to this many timers keep their memory for reuse.
+  static constexpr size_t kKeepCapacity = 4096;
 
   struct Slot {
     Entry timer;
@@ -213,7 +215,13 @@ class TimerQueue {
       ready_.push_back(bucket.first);
       ready_.insert(ready_.end(), bucket.more.begin(), bucket.more.end());
       bucket.size = 0;
-      bucket.more.clear();  // keeps its capacity for the next time it is used
+      // Keeps a small capacity for the next time it is used; a large one
+      // (every key's window ending at once) is given back.
+      if (bucket.more.capacity() > kKeepCapacity) {
+        std::vector<Slot>().swap(bucket.more);
+      } else {
+        bucket.more.clear();
+      }
       free_.push_back(b);
     }
     // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
@@ -228,6 +236,10 @@ class TimerQueue {
     const size_t n = order_.size();
     for (size_t i = 0; i < n; ++i) sorted_[n - 1 - i] = ready_[order_[i].index];
     ready_.swap(sorted_);
+    if (n > kKeepCapacity) {  // the sort's buffers, as large as the time's timers
+      std::vector<Slot>().swap(sorted_);
+      std::vector<SortKey>().swap(order_);
+    }
   }
 
   std::vector<Bucket> buckets_;

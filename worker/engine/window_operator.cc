@@ -103,9 +103,12 @@ bool WindowOperator::OnTimer(KeyState& ks, std::string_view key, WindowState& wi
       return false;
     }
   }
-  // Accumulators on the heap are kept for the next window; inline ones
-  // cost nothing to build again.
-  if (win.accs.capacity() > win.accs.static_capacity) spare_accs_.push_back(std::move(win.accs));
+  // Accumulators on the heap are kept for the next window, up to a bound
+  // (when every key's window closes at once, the next ones do not all open
+  // at once); inline ones cost nothing to build again.
+  if (win.accs.capacity() > win.accs.static_capacity && spare_accs_.size() < kMaxSpareAccs) {
+    spare_accs_.push_back(std::move(win.accs));
+  }
   ks.windows.erase(ks.windows.begin() + (&win - ks.windows.data()));
   --open_windows_;
   return true;
