@@ -149,22 +149,40 @@ Accumulator::Accumulator(const Accumulator& other)
     : fn_(other.fn_),
       count_(other.count_),
       sum_(other.sum_),
-      value_(other.value_),
-      at_time_(other.at_time_),
-      at_offset_(other.at_offset_),
-      distinct_(other.distinct_) {}
+      extra_(other.extra_ ? std::make_unique<Extra>(*other.extra_) : nullptr) {}
+
+bool Accumulator::NeedsExtra(AggFn fn) {
+  switch (fn) {
+    case AggFn::kCount:
+    case AggFn::kSum:
+    case AggFn::kAvg:
+      return false;
+    default:
+      return true;
+  }
+}
+
+size_t Accumulator::ExtraBytes() { return sizeof(Extra); }
+
+const Accumulator::Extra& Accumulator::extra_view() const {
+  static const Extra kNone;
+  return extra_ ? *extra_ : kNone;
+}
 
 void Accumulator::Reset(AggFn fn) {
   fn_ = fn;
   count_ = 0;
   sum_ = 0;
-  value_.type = ValueType::kNull;
-  value_.boolean = false;
-  value_.number = 0;
-  value_.str.clear();
-  at_time_ = 0;
-  at_offset_ = 0;
-  distinct_.Clear();
+  if (extra_) {  // kept for reuse
+    Extra& x = *extra_;
+    x.value.type = ValueType::kNull;
+    x.value.boolean = false;
+    x.value.number = 0;
+    x.value.str.clear();
+    x.at_time = 0;
+    x.at_offset = 0;
+    x.distinct.Clear();
+  }
 }
 
 Accumulator& Accumulator::operator=(const Accumulator& other) {
@@ -188,45 +206,56 @@ void Accumulator::Add(const Value& v, int64_t time, int64_t offset) {
         ++count_;
       }
       break;
-    case AggFn::kMin:
-      if (count_++ == 0 || CompareValues(v, value_.view()) < 0) value_.Set(v);
+    case AggFn::kMin: {
+      Extra& x = extra();
+      if (count_++ == 0 || CompareValues(v, x.value.view()) < 0) x.value.Set(v);
       break;
-    case AggFn::kMax:
-      if (count_++ == 0 || CompareValues(v, value_.view()) > 0) value_.Set(v);
+    }
+    case AggFn::kMax: {
+      Extra& x = extra();
+      if (count_++ == 0 || CompareValues(v, x.value.view()) > 0) x.value.Set(v);
       break;
-    case AggFn::kFirst:
-      if (count_++ == 0 || time < at_time_ || (time == at_time_ && offset < at_offset_)) {
-        value_.Set(v);
-        at_time_ = time;
-        at_offset_ = offset;
+    }
+    case AggFn::kFirst: {
+      Extra& x = extra();
+      if (count_++ == 0 || time < x.at_time || (time == x.at_time && offset < x.at_offset)) {
+        x.value.Set(v);
+        x.at_time = time;
+        x.at_offset = offset;
       }
       break;
-    case AggFn::kLast:
-      if (count_++ == 0 || time > at_time_ || (time == at_time_ && offset > at_offset_)) {
-        value_.Set(v);
-        at_time_ = time;
-        at_offset_ = offset;
+    }
+    case AggFn::kLast: {
+      Extra& x = extra();
+      if (count_++ == 0 || time > x.at_time || (time == x.at_time && offset > x.at_offset)) {
+        x.value.Set(v);
+        x.at_time = time;
+        x.at_offset = offset;
       }
       break;
-    case AggFn::kDuration:
+    }
+    case AggFn::kDuration: {
+      Extra& x = extra();
       if (count_++ == 0) {
-        at_time_ = at_offset_ = time;
+        x.at_time = x.at_offset = time;
       } else {
-        at_time_ = std::min(at_time_, time);
-        at_offset_ = std::max(at_offset_, time);
+        x.at_time = std::min(x.at_time, time);
+        x.at_offset = std::max(x.at_offset, time);
       }
       break;
+    }
     case AggFn::kCountDistinct: {
       thread_local std::string key;
       DistinctKey(v, &key);
-      distinct_.Insert(key);
+      extra().distinct.Insert(key);
       break;
     }
   }
 }
 
 void Accumulator::Merge(const Accumulator& other) {
-  if (other.count_ == 0 && other.distinct_.empty()) return;
+  const Extra& o = other.extra_view();
+  if (other.count_ == 0 && o.distinct.empty()) return;
   switch (fn_) {
     case AggFn::kCount:
       count_ += other.count_;
@@ -238,26 +267,29 @@ void Accumulator::Merge(const Accumulator& other) {
       break;
     case AggFn::kMin:
     case AggFn::kMax:
-      Add(other.value_.view(), 0, 0);
+      Add(o.value.view(), 0, 0);
       count_ += other.count_ - 1;
       break;
     case AggFn::kFirst:
     case AggFn::kLast:
-      Add(other.value_.view(), other.at_time_, other.at_offset_);
+      Add(o.value.view(), o.at_time, o.at_offset);
       count_ += other.count_ - 1;
       break;
-    case AggFn::kCountDistinct:
-      other.distinct_.ForEach([this](const std::string& v) { distinct_.Insert(v); });
+    case AggFn::kCountDistinct: {
+      Extra& x = extra();
+      o.distinct.ForEach([&x](const std::string& v) { x.distinct.Insert(v); });
       break;
+    }
     case AggFn::kDuration:
-      Add(Value::Bool(true), other.at_time_, 0);
-      Add(Value::Bool(true), other.at_offset_, 0);
+      Add(Value::Bool(true), o.at_time, 0);
+      Add(Value::Bool(true), o.at_offset, 0);
       count_ += other.count_ - 2;
       break;
   }
 }
 
 Value Accumulator::Result() const {
+  const Extra& x = extra_view();
   switch (fn_) {
     case AggFn::kCount:
       return Value::Number(static_cast<double>(count_));
@@ -269,27 +301,28 @@ Value Accumulator::Result() const {
     case AggFn::kMax:
     case AggFn::kFirst:
     case AggFn::kLast:
-      return count_ == 0 ? Value::Null() : value_.view();
+      return count_ == 0 ? Value::Null() : x.value.view();
     case AggFn::kCountDistinct:
-      return Value::Number(static_cast<double>(distinct_.size()));
+      return Value::Number(static_cast<double>(x.distinct.size()));
     case AggFn::kDuration:
       return count_ == 0 ? Value::Null()
-                         : Value::Number(static_cast<double>(at_offset_ - at_time_));
+                         : Value::Number(static_cast<double>(x.at_offset - x.at_time));
   }
   return Value::Null();
 }
 
 void Accumulator::Encode(Encoder& e) const {
+  const Extra& x = extra_view();
   e.U64(static_cast<uint64_t>(fn_));
   e.I64(count_);
   e.Double(sum_);
-  value_.Encode(e);
-  e.I64(at_time_);
-  e.I64(at_offset_);
+  x.value.Encode(e);
+  e.I64(x.at_time);
+  e.I64(x.at_offset);
   // Distinct values sorted, so equal states encode to equal bytes.
   std::vector<std::string_view> values;
-  values.reserve(distinct_.size());
-  distinct_.ForEach([&](const std::string& v) { values.push_back(v); });
+  values.reserve(x.distinct.size());
+  x.distinct.ForEach([&](const std::string& v) { values.push_back(v); });
   std::sort(values.begin(), values.end());
   e.U64(values.size());
   for (std::string_view v : values) e.Bytes(v);
@@ -299,12 +332,15 @@ void Accumulator::Decode(Decoder& d) {
   fn_ = static_cast<AggFn>(d.U64());
   count_ = d.I64();
   sum_ = d.Double();
-  value_.Decode(d);
-  at_time_ = d.I64();
-  at_offset_ = d.I64();
+  // A count, sum or avg holds the fields' defaults: read into scratch.
+  thread_local Extra scratch;
+  Extra& x = NeedsExtra(fn_) ? extra() : scratch;
+  x.value.Decode(d);
+  x.at_time = d.I64();
+  x.at_offset = d.I64();
   uint64_t n = d.U64();
-  distinct_.Clear();
-  for (uint64_t i = 0; i < n && d.ok(); ++i) distinct_.Insert(std::string(d.Bytes()));
+  x.distinct.Clear();
+  for (uint64_t i = 0; i < n && d.ok(); ++i) x.distinct.Insert(std::string(d.Bytes()));
 }
 
 }  // namespace sluice::engine

@@ -109,14 +109,31 @@ class Accumulator {
   void Encode(Encoder& e) const;
   void Decode(Decoder& d);
 
+  // Whether accumulators of `fn` keep more than a count and a sum (an
+  // allocation of ExtraBytes() at their first value).
+  static bool NeedsExtra(AggFn fn);
+  static size_t ExtraBytes();
+
  private:
+  // What min, max, first, last, duration and count_distinct keep besides
+  // the count: on the heap, so that a count, sum or avg takes 32 bytes.
+  struct Extra {
+    OwnedValue value;       // min, max, first, last
+    int64_t at_time = 0;    // first/last: the chosen event; duration: the first time
+    int64_t at_offset = 0;  // first/last: the chosen event; duration: the last time
+    DistinctSet distinct;
+  };
+  Extra& extra() {
+    if (!extra_) extra_ = std::make_unique<Extra>();
+    return *extra_;
+  }
+  // For reading: an empty Extra when there is none.
+  const Extra& extra_view() const;
+
   AggFn fn_;
   int64_t count_ = 0;
   double sum_ = 0;
-  OwnedValue value_;       // min, max, first, last
-  int64_t at_time_ = 0;    // first/last: the chosen event; duration: the first time
-  int64_t at_offset_ = 0;  // first/last: the chosen event; duration: the last time
-  DistinctSet distinct_;
+  std::unique_ptr<Extra> extra_;
 };
 
 // A canonical byte form of a value for exact distinct counting.

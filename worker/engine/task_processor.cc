@@ -703,6 +703,11 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   size_t bytes = keys * (sizeof(KeyEntry) + 2 * sizeof(uint64_t));
   if (windows > keys) bytes += (windows - keys) * sizeof(WindowState);
   if (aggs > 1) bytes += windows * aggs * sizeof(Accumulator);
+  // Min, max, first, last, duration and count_distinct keep more on the heap
+  // (strings beyond their inline bytes and distinct values not counted).
+  size_t extras = 0;
+  for (const AggregateDef& a : plan_->aggregates()) extras += Accumulator::NeedsExtra(a.fn) ? 1 : 0;
+  bytes += windows * extras * Accumulator::ExtraBytes();
   bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
   bytes += filter_.bytes();

@@ -141,7 +141,7 @@ class WindowOperator {
   TaskCounters& counters_;
   EvalScratch& scratch_;
 
-  size_t open_windows_ = 0;               // over all keys
+  size_t open_windows_ = 0;  // over all keys
   static constexpr size_t kMaxSpareAccs = 4096;
   std::vector<Accumulators> spare_accs_;  // of purged windows, for reuse
   std::vector<Value> values_;             // the aggregate results of the window being emitted
