@@ -212,6 +212,31 @@ bool StateCodec::DecodeChunk(std::string_view in, RollingState& rs) const {
   return d.ok() && d.done() && n > 0;
 }
 
+void StateCodec::EncodeSpilledRolling(const RollingState& rs, std::string* out) const {
+  std::string events;
+  EncodeChunk(rs, 0, &events);
+  out->clear();
+  Encoder e(out);
+  e.U64(rs.first_seq);
+  e.U64(rs.entries.size());
+  for (const RollingEntry& entry : rs.entries) e.Bool(entry.chunk_end);
+  e.Bytes(events);
+}
+
+bool StateCodec::DecodeSpilledRolling(std::string_view in, RollingState& rs) const {
+  Decoder d(in);
+  const uint64_t first_seq = d.U64();
+  const uint64_t n = d.U64();
+  std::vector<bool> chunk_end;
+  for (uint64_t i = 0; i < n && d.ok(); ++i) chunk_end.push_back(d.Bool());
+  const std::string_view events = d.Bytes();
+  if (!d.ok() || !d.done() || !DecodeChunk(events, rs) || rs.entries.size() != n) return false;
+  for (size_t i = 0; i < n; ++i) rs.entries[i].chunk_end = chunk_end[i];
+  rs.first_seq = first_seq;
+  rs.unsaved = 0;
+  return true;
+}
+
 void StateCodec::DecodeRollingEvents(Decoder& d, uint64_t n, RollingState& rs) const {
   for (uint64_t i = 0; i < n && d.ok(); ++i) {
     RollingEntry entry;

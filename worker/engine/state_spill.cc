@@ -12,6 +12,7 @@ namespace {
 constexpr std::string_view kSpilledKeyPrefix = "k/";
 constexpr std::string_view kChangedPrefix = "d/";
 constexpr std::string_view kTimerPrefix = "t/";
+constexpr std::string_view kRollingPrefix = "r/";
 constexpr uint64_t kSignBit = uint64_t{1} << 63;
 
 void AppendOrdered(std::string* out, int64_t v) {
@@ -117,6 +118,16 @@ void StateSpill::Forget(std::string_view key, bool dirty) {
 void StateSpill::ForgetTimer(std::string_view key, int64_t time, int64_t start, TimerKind kind) {
   batch_.Delete(SpilledTimerName(time, key, start, kind));
 }
+
+void StateSpill::EvictRolling(std::string_view key, const std::string& events) {
+  batch_.Put(Named(kRollingPrefix, key), events);
+}
+
+Result<std::optional<std::string>> StateSpill::LoadRolling(std::string_view key) {
+  return store_.Get(Named(kRollingPrefix, key));
+}
+
+void StateSpill::ForgetRolling(std::string_view key) { batch_.Delete(Named(kRollingPrefix, key)); }
 
 Status StateSpill::TakeChanged(
     const std::function<void(std::string_view, const std::string*, bool)>& fn) {

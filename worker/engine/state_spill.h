@@ -14,6 +14,9 @@
 //   d/<key>   the key changed since the last barrier: the next snapshot
 //             writes it. The value is one byte: 1 if the checkpoint store
 //             holds a version of it (so that no state left means a delete).
+//   r/<key>   the key's rolling-rule events (StateCodec::EncodeSpilledRolling),
+//             for a key that has any; only keys the checkpoint store holds
+//             as they are leave memory with such events
 //   t/<time><key><start><kind>
 //             a timer of an evicted key, ordered as the task's TimerQueue
 //             orders timers (time, key, start, kind): times and starts
@@ -76,6 +79,11 @@ class StateSpill {
   // listed (the ones its state gives).
   void Forget(std::string_view key, bool dirty);
   void ForgetTimer(std::string_view key, int64_t time, int64_t start, TimerKind kind);
+  // A key's rolling-rule events: with Evict, read back with the key's state,
+  // and forgotten with it.
+  void EvictRolling(std::string_view key, const std::string& events);
+  Result<std::optional<std::string>> LoadRolling(std::string_view key);
+  void ForgetRolling(std::string_view key);
   // (Forget and ForgetTimer are batched too: Flush writes them.)
   //
   // Load reads the store, not the batch: a key must not be loaded while the

@@ -122,6 +122,7 @@ class TaskProcessor::Impl {
   void TakeSnapshot(WriteBatch* batch);
   bool snapshot_open() const { return snapshot_open_; }
   Status Restore(const StateStore& store);
+  Status RestoreFrom(const StateStore& store);
 
   int64_t watermark() const { return watermark_; }
   int64_t next_offset() const { return next_offset_; }
@@ -315,6 +316,7 @@ class TaskProcessor::Impl {
     for (size_t i = 0; i < p.fields.size(); ++i) field_views_[i] = p.fields[i].view();
     KeyState& key_state = MutableKey(p.key);
     if (!key_state.rolling) key_state.rolling = std::make_unique<RollingState>();
+    const size_t before = key_state.rolling->entries.size();
     RollingAlerts alerts{this, &p};
     rolling_.Evaluate(*key_state.rolling, p.time, p.offset, field_views_, agg_values_, scratch_,
                       alerts, [&](const RollingEntry& expired) {
@@ -322,6 +324,8 @@ class TaskProcessor::Impl {
                           expired_chunks_.push_back(ChunkName(p.key, expired.time, expired.offset));
                         }
                       });
+    rolling_entries_ += key_state.rolling->entries.size();
+    rolling_entries_ -= before;
   }
 
   // Emits the alerts of the rolling rules for one queued event.
@@ -653,6 +657,8 @@ class TaskProcessor::Impl {
   // The last spilled timer read. Every timer spilled later comes after it:
   // a key with a due timer stays in memory, and the watermark only rises.
   std::string spill_timers_after_;
+  bool restoring_ = false;
+  size_t rolling_entries_ = 0;  // rolling-rule events in memory, over all keys
   int64_t keys_evicted_ = 0;
   int64_t keys_loaded_ = 0;
   Status status_;
@@ -710,13 +716,24 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   bytes += windows * extras * Accumulator::ExtraBytes();
   bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
+  // A rolling event: its entry and values, and about 16 bytes in each rule's
+  // running aggregates.
+  bytes += rolling_entries_ *
+           (sizeof(RollingEntry) + stride_ * sizeof(OwnedValue) + 16 * plan_->rules().size());
   bytes += filter_.bytes();
   return bytes;
 }
 
 bool TaskProcessor::Impl::Evictable(const KeyState& ks) const {
-  // Rolling-rule events stay: their chunks are written by snapshots only.
-  if (ks.rolling) return false;
+  // A key with rolling-rule events leaves memory only as the checkpoint
+  // store holds it: unchanged since a snapshot wrote it and every event of
+  // it in a chunk. (A snapshot writes a key's new events in a chunk of their
+  // own, which the spill store could not give it; and the first one after a
+  // restore rewrites every event from memory.)
+  if (ks.rolling &&
+      (restoring_ || !checkpointed_once_ || ks.dirty_gen != 0 || ks.rolling->unsaved != 0)) {
+    return false;
+  }
   // A timer due now is being fired, or about to be.
   bool due = false;
   ForEachTimer(ks,
@@ -734,6 +751,11 @@ void TaskProcessor::Impl::EvictKey(KeyEntry& e) {
   if (!ks.empty()) {
     codec_.EncodeKey(ks, &encode_buf_);
     spill_->Evict(key, &encode_buf_, dirty, ks.persisted);
+    if (ks.rolling && !ks.rolling->entries.empty()) {
+      codec_.EncodeSpilledRolling(*ks.rolling, &encode_buf_);
+      spill_->EvictRolling(key, encode_buf_);
+      rolling_entries_ -= ks.rolling->entries.size();
+    }
     ForEachTimer(ks, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
       spill_->EvictTimer(key, time, start, kind);
       spill_min_time_ = std::min(spill_min_time_, time);
@@ -753,6 +775,11 @@ void TaskProcessor::Impl::EvictKey(KeyEntry& e) {
   ks.dirty_gen = 0;  // lists of changed keys that hold it skip it
   ++keys_evicted_;
   keys_.Erase(e);
+  // The slot waits for another key: what the state holds on the heap goes
+  // now (its timers are taken out by pointer after the pass).
+  decltype(ks.windows)().swap(ks.windows);
+  ks.rolling.reset();
+  ks.dedup.reset();
 }
 
 void TaskProcessor::Impl::FlushSpill() {
@@ -829,6 +856,22 @@ KeyEntry* TaskProcessor::Impl::LoadKey(std::string_view key) {
       SpillFailed(Status::Corruption("the spilled state of key '" + std::string(key) +
                                      "' does not decode"));
       return nullptr;
+    }
+    if (live > 0) {
+      Result<std::optional<std::string>> events = spill_->LoadRolling(key);
+      if (!events.ok()) {
+        SpillFailed(events.status());
+        return nullptr;
+      }
+      if (!ks.rolling) ks.rolling = std::make_unique<RollingState>();
+      if (!events->has_value() || !codec_.DecodeSpilledRolling(**events, *ks.rolling) ||
+          ks.rolling->entries.size() != live) {
+        SpillFailed(Status::Corruption("the spilled rolling events of key '" + std::string(key) +
+                                       "' are missing or do not decode"));
+        return nullptr;
+      }
+      spill_->ForgetRolling(key);
+      rolling_entries_ += live;
     }
   }
   KeyEntry& e = keys_.FindOrAdd(key);
@@ -1000,6 +1043,20 @@ void TaskProcessor::Impl::TakeSnapshot(WriteBatch* batch) {
 }
 
 Status TaskProcessor::Impl::Restore(const StateStore& store) {
+  // Keys whose rolling events are still to be read from their chunks must
+  // not leave memory meanwhile.
+  restoring_ = true;
+  const Status s = RestoreFrom(store);
+  restoring_ = false;
+  rolling_entries_ = 0;
+  keys_.ForEach([&](const KeyEntry& e) {
+    if (e.state.rolling) rolling_entries_ += e.state.rolling->entries.size();
+  });
+  if (s.ok()) MaybeEvict();
+  return s.ok() ? status_ : s;
+}
+
+Status TaskProcessor::Impl::RestoreFrom(const StateStore& store) {
   SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> meta_bytes, store.Get(kMetaKey));
   if (!meta_bytes) return Status::Ok();  // a new task
   TaskMeta meta;
