@@ -107,6 +107,7 @@ class Stream {
 proto::JobSpec JobNamed(const std::string& name) {
   if (name == "sliding") return SlidingJob();
   if (name == "sessions") return SessionJob();
+  if (name == "fraud") return FraudJob();
   return TumblingJob();
 }
 
@@ -141,9 +142,11 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--job", job,
                  "tumbling: 1-minute count() by user; sliding: 60 s count() every 10 s; "
-                 "sessions: 30-minute sessions with 5 aggregates")
+                 "sessions: 30-minute sessions with 5 aggregates; fraud: the four rules of "
+                 "JOBS.md (its keys leave memory only once a checkpoint holds them: use "
+                 "--checkpoint-every)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"tumbling", "sliding", "sessions"}));
+      ->check(CLI::IsMember({"tumbling", "sliding", "sessions", "fraud"}));
   app.add_option("--state-memory-mb", budget_mb,
                  "The task's state memory budget in MiB, as the worker's flag (0: no bound)")
       ->capture_default_str()

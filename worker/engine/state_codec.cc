@@ -218,6 +218,7 @@ void StateCodec::EncodeSpilledRolling(const RollingState& rs, std::string* out) 
   out->clear();
   Encoder e(out);
   e.U64(rs.first_seq);
+  e.U64(rs.unsaved);
   e.U64(rs.entries.size());
   for (const RollingEntry& entry : rs.entries) e.Bool(entry.chunk_end);
   e.Bytes(events);
@@ -226,14 +227,17 @@ void StateCodec::EncodeSpilledRolling(const RollingState& rs, std::string* out) 
 bool StateCodec::DecodeSpilledRolling(std::string_view in, RollingState& rs) const {
   Decoder d(in);
   const uint64_t first_seq = d.U64();
+  const uint64_t unsaved = d.U64();
   const uint64_t n = d.U64();
   std::vector<bool> chunk_end;
   for (uint64_t i = 0; i < n && d.ok(); ++i) chunk_end.push_back(d.Bool());
   const std::string_view events = d.Bytes();
-  if (!d.ok() || !d.done() || !DecodeChunk(events, rs) || rs.entries.size() != n) return false;
+  if (!d.ok() || !d.done() || unsaved > n || !DecodeChunk(events, rs) || rs.entries.size() != n) {
+    return false;
+  }
   for (size_t i = 0; i < n; ++i) rs.entries[i].chunk_end = chunk_end[i];
   rs.first_seq = first_seq;
-  rs.unsaved = 0;
+  rs.unsaved = unsaved;
   return true;
 }
 

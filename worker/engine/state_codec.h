@@ -117,9 +117,9 @@ class StateCodec {
 
   // A rolling key's events as a spill store keeps them (state_spill.h):
   // with the marks of the chunks the checkpoint store holds them in and the
-  // sequence number, so that the key read back writes and deletes the same
-  // chunks as one that never left memory. Only for a key whose every event
-  // is in a chunk (unsaved 0). Decode reads into `rs` (empty).
+  // sequence number and the number not in a chunk yet, so that the key read
+  // back (or a snapshot while it is out) writes and deletes the same chunks
+  // as one that never left memory. Decode reads into `rs` (empty).
   void EncodeSpilledRolling(const RollingState& rs, std::string* out) const;
   bool DecodeSpilledRolling(std::string_view in, RollingState& rs) const;
 

@@ -15,8 +15,8 @@
 //             writes it. The value is one byte: 1 if the checkpoint store
 //             holds a version of it (so that no state left means a delete).
 //   r/<key>   the key's rolling-rule events (StateCodec::EncodeSpilledRolling),
-//             for a key that has any; only keys the checkpoint store holds
-//             as they are leave memory with such events
+//             for a key that has any; a barrier writes those no chunk holds
+//             yet in a chunk, as for a key in memory
 //   t/<time><key><start><kind>
 //             a timer of an evicted key, ordered as the task's TimerQueue
 //             orders timers (time, key, start, kind): times and starts

@@ -545,6 +545,29 @@ class TaskProcessor::Impl {
 
   Status RestoreChunks(const StateStore& store, std::vector<std::pair<KeyEntry*, uint64_t>>& live);
 
+  // The same for keys out of memory: their events no chunk holds yet (all:
+  // every event, chunked anew) go in a chunk of the open snapshot, and the
+  // spill store keeps the chunk marks.
+  Status SaveSpilledChunks(const std::vector<std::string>& keys, bool all) {
+    for (const std::string& key : keys) {
+      SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> events, spill_->LoadRolling(key));
+      if (!events) continue;
+      RollingState rs;
+      if (!codec_.DecodeSpilledRolling(*events, rs)) {
+        return Status::Corruption("the spilled rolling events of key '" + key + "' do not decode");
+      }
+      if (all) {
+        for (RollingEntry& r : rs.entries) r.chunk_end = false;
+        rs.unsaved = rs.entries.size();
+      }
+      if (rs.unsaved == 0) continue;
+      SaveChunk(key, rs);
+      codec_.EncodeSpilledRolling(rs, &encode_buf_);
+      spill_->EvictRolling(key, encode_buf_);
+    }
+    return spill_->Flush();
+  }
+
   // ---- Output ------------------------------------------------------------
 
   // An alert of plan_->rules()[rule] for an event. `input` is what its `when`
@@ -717,23 +740,22 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
   // A rolling event: its entry and values, and about 16 bytes in each rule's
-  // running aggregates.
+  // running aggregates. A key of a job with rolling rules: its two deques
+  // (a 512-byte block and a map each, in libstdc++) and its rules' state.
   bytes += rolling_entries_ *
            (sizeof(RollingEntry) + stride_ * sizeof(OwnedValue) + 16 * plan_->rules().size());
+  if (plan_->has_rolling_rules()) {
+    bytes += keys * (sizeof(RollingState) + 2 * (512 + 64) +
+                     plan_->rules().size() * (sizeof(RollingRuleState) + 64));
+  }
   bytes += filter_.bytes();
   return bytes;
 }
 
 bool TaskProcessor::Impl::Evictable(const KeyState& ks) const {
-  // A key with rolling-rule events leaves memory only as the checkpoint
-  // store holds it: unchanged since a snapshot wrote it and every event of
-  // it in a chunk. (A snapshot writes a key's new events in a chunk of their
-  // own, which the spill store could not give it; and the first one after a
-  // restore rewrites every event from memory.)
-  if (ks.rolling &&
-      (restoring_ || !checkpointed_once_ || ks.dirty_gen != 0 || ks.rolling->unsaved != 0)) {
-    return false;
-  }
+  // A key with rolling-rule events stays while they are being read from
+  // their chunks.
+  if (ks.rolling && restoring_) return false;
   // A timer due now is being fired, or about to be.
   bool due = false;
   ForEachTimer(ks,
@@ -973,25 +995,32 @@ Status TaskProcessor::Impl::BeginSnapshot(const StateStore& store) {
       }
       MarkDirty(e.state, e.key);
     });
-    // And every key out of memory (after the deletes above, which it undoes).
+    // And every key out of memory (after the deletes above, which it undoes),
+    // with all its rolling events in a new chunk.
     if (spill_) {
+      std::vector<std::string> rolling_keys;
       SLUICE_RETURN_IF_ERROR(spill_->ForEachKey([&](std::string_view key, std::string_view v) {
         snapshot_batch_.Put(KeyStateName(key), std::string(v));
+        if (plan_->has_rolling_rules()) rolling_keys.emplace_back(key);
         return Status::Ok();
       }));
+      SLUICE_RETURN_IF_ERROR(SaveSpilledChunks(rolling_keys, /*all=*/true));
     }
   }
   // Keys out of memory that changed since the last barrier go in as they are.
   if (spill_) {
+    std::vector<std::string> rolling_keys;
     SLUICE_RETURN_IF_ERROR(
         spill_->TakeChanged([&](std::string_view key, const std::string* state, bool persisted) {
           if (state != nullptr) {
             snapshot_batch_.Put(KeyStateName(key), *state);
+            if (plan_->has_rolling_rules()) rolling_keys.emplace_back(key);
           } else {
             if (persisted) snapshot_batch_.Delete(KeyStateName(key));
             if (spilled_keys_ > 0) --spilled_keys_;  // nothing left of it
           }
         }));
+    SLUICE_RETURN_IF_ERROR(SaveSpilledChunks(rolling_keys, /*all=*/false));
   }
   for (std::string& name : expired_chunks_) snapshot_batch_.Delete(std::move(name));
   expired_chunks_.clear();
