@@ -97,12 +97,17 @@ def test_lost_local_state_restores_from_checkpoint_store(workdir, broker):
     crash_and_recover(workdir, broker, lose_local_state=True)
 
 
-def test_state_memory_budget_spills_keys_and_changes_no_output(workdir, broker):
+@pytest.mark.parametrize("kind", ["window", "rules"])
+def test_state_memory_budget_spills_keys_and_changes_no_output(workdir, broker, kind):
     """Under --state-memory-mb 1, most of the keys of a 10-minute window job
-    live in each task's RocksDB spill store; a kill -9 restores them from the
-    checkpoint within the budget. The output equals sluice-run's, which holds
-    every key in memory."""
-    job_file, job = write_job(workdir, template=WINDOW_JOB, size="10m", total="sum(amount)")
+    (or of the fraud rules, with their rolling events) live in each task's
+    RocksDB spill store; a kill -9 restores them from the checkpoint within
+    the budget. The output equals sluice-run's, which holds every key in
+    memory."""
+    if kind == "window":
+        job_file, job = write_job(workdir, template=WINDOW_JOB, size="10m", total="sum(amount)")
+    else:
+        job_file, job = write_job(workdir)
     for topic in (job["topic"], job["name"] + "-alerts", job["name"] + "-late",
                   job["name"] + "-dlq"):
         broker.create_topic(topic, PARTITIONS)

@@ -106,9 +106,9 @@ int main(int argc, char** argv) {
                  "RocksDB memtable budget shared by all tasks")
       ->default_val(128);
   app.add_option("--state-memory-mb", state_memory_mb,
-                 "Keys' state held in memory by all tasks of window and dedup jobs; beyond "
-                 "it, keys not used lately move to a RocksDB spill store per task and are read "
-                 "back at their next event or timer. 0: no bound")
+                 "Keys' state held in memory by all tasks; beyond it, keys not used lately "
+                 "move to a RocksDB spill store per task and are read back at their next "
+                 "event or timer. The RocksDB cache and memtables come on top. 0: no bound")
       ->default_val(0);
   app.add_flag("--drain-on-exit", drain_on_exit,
                "Standalone mode: on SIGTERM, emit every open window before the final "

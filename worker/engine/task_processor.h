@@ -125,8 +125,8 @@ class TaskProcessor {
   // beyond it, keys that were not used lately move to `spill` with their
   // timers, and are read back at their next event or due timer
   // (state_spill.h). `spill` must be empty and outlive the processor; the
-  // estimate counts keys, windows, timers and dedup values, not the values
-  // of count_distinct, and keys with rolling-rule events stay in memory.
+  // estimate counts keys, windows, timers, dedup values and rolling-rule
+  // events, not the values of count_distinct or new_value.
   // Call before Restore and the first batch; SetStateMemoryBudget may
   // change the budget later. Output does not depend on the budget.
   void SetStateSpill(StateStore* spill, size_t budget_bytes);
