@@ -38,7 +38,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -63,30 +62,52 @@ struct RollingEntry {
   bool chunk_end = false;
 };
 
-// Positions in a key's list: a queue of absolute sequence numbers, in a
-// vector with a moving head (compacted when half of it is dead).
-class SeqQueue {
+// A queue in a vector with a moving head, compacted when half of it is
+// dead: what a key's rolling list and its rules' positions need (both ends,
+// indexing, contiguous iterators) at the size of its elements, where a
+// std::deque takes two blocks of about 570 bytes for a key with one event.
+template <typename T>
+class HeadQueue {
  public:
-  bool empty() const { return head_ == seqs_.size(); }
-  size_t size() const { return seqs_.size() - head_; }
-  uint64_t front() const { return seqs_[head_]; }
-  uint64_t back() const { return seqs_.back(); }
-  void push_back(uint64_t s) { seqs_.push_back(s); }
-  void pop_back() { seqs_.pop_back(); }
+  using iterator = typename std::vector<T>::iterator;
+  using const_iterator = typename std::vector<T>::const_iterator;
+
+  bool empty() const { return head_ == items_.size(); }
+  size_t size() const { return items_.size() - head_; }
+  T& front() { return items_[head_]; }
+  const T& front() const { return items_[head_]; }
+  T& back() { return items_.back(); }
+  const T& back() const { return items_.back(); }
+  T& operator[](size_t i) { return items_[head_ + i]; }
+  const T& operator[](size_t i) const { return items_[head_ + i]; }
+  iterator begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  iterator end() { return items_.end(); }
+  const_iterator begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  const_iterator end() const { return items_.end(); }
+
+  void push_back(const T& v) { items_.push_back(v); }
+  template <typename... Args>
+  T& emplace_back(Args&&... args) {
+    return items_.emplace_back(std::forward<Args>(args)...);
+  }
+  void pop_back() { items_.pop_back(); }
   void pop_front() {
-    if (++head_ == seqs_.size()) {
-      seqs_.clear();
+    if (++head_ == items_.size()) {
+      items_.clear();
       head_ = 0;
-    } else if (head_ >= 32 && head_ * 2 >= seqs_.size()) {
-      seqs_.erase(seqs_.begin(), seqs_.begin() + static_cast<std::ptrdiff_t>(head_));
+    } else if (head_ >= 32 && head_ * 2 >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
       head_ = 0;
     }
   }
 
  private:
-  std::vector<uint64_t> seqs_;
+  std::vector<T> items_;
   size_t head_ = 0;
 };
+
+// Positions in a key's list: absolute sequence numbers.
+using SeqQueue = HeadQueue<uint64_t>;
 
 // The values of a window as DistinctKey bytes, with how many of its events
 // have each: a short vector searched linearly while there are few, a hash map
@@ -162,8 +183,8 @@ struct RollingRuleState {
 // window, in (time, offset) order, their values of JobPlan::rolling_slots()
 // (`stride` values per event), and each rule's running aggregates.
 struct RollingState {
-  std::deque<RollingEntry> entries;
-  std::deque<OwnedValue> values;
+  HeadQueue<RollingEntry> entries;
+  HeadQueue<OwnedValue> values;
   size_t unsaved = 0;      // events at the back that no chunk holds yet
   uint64_t first_seq = 0;  // the sequence number of entries.front()
   // By rolling rule (RollingRules order); empty until built.

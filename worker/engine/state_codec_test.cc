@@ -280,7 +280,7 @@ TEST_CASE("a key without dedup values encodes as before dedup existed") {
   const StateCodec codec(*Compile(VelocitySpec()));
   KeyState ks;
   ks.rolling = std::make_unique<RollingState>();
-  ks.rolling->entries.resize(3);
+  for (int i = 0; i < 3; ++i) ks.rolling->entries.push_back(RollingEntry{});
   ks.dedup = std::make_unique<DedupState>();  // none left
   std::string bytes;
   codec.EncodeKey(ks, &bytes);

@@ -739,14 +739,14 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   bytes += windows * extras * Accumulator::ExtraBytes();
   bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
-  // A rolling event: its entry and values, and about 16 bytes in each rule's
-  // running aggregates. A key of a job with rolling rules: its two deques
-  // (a 512-byte block and a map each, in libstdc++) and its rules' state.
+  // A rolling event: its entry and values (twice, for the lists' spare
+  // room), and about 16 bytes in each rule's running aggregates. A key of a
+  // job with rolling rules: its lists and its rules' state.
   bytes += rolling_entries_ *
-           (sizeof(RollingEntry) + stride_ * sizeof(OwnedValue) + 16 * plan_->rules().size());
+           (2 * (sizeof(RollingEntry) + stride_ * sizeof(OwnedValue)) + 16 * plan_->rules().size());
   if (plan_->has_rolling_rules()) {
-    bytes += keys * (sizeof(RollingState) + 2 * (512 + 64) +
-                     plan_->rules().size() * (sizeof(RollingRuleState) + 64));
+    bytes +=
+        keys * (sizeof(RollingState) + plan_->rules().size() * (sizeof(RollingRuleState) + 64));
   }
   bytes += filter_.bytes();
   return bytes;
