@@ -154,6 +154,7 @@ class TimerQueue {
   static constexpr uint32_t kNone = UINT32_MAX;
   // Buffers up to this many timers keep their memory for reuse.
   static constexpr size_t kKeepCapacity = 4096;
+  static constexpr uint32_t kPlaced = UINT32_MAX;
 
   struct Slot {
     Entry timer;
@@ -232,14 +233,33 @@ class TimerQueue {
       if (a.prefix != b.prefix) return a.prefix < b.prefix;
       return Before(ready_[a.index], ready_[b.index]);
     });
-    sorted_.resize(ready_.size());
     const size_t n = order_.size();
-    for (size_t i = 0; i < n; ++i) sorted_[n - 1 - i] = ready_[order_[i].index];
-    ready_.swap(sorted_);
-    if (n > kKeepCapacity) {  // the sort's buffers, as large as the time's timers
-      std::vector<Slot>().swap(sorted_);
-      std::vector<SortKey>().swap(order_);
+    if (n <= kKeepCapacity) {
+      sorted_.resize(n);
+      for (size_t i = 0; i < n; ++i) sorted_[n - 1 - i] = ready_[order_[i].index];
+      ready_.swap(sorted_);
+      return;
     }
+    // As many timers as keys (every window ending at once): moved into
+    // place along the permutation's cycles rather than into a second
+    // buffer, and the order given back.
+    for (size_t start = 0; start < n; ++start) {
+      if (order_[n - 1 - start].index == kPlaced) continue;
+      const Slot first = ready_[start];
+      size_t at = start;
+      for (;;) {
+        SortKey& from = order_[n - 1 - at];  // ready_[at] takes ready_[from.index]
+        const uint32_t source = from.index;
+        from.index = kPlaced;
+        if (source == start) {
+          ready_[at] = first;
+          break;
+        }
+        ready_[at] = ready_[source];
+        at = source;
+      }
+    }
+    std::vector<SortKey>().swap(order_);
   }
 
   std::vector<Bucket> buckets_;

@@ -63,6 +63,35 @@ TEST_CASE("timers come out by time, then key as std::string orders it, then star
   REQUIRE(q.size() == 0);
 }
 
+TEST_CASE("a time with more timers than the queue keeps buffers for comes out in order") {
+  // Every key's window ending at once: the due timers are put in order in
+  // place. Twice, so the second time starts without the first's buffers.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5000; ++i) keys.push_back("user-" + std::to_string(i * 7919 % 100'000));
+  std::vector<Owner> owners(keys.size());
+  std::mt19937_64 rng(9);
+  Q q;
+  std::vector<T> expected;
+  for (int64_t time : {60'000, 120'000}) {
+    for (int i = 0; i < 12'000; ++i) {
+      const size_t k = rng() % keys.size();
+      T t{time,       &keys[k],
+          &owners[k], static_cast<int64_t>(rng() % 4) * 10,
+          time + 1,   rng() % 2 ? TimerKind::kFire : TimerKind::kPurge};
+      q.Push(t);
+      expected.push_back(t);
+    }
+  }
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](const T& a, const T& b) { return Order(a) < Order(b); });
+  for (const T& want : expected) {
+    const T got = q.Pop();
+    REQUIRE(Order(got) == Order(want));
+    REQUIRE(got.owner == want.owner);
+  }
+  REQUIRE(q.empty());
+}
+
 TEST_CASE("pushes while taking out timers keep the order, even at the current time") {
   const std::vector<std::string> keys = {"a", "b", "c", "d"};
   std::vector<Owner> owners(keys.size());
