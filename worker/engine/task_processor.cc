@@ -826,7 +826,6 @@ void TaskProcessor::Impl::MaybeEvict() {
   // A clock over the table's slots: a key used since the hand last passed
   // it gets another round.
   const size_t slots = keys_.slots();
-  size_t moved = 0;
   for (size_t visited = 0; visited < 2 * slots && estimate() > target; ++visited) {
     if (evict_hand_ >= slots) evict_hand_ = 0;
     KeyEntry* e = keys_.LiveAt(evict_hand_++);
@@ -838,9 +837,6 @@ void TaskProcessor::Impl::MaybeEvict() {
     if (!Evictable(e->state)) continue;
     leaving_timers += e->state.timers;
     EvictKey(*e);
-    // Written in pieces: a pass moves a tenth of the budget, whose batch
-    // (and the store's copy of it) would be as large again.
-    if (++moved % 4096 == 0) FlushSpill();
   }
   FlushSpill();
   if (!evicted_.empty()) {
