@@ -40,6 +40,7 @@ class TaskProcessor::Impl {
         ooo_(plan_->spec().source().max_out_of_orderness_ms()),
         idle_timeout_(plan_->spec().source().idle_timeout_ms()),
         stride_(plan_->rolling_slots().size()),
+        window_extra_bytes_(WindowExtraBytes(*plan_)),
         rolling_(*plan_),
         windows_(*plan_, timers_, results_, sink_, counters_, scratch_) {
     size_t max_values = 0;
@@ -616,6 +617,14 @@ class TaskProcessor::Impl {
   const int64_t ooo_;
   const int64_t idle_timeout_;
   const size_t stride_;
+  // What a window's min, max, first, last, duration and count_distinct keep
+  // on the heap (Accumulator::NeedsExtra), for the state memory estimate.
+  const size_t window_extra_bytes_;
+  static size_t WindowExtraBytes(const JobPlan& plan) {
+    size_t n = 0;
+    for (const AggregateDef& a : plan.aggregates()) n += Accumulator::NeedsExtra(a.fn) ? 1 : 0;
+    return n * Accumulator::ExtraBytes();
+  }
   RollingRules rolling_;
 
   // Position and time.
@@ -734,9 +743,7 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   if (aggs > 1) bytes += windows * aggs * sizeof(Accumulator);
   // Min, max, first, last, duration and count_distinct keep more on the heap
   // (strings beyond their inline bytes and distinct values not counted).
-  size_t extras = 0;
-  for (const AggregateDef& a : plan_->aggregates()) extras += Accumulator::NeedsExtra(a.fn) ? 1 : 0;
-  bytes += windows * extras * Accumulator::ExtraBytes();
+  bytes += windows * window_extra_bytes_;
   bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
   // A rolling event: its entry and values (twice, for the lists' spare
