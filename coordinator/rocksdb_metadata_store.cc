@@ -39,8 +39,10 @@ RocksDbMetadataStore::~RocksDbMetadataStore() {
 Status RocksDbMetadataStore::Commit(const WriteBatch& batch) {
   if (batch.empty()) return Status::Ok();
   rocksdb::WriteBatch wb;
-  for (const auto& [key, value] : batch.ops()) {
-    rocksdb::Status s = value ? wb.Put(key, *value) : wb.Delete(key);
+  for (const WriteBatch::Op& op : batch) {
+    const rocksdb::Slice key(op.key.data(), op.key.size());
+    rocksdb::Status s =
+        op.put ? wb.Put(key, rocksdb::Slice(op.value.data(), op.value.size())) : wb.Delete(key);
     if (!s.ok()) return FromRocksDb(s, "preparing a metadata write");
   }
   rocksdb::WriteOptions options;

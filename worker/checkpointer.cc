@@ -133,7 +133,7 @@ CheckpointOutcome Checkpointer::Commit(InFlight& f) {
   }
   const auto t1 = std::chrono::steady_clock::now();
   // The local state, then the fence, then the save.
-  if (out.status = parts_.state->Write(f.batch); !out.status.ok()) return out;
+  if (out.status = parts_.state->WriteInPieces(f.batch); !out.status.ok()) return out;
   if (b.may_commit && !b.may_commit()) {
     out.status = Status::FailedPrecondition("the assignment is no longer confirmed");
     return out;

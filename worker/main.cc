@@ -16,6 +16,7 @@
 #include "common/daemon.h"
 #include "common/grpc_security.h"
 #include "common/logging.h"
+#include "common/memory.h"
 #include "common/stop_signals.h"
 #include "jobspec/job_loader.h"
 #include "kafka/kafka_client.h"
@@ -179,6 +180,9 @@ int main(int argc, char** argv) {
   options.state.block_cache_bytes = block_cache_mb << 20;
   options.state.write_buffer_bytes = write_buffer_mb << 20;
   options.state_memory_bytes = state_memory_mb << 20;
+  // Keys come and go under a budget: what they free is given back (and
+  // periodically by TaskHost), so resident memory follows the budget.
+  if (state_memory_mb > 0) sluice::FixMmapThreshold();
   for (const std::string& kv : kafka_settings) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {

@@ -10,6 +10,7 @@
 #include <latch>
 #include <set>
 
+#include "common/memory.h"
 #include "kafka/kafka_client.h"
 #include "worker/adapters.h"
 #include "worker/engine/record.h"
@@ -48,7 +49,7 @@ struct TaskHost::Shared {
 class TaskHost::Thread {
  public:
   Thread(TaskHost& host, size_t index) : host_(host), index_(index) {
-    last_tick_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
+    last_tick_ = last_trim_ = last_publish_ = last_report_log_ = host_.clock_.NowMillis();
   }
 
   void Post(Command c) {
@@ -177,6 +178,7 @@ class TaskHost::Thread {
   std::map<std::string, JobConsumer> consumers_;
   std::vector<engine::SourceRecord> records_;
   int64_t last_tick_ = 0;
+  int64_t last_trim_ = 0;  // ReleaseFreeMemory
   int64_t last_publish_ = 0;
   int64_t last_report_log_ = 0;
   bool checkpoint_warned_ = false;
@@ -484,6 +486,12 @@ void TaskHost::Thread::IdleWatermarks(int64_t now) {
   if (now - last_tick_ >= 1000) {
     last_tick_ = now;
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
+  }
+  // Under a state memory budget, keys moved out leave free memory in
+  // malloc's heap: given back every 10 s (a walk of its free lists).
+  if (host_.options_.state_memory_bytes > 0 && now - last_trim_ >= 10'000) {
+    last_trim_ = now;
+    ReleaseFreeMemory();
   }
 }
 

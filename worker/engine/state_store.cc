@@ -5,15 +5,15 @@
 namespace sluice::engine {
 
 Status InMemoryStateStore::Write(const WriteBatch& batch) {
-  for (const auto& [key, value] : batch.ops()) {
-    if (value) {
-      data_[key] = *value;
-    } else {
-      data_.erase(key);
+  for (const WriteBatch::Op& op : batch) {
+    if (op.put) {
+      data_.insert_or_assign(std::string(op.key), std::string(op.value));
+    } else if (auto it = data_.find(op.key); it != data_.end()) {
+      data_.erase(it);
     }
   }
   ++writes_;
-  last_batch_size_ = batch.ops().size();
+  last_batch_size_ = batch.count();
   return Status::Ok();
 }
 

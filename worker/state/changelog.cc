@@ -19,11 +19,6 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kDeltaFormat = "sluice-delta/1";
 
-void PutLength(std::string* out, size_t n) {
-  const auto v = static_cast<uint32_t>(n);
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
 bool GetSlice(std::string_view* in, std::string_view* slice) {
   if (in->size() < 4) return false;
   uint32_t n = 0;
@@ -41,11 +36,11 @@ std::string Hex64(uint64_t v) {
   return buf;
 }
 
-uint64_t Checksum(std::string_view meta, std::string_view batch) {
+uint64_t Checksum(std::string_view meta, const std::vector<std::string_view>& batch) {
   XXH64_state_t* state = XXH64_createState();
   XXH64_reset(state, 0);
   XXH64_update(state, meta.data(), meta.size());
-  XXH64_update(state, batch.data(), batch.size());
+  for (std::string_view part : batch) XXH64_update(state, part.data(), part.size());
   const uint64_t h = XXH64_digest(state);
   XXH64_freeState(state);
   return h;
@@ -109,16 +104,13 @@ Result<Header> ParseHeader(std::string_view file) {
 
 std::string EncodeBatch(const WriteBatch& batch) {
   std::string out;
-  for (const auto& [key, value] : batch.ops()) {
-    out.push_back(value ? 'P' : 'D');
-    PutLength(&out, key.size());
-    out += key;
-    if (value) {
-      PutLength(&out, value->size());
-      out += *value;
-    }
-  }
+  out.reserve(batch.bytes());
+  for (const std::string& chunk : batch.chunks()) out += chunk;
   return out;
+}
+
+std::vector<std::string_view> BatchParts(const WriteBatch& batch) {
+  return {batch.chunks().begin(), batch.chunks().end()};
 }
 
 Status DecodeBatch(std::string_view in, rocksdb::WriteBatch* out) {
@@ -139,20 +131,24 @@ Status DecodeBatch(std::string_view in, rocksdb::WriteBatch* out) {
   return Status::Ok();
 }
 
-std::string EncodeDeltaHead(const Delta& delta) {
+std::string EncodeDeltaHead(const Delta& delta, const std::vector<std::string_view>& batch) {
   const std::string meta = EncodeCheckpointMeta(delta.meta);
   std::string out;
   out.reserve(meta.size() + 128);
   out += std::string(kDeltaFormat) + "\n";
   out += "prev=" + std::to_string(delta.prev) + "\n";
   out += "meta_bytes=" + std::to_string(meta.size()) + "\n";
-  out += "batch_bytes=" + std::to_string(delta.batch.size()) + "\n";
-  out += "xxh64=" + Hex64(Checksum(meta, delta.batch)) + "\n\n";
+  size_t batch_bytes = 0;
+  for (std::string_view part : batch) batch_bytes += part.size();
+  out += "batch_bytes=" + std::to_string(batch_bytes) + "\n";
+  out += "xxh64=" + Hex64(Checksum(meta, batch)) + "\n\n";
   out += meta;
   return out;
 }
 
-std::string EncodeDelta(const Delta& delta) { return EncodeDeltaHead(delta) + delta.batch; }
+std::string EncodeDelta(const Delta& delta) {
+  return EncodeDeltaHead(delta, {delta.batch}) + delta.batch;
+}
 
 Result<Delta> DecodeDeltaHeader(std::string_view file, uint64_t* file_bytes) {
   SLUICE_ASSIGN_OR_RETURN(Header h, ParseHeader(file));
@@ -176,7 +172,7 @@ Result<Delta> DecodeDelta(std::string_view file) {
   }
   std::string_view meta = file.substr(h.body, h.meta_bytes);
   std::string_view batch = file.substr(h.body + h.meta_bytes);
-  if (Hex64(Checksum(meta, batch)) != h.xxh64) {
+  if (Hex64(Checksum(meta, {batch})) != h.xxh64) {
     return Status::Corruption("delta checksum mismatch");
   }
   Delta delta;
@@ -187,6 +183,10 @@ Result<Delta> DecodeDelta(std::string_view file) {
 }
 
 Status WriteFileOnce(const std::string& path, std::initializer_list<std::string_view> parts) {
+  return WriteFileOnce(path, std::vector<std::string_view>(parts));
+}
+
+Status WriteFileOnce(const std::string& path, const std::vector<std::string_view>& parts) {
   // Two writers of one path (an old owner not yet stopped, and the new one)
   // each write a file of their own: only the link decides.
   static std::atomic<uint64_t> counter{0};

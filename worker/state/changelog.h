@@ -27,6 +27,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "common/write_batch.h"
@@ -49,10 +50,14 @@ std::string EncodeBatch(const WriteBatch& batch);
 // encoding is cut or malformed.
 Status DecodeBatch(std::string_view encoded, rocksdb::WriteBatch* out);
 
+// The encoded batch in parts, without a copy: WriteBatch's chunks.
+std::vector<std::string_view> BatchParts(const WriteBatch& batch);
+
 // A delta file is its head (header and metadata) followed by the batch:
-// EncodeDelta(d) == EncodeDeltaHead(d) + d.batch. The head alone lets a
-// writer send the batch without copying it.
-std::string EncodeDeltaHead(const Delta& delta);
+// EncodeDelta(d) == EncodeDeltaHead(d, {d.batch}) + d.batch. The head alone
+// lets a writer send a batch it holds elsewhere, in parts (BatchParts),
+// without copying it; `delta.batch` is not read.
+std::string EncodeDeltaHead(const Delta& delta, const std::vector<std::string_view>& batch);
 std::string EncodeDelta(const Delta& delta);
 // Decodes a whole delta file and checks its checksum (Corruption if it fails).
 Result<Delta> DecodeDelta(std::string_view file);
@@ -66,5 +71,6 @@ Result<Delta> DecodeDeltaHeader(std::string_view file, uint64_t* file_bytes = nu
 // (AlreadyExists if `path` exists, also when another writer links it first),
 // and the directory fsynced.
 Status WriteFileOnce(const std::string& path, std::initializer_list<std::string_view> parts);
+Status WriteFileOnce(const std::string& path, const std::vector<std::string_view>& parts);
 
 }  // namespace sluice::worker

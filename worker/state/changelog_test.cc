@@ -191,6 +191,30 @@ TEST_CASE("delta checkpoints: every kept checkpoint restores its exact state") {
   REQUIRE(run.checkpoints->last_purge_status().ok());
 }
 
+TEST_CASE("delta checkpoints: a batch of several chunks is saved and restored whole") {
+  CheckpointStoreOptions options;
+  options.full_every = 100;  // deltas only, after the first full checkpoint
+  Run run(options);
+  run.Checkpoint();
+  REQUIRE(run.checkpoints->WaitMaterialized().ok());
+  WriteBatch batch;
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = "big" + std::to_string(i);
+    const std::string value(100'000 + i, static_cast<char>('a' + i % 26));
+    batch.Put(key, value);
+    run.model[key] = value;
+  }
+  batch.Delete("big3");
+  run.model.erase("big3");
+  REQUIRE(batch.chunks().size() > 2);
+  REQUIRE(run.store->WriteInPieces(batch).ok());
+  auto saved = run.checkpoints->SaveChanges(*run.store, batch, Meta(), 0, true);
+  INFO(saved.status().ToString());
+  REQUIRE(saved.ok());
+  REQUIRE(run.checkpoints->deltas_since_full() > 0);
+  REQUIRE(run.Restored(saved->checkpoint_id) == run.model);
+}
+
 TEST_CASE("delta checkpoints: a new store continues the chain of what it restored") {
   CheckpointStoreOptions options;
   options.keep = 2;

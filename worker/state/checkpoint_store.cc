@@ -390,10 +390,12 @@ Result<CheckpointMeta> CheckpointStore::SaveChanges(RocksDbStateStore& store,
   delta.prev = chain_last_;
   delta.meta = meta;
   delta.meta.checkpoint_id = newest + 1;
-  delta.batch = EncodeBatch(batch);
-  const std::string head = EncodeDeltaHead(delta);
-  SLUICE_RETURN_IF_ERROR(WriteFileOnce(DeltaPath(delta.meta.checkpoint_id), {head, delta.batch}));
-  const uint64_t file_bytes = head.size() + delta.batch.size();
+  // The batch goes to the file as it is (its chunks are the delta's encoding).
+  std::vector<std::string_view> parts = BatchParts(batch);
+  const std::string head = EncodeDeltaHead(delta, parts);
+  parts.insert(parts.begin(), head);
+  SLUICE_RETURN_IF_ERROR(WriteFileOnce(DeltaPath(delta.meta.checkpoint_id), parts));
+  const uint64_t file_bytes = head.size() + batch.bytes();
   {
     std::lock_guard<std::mutex> lock(mu_);
     deltas_[delta.meta.checkpoint_id] = DeltaEntry{delta.prev, delta.meta, file_bytes};

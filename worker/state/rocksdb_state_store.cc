@@ -115,8 +115,11 @@ Status ValidTaskName(const std::string& name) {
 StateBackend::StateBackend(std::string data_dir, const StateOptions& options)
     : data_dir_(std::move(data_dir)),
       block_cache_(rocksdb::NewLRUCache(options.block_cache_bytes)),
-      write_buffer_manager_(
-          std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes)) {}
+      // allow_stall: past the budget, writes wait for a flush to free
+      // memtables rather than pile more up (a spill store written faster
+      // than the disk takes it held 4x the budget).
+      write_buffer_manager_(std::make_shared<rocksdb::WriteBufferManager>(
+          options.write_buffer_bytes, /*cache=*/nullptr, /*allow_stall=*/true)) {}
 
 StateBackend::~StateBackend() = default;
 
@@ -186,15 +189,31 @@ Status RocksDbStateStore::Close() {
 }
 
 Status RocksDbStateStore::Write(const engine::WriteBatch& batch) {
+  return WriteSplit(batch, SIZE_MAX);
+}
+
+Status RocksDbStateStore::WriteInPieces(const engine::WriteBatch& batch) {
+  return WriteSplit(batch, kPieceBytes);
+}
+
+Status RocksDbStateStore::WriteSplit(const engine::WriteBatch& batch, size_t piece_bytes) {
   if (!db_) return Status::FailedPrecondition("state at " + dir_ + " is closed");
-  rocksdb::WriteBatch wb;
-  for (const auto& [key, value] : batch.ops()) {
-    rocksdb::Status s = value ? wb.Put(key, *value) : wb.Delete(key);
-    if (!s.ok()) return FromRocksDb(s, "building a write batch for " + dir_);
-  }
   rocksdb::WriteOptions options;
   options.disableWAL = !write_wal_;
-  return FromRocksDb(db_->Write(options, &wb), "writing state at " + dir_);
+  rocksdb::WriteBatch wb;
+  const auto write = [&]() -> Status {
+    Status s = FromRocksDb(db_->Write(options, &wb), "writing state at " + dir_);
+    wb.Clear();
+    return s;
+  };
+  for (const engine::WriteBatch::Op& op : batch) {
+    const rocksdb::Slice key(op.key.data(), op.key.size());
+    rocksdb::Status s =
+        op.put ? wb.Put(key, rocksdb::Slice(op.value.data(), op.value.size())) : wb.Delete(key);
+    if (!s.ok()) return FromRocksDb(s, "building a write batch for " + dir_);
+    if (wb.GetDataSize() >= piece_bytes) SLUICE_RETURN_IF_ERROR(write());
+  }
+  return wb.Count() > 0 ? write() : Status::Ok();
 }
 
 Result<std::optional<std::string>> RocksDbStateStore::Get(std::string_view key) const {

@@ -89,6 +89,11 @@ class RocksDbStateStore final : public engine::StateStore {
   RocksDbStateStore& operator=(const RocksDbStateStore&) = delete;
 
   Status Write(const engine::WriteBatch& batch) override;
+  // In RocksDB writes of about kPieceBytes each, so that a checkpoint of many
+  // keys never sits in a RocksDB batch beside ours, nor in a memtable, all at
+  // once.
+  Status WriteInPieces(const engine::WriteBatch& batch) override;
+  static constexpr size_t kPieceBytes = size_t{1} << 20;
   Result<std::optional<std::string>> Get(std::string_view key) const override;
   Status ScanFrom(
       std::string_view prefix, std::string_view from,
@@ -105,6 +110,7 @@ class RocksDbStateStore final : public engine::StateStore {
 
  private:
   friend class StateBackend;
+  Status WriteSplit(const engine::WriteBatch& batch, size_t piece_bytes);
   struct DbDeleter {
     void operator()(rocksdb::DB* db) const;
   };

@@ -84,6 +84,27 @@ TEST_CASE("rocksdb state store: batches, get, prefix scan in key order, deletes"
   REQUIRE(calls == 1);
 }
 
+TEST_CASE("rocksdb state store: a batch larger than a piece is applied whole, in order") {
+  TempDir tmp;
+  auto backend = OpenBackend(tmp.Sub("data"));
+  auto store = OpenTask(*backend, "job-0", false);
+  WriteBatch batch;
+  const std::string value(1000, 'v');
+  // Three pieces' worth of puts, each key deleted again in a later piece
+  // when it is even, and one key written in the first piece and the last.
+  const size_t keys = 3 * RocksDbStateStore::kPieceBytes / value.size();
+  batch.Put("z/last", "first");
+  for (size_t i = 0; i < keys; ++i) batch.Put("k/" + std::to_string(i), value);
+  for (size_t i = 0; i < keys; i += 2) batch.Delete("k/" + std::to_string(i));
+  batch.Put("z/last", "second");
+  REQUIRE(store->WriteInPieces(batch).ok());
+  REQUIRE(ScanAll(*store, "k/").size() == keys / 2);
+  REQUIRE(GetOrFail(*store, "k/1") == value);
+  REQUIRE(GetOrFail(*store, "k/0") == std::nullopt);
+  REQUIRE(GetOrFail(*store, "k/" + std::to_string(keys - 1)) == value);
+  REQUIRE(GetOrFail(*store, "z/last") == "second");
+}
+
 TEST_CASE("rocksdb state store: reopen keeps data, wipe clears it, closed store refuses") {
   TempDir tmp;
   auto backend = OpenBackend(tmp.Sub("data"));
