@@ -125,10 +125,8 @@ class TimerQueue {
     for (const HeapEntry& h : heap_) {
       Bucket& bucket = buckets_[h.bucket];
       const size_t before = bucket.size;
-      std::vector<Slot>& more = bucket.more;
-      more.erase(
-          std::remove_if(more.begin(), more.end(), [&](const Slot& s) { return pred(s.timer); }),
-          more.end());
+      SlotList& more = bucket.more;
+      more.EraseIf([&](const Slot& s) { return pred(s.timer); });
       if (pred(bucket.first.timer)) {
         if (more.empty()) {
           bucket.size = 0;
@@ -160,12 +158,74 @@ class TimerQueue {
     Entry timer;
     uint64_t prefix = 0;  // the key's first 8 bytes, big-endian, zero-padded
   };
+  // A bucket's timers after its first: one vector while there are few; past
+  // kChunk, fixed chunks of kChunk, each full but the last. So the timers of
+  // every key's window ending at once are not held with a grown vector's
+  // spare half, nor copied as it grows, and Refill gives them back chunk by
+  // chunk as it takes them.
+  class SlotList {
+   public:
+    static constexpr size_t kChunk = 4096;
+
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    void push_back(const Slot& slot) {
+      if (chunks_.empty() || chunks_.back().size() == kChunk) {
+        chunks_.emplace_back();
+        if (chunks_.size() > 1) chunks_.back().reserve(kChunk);
+      }
+      chunks_.back().push_back(slot);
+      ++size_;
+    }
+    const Slot& back() const { return chunks_.back().back(); }
+    void pop_back() {
+      chunks_.back().pop_back();
+      --size_;
+      if (chunks_.back().empty() && chunks_.size() > 1) chunks_.pop_back();
+    }
+    // Removes the slots for which pred(const Slot&) is true, keeping the
+    // others in order, in place.
+    template <typename Pred>
+    void EraseIf(Pred&& pred) {
+      size_t kept = 0;
+      for (size_t i = 0; i < size_; ++i) {
+        const Slot& slot = at(i);
+        if (pred(slot)) continue;
+        if (kept != i) at(kept) = slot;
+        ++kept;
+      }
+      chunks_.resize((kept + kChunk - 1) / kChunk);
+      if (!chunks_.empty()) chunks_.back().resize(kept - (chunks_.size() - 1) * kChunk);
+      size_ = kept;
+    }
+    // Appends every slot to `out` and empties the list: a small one keeps
+    // its vector for reuse; chunks are given back as they are copied.
+    void MoveTo(std::vector<Slot>* out) {
+      for (std::vector<Slot>& chunk : chunks_) {
+        out->insert(out->end(), chunk.begin(), chunk.end());
+        if (chunks_.size() > 1) std::vector<Slot>().swap(chunk);
+      }
+      if (chunks_.size() > 1) {
+        chunks_.clear();
+      } else if (!chunks_.empty()) {
+        chunks_.front().clear();
+      }
+      size_ = 0;
+    }
+
+   private:
+    Slot& at(size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+
+    std::vector<std::vector<Slot>> chunks_;
+    size_t size_ = 0;
+  };
+
   // The timers of one time. The first is inline: most times of a session
   // job have one timer, and then a bucket needs no allocation.
   struct Bucket {
     size_t size = 0;
     Slot first;
-    std::vector<Slot> more;
+    SlotList more;
   };
   struct HeapEntry {
     int64_t time;
@@ -204,25 +264,30 @@ class TimerQueue {
 
   // Moves every bucket of the earliest time to ready_, sorted.
   void Refill() {
-    ready_.clear();
     cache_.fill(CacheEntry{});
     const int64_t time = heap_.front().time;
+    size_t total = 0;
+    due_buckets_.clear();
     while (!heap_.empty() && heap_.front().time == time) {
       std::pop_heap(heap_.begin(), heap_.end(), Later);
-      const uint32_t b = heap_.back().bucket;
+      due_buckets_.push_back(heap_.back().bucket);
+      total += buckets_[heap_.back().bucket].size;
       heap_.pop_back();
+    }
+    // ready_ is allocated once, to size: a buffer of another size is given
+    // back first, unless it is small.
+    ready_.clear();
+    if (ready_.capacity() < total ||
+        (ready_.capacity() > kKeepCapacity && ready_.capacity() > 2 * total)) {
+      std::vector<Slot>().swap(ready_);
+    }
+    ready_.reserve(total);
+    for (const uint32_t b : due_buckets_) {
       Bucket& bucket = buckets_[b];
       pending_ -= bucket.size;
       ready_.push_back(bucket.first);
-      ready_.insert(ready_.end(), bucket.more.begin(), bucket.more.end());
+      bucket.more.MoveTo(&ready_);
       bucket.size = 0;
-      // Keeps a small capacity for the next time it is used; a large one
-      // (every key's window ending at once) is given back.
-      if (bucket.more.capacity() > kKeepCapacity) {
-        std::vector<Slot>().swap(bucket.more);
-      } else {
-        bucket.more.clear();
-      }
       free_.push_back(b);
     }
     // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
@@ -273,6 +338,7 @@ class TimerQueue {
   // next is at the back.
   std::vector<Slot> ready_;
   std::vector<SortKey> order_;  // for Refill
+  std::vector<uint32_t> due_buckets_;
   std::vector<Slot> sorted_;
 };
 

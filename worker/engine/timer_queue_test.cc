@@ -184,6 +184,46 @@ TEST_CASE("timers removed from the queue are gone; the others come out in order"
   REQUIRE(out.size() == kept.size() + removed_early);
 }
 
+TEST_CASE("removing timers from times that hold several chunks of them keeps the rest, in order") {
+  // Two times with 3 chunks and a part of timers each (as when every key's
+  // window ends together and the budget moves keys out): every third owner's
+  // timers go, which empties whole chunks and parts of others.
+  const size_t per_time = 3 * 4096 + 1000;
+  std::vector<std::string> keys(per_time);
+  std::vector<Owner> owners(per_time);
+  for (size_t i = 0; i < per_time; ++i) {
+    keys[i] = "user-" + std::to_string(i * 7919 % 100'000);
+    owners[i].id = static_cast<int>(i);
+  }
+  Q q;
+  std::vector<T> expected;
+  for (int round = 0; round < 2; ++round) {
+    for (int64_t time : {60'000, 120'000}) {
+      for (size_t i = 0; i < per_time; ++i) {
+        // The first round's timers of one owner are removed later in bulk.
+        const bool removed = round == 0 ? i % 3 == 0 : i < 4096 * 2;
+        const T t{time, &keys[i], &owners[i], round, time + 1, TimerKind::kFire};
+        q.Push(t);
+        if (!removed) expected.push_back(t);
+      }
+    }
+    if (round == 0) {
+      q.RemoveIf([](const T& t) { return t.start == 0 && t.owner->id % 3 == 0; });
+    } else {
+      q.RemoveIf([](const T& t) { return t.start == 1 && t.owner->id < 4096 * 2; });
+    }
+    REQUIRE(q.size() == expected.size());
+  }
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](const T& a, const T& b) { return Order(a) < Order(b); });
+  for (const T& want : expected) {
+    const T got = q.Pop();
+    REQUIRE(Order(got) == Order(want));
+    REQUIRE(got.owner == want.owner);
+  }
+  REQUIRE(q.empty());
+}
+
 TEST_CASE("a timer pushed while earlier ones are being taken out comes out in order") {
   // A timer earlier than the due ones joins them (a key read back from a
   // spill store); one between it and them must not overtake them.
