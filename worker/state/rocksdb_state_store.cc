@@ -65,8 +65,17 @@ std::string PrefixSuccessor(std::string_view prefix) {
 
 rocksdb::Options TaskOptions(const std::shared_ptr<rocksdb::Cache>& cache,
                              const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
-                             bool scratch) {
+                             size_t write_buffer_bytes, bool scratch) {
   rocksdb::Options options;
+  // The shared budget flushes the largest memtable once all of them reach
+  // it, but does not stop a database written faster than its flushes run
+  // (a spill store held 4x the budget): each database's own memtables, the
+  // one written and the one flushing, are held to the budget too, and
+  // RocksDB's write stall waits for the flush beyond that. (The budget's
+  // own stall, allow_stall, can wedge every database sharing it in this
+  // RocksDB version.)
+  options.write_buffer_size = std::max<size_t>(write_buffer_bytes / 2, 1 << 20);
+  options.max_write_buffer_number = 2;
   if (scratch) {
     // A spill store looks up keys it mostly does not hold (a key new to the
     // task, a mark never written): a Bloom filter over the memtable answers
@@ -115,11 +124,9 @@ Status ValidTaskName(const std::string& name) {
 StateBackend::StateBackend(std::string data_dir, const StateOptions& options)
     : data_dir_(std::move(data_dir)),
       block_cache_(rocksdb::NewLRUCache(options.block_cache_bytes)),
-      // allow_stall: past the budget, writes wait for a flush to free
-      // memtables rather than pile more up (a spill store written faster
-      // than the disk takes it held 4x the budget).
-      write_buffer_manager_(std::make_shared<rocksdb::WriteBufferManager>(
-          options.write_buffer_bytes, /*cache=*/nullptr, /*allow_stall=*/true)) {}
+      write_buffer_manager_(
+          std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes)),
+      write_buffer_bytes_(options.write_buffer_bytes) {}
 
 StateBackend::~StateBackend() = default;
 
@@ -152,8 +159,8 @@ Result<std::unique_ptr<RocksDbStateStore>> StateBackend::Open(const std::string&
     if (ec) return FsError("wiping state of task " + task_name + " at " + dir, ec);
   }
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s =
-      rocksdb::DB::Open(TaskOptions(block_cache_, write_buffer_manager_, scratch), dir, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(
+      TaskOptions(block_cache_, write_buffer_manager_, write_buffer_bytes_, scratch), dir, &raw);
   std::unique_ptr<rocksdb::DB, RocksDbStateStore::DbDeleter> db(raw);
   if (!s.ok()) return FromRocksDb(s, "opening state of task " + task_name + " at " + dir);
   return std::unique_ptr<RocksDbStateStore>(

@@ -77,6 +77,7 @@ class StateBackend {
   std::string data_dir_;
   std::shared_ptr<rocksdb::Cache> block_cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager_;
+  size_t write_buffer_bytes_ = 0;
 };
 
 // One task's state in its own RocksDB. Write applies a batch atomically
