@@ -110,6 +110,12 @@ class TimerQueue {
     if (ready_.empty()) Refill();
     const Entry next = ready_.back().timer;
     ready_.pop_back();
+    // A large due list shrinks as it is taken out (the next time's timers
+    // are meanwhile pushed into buckets of their own): down to a quarter,
+    // the rest is moved to a buffer of its size.
+    if (ready_.capacity() > kKeepCapacity && ready_.size() < ready_.capacity() / 4) {
+      std::vector<Slot>(ready_.begin(), ready_.end()).swap(ready_);
+    }
     return next;
   }
 
