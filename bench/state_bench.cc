@@ -14,6 +14,7 @@
 // process's VmHWM. bench/run_state_bench.sh runs both and compares them.
 
 #include <malloc.h>
+#include <rocksdb/db.h>
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -29,6 +30,7 @@
 #include "bench/bench_util.h"
 #include "common/check.h"
 #include "common/clock.h"
+#include "common/memory.h"
 #include "worker/engine/record.h"
 #include "worker/engine/task_processor.h"
 #include "worker/state/rocksdb_state_store.h"
@@ -111,6 +113,13 @@ proto::JobSpec JobNamed(const std::string& name) {
   return TumblingJob();
 }
 
+// A RocksDB property of a store, in MiB.
+double StoreMb(worker::RocksDbStateStore& store, const char* property) {
+  uint64_t v = 0;
+  if (store.db() == nullptr || !store.db()->GetIntProperty(property, &v)) return -1;
+  return static_cast<double>(v) / (1 << 20);
+}
+
 template <typename T>
 T OrDie(Result<T> r, const char* what) {
   SLUICE_CHECK(r.ok()) << what << ": " << r.status().ToString();
@@ -133,6 +142,7 @@ int Main(int argc, char** argv) {
   int64_t checkpoint_every = 0;
   int64_t cache_mb = 16;
   int64_t write_buffer_mb = 32;
+  int64_t trace_every = 0;
   app.add_option("--keys", keys, "Distinct keys (users)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
@@ -163,6 +173,12 @@ int Main(int argc, char** argv) {
   app.add_option("--write-buffer-mb", write_buffer_mb, "RocksDB memtable budget of the stores, MiB")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--trace", trace_every,
+                 "Every N batches of 500 events, print where memory is: the budget's estimate, "
+                 "malloc's bytes in use, resident memory, and the stores' memtables, table "
+                 "readers and block cache (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   CLI11_PARSE(app, argc, argv);
 
   worker::StateOptions options;
@@ -178,6 +194,9 @@ int Main(int argc, char** argv) {
   engine::TaskProcessor task(plan, clock, sink);
   const size_t budget = static_cast<size_t>(budget_mb) << 20;
   task.SetStateSpill(spill.get(), budget);
+  // As the worker under a budget: big buffers mapped on their own, and free
+  // memory given back about every 10 s (every 1000 batches, 500K events).
+  if (budget > 0) FixMmapThreshold();
   const int64_t rss_before = ProcStatusBytes("VmRSS");
 
   Stream stream(keys, rounds);
@@ -192,7 +211,10 @@ int Main(int argc, char** argv) {
   while (!stream.done()) {
     task.ProcessBatch(stream.NextBatch());
     if (checkpoint_every > 0 && stream.produced() >= next_checkpoint) {
-      Status s = task.Checkpoint(*checkpoints);
+      // As the worker's commit writes a checkpoint to the task's local state.
+      engine::WriteBatch batch;
+      Status s = task.Snapshot(*checkpoints, &batch);
+      if (s.ok()) s = checkpoints->WriteInPieces(batch);
       SLUICE_CHECK(s.ok()) << "checkpoint: " << s.ToString();
       next_checkpoint += checkpoint_every;
     }
@@ -200,8 +222,27 @@ int Main(int argc, char** argv) {
     if (++batches % 200 == 0) {
       peak_heap = std::max(peak_heap, static_cast<int64_t>(mallinfo2().uordblks));
     }
+    if (budget > 0 && batches % 1000 == 0) ReleaseFreeMemory();
+    if (trace_every > 0 && batches % trace_every == 0) {
+      const struct mallinfo2 m = mallinfo2();
+      std::printf(
+          "trace events %lld estimate_mb %.1f heap_in_use_mb %.1f heap_free_mb %.1f "
+          "mmapped_mb %.1f rss_mb %.1f memtables_mb spill %.1f checkpoints %.1f table_readers_mb "
+          "spill %.1f checkpoints %.1f block_cache_mb %.1f\n",
+          static_cast<long long>(stream.produced()),
+          static_cast<double>(task.state_memory().resident_bytes) / (1 << 20),
+          static_cast<double>(m.uordblks) / (1 << 20), static_cast<double>(m.fordblks) / (1 << 20),
+          static_cast<double>(m.hblkhd) / (1 << 20),
+          static_cast<double>(ProcStatusBytes("VmRSS")) / (1 << 20),
+          StoreMb(*spill, "rocksdb.cur-size-all-mem-tables"),
+          StoreMb(*checkpoints, "rocksdb.cur-size-all-mem-tables"),
+          StoreMb(*spill, "rocksdb.estimate-table-readers-mem"),
+          StoreMb(*checkpoints, "rocksdb.estimate-table-readers-mem"),
+          StoreMb(*spill, "rocksdb.block-cache-usage"));
+    }
   }
   const engine::StateMemoryStats before_drain = task.state_memory();
+  const int64_t peak_rss_before_drain = ProcStatusBytes("VmHWM");
   task.Drain();
   const double cpu = ThreadCpuSeconds() - cpu_start;
   const double wall =
@@ -219,10 +260,12 @@ int Main(int argc, char** argv) {
               static_cast<long long>(sink.records()));
   std::printf("cpu_s %.3f wall_s %.3f events_per_s %.0f\n", cpu, wall,
               static_cast<double>(events) / cpu);
-  std::printf("rss_start_mb %.1f peak_rss_mb %.1f peak_heap_mb %.1f\n",
-              static_cast<double>(rss_before) / (1 << 20),
-              static_cast<double>(ProcStatusBytes("VmHWM")) / (1 << 20),
-              static_cast<double>(peak_heap) / (1 << 20));
+  std::printf(
+      "rss_start_mb %.1f peak_rss_mb %.1f peak_rss_before_drain_mb %.1f peak_heap_mb %.1f\n",
+      static_cast<double>(rss_before) / (1 << 20),
+      static_cast<double>(ProcStatusBytes("VmHWM")) / (1 << 20),
+      static_cast<double>(peak_rss_before_drain) / (1 << 20),
+      static_cast<double>(peak_heap) / (1 << 20));
   std::printf(
       "estimate_mb_before_drain %.1f resident_keys_before_drain %zu peak_resident_keys %zu "
       "spilled_keys_before_drain %zu "
