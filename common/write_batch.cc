@@ -51,8 +51,8 @@ void WriteBatch::SortByKey() {
   std::vector<Entry> entries;
   entries.reserve(count_);
   for (Iterator it = begin(); it != end(); ++it) {
-    entries.push_back({it->key, std::string_view((*it.chunks_)[it.chunk_])
-                                    .substr(it.pos_, it.next_ - it.pos_)});
+    entries.push_back(
+        {it->key, std::string_view((*it.chunks_)[it.chunk_]).substr(it.pos_, it.next_ - it.pos_)});
   }
   std::stable_sort(entries.begin(), entries.end(),
                    [](const Entry& a, const Entry& b) { return a.key < b.key; });

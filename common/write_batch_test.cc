@@ -44,9 +44,10 @@ TEST_CASE("WriteBatch's encoding is the delta checkpoint's: tag, 4-byte lengths,
   WriteBatch batch;
   batch.Put("ab", "xyz");
   batch.Delete("c");
+  using namespace std::string_literals;
+  // (Each hex escape ends its literal: "\x00a" would be one escape.)
   const std::string expected =
-      std::string("P\x02\x00\x00\x00" "ab" "\x03\x00\x00\x00" "xyz", 14) +
-      std::string("D\x01\x00\x00\x00" "c", 6);
+      "P\x02\x00\x00\x00"s + "ab" + "\x03\x00\x00\x00"s + "xyz" + "D\x01\x00\x00\x00"s + "c";
   REQUIRE(batch.chunks().size() == 1);
   REQUIRE(batch.chunks()[0] == expected);
   REQUIRE(batch.bytes() == expected.size());
@@ -88,7 +89,8 @@ TEST_CASE("WriteBatch holds a large batch in chunks, never splitting an operatio
   size_t bytes = 0;
   for (const std::string& chunk : batch.chunks()) {
     REQUIRE(!chunk.empty());
-    REQUIRE((chunk.size() <= WriteBatch::kChunkBytes || chunk.size() == 5 + std::string("key-15000").size() + 4 + big.size()));
+    REQUIRE((chunk.size() <= WriteBatch::kChunkBytes ||
+             chunk.size() == 5 + std::string("key-15000").size() + 4 + big.size()));
     bytes += chunk.size();
   }
   REQUIRE(bytes == batch.bytes());
