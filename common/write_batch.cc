@@ -48,6 +48,17 @@ void WriteBatch::SortByKey() {
     std::string_view key;
     std::string_view op;  // its whole encoding
   };
+  // Often in order already (deletes of keys as a scan gave them).
+  bool in_order = true;
+  std::string_view last;
+  for (const Op& op : *this) {
+    if (op.key < last) {
+      in_order = false;
+      break;
+    }
+    last = op.key;
+  }
+  if (in_order) return;
   std::vector<Entry> entries;
   entries.reserve(count_);
   for (Iterator it = begin(); it != end(); ++it) {

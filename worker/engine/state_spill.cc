@@ -132,17 +132,18 @@ void StateSpill::ForgetRolling(std::string_view key) { batch_.Delete(Named(kRoll
 Status StateSpill::TakeChanged(
     const std::function<void(std::string_view, const std::string*, bool)>& fn) {
   SLUICE_RETURN_IF_ERROR(Flush());
-  std::vector<std::pair<std::string, bool>> changed;
-  SLUICE_RETURN_IF_ERROR(store_.Scan(kChangedPrefix, [&](std::string_view k, std::string_view v) {
-    changed.emplace_back(std::string(k.substr(kChangedPrefix.size())), !v.empty() && v[0] == '\1');
-    return Status::Ok();
-  }));
-  for (const auto& [key, persisted] : changed) {
-    SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> state,
-                            store_.Get(Named(kSpilledKeyPrefix, key)));
-    fn(key, state ? &*state : nullptr, persisted);
-    batch_.Delete(Named(kChangedPrefix, key));
-  }
+  // Key by key as the marks are read (a list of them first took more memory
+  // than the snapshot they go to); the marks' deletes wait in the batch,
+  // in order.
+  SLUICE_RETURN_IF_ERROR(
+      store_.Scan(kChangedPrefix, [&](std::string_view k, std::string_view v) -> Status {
+        const std::string_view key = k.substr(kChangedPrefix.size());
+        SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> state,
+                                store_.Get(Named(kSpilledKeyPrefix, key)));
+        fn(key, state ? &*state : nullptr, !v.empty() && v[0] == '\1');
+        batch_.Delete(k);
+        return Status::Ok();
+      }));
   return Flush();
 }
 
