@@ -91,7 +91,7 @@ void StateSpill::EvictTimer(std::string_view key, int64_t time, int64_t start, T
 Status StateSpill::Flush() {
   if (batch_.empty()) return Status::Ok();
   batch_.SortByKey();
-  const Status s = store_.Write(batch_);
+  const Status s = store_.WriteInPieces(batch_);
   batch_ = WriteBatch();
   return s;
 }

@@ -64,6 +64,8 @@ class StateSpill {
   // a version of it, and its timers' (time, start, kind).
   void Evict(std::string_view key, const std::string* state, bool dirty, bool persisted);
   void EvictTimer(std::string_view key, int64_t time, int64_t start, TimerKind kind);
+  // Writes the batch in pieces (StateStore::WriteInPieces), not atomically:
+  // a spill store that fails restarts the task, which wipes it.
   Status Flush();
 
   // ---- Reading a key back ----
