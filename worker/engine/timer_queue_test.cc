@@ -19,6 +19,19 @@ using T = Timer<Owner>;
 // The order the engine fires timers in.
 auto Order(const T& t) { return std::make_tuple(t.time, *t.key, t.start, t.kind); }
 
+// Takes every timer out of `q`: they must be `pushed`, in the engine's
+// order (pushes of equal timers in push order), and then the queue empty.
+void RequireOutInOrder(Q& q, std::vector<T> pushed) {
+  std::stable_sort(pushed.begin(), pushed.end(),
+                   [](const T& a, const T& b) { return Order(a) < Order(b); });
+  for (const T& want : pushed) {
+    const T got = q.Pop();
+    REQUIRE(Order(got) == Order(want));
+    REQUIRE(got.owner == want.owner);
+  }
+  REQUIRE(q.empty());
+}
+
 TEST_CASE("timers come out by time, then key as std::string orders it, then start, then kind") {
   // Keys that agree in their first 8 bytes, embedded NULs, bytes above 0x7f.
   const std::vector<std::string> keys = {"u1",
@@ -82,14 +95,7 @@ TEST_CASE("a time with more timers than the queue keeps buffers for comes out in
       expected.push_back(t);
     }
   }
-  std::stable_sort(expected.begin(), expected.end(),
-                   [](const T& a, const T& b) { return Order(a) < Order(b); });
-  for (const T& want : expected) {
-    const T got = q.Pop();
-    REQUIRE(Order(got) == Order(want));
-    REQUIRE(got.owner == want.owner);
-  }
-  REQUIRE(q.empty());
+  RequireOutInOrder(q, expected);
 }
 
 TEST_CASE("pushes while taking out timers keep the order, even at the current time") {
@@ -214,14 +220,7 @@ TEST_CASE("removing timers from times that hold several chunks of them keeps the
     }
     REQUIRE(q.size() == expected.size());
   }
-  std::stable_sort(expected.begin(), expected.end(),
-                   [](const T& a, const T& b) { return Order(a) < Order(b); });
-  for (const T& want : expected) {
-    const T got = q.Pop();
-    REQUIRE(Order(got) == Order(want));
-    REQUIRE(got.owner == want.owner);
-  }
-  REQUIRE(q.empty());
+  RequireOutInOrder(q, expected);
 }
 
 TEST_CASE("a timer pushed while earlier ones are being taken out comes out in order") {
