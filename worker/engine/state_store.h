@@ -34,8 +34,9 @@ class StateStore {
   virtual Status Write(const WriteBatch& batch) = 0;
   // Applies `batch`, possibly in pieces so that a large one is never held
   // twice: a failure may leave part of it applied. For a store that a failed
-  // write makes the task restore before it is read again (a task's local
-  // state, written with each checkpoint). By default, Write.
+  // write makes the task replace before it is read again: its local state,
+  // written with each checkpoint (a restart restores the last checkpoint
+  // into a new one), and its spill store (wiped). By default, Write.
   virtual Status WriteInPieces(const WriteBatch& batch) { return Write(batch); }
   virtual Result<std::optional<std::string>> Get(std::string_view key) const = 0;
   // Calls `fn` for every entry whose key starts with `prefix`, in key order;
