@@ -6,17 +6,29 @@
 namespace sluice {
 namespace {
 
-uint32_t GetLength(std::string_view rep, size_t pos) {
+bool GetSlice(std::string_view* in, std::string_view* slice) {
+  if (in->size() < 4) return false;
   uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) {
-    n |= static_cast<uint32_t>(static_cast<uint8_t>(rep[pos + i])) << (8 * i);
-  }
-  return n;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
+  in->remove_prefix(4);
+  if (in->size() < n) return false;
+  *slice = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
 }
 
 }  // namespace
 
-// The chunks are only ever written by Put and Delete, so they are well formed.
+bool WriteBatch::DecodeOp(std::string_view* encoded, Op* op) {
+  if (encoded->empty()) return false;
+  const char tag = encoded->front();
+  if (tag != 'P' && tag != 'D') return false;
+  encoded->remove_prefix(1);
+  op->put = tag == 'P';
+  op->value = {};
+  return GetSlice(encoded, &op->key) && (!op->put || GetSlice(encoded, &op->value));
+}
+
 void WriteBatch::Iterator::Decode() {
   pos_ = next_;
   while (chunk_ < chunks_->size() && pos_ >= (*chunks_)[chunk_].size()) {
@@ -28,19 +40,11 @@ void WriteBatch::Iterator::Decode() {
     pos_ = 0;
     return;
   }
-  const std::string_view rep = (*chunks_)[chunk_];
-  size_t p = pos_;
-  op_.put = rep[p] == 'P';
-  const uint32_t key_size = GetLength(rep, p + 1);
-  op_.key = rep.substr(p + 5, key_size);
-  p += 5 + key_size;
-  op_.value = {};
-  if (op_.put) {
-    const uint32_t value_size = GetLength(rep, p);
-    op_.value = rep.substr(p + 4, value_size);
-    p += 4 + value_size;
-  }
-  next_ = p;
+  // Put and Delete wrote the chunks, so they decode.
+  std::string_view rest = std::string_view((*chunks_)[chunk_]).substr(pos_);
+  const size_t size = rest.size();
+  DecodeOp(&rest, &op_);
+  next_ = pos_ + (size - rest.size());
 }
 
 void WriteBatch::SortByKey() {

@@ -62,6 +62,11 @@ class WriteBatch {
 
   static constexpr size_t kChunkBytes = size_t{1} << 20;
 
+  // Reads one operation from the front of `encoded` (the encoding above)
+  // into `op` and removes it; false if it is cut or malformed. For reading
+  // an encoding from elsewhere (a delta file) as well as a batch's chunks.
+  static bool DecodeOp(std::string_view* encoded, Op* op);
+
   void Put(std::string_view key, std::string_view value) {
     std::string& chunk = Append('P', key, 4 + value.size());
     AppendLength(chunk, value.size());

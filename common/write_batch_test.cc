@@ -53,6 +53,29 @@ TEST_CASE("WriteBatch's encoding is the delta checkpoint's: tag, 4-byte lengths,
   REQUIRE(batch.bytes() == expected.size());
 }
 
+TEST_CASE("WriteBatch::DecodeOp reads an encoding back and refuses one cut or malformed") {
+  WriteBatch batch;
+  batch.Put("ab", "xyz");
+  batch.Delete("c");
+  const std::string encoded(batch.chunks()[0]);
+  std::string_view in = encoded;
+  WriteBatch::Op op;
+  REQUIRE(WriteBatch::DecodeOp(&in, &op));
+  REQUIRE((op.put && op.key == "ab" && op.value == "xyz"));
+  REQUIRE(WriteBatch::DecodeOp(&in, &op));
+  REQUIRE((!op.put && op.key == "c" && op.value.empty()));
+  REQUIRE(in.empty());
+  REQUIRE_FALSE(WriteBatch::DecodeOp(&in, &op));
+  for (size_t cut = 1; cut < 14; ++cut) {  // inside the put
+    std::string_view part = std::string_view(encoded).substr(0, cut);
+    REQUIRE_FALSE(WriteBatch::DecodeOp(&part, &op));
+  }
+  std::string bad_tag = encoded;
+  bad_tag[0] = 'X';
+  std::string_view bad = bad_tag;
+  REQUIRE_FALSE(WriteBatch::DecodeOp(&bad, &op));
+}
+
 TEST_CASE("WriteBatch::SortByKey orders by key and keeps the order on one key") {
   WriteBatch batch;
   batch.Put("b", "1");

@@ -19,17 +19,6 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kDeltaFormat = "sluice-delta/1";
 
-bool GetSlice(std::string_view* in, std::string_view* slice) {
-  if (in->size() < 4) return false;
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
-  in->remove_prefix(4);
-  if (in->size() < n) return false;
-  *slice = in->substr(0, n);
-  in->remove_prefix(n);
-  return true;
-}
-
 std::string Hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
@@ -114,18 +103,14 @@ std::vector<std::string_view> BatchParts(const WriteBatch& batch) {
 }
 
 Status DecodeBatch(std::string_view in, rocksdb::WriteBatch* out) {
+  WriteBatch::Op op;
   while (!in.empty()) {
-    const char tag = in.front();
-    in.remove_prefix(1);
-    std::string_view key;
-    std::string_view value;
-    if ((tag != 'P' && tag != 'D') || !GetSlice(&in, &key) ||
-        (tag == 'P' && !GetSlice(&in, &value))) {
+    if (!WriteBatch::DecodeOp(&in, &op)) {
       return Status::Corruption("delta batch is malformed or cut");
     }
-    rocksdb::Slice k(key.data(), key.size());
+    rocksdb::Slice k(op.key.data(), op.key.size());
     rocksdb::Status s =
-        tag == 'P' ? out->Put(k, rocksdb::Slice(value.data(), value.size())) : out->Delete(k);
+        op.put ? out->Put(k, rocksdb::Slice(op.value.data(), op.value.size())) : out->Delete(k);
     if (!s.ok()) return Status::Corruption("delta batch: " + s.ToString());
   }
   return Status::Ok();

@@ -17,9 +17,8 @@
 //   \n
 //   <metadata: EncodeCheckpointMeta><batch: EncodeBatch>
 //
-// The batch: for each operation a tag byte ('P' put, 'D' delete), the key's
-// length (4 bytes, little-endian), the key, and for a put the value's length
-// and the value.
+// The batch: the operations encoded as WriteBatch keeps them
+// (common/write_batch.h).
 //
 // Nothing here keeps state: these are codecs and a durable file write.
 
