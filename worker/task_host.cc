@@ -127,6 +127,7 @@ class TaskHost::Thread {
   // drained or fenced, assignments to retry, back-pressure, reports.
   void Housekeeping(int64_t now);
   void IdleWatermarks(int64_t now);
+  void FreeMemory(int64_t now);
   // Returns the tasks found fenced (exactly_once), to be stopped for good.
   std::vector<std::pair<TaskRef, std::string>> Checkpoints(int64_t now);
   void StopDrained();
@@ -480,6 +481,7 @@ void TaskHost::Thread::Housekeeping(int64_t now) {
   RetryAssignments(now);
   BackPressure();
   Reports(now);
+  FreeMemory(now);
 }
 
 void TaskHost::Thread::IdleWatermarks(int64_t now) {
@@ -487,9 +489,13 @@ void TaskHost::Thread::IdleWatermarks(int64_t now) {
     last_tick_ = now;
     for (auto& [ref, entry] : tasks_) entry.task->OnProcessingTime();
   }
+}
+
+void TaskHost::Thread::FreeMemory(int64_t now) {
   // Under a state memory budget, keys moved out leave free memory in
-  // malloc's heap: given back every 10 s (a walk of its free lists).
-  if (host_.options_.state_memory_bytes > 0 && now - last_trim_ >= 10'000) {
+  // malloc's heaps: given back every 10 s (a walk of the free lists of all
+  // of them, so by one thread for the process).
+  if (index_ == 0 && host_.options_.state_memory_bytes > 0 && now - last_trim_ >= 10'000) {
     last_trim_ = now;
     ReleaseFreeMemory();
   }
