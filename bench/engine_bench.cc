@@ -104,8 +104,13 @@ std::pair<uint64_t, int64_t> OutputDigest(const std::shared_ptr<const engine::Jo
 
 // ---- State memory -----------------------------------------------------------
 
-// Bytes the allocator has handed out and not taken back (glibc).
-int64_t HeapBytesInUse() { return static_cast<int64_t>(mallinfo2().uordblks); }
+// Bytes the allocator has handed out and not taken back (glibc): from its
+// heaps, and in blocks mapped on their own (large vectors: the hash index, a
+// time's timers), which uordblks does not count.
+int64_t HeapBytesInUse() {
+  const struct mallinfo2 m = mallinfo2();
+  return static_cast<int64_t>(m.uordblks + m.hblkhd);
+}
 
 struct MemoryRow {
   std::string job;

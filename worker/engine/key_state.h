@@ -10,6 +10,7 @@
 // Plain data; single thread, as the task that owns it.
 
 #include <boost/container/small_vector.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,19 +23,45 @@
 
 namespace sluice::engine {
 
-// A window's accumulators, one per aggregate of the job. The first is held
-// inline: with one aggregate (a count), firing or updating a window reads no
-// memory apart from the key's entry.
-using Accumulators = boost::container::small_vector<Accumulator, 1>;
-
-// One window of one key.
+// One window of one key: 64 bytes with its first accumulator (a count
+// window's only one) inline, so that firing or updating it reads no memory
+// apart from the key's entry; a job's further aggregates are in one array.
 struct WindowState {
   int64_t start = 0;
   int64_t end = 0;
+  uint32_t revision = 0;  // updates emitted so far
   bool fired = false;     // emitted at least once
   bool changed = false;   // changed since it was last emitted
-  uint32_t revision = 0;  // updates emitted so far
-  Accumulators accs;
+
+  WindowState() = default;
+  WindowState(const WindowState& other);
+  WindowState& operator=(const WindowState& other);
+  WindowState(WindowState&&) noexcept = default;
+  WindowState& operator=(WindowState&&) noexcept = default;
+
+  // Its accumulators, one per aggregate of the job, in the job's order.
+  size_t num_accs() const { return num_accs_; }
+  Accumulator& acc(size_t i) { return i == 0 ? first_ : rest_[i - 1]; }
+  const Accumulator& acc(size_t i) const { return i == 0 ? first_ : rest_[i - 1]; }
+  // Appends an accumulator of `fn` (for a window built one aggregate at a
+  // time: a decoder, a test).
+  Accumulator& AddAcc(AggFn fn);
+  // Sets one empty accumulator per aggregate of `aggs`; those beyond the
+  // first in `spare` if it is given (an array of aggs.size() - 1 that
+  // ReleaseRest gave), else in a new array.
+  void InitAccs(const std::vector<AggregateDef>& aggs,
+                std::unique_ptr<Accumulator[]> spare = nullptr);
+  // The array of the accumulators beyond the first (null for one), for a
+  // later InitAccs.
+  std::unique_ptr<Accumulator[]> ReleaseRest() {
+    num_accs_ = num_accs_ > 0 ? 1 : 0;
+    return std::move(rest_);
+  }
+
+ private:
+  uint16_t num_accs_ = 0;
+  Accumulator first_;
+  std::unique_ptr<Accumulator[]> rest_;  // num_accs_ - 1 of them
 };
 
 // The job's `dedup`: the values of the dedup field the key had (as
@@ -90,10 +117,10 @@ using KeyTimers = TimerQueue<KeyState>;
 
 // Adds a timer of `ks` (whose name must be set) to `timers`, counted in
 // ks.timers; whoever handles the timer when it fires takes the count back.
-inline void PushTimer(KeyTimers& timers, KeyState& ks, int64_t time, int64_t start, int64_t end,
+inline void PushTimer(KeyTimers& timers, KeyState& ks, int64_t time, int64_t start,
                       TimerKind kind) {
   ++ks.timers;
-  timers.Push(KeyTimer{time, ks.name, &ks, start, end, kind});
+  timers.Push(KeyTimer{time, &ks, start, kind});
 }
 
 }  // namespace sluice::engine

@@ -137,8 +137,8 @@ void StateCodec::EncodeKey(const KeyState& ks, std::string* out) const {
     e.Bool(w.fired);
     e.Bool(w.changed);
     e.U64(w.revision);
-    e.U64(w.accs.size());
-    for (const Accumulator& a : w.accs) a.Encode(e);
+    e.U64(w.num_accs());
+    for (size_t a = 0; a < w.num_accs(); ++a) w.acc(a).Encode(e);
   }
   // The rolling events live in chunks (EncodeChunk); here only their number.
   e.U64(ks.rolling ? ks.rolling->entries.size() : 0);
@@ -167,7 +167,7 @@ bool StateCodec::DecodeKey(std::string_view in, uint64_t version, KeyState* ks,
     w.revision = static_cast<uint32_t>(d.U64());
     uint64_t na = d.U64();
     if (na != num_aggregates_) return false;
-    for (uint64_t a = 0; a < na && d.ok(); ++a) w.accs.emplace_back().Decode(d);
+    for (uint64_t a = 0; a < na && d.ok(); ++a) w.AddAcc(AggFn::kCount).Decode(d);
     ks->windows.push_back(std::move(w));
   }
   uint64_t nr = d.U64();

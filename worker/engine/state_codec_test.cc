@@ -111,10 +111,10 @@ TEST_CASE("a key's entry of an earlier build decodes, and encodes to the same by
   CHECK_FALSE(w.fired);
   CHECK(w.changed);
   CHECK(w.revision == 0);
-  REQUIRE(w.accs.size() == 3);
-  CHECK(w.accs[0].Result().number == 1);
-  CHECK(w.accs[1].Result().number == 1);
-  CHECK(w.accs[2].Result().number == 1);
+  REQUIRE(w.num_accs() == 3);
+  CHECK(w.acc(0).Result().number == 1);
+  CHECK(w.acc(1).Result().number == 1);
+  CHECK(w.acc(2).Result().number == 1);
   REQUIRE(ks.dedup != nullptr);
   REQUIRE(ks.dedup->entries.size() == 3);
   CHECK(ks.dedup->entries[0].time == T);
@@ -234,11 +234,11 @@ TEST_CASE("a key's windows, rolling count and dedup values round-trip") {
     w.fired = i != 1;
     w.changed = i == 2;
     w.revision = static_cast<uint32_t>(i * 7);
-    for (const AggregateDef& a : plan->aggregates()) w.accs.emplace_back(a.fn);
+    for (const AggregateDef& a : plan->aggregates()) w.AddAcc(a.fn);
     for (int e = 0; e <= i; ++e) {
       const Value vals[] = {Value::Bool(true), Value::Number(e * 1.5), Value::String("p"),
                             Value::Number(-e), Value::String(e % 2 ? "x" : "y")};
-      for (size_t a = 0; a < w.accs.size(); ++a) w.accs[a].Add(vals[a], w.start + e, e);
+      for (size_t a = 0; a < w.num_accs(); ++a) w.acc(a).Add(vals[a], w.start + e, e);
     }
     ks.windows.push_back(std::move(w));
   }
@@ -258,9 +258,9 @@ TEST_CASE("a key's windows, rolling count and dedup values round-trip") {
     CHECK(back.windows[i].fired == ks.windows[i].fired);
     CHECK(back.windows[i].changed == ks.windows[i].changed);
     CHECK(back.windows[i].revision == ks.windows[i].revision);
-    for (size_t a = 0; a < ks.windows[i].accs.size(); ++a) {
-      const Value x = back.windows[i].accs[a].Result();
-      const Value y = ks.windows[i].accs[a].Result();
+    for (size_t a = 0; a < ks.windows[i].num_accs(); ++a) {
+      const Value x = back.windows[i].acc(a).Result();
+      const Value y = ks.windows[i].acc(a).Result();
       CHECK(x.type == y.type);
       CHECK(x.number == y.number);
       CHECK(x.str == y.str);

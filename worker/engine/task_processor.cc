@@ -263,7 +263,7 @@ class TaskProcessor::Impl {
     if (!ks.dedup) ks.dedup = std::make_unique<DedupState>();
     ks.dedup->entries.push_back(DedupEntry{dedup_value_, t});
     ++dedup_entries_;
-    PushTimer(timers_, ks, SaturatingAdd(t, dedup.within_ms), 0, 0, TimerKind::kExpireDedup);
+    PushTimer(timers_, ks, SaturatingAdd(t, dedup.within_ms), 0, TimerKind::kExpireDedup);
     return false;
   }
 
@@ -368,14 +368,14 @@ class TaskProcessor::Impl {
     KeyState& ks = *timer.owner;
     --ks.timers;
     if (timer.kind == TimerKind::kExpireDedup) {
-      ExpireDedup(ks, *timer.key);
+      ExpireDedup(ks, timer.key());
       return;
     }
-    WindowState* win = windows_.Find(ks, timer.start, timer.end);
+    WindowState* win = windows_.Find(ks, timer);
     if (win == nullptr) return;  // merged away or purged already
     // Firing changes the window (fired, revision); purging removes it.
-    MarkDirty(ks, *timer.key);
-    const bool purged = windows_.OnTimer(ks, *timer.key, *win, timer.kind);
+    MarkDirty(ks, timer.key());
+    const bool purged = windows_.OnTimer(ks, timer.key(), *win, timer.kind);
     // An empty key stays in the table until the next checkpoint (or sweep),
     // so a key seen again soon does not cost a new entry.
     if (purged && ks.empty() && ++empty_keys_ > kSweepEmptyKeys) SweepEmptyKeys();
@@ -472,7 +472,7 @@ class TaskProcessor::Impl {
   void FlushSpill();
   bool Evictable(const KeyState& ks) const;
   void EvictKey(KeyEntry& e);
-  // Calls f(time, start, end, kind) for each timer a key's state needs.
+  // Calls f(time, start, kind) for each timer a key's state needs.
   template <typename F>
   void ForEachTimer(const KeyState& ks, F&& f) const {
     windows_.ForEachTimer(ks, f);
@@ -483,15 +483,15 @@ class TaskProcessor::Impl {
     if (!ks.dedup) return;
     const int64_t within = plan_->dedup() ? plan_->dedup()->within_ms : 0;
     for (const DedupEntry& d : ks.dedup->entries) {
-      f(SaturatingAdd(d.time, within), 0, 0, TimerKind::kExpireDedup);
+      f(SaturatingAdd(d.time, within), 0, TimerKind::kExpireDedup);
     }
   }
   // Sets the timers of a key read back from a store.
   void OnKeyRestored(KeyState& ks) {
     windows_.OnRestored(ks);
     if (ks.dedup) dedup_entries_ += ks.dedup->entries.size();
-    ForEachDedupTimer(ks, [&](int64_t time, int64_t start, int64_t end, TimerKind kind) {
-      PushTimer(timers_, ks, time, start, end, kind);
+    ForEachDedupTimer(ks, [&](int64_t time, int64_t start, TimerKind kind) {
+      PushTimer(timers_, ks, time, start, kind);
     });
   }
   size_t ResidentBytes() const;
@@ -740,11 +740,11 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   const size_t aggs = plan_->aggregates().size();
   size_t bytes = keys * (sizeof(KeyEntry) + 2 * sizeof(uint64_t));
   if (windows > keys) bytes += (windows - keys) * sizeof(WindowState);
-  if (aggs > 1) bytes += windows * aggs * sizeof(Accumulator);
+  if (aggs > 1) bytes += windows * (aggs - 1) * sizeof(Accumulator);
   // Min, max, first, last, duration and count_distinct keep more on the heap
   // (strings beyond their inline bytes and distinct values not counted).
   bytes += windows * window_extra_bytes_;
-  bytes += timers_.size() * (sizeof(KeyTimer) + sizeof(uint64_t));
+  bytes += timers_.bytes();
   bytes += dedup_entries_ * (sizeof(DedupEntry) + 16);
   // A rolling event: its entry and values (twice, for the lists' spare
   // room), and about 16 bytes in each rule's running aggregates. A key of a
@@ -765,8 +765,7 @@ bool TaskProcessor::Impl::Evictable(const KeyState& ks) const {
   if (ks.rolling && restoring_) return false;
   // A timer due now is being fired, or about to be.
   bool due = false;
-  ForEachTimer(ks,
-               [&](int64_t time, int64_t, int64_t, TimerKind) { due = due || time <= watermark_; });
+  ForEachTimer(ks, [&](int64_t time, int64_t, TimerKind) { due = due || time <= watermark_; });
   return !due;
 }
 
@@ -785,7 +784,7 @@ void TaskProcessor::Impl::EvictKey(KeyEntry& e) {
       spill_->EvictRolling(key, encode_buf_);
       rolling_entries_ -= ks.rolling->entries.size();
     }
-    ForEachTimer(ks, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
+    ForEachTimer(ks, [&](int64_t time, int64_t start, TimerKind kind) {
       spill_->EvictTimer(key, time, start, kind);
       spill_min_time_ = std::min(spill_min_time_, time);
     });
@@ -828,7 +827,7 @@ void TaskProcessor::Impl::MaybeEvict() {
   // estimate counts them out by hand.
   const size_t target = budget_ - budget_ / 10;
   size_t leaving_timers = 0;
-  const size_t timer_bytes = sizeof(KeyTimer) + sizeof(uint64_t);
+  const size_t timer_bytes = KeyTimers::kBytesPerTimer;
   auto estimate = [&] { return ResidentBytes() - leaving_timers * timer_bytes; };
   // A clock over the table's slots: a key used since the hand last passed
   // it gets another round.
@@ -908,7 +907,7 @@ KeyEntry* TaskProcessor::Impl::LoadKey(std::string_view key) {
   e.state.name = &e.key;
   e.state.persisted = l.persisted;
   spill_->Forget(key, l.dirty);
-  ForEachTimer(e.state, [&](int64_t time, int64_t start, int64_t, TimerKind kind) {
+  ForEachTimer(e.state, [&](int64_t time, int64_t start, TimerKind kind) {
     spill_->ForgetTimer(key, time, start, kind);
   });
   // The deletes go with the next Flush: at the end of the batch or of an
@@ -931,7 +930,7 @@ namespace {
 // order (time, key, start, kind).
 bool SpilledFirst(const SpilledTimer& s, const KeyTimer& m) {
   if (s.time != m.time) return s.time < m.time;
-  if (const int c = s.key.compare(*m.key); c != 0) return c < 0;
+  if (const int c = s.key.compare(m.key()); c != 0) return c < 0;
   if (s.start != m.start) return s.start < m.start;
   return s.kind < m.kind;
 }

@@ -4,14 +4,19 @@
 // order — the order windows fire and purge in, which is part of the output.
 //
 // Timers are grouped by fire time: a push goes to a bucket of its time (all
-// windows of a tumbling job that end together share one), and a bucket is
-// sorted by (key, start, kind) only once it is due. So keys are compared only
-// between timers of the same time, and mostly by their first 8 bytes.
+// windows of a tumbling job that end together share one, as do the windows
+// of a sliding job that end together), and a bucket is sorted by (key,
+// start, kind) only once it is due. So keys are compared only between timers
+// of the same time, and mostly by their first 8 bytes. A push finds the
+// bucket of its time in a small cache of recent times; a time that fell out
+// of it gets a second bucket, and the two are merged when they are due.
 //
-// A timer refers to its key by pointer, without a copy: the key string and
-// the owner (the caller's state for the key) must outlive the timer.
-// Identical timers may be pushed more than once; each is popped. Single
-// thread; header-only because it is a template over the owner type.
+// A timer names its owner (the caller's state for a key) by pointer, and the
+// owner its key: Owner has `const std::string* name`. Both must outlive the
+// timer. A timer in a bucket is 32 bytes: its time is the bucket's, and its
+// window's end is the caller's to derive from the time and kind. Identical
+// timers may be pushed more than once; each is popped. Single thread;
+// header-only because it is a template over the owner type.
 
 #include <algorithm>
 #include <array>
@@ -24,17 +29,17 @@
 namespace sluice::engine {
 
 // kExpireDedup: the key's dedup values older than the timer's time - within
-// are forgotten (start and end are 0).
+// are forgotten (start is 0).
 enum class TimerKind : uint8_t { kFire = 0, kPurge = 1, kExpireDedup = 2 };
 
 template <typename Owner>
 struct Timer {
   int64_t time = 0;
-  const std::string* key = nullptr;
   Owner* owner = nullptr;
-  int64_t start = 0;
-  int64_t end = 0;
+  int64_t start = 0;  // of the window the timer is for
   TimerKind kind = TimerKind::kFire;
+
+  const std::string& key() const { return *owner->name; }
 };
 
 template <typename Owner>
@@ -42,40 +47,50 @@ class TimerQueue {
  public:
   using Entry = Timer<Owner>;
 
+  // The memory a timer waiting in its bucket takes.
+  static constexpr size_t kBytesPerTimer = 32;
+
   bool empty() const { return ready_.empty() && heap_.empty(); }
   size_t size() const { return ready_.size() + pending_; }
-
-  // The time of the next timer. Not for an empty queue.
-  int64_t next_time() const {
-    return !ready_.empty() ? ready_.back().timer.time : heap_.front().time;
+  // Buckets of timers not yet due: one per time, but for times that fell
+  // out of the cache.
+  size_t buckets() const { return heap_.size(); }
+  // The memory the queue takes, about: its timers, and per time its bucket
+  // and heap entry.
+  size_t bytes() const {
+    return pending_ * kBytesPerTimer + ready_.size() * sizeof(Due) +
+           buckets_.capacity() * sizeof(Bucket) + heap_.capacity() * sizeof(HeapEntry);
   }
 
+  // The time of the next timer. Not for an empty queue.
+  int64_t next_time() const { return !ready_.empty() ? ready_.back().time : heap_.front().time; }
+
   void Push(const Entry& timer) {
-    const Slot slot{timer, Prefix(*timer.key)};
-    if (!ready_.empty() && timer.time <= ready_.front().timer.time) {
+    const Slot slot{timer.owner, timer.start, Prefix(timer.key()), timer.kind};
+    if (!ready_.empty() && timer.time <= ready_.front().time) {
       // Due with (or before) the timers being taken out: into their order,
       // after equal ones. (Every bucket's time is later than all of theirs.)
       // Timers pushed while due ones are taken out mostly come next, at the
       // back, where an insert moves nothing.
+      const Due due{timer.time, slot};
       auto at = std::partition_point(ready_.begin(), ready_.end(),
-                                     [&](const Slot& s) { return Before(slot, s); });
-      ready_.insert(at, slot);
+                                     [&](const Due& d) { return Before(due, d); });
+      ready_.insert(at, due);
       return;
     }
     ++pending_;
-    for (const CacheEntry& c : cache_) {
-      if (c.bucket != kNone && c.time == timer.time) {
-        Bucket& bucket = buckets_[c.bucket];
-        if (bucket.size++ == 0) {
-          bucket.first = slot;
-        } else {
-          bucket.more.push_back(slot);
-        }
-        return;
-      }
+    // The cache's set of the time holds its two latest times, the latest
+    // first.
+    CacheEntry* set = &cache_[CacheSet(timer.time)];
+    if (set[0].bucket != kNone && set[0].time == timer.time) {
+      buckets_[set[0].bucket].Add(slot);
+      return;
     }
-    // A new bucket (there may be another of the same time that fell out of
-    // the cache; Refill merges them).
+    if (set[1].bucket != kNone && set[1].time == timer.time) {
+      std::swap(set[0], set[1]);
+      buckets_[set[0].bucket].Add(slot);
+      return;
+    }
     uint32_t b;
     if (!free_.empty()) {
       b = free_.back();
@@ -84,37 +99,36 @@ class TimerQueue {
       b = static_cast<uint32_t>(buckets_.size());
       buckets_.emplace_back();
     }
-    buckets_[b].size = 1;
-    buckets_[b].first = slot;
+    buckets_[b].Add(slot);
     heap_.push_back(HeapEntry{timer.time, b});
     std::push_heap(heap_.begin(), heap_.end(), Later);
-    cache_[cache_next_] = CacheEntry{timer.time, b};
-    cache_next_ = (cache_next_ + 1) % cache_.size();
+    set[1] = set[0];
+    set[0] = CacheEntry{timer.time, b};
   }
 
   // The owner of the timer `ahead` places after the next one, if it is known
   // already (among the due timers taken out of their buckets), else nullptr:
   // for prefetching the state the coming timers will touch.
   Owner* OwnerAhead(size_t ahead) const {
-    return ahead < ready_.size() ? ready_[ready_.size() - 1 - ahead].timer.owner : nullptr;
+    return ahead < ready_.size() ? ready_[ready_.size() - 1 - ahead].slot.owner : nullptr;
   }
 
   // The next timer, left in the queue. Not for an empty queue.
-  const Entry& Peek() {
+  Entry Peek() {
     if (ready_.empty()) Refill();
-    return ready_.back().timer;
+    return ready_.back().timer();
   }
 
   // Takes out the next timer. Not for an empty queue.
   Entry Pop() {
     if (ready_.empty()) Refill();
-    const Entry next = ready_.back().timer;
+    const Entry next = ready_.back().timer();
     ready_.pop_back();
     // A large due list shrinks as it is taken out (the next time's timers
     // are meanwhile pushed into buckets of their own): down to a quarter,
     // the rest is moved to a buffer of its size.
     if (ready_.capacity() > kKeepCapacity && ready_.size() < ready_.capacity() / 4) {
-      std::vector<Slot>(ready_.begin(), ready_.end()).swap(ready_);
+      std::vector<Due>(ready_.begin(), ready_.end()).swap(ready_);
     }
     return next;
   }
@@ -124,16 +138,17 @@ class TimerQueue {
   template <typename Pred>
   void RemoveIf(Pred&& pred) {
     ready_.erase(
-        std::remove_if(ready_.begin(), ready_.end(), [&](const Slot& s) { return pred(s.timer); }),
+        std::remove_if(ready_.begin(), ready_.end(), [&](const Due& d) { return pred(d.timer()); }),
         ready_.end());
     std::vector<HeapEntry> kept;
     kept.reserve(heap_.size());
     for (const HeapEntry& h : heap_) {
       Bucket& bucket = buckets_[h.bucket];
       const size_t before = bucket.size;
+      auto gone = [&](const Slot& s) { return pred(s.timer(h.time)); };
       SlotList& more = bucket.more;
-      more.EraseIf([&](const Slot& s) { return pred(s.timer); });
-      if (pred(bucket.first.timer)) {
+      more.EraseIf(gone);
+      if (gone(bucket.first)) {
         if (more.empty()) {
           bucket.size = 0;
         } else {
@@ -160,9 +175,22 @@ class TimerQueue {
   static constexpr size_t kKeepCapacity = 4096;
   static constexpr uint32_t kPlaced = UINT32_MAX;
 
+  // A timer in a bucket, whose time is the bucket's.
   struct Slot {
-    Entry timer;
+    Owner* owner = nullptr;
+    int64_t start = 0;
     uint64_t prefix = 0;  // the key's first 8 bytes, big-endian, zero-padded
+    TimerKind kind = TimerKind::kFire;
+
+    Entry timer(int64_t time) const { return Entry{time, owner, start, kind}; }
+  };
+  static_assert(sizeof(Slot) == kBytesPerTimer);
+  // A due timer, taken out of its bucket.
+  struct Due {
+    int64_t time = 0;
+    Slot slot;
+
+    Entry timer() const { return slot.timer(time); }
   };
   // A bucket's timers after its first: one vector while there are few; past
   // kChunk, fixed chunks of kChunk, each full but the last. So the timers of
@@ -173,28 +201,29 @@ class TimerQueue {
    public:
     static constexpr size_t kChunk = 4096;
 
-    size_t size() const { return size_; }
-    bool empty() const { return size_ == 0; }
+    size_t size() const {
+      return chunks_.empty() ? 0 : (chunks_.size() - 1) * kChunk + chunks_.back().size();
+    }
+    bool empty() const { return size() == 0; }
     void push_back(const Slot& slot) {
       if (chunks_.empty() || chunks_.back().size() == kChunk) {
         chunks_.emplace_back();
         if (chunks_.size() > 1) chunks_.back().reserve(kChunk);
       }
       chunks_.back().push_back(slot);
-      ++size_;
     }
     const Slot& back() const { return chunks_.back().back(); }
     void pop_back() {
       chunks_.back().pop_back();
-      --size_;
       if (chunks_.back().empty() && chunks_.size() > 1) chunks_.pop_back();
     }
     // Removes the slots for which pred(const Slot&) is true, keeping the
     // others in order, in place.
     template <typename Pred>
     void EraseIf(Pred&& pred) {
+      const size_t n = size();
       size_t kept = 0;
-      for (size_t i = 0; i < size_; ++i) {
+      for (size_t i = 0; i < n; ++i) {
         const Slot& slot = at(i);
         if (pred(slot)) continue;
         if (kept != i) at(kept) = slot;
@@ -202,13 +231,13 @@ class TimerQueue {
       }
       chunks_.resize((kept + kChunk - 1) / kChunk);
       if (!chunks_.empty()) chunks_.back().resize(kept - (chunks_.size() - 1) * kChunk);
-      size_ = kept;
     }
-    // Appends every slot to `out` and empties the list: a small one keeps
-    // its vector for reuse; chunks are given back as they are copied.
-    void MoveTo(std::vector<Slot>* out) {
+    // Appends every slot, at `time`, to `out` and empties the list: a small
+    // one keeps its vector for reuse; chunks are given back as they are
+    // copied.
+    void MoveTo(int64_t time, std::vector<Due>* out) {
       for (std::vector<Slot>& chunk : chunks_) {
-        out->insert(out->end(), chunk.begin(), chunk.end());
+        for (const Slot& s : chunk) out->push_back(Due{time, s});
         if (chunks_.size() > 1) std::vector<Slot>().swap(chunk);
       }
       if (chunks_.size() > 1) {
@@ -216,14 +245,12 @@ class TimerQueue {
       } else if (!chunks_.empty()) {
         chunks_.front().clear();
       }
-      size_ = 0;
     }
 
    private:
     Slot& at(size_t i) { return chunks_[i / kChunk][i % kChunk]; }
 
     std::vector<std::vector<Slot>> chunks_;
-    size_t size_ = 0;
   };
 
   // The timers of one time. The first is inline: most times of a session
@@ -232,6 +259,14 @@ class TimerQueue {
     size_t size = 0;
     Slot first;
     SlotList more;
+
+    void Add(const Slot& slot) {
+      if (size++ == 0) {
+        first = slot;
+      } else {
+        more.push_back(slot);
+      }
+    }
   };
   struct HeapEntry {
     int64_t time;
@@ -245,6 +280,13 @@ class TimerQueue {
     int64_t time = 0;
     uint32_t bucket = kNone;
   };
+  // Sets of two: the times of a sliding job's windows, a stride apart, fall
+  // in different sets (Fibonacci hashing spreads an arithmetic progression).
+  static constexpr int kCacheSetBits = 7;
+  static size_t CacheSet(int64_t time) {
+    return 2 * static_cast<size_t>((static_cast<uint64_t>(time) * 0x9E3779B97F4A7C15ull) >>
+                                   (64 - kCacheSetBits));
+  }
   static bool Later(const HeapEntry& a, const HeapEntry& b) { return a.time > b.time; }
 
   // Orders keys as std::string::compare does (bytes as unsigned, then
@@ -257,21 +299,25 @@ class TimerQueue {
     return p;
   }
 
-  static bool Before(const Slot& a, const Slot& b) {
-    if (a.timer.time != b.timer.time) return a.timer.time < b.timer.time;
-    if (a.prefix != b.prefix) return a.prefix < b.prefix;
-    if (a.timer.key != b.timer.key) {
-      const int c = a.timer.key->compare(*b.timer.key);
+  static bool Before(const Due& a, const Due& b) {
+    if (a.time != b.time) return a.time < b.time;
+    if (a.slot.prefix != b.slot.prefix) return a.slot.prefix < b.slot.prefix;
+    if (a.slot.owner != b.slot.owner) {
+      const int c = a.slot.owner->name->compare(*b.slot.owner->name);
       if (c != 0) return c < 0;
     }
-    if (a.timer.start != b.timer.start) return a.timer.start < b.timer.start;
-    return a.timer.kind < b.timer.kind;
+    if (a.slot.start != b.slot.start) return a.slot.start < b.slot.start;
+    return a.slot.kind < b.slot.kind;
   }
 
   // Moves every bucket of the earliest time to ready_, sorted.
   void Refill() {
-    cache_.fill(CacheEntry{});
     const int64_t time = heap_.front().time;
+    // The cache's buckets of that time are freed here: it forgets them.
+    CacheEntry* set = &cache_[CacheSet(time)];
+    for (int way = 0; way < 2; ++way) {
+      if (set[way].time == time) set[way] = CacheEntry{};
+    }
     size_t total = 0;
     due_buckets_.clear();
     while (!heap_.empty() && heap_.front().time == time) {
@@ -285,21 +331,21 @@ class TimerQueue {
     ready_.clear();
     if (ready_.capacity() < total ||
         (ready_.capacity() > kKeepCapacity && ready_.capacity() > 2 * total)) {
-      std::vector<Slot>().swap(ready_);
+      std::vector<Due>().swap(ready_);
     }
     ready_.reserve(total);
     for (const uint32_t b : due_buckets_) {
       Bucket& bucket = buckets_[b];
       pending_ -= bucket.size;
-      ready_.push_back(bucket.first);
-      bucket.more.MoveTo(&ready_);
+      ready_.push_back(Due{time, bucket.first});
+      bucket.more.MoveTo(time, &ready_);
       bucket.size = 0;
       free_.push_back(b);
     }
     // Sorts 16-byte (prefix, position) pairs rather than whole timers; only
     // keys with equal prefixes are compared in full.
     order_.resize(ready_.size());
-    for (uint32_t i = 0; i < ready_.size(); ++i) order_[i] = SortKey{ready_[i].prefix, i};
+    for (uint32_t i = 0; i < ready_.size(); ++i) order_[i] = SortKey{ready_[i].slot.prefix, i};
     std::sort(order_.begin(), order_.end(), [this](const SortKey& a, const SortKey& b) {
       if (a.prefix != b.prefix) return a.prefix < b.prefix;
       return Before(ready_[a.index], ready_[b.index]);
@@ -316,7 +362,7 @@ class TimerQueue {
     // buffer, and the order given back.
     for (size_t start = 0; start < n; ++start) {
       if (order_[n - 1 - start].index == kPlaced) continue;
-      const Slot first = ready_[start];
+      const Due first = ready_[start];
       size_t at = start;
       for (;;) {
         SortKey& from = order_[n - 1 - at];  // ready_[at] takes ready_[from.index]
@@ -334,18 +380,17 @@ class TimerQueue {
   }
 
   std::vector<Bucket> buckets_;
-  std::vector<HeapEntry> heap_;  // earliest time first
+  std::vector<HeapEntry> heap_;  // earliest time first; one entry per bucket in use
   std::vector<uint32_t> free_;   // bucket indices to reuse
   size_t pending_ = 0;           // timers in buckets
-  // The buckets pushes went to last: pushes come in runs of few times.
-  std::array<CacheEntry, 4> cache_{};
-  size_t cache_next_ = 0;
+  // The buckets of recent times, in sets of two by time (CacheSet).
+  std::array<CacheEntry, 2 << kCacheSetBits> cache_{};
   // The earliest time's timers not yet taken out, sorted last first: the
   // next is at the back.
-  std::vector<Slot> ready_;
+  std::vector<Due> ready_;
   std::vector<SortKey> order_;  // for Refill
   std::vector<uint32_t> due_buckets_;
-  std::vector<Slot> sorted_;
+  std::vector<Due> sorted_;
 };
 
 }  // namespace sluice::engine

@@ -22,7 +22,7 @@ void WindowOperator::AddToWindow(WindowState& win, const DecodedEvent& ev, int64
   const auto& aggs = plan_.aggregates();
   for (size_t a = 0; a < aggs.size(); ++a) {
     Value v = aggs[a].field_slot ? ev.fields[*aggs[a].field_slot] : Value::Bool(true);
-    win.accs[a].Add(v, ev.event_time, offset);  // duration() reads the time
+    win.acc(a).Add(v, ev.event_time, offset);  // duration() reads the time
   }
   win.changed = true;
 }
@@ -31,16 +31,13 @@ WindowState WindowOperator::NewWindow(int64_t start, int64_t end) {
   WindowState win;
   win.start = start;
   win.end = end;
-  const auto& aggs = plan_.aggregates();
+  std::unique_ptr<Accumulator[]> spare;
   if (!spare_accs_.empty()) {
     // Reuse a purged window's accumulators.
-    win.accs = std::move(spare_accs_.back());
+    spare = std::move(spare_accs_.back());
     spare_accs_.pop_back();
-    for (size_t a = 0; a < aggs.size(); ++a) win.accs[a].Reset(aggs[a].fn);
-    return win;
   }
-  win.accs.reserve(aggs.size());
-  for (const AggregateDef& a : aggs) win.accs.emplace_back(a.fn);
+  win.InitAccs(plan_.aggregates(), std::move(spare));
   return win;
 }
 
@@ -51,7 +48,7 @@ void WindowOperator::UpdateWindow(KeyState& ks, const DecodedEvent& ev, int64_t 
   if (it == ks.windows.end() || it->start != w.start) {
     it = ks.windows.insert(it, NewWindow(w.start, w.end));
     ++open_windows_;
-    PushTimer(timers_, ks, w.end - 1, w.start, w.end, TimerKind::kFire);
+    PushTimer(timers_, ks, w.end - 1, w.start, TimerKind::kFire);
   }
   AddToWindow(*it, ev, offset);
   AfterUpdate(ev.key, *it, watermark);
@@ -70,7 +67,7 @@ void WindowOperator::UpdateSession(KeyState& ks, const DecodedEvent& ev, int64_t
     if (start != w.start || new_end != w.end) {
       w.start = start;
       w.end = new_end;
-      PushTimer(timers_, ks, w.end - 1, w.start, w.end, TimerKind::kFire);
+      PushTimer(timers_, ks, w.end - 1, w.start, TimerKind::kFire);
     }
     AddToWindow(w, ev, offset);
     AfterUpdate(ev.key, w, watermark);
@@ -84,12 +81,12 @@ void WindowOperator::UpdateSession(KeyState& ks, const DecodedEvent& ev, int64_t
     merged.fired = merged.fired || w.fired;
     merged.changed = merged.changed || w.changed;
     merged.revision = std::max(merged.revision, w.revision);
-    for (size_t a = 0; a < merged.accs.size(); ++a) merged.accs[a].Merge(w.accs[a]);
+    for (size_t a = 0; a < merged.num_accs(); ++a) merged.acc(a).Merge(w.acc(a));
   }
   wins.erase(wins.begin() + m.first, wins.begin() + m.last);
   auto it = wins.insert(wins.begin() + m.first, std::move(merged));
   open_windows_ = open_windows_ + 1 - (m.last - m.first);
-  PushTimer(timers_, ks, it->end - 1, it->start, it->end, TimerKind::kFire);
+  PushTimer(timers_, ks, it->end - 1, it->start, TimerKind::kFire);
   AddToWindow(*it, ev, offset);
   AfterUpdate(ev.key, *it, watermark);
 }
@@ -98,16 +95,15 @@ bool WindowOperator::OnTimer(KeyState& ks, std::string_view key, WindowState& wi
   if (kind == TimerKind::kFire) {
     if (!win.fired || win.changed) Emit(key, win);
     if (lateness_ > 0) {
-      PushTimer(timers_, ks, SaturatingAdd(win.end - 1, lateness_), win.start, win.end,
-                TimerKind::kPurge);
+      PushTimer(timers_, ks, TimerTime(win, TimerKind::kPurge), win.start, TimerKind::kPurge);
       return false;
     }
   }
   // Accumulators on the heap are kept for the next window, up to a bound
   // (when every key's window closes at once, the next ones do not all open
-  // at once); inline ones cost nothing to build again.
-  if (win.accs.capacity() > win.accs.static_capacity && spare_accs_.size() < kMaxSpareAccs) {
-    spare_accs_.push_back(std::move(win.accs));
+  // at once); the inline one costs nothing to build again.
+  if (win.num_accs() > 1 && spare_accs_.size() < kMaxSpareAccs) {
+    spare_accs_.push_back(win.ReleaseRest());
   }
   ks.windows.erase(ks.windows.begin() + (&win - ks.windows.data()));
   --open_windows_;
@@ -116,8 +112,8 @@ bool WindowOperator::OnTimer(KeyState& ks, std::string_view key, WindowState& wi
 
 void WindowOperator::OnRestored(KeyState& ks) {
   open_windows_ += ks.windows.size();
-  ForEachTimer(ks, [&](int64_t time, int64_t start, int64_t end, TimerKind kind) {
-    PushTimer(timers_, ks, time, start, end, kind);
+  ForEachTimer(ks, [&](int64_t time, int64_t start, TimerKind kind) {
+    PushTimer(timers_, ks, time, start, kind);
   });
 }
 
@@ -127,7 +123,7 @@ void WindowOperator::Emit(std::string_view key, WindowState& win) {
   win.changed = false;
   if (update) ++win.revision;
   const auto& aggs = plan_.aggregates();
-  for (size_t a = 0; a < aggs.size(); ++a) values_[a] = win.accs[a].Result();
+  for (size_t a = 0; a < aggs.size(); ++a) values_[a] = win.acc(a).Result();
   const std::span<const Value> values(values_.data(), aggs.size());
   if (plan_.having() && !plan_.having()->EvalBool(EvalInput{{}, values, {}}, scratch_)) return;
   ++counters_.window_results;

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -77,11 +78,13 @@ class WindowOperator {
     });
   }
 
-  // The window of `ks` a timer refers to, or nullptr if it was merged away
-  // or purged already.
-  static WindowState* Find(KeyState& ks, int64_t start, int64_t end) {
+  // The window of `ks` a kFire or kPurge timer refers to, or nullptr if it
+  // was merged away or purged already. A timer does not hold its window's
+  // end: a window is the one of its start whose timer of that kind is due
+  // at the timer's time (a session that grew has a later one).
+  WindowState* Find(KeyState& ks, const KeyTimer& timer) const {
     for (WindowState& w : ks.windows) {
-      if (w.start == start && w.end == end) return &w;
+      if (w.start == timer.start && TimerTime(w, timer.kind) == timer.time) return &w;
     }
     return nullptr;
   }
@@ -97,17 +100,14 @@ class WindowOperator {
   // A key's windows leave memory (their timers are taken out by the caller).
   void OnEvicted(const KeyState& ks) { open_windows_ -= ks.windows.size(); }
 
-  // Calls f(time, start, end, kind) for each timer a key's windows need: the
+  // Calls f(time, start, kind) for each timer a key's windows need: the
   // ones a restore sets. The timers in memory may hold more (of windows
   // merged away or fired since), which fire as nothing.
   template <typename F>
   void ForEachTimer(const KeyState& ks, F&& f) const {
     for (const WindowState& w : ks.windows) {
-      if (!w.fired || w.changed) {
-        f(w.end - 1, w.start, w.end, TimerKind::kFire);
-      } else {
-        f(SaturatingAdd(w.end - 1, lateness_), w.start, w.end, TimerKind::kPurge);
-      }
+      const TimerKind kind = !w.fired || w.changed ? TimerKind::kFire : TimerKind::kPurge;
+      f(TimerTime(w, kind), w.start, kind);
     }
   }
 
@@ -115,6 +115,11 @@ class WindowOperator {
   size_t open_windows() const { return open_windows_; }
 
  private:
+  // When a window's timer of `kind` is due: it fires at its last
+  // millisecond, and is purged allowed_lateness later.
+  int64_t TimerTime(const WindowState& w, TimerKind kind) const {
+    return kind == TimerKind::kFire ? w.end - 1 : SaturatingAdd(w.end - 1, lateness_);
+  }
   // A window [.., end) takes no more events once the watermark reaches
   // end - 1 + allowed_lateness.
   bool Expired(int64_t end, int64_t watermark) const {
@@ -143,8 +148,9 @@ class WindowOperator {
 
   size_t open_windows_ = 0;  // over all keys
   static constexpr size_t kMaxSpareAccs = 4096;
-  std::vector<Accumulators> spare_accs_;  // of purged windows, for reuse
-  std::vector<Value> values_;             // the aggregate results of the window being emitted
+  // Of purged windows (their accumulators beyond the first), for reuse.
+  std::vector<std::unique_ptr<Accumulator[]>> spare_accs_;
+  std::vector<Value> values_;  // the aggregate results of the window being emitted
 };
 
 }  // namespace sluice::engine

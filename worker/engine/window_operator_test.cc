@@ -64,8 +64,8 @@ struct Fixture {
     while (!timers.empty() && timers.next_time() <= watermark) {
       const KeyTimer t = timers.Pop();
       --t.owner->timers;
-      if (WindowState* w = windows.Find(*t.owner, t.start, t.end)) {
-        windows.OnTimer(*t.owner, *t.key, *w, t.kind);
+      if (WindowState* w = windows.Find(*t.owner, t)) {
+        windows.OnTimer(*t.owner, t.key(), *w, t.kind);
       }
     }
   }
@@ -126,12 +126,34 @@ TEST_CASE("without allowed lateness a window purges when it fires") {
   Fixture f(spec);
   REQUIRE(f.Add("u1", 1 * kSec));
   KeyState& ks = f.Key("u1");
-  WindowState* w = f.windows.Find(ks, 0, 60 * kSec);
+  const KeyTimer fire{60 * kSec - 1, &ks, 0, TimerKind::kFire};
+  WindowState* w = f.windows.Find(ks, fire);
   REQUIRE(w != nullptr);
   REQUIRE(f.windows.OnTimer(ks, "u1", *w, TimerKind::kFire));  // purged
   REQUIRE(f.Output().size() == 1);
   REQUIRE(f.windows.open_windows() == 0);
-  REQUIRE(f.windows.Find(ks, 0, 60 * kSec) == nullptr);
+  REQUIRE(f.windows.Find(ks, fire) == nullptr);
+}
+
+TEST_CASE(
+    "a timer finds its window by the window's start and the time its timer of that kind is due") {
+  proto::JobSpec spec = CountSpec();
+  spec.mutable_window()->set_tumbling_ms(60 * kSec);
+  spec.mutable_window()->set_allowed_lateness_ms(10 * kSec);
+  Fixture f(spec);
+  REQUIRE(f.Add("u1", 1 * kSec));
+  REQUIRE(f.Add("u1", 61 * kSec));
+  KeyState& ks = f.Key("u1");
+  auto find = [&](int64_t time, int64_t start, TimerKind kind) {
+    return f.windows.Find(ks, KeyTimer{time, &ks, start, kind});
+  };
+  REQUIRE(find(60 * kSec - 1, 0, TimerKind::kFire) == &ks.windows[0]);
+  REQUIRE(find(70 * kSec - 1, 0, TimerKind::kPurge) == &ks.windows[0]);
+  REQUIRE(find(120 * kSec - 1, 60 * kSec, TimerKind::kFire) == &ks.windows[1]);
+  // Another window's time, or the other kind's.
+  REQUIRE(find(120 * kSec - 1, 0, TimerKind::kFire) == nullptr);
+  REQUIRE(find(60 * kSec - 1, 0, TimerKind::kPurge) == nullptr);
+  REQUIRE(find(70 * kSec - 1, 0, TimerKind::kFire) == nullptr);
 }
 
 TEST_CASE("an event joins every sliding window that still takes events") {
@@ -204,8 +226,7 @@ TEST_CASE("restored windows get their fire or purge timers back") {
     w.start = start;
     w.end = start + 60 * kSec;
     w.fired = start == 0;  // fired, nothing new: waits for its purge
-    w.accs.emplace_back(AggFn::kCount);
-    w.accs[0].Add(Value::Bool(true), start, 0);
+    w.AddAcc(AggFn::kCount).Add(Value::Bool(true), start, 0);
     ks.windows.push_back(std::move(w));
   }
   f.windows.OnRestored(ks);
