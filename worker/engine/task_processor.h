@@ -51,7 +51,10 @@ namespace sluice::engine {
 // A task's state in memory against its budget (SetStateMemoryBudget).
 struct StateMemoryStats {
   size_t budget_bytes = 0;    // 0: none
-  size_t resident_bytes = 0;  // the estimate the budget is held to
+  // The estimate the budget is held to: the state in memory, and the
+  // checkpoint's batch being built or room for the next (as large as the
+  // last, up to half the budget).
+  size_t resident_bytes = 0;
   size_t resident_keys = 0;
   size_t spilled_keys = 0;  // keys the spill store holds
   int64_t evicted = 0;      // keys moved out of memory, in all
@@ -126,7 +129,8 @@ class TaskProcessor {
   // timers, and are read back at their next event or due timer
   // (state_spill.h). `spill` must be empty and outlive the processor; the
   // estimate counts keys, windows, timers, dedup values and rolling-rule
-  // events, not the values of count_distinct or new_value.
+  // events, not the values of count_distinct or new_value, and the
+  // checkpoint's batch (StateMemoryStats::resident_bytes).
   // Call before Restore and the first batch; SetStateMemoryBudget may
   // change the budget later. Output does not depend on the budget.
   void SetStateSpill(StateStore* spill, size_t budget_bytes);
