@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <initializer_list>
 #include <map>
 #include <random>
 #include <span>
@@ -254,23 +255,28 @@ TEST_CASE("a state memory budget changes neither output nor checkpoints") {
   }
 }
 
+// Feeds each run the same 100 events of 100 new keys, the `round`th
+// hundred, at offsets from *offset on.
+void FeedNewKeys(std::initializer_list<Run*> runs, int round, int64_t* offset) {
+  std::vector<std::string> batch;
+  for (int i = 0; i < 100; ++i) {
+    batch.push_back(
+        testing::Event("user-" + std::to_string(round * 100 + i), 1'700'000'000'000 + round));
+  }
+  for (Run* r : runs) r->Feed(batch, *offset);
+  *offset += static_cast<int64_t>(batch.size());
+}
+
 TEST_CASE("the budget holds the estimate near it while keys stream in") {
   proto::JobSpec spec = testing::TumblingCountSpec("many");
   spec.mutable_window()->set_tumbling_ms(3'600'000);
   Run plain(spec, 0);
   const size_t budget = 200'000;
   Run bounded(spec, budget);
-  std::vector<std::string> batch;
   size_t peak = 0;
   int64_t offset = 0;
   for (int round = 0; round < 100; ++round) {
-    batch.clear();
-    for (int i = 0; i < 100; ++i) {
-      batch.push_back(
-          testing::Event("user-" + std::to_string(round * 100 + i), 1'700'000'000'000 + round));
-    }
-    for (Run* r : {&plain, &bounded}) r->Feed(batch, offset);
-    offset += static_cast<int64_t>(batch.size());
+    FeedNewKeys({&plain, &bounded}, round, &offset);
     peak = std::max(peak, bounded.task().state_memory().resident_bytes);
   }
   const StateMemoryStats m = bounded.task().state_memory();
@@ -296,17 +302,10 @@ TEST_CASE("the budget keeps room in memory for a checkpoint's batch") {
   const size_t budget = 200'000;
   Run checkpointed(spec, budget);
   Run plain(spec, budget);
-  std::vector<std::string> batch;
   int64_t offset = 0;
   size_t largest_batch = 0;
   for (int round = 0; round < 30; ++round) {
-    batch.clear();
-    for (int i = 0; i < 100; ++i) {
-      batch.push_back(
-          testing::Event("user-" + std::to_string(round * 100 + i), 1'700'000'000'000 + round));
-    }
-    for (Run* r : {&checkpointed, &plain}) r->Feed(batch, offset);
-    offset += static_cast<int64_t>(batch.size());
+    FeedNewKeys({&checkpointed, &plain}, round, &offset);
     if (round % 10 == 9) {
       WriteBatch changes;
       REQUIRE(checkpointed.task().Snapshot(checkpointed.checkpoints(), &changes).ok());
