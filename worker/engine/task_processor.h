@@ -50,7 +50,7 @@ namespace sluice::engine {
 
 // A task's state in memory against its budget (SetStateMemoryBudget).
 struct StateMemoryStats {
-  size_t budget_bytes = 0;    // 0: none
+  size_t budget_bytes = 0;  // 0: none
   // The estimate the budget is held to: the state in memory, and the
   // checkpoint's batch being built or room for the next (as large as the
   // last, up to half the budget).
