@@ -20,6 +20,33 @@ WindowState::WindowState(const WindowState& other)
   }
 }
 
+WindowState::WindowState(WindowState&& other) noexcept
+    : start(other.start),
+      end(other.end),
+      revision(other.revision),
+      fired(other.fired),
+      changed(other.changed),
+      num_accs_(other.num_accs_),
+      first_(std::move(other.first_)),
+      rest_(std::move(other.rest_)) {
+  if (other.num_accs_ > 1) other.num_accs_ = 1;
+}
+
+WindowState& WindowState::operator=(WindowState&& other) noexcept {
+  if (this != &other) {
+    start = other.start;
+    end = other.end;
+    revision = other.revision;
+    fired = other.fired;
+    changed = other.changed;
+    num_accs_ = other.num_accs_;
+    first_ = std::move(other.first_);
+    rest_ = std::move(other.rest_);
+    if (other.num_accs_ > 1) other.num_accs_ = 1;
+  }
+  return *this;
+}
+
 WindowState& WindowState::operator=(const WindowState& other) {
   if (this != &other) *this = WindowState(other);
   return *this;

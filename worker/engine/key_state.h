@@ -36,8 +36,9 @@ struct WindowState {
   WindowState() = default;
   WindowState(const WindowState& other);
   WindowState& operator=(const WindowState& other);
-  WindowState(WindowState&&) noexcept = default;
-  WindowState& operator=(WindowState&&) noexcept = default;
+  // A moved-from window keeps at most its inline accumulator.
+  WindowState(WindowState&& other) noexcept;
+  WindowState& operator=(WindowState&& other) noexcept;
 
   // Its accumulators, one per aggregate of the job, in the job's order.
   size_t num_accs() const { return num_accs_; }

@@ -666,8 +666,8 @@ class TaskProcessor::Impl {
   std::vector<KeyState*> snapshot_keys_;
   size_t snapshot_next_ = 0;
   WriteBatch snapshot_batch_;
-  // The memory the budget keeps for a checkpoint's batch: the last one's
-  // size, up to half the budget (a first checkpoint holds every key).
+  // The size of the last checkpoint's batch: the budget keeps room for the
+  // next (ResidentBytes).
   size_t checkpoint_reserve_ = 0;
   std::string encode_buf_;
   // Chunks whose events have all expired since the last barrier: the next
@@ -760,9 +760,12 @@ size_t TaskProcessor::Impl::ResidentBytes() const {
   }
   bytes += filter_.bytes();
   // The checkpoint's batch: the one being built, or room for the next, as
-  // large as the last (which the caller may still be writing). So the keys
-  // in memory make room for it, and it is not on top of the budget.
-  bytes += std::max(snapshot_open_ ? snapshot_batch_.bytes() : 0, checkpoint_reserve_);
+  // large as the last (which the caller may still be writing), up to half
+  // the budget. So the keys in memory make room for it, and it is not on
+  // top of the budget. (A first checkpoint, which holds every key, can be
+  // larger than the budget: moving keys out would not make it smaller.)
+  bytes += std::min(std::max(snapshot_open_ ? snapshot_batch_.bytes() : 0, checkpoint_reserve_),
+                    budget_ / 2);
   return bytes;
 }
 
@@ -1076,7 +1079,7 @@ bool TaskProcessor::Impl::SnapshotStep(size_t max_keys) {
 }
 
 void TaskProcessor::Impl::TakeSnapshot(WriteBatch* batch) {
-  checkpoint_reserve_ = std::min(snapshot_batch_.bytes(), budget_ / 2);
+  checkpoint_reserve_ = snapshot_batch_.bytes();
   *batch = std::move(snapshot_batch_);
   snapshot_batch_ = WriteBatch();
   snapshot_keys_.clear();

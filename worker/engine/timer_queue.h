@@ -56,9 +56,10 @@ class TimerQueue {
   // out of the cache.
   size_t buckets() const { return heap_.size(); }
   // The memory the queue takes, about: its timers, and per time its bucket
-  // and heap entry.
+  // (with its first timer) and heap entry. Buckets once used are kept for
+  // reuse, and counted.
   size_t bytes() const {
-    return pending_ * kBytesPerTimer + ready_.size() * sizeof(Due) +
+    return (pending_ - heap_.size()) * kBytesPerTimer + ready_.size() * sizeof(Due) +
            buckets_.capacity() * sizeof(Bucket) + heap_.capacity() * sizeof(HeapEntry);
   }
 

@@ -193,6 +193,12 @@ TEST_CASE("an event between two sessions merges them into one") {
   REQUIRE(ks.windows.size() == 1);
   CHECK(ks.windows[0].start == 0);
   CHECK(ks.windows[0].end == 35 * kSec);
+  // A timer of the first session, which had the merged one's start, finds
+  // nothing; the merged one's does.
+  KeyState& key = f.Key("u1");
+  REQUIRE(f.windows.Find(key, KeyTimer{10 * kSec - 1, &key, 0, TimerKind::kFire}) == nullptr);
+  REQUIRE(f.windows.Find(key, KeyTimer{35 * kSec - 1, &key, 0, TimerKind::kFire}) ==
+          &key.windows[0]);
   // The timers of the merged sessions find no window; the merged one fires.
   f.Advance(35 * kSec - 1);
   auto out = f.Output();
