@@ -6,50 +6,38 @@ namespace sluice::engine {
 
 static_assert(sizeof(WindowState) == 64, "a window is one cache line");
 
-WindowState::WindowState(const WindowState& other)
-    : start(other.start),
-      end(other.end),
-      revision(other.revision),
-      fired(other.fired),
-      changed(other.changed),
-      num_accs_(other.num_accs_),
-      first_(other.first_) {
+WindowState::WindowState(const WindowState& other) { *this = other; }
+
+WindowState::WindowState(WindowState&& other) noexcept { *this = std::move(other); }
+
+WindowState& WindowState::operator=(const WindowState& other) {
+  if (this == &other) return *this;
+  CopyFields(other);
+  first_ = other.first_;
+  rest_.reset();
   if (num_accs_ > 1) {
     rest_ = std::make_unique<Accumulator[]>(num_accs_ - 1);
     for (size_t i = 0; i + 1 < num_accs_; ++i) rest_[i] = other.rest_[i];
   }
-}
-
-WindowState::WindowState(WindowState&& other) noexcept
-    : start(other.start),
-      end(other.end),
-      revision(other.revision),
-      fired(other.fired),
-      changed(other.changed),
-      num_accs_(other.num_accs_),
-      first_(std::move(other.first_)),
-      rest_(std::move(other.rest_)) {
-  if (other.num_accs_ > 1) other.num_accs_ = 1;
+  return *this;
 }
 
 WindowState& WindowState::operator=(WindowState&& other) noexcept {
-  if (this != &other) {
-    start = other.start;
-    end = other.end;
-    revision = other.revision;
-    fired = other.fired;
-    changed = other.changed;
-    num_accs_ = other.num_accs_;
-    first_ = std::move(other.first_);
-    rest_ = std::move(other.rest_);
-    if (other.num_accs_ > 1) other.num_accs_ = 1;
-  }
+  if (this == &other) return *this;
+  CopyFields(other);
+  first_ = std::move(other.first_);
+  rest_ = std::move(other.rest_);
+  if (other.num_accs_ > 1) other.num_accs_ = 1;
   return *this;
 }
 
-WindowState& WindowState::operator=(const WindowState& other) {
-  if (this != &other) *this = WindowState(other);
-  return *this;
+void WindowState::CopyFields(const WindowState& other) {
+  start = other.start;
+  end = other.end;
+  revision = other.revision;
+  fired = other.fired;
+  changed = other.changed;
+  num_accs_ = other.num_accs_;
 }
 
 Accumulator& WindowState::AddAcc(AggFn fn) {

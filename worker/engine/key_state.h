@@ -60,6 +60,9 @@ struct WindowState {
   }
 
  private:
+  // All but the accumulators.
+  void CopyFields(const WindowState& other);
+
   uint16_t num_accs_ = 0;
   Accumulator first_;
   std::unique_ptr<Accumulator[]> rest_;  // num_accs_ - 1 of them

@@ -120,6 +120,29 @@ TEST_CASE("a tumbling window fires at end - 1, updates while late events come, t
   REQUIRE(f.Output().size() == 2);
 }
 
+TEST_CASE("a window's copy has accumulators of its own; a moved-from one keeps its inline one") {
+  WindowState w;
+  w.start = 10;
+  w.end = 20;
+  w.AddAcc(AggFn::kCount).Add(Value::Bool(true), 10, 0);
+  w.AddAcc(AggFn::kSum).Add(Value::Number(5), 10, 0);
+  w.AddAcc(AggFn::kMax).Add(Value::Number(7), 10, 0);
+  WindowState copy = w;
+  copy.acc(1).Add(Value::Number(1), 11, 1);
+  REQUIRE(copy.num_accs() == 3);
+  CHECK(copy.start == 10);
+  CHECK(copy.end == 20);
+  CHECK(copy.acc(1).Result().number == 6);
+  CHECK(w.acc(1).Result().number == 5);
+  CHECK(copy.acc(2).Result().number == 7);
+  WindowState moved = std::move(w);
+  REQUIRE(moved.num_accs() == 3);
+  CHECK(moved.acc(2).Result().number == 7);
+  REQUIRE(w.num_accs() <= 1);  // NOLINT(bugprone-use-after-move): what is left
+  copy = moved;
+  CHECK(copy.acc(1).Result().number == 5);
+}
+
 TEST_CASE("without allowed lateness a window purges when it fires") {
   proto::JobSpec spec = CountSpec();
   spec.mutable_window()->set_tumbling_ms(60 * kSec);
